@@ -1,0 +1,131 @@
+/**
+ * The server's whole configuration: defaults, environment overrides, validation.
+ * Every component receives the slice it needs from the composition root; nothing reads
+ * process.env elsewhere (CLI tools excepted, which call loadConfig too).
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) =>
+  z.coerce
+    .number({ message: 'expected a number' })
+    .int('expected an integer')
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`);
+
+const url = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
+
+/** Environment variable → schema. The README's configuration table mirrors this list. */
+const envSchema = z.object({
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(8080),
+  MODELS_DIR: z.string().min(1).default('./data/models'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
+  NATS_URL: url(['nats:', 'tls:', 'ws:', 'wss:']).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DEFAULT_MODEL: z.string().min(1).default('large-v3-turbo'),
+  MAX_UPLOAD_MB: int(1, 1024 * 1024).default(2048),
+  MAX_JSON_BODY_KB: int(1, 1024 * 1024).default(10 * 1024),
+  MAX_STREAMS: int(1, 100_000).default(256),
+  STREAM_MAX_FRAME_KB: int(1, 16 * 1024).default(256),
+  STREAM_IDLE_TIMEOUT_S: int(8, 3600).default(30),
+  STREAM_MAX_DURATION_MIN: int(1, 24 * 60).default(240),
+  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
+  INFERENCE_THREADS: int(0, 1024).default(0),
+  INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
+  SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
+  TRUST_PROXY: bool.default(false),
+});
+
+export interface Config {
+  server: {
+    host: string;
+    port: number;
+    /** Whether X-Forwarded-For may be trusted for the client address (behind a reverse proxy). */
+    trustProxy: boolean;
+    shutdownTimeoutMs: number;
+  };
+  logLevel: string;
+  paths: { modelsDir: string; dataDir: string };
+  database: { url: string | null; embeddedDir: string };
+  bus: { natsUrl: string | null };
+  models: { defaultModel: string };
+  limits: {
+    maxUploadBytes: number;
+    maxJsonBodyBytes: number;
+    maxStreams: number;
+    streamMaxFrameBytes: number;
+    streamIdleTimeoutS: number;
+    streamMaxDurationS: number;
+  };
+  inference: {
+    executionProvider: 'cpu' | 'cuda';
+    /** 0 = onnxruntime's default (all cores). */
+    intraOpThreads: number;
+    interOpThreads: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Builds the config from an environment (process.env by default); throws ConfigError listing every problem. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset" (e.g. `DATABASE_URL= npm start`).
+  const cleaned = Object.fromEntries(
+    Object.keys(envSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`),
+    );
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  return {
+    server: {
+      host: e.HOST,
+      port: e.PORT,
+      trustProxy: e.TRUST_PROXY,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_S * 1000,
+    },
+    logLevel: e.LOG_LEVEL,
+    paths: { modelsDir: path.resolve(e.MODELS_DIR), dataDir },
+    database: { url: e.DATABASE_URL ?? null, embeddedDir: path.join(dataDir, 'db') },
+    bus: { natsUrl: e.NATS_URL ?? null },
+    models: { defaultModel: e.DEFAULT_MODEL },
+    limits: {
+      maxUploadBytes: e.MAX_UPLOAD_MB * 1024 * 1024,
+      maxJsonBodyBytes: e.MAX_JSON_BODY_KB * 1024,
+      maxStreams: e.MAX_STREAMS,
+      streamMaxFrameBytes: e.STREAM_MAX_FRAME_KB * 1024,
+      streamIdleTimeoutS: e.STREAM_IDLE_TIMEOUT_S,
+      streamMaxDurationS: e.STREAM_MAX_DURATION_MIN * 60,
+    },
+    inference: {
+      executionProvider: e.EXECUTION_PROVIDER,
+      intraOpThreads: e.INFERENCE_THREADS,
+      interOpThreads: e.INFERENCE_INTER_OP_THREADS,
+    },
+  };
+}
+
+/** Names of every environment variable the server reads (for docs and tests). */
+export const CONFIG_ENV_NAMES = Object.keys(envSchema.shape);

@@ -1,0 +1,89 @@
+/**
+ * The composition root: builds every component from the config, wires them, and closes them in
+ * reverse order. No component reaches for a global; tests build an App exactly as main.ts does.
+ */
+import fs from 'node:fs/promises';
+import type { Config } from '../config/config.ts';
+import { HttpServer } from './http/http-server.ts';
+import { registerSystemRoutes } from './http/routes/system-routes.ts';
+import { loadNativeUws } from './http/uws.ts';
+import { ModelRegistry } from './models/registry.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
+import { detectGpu, type GpuInfo } from './system/gpu.ts';
+
+export interface AppOptions {
+  logger?: Logger;
+  /** Skip nvidia-smi (tests); detection result to use instead. */
+  gpu?: GpuInfo;
+}
+
+export class App {
+  readonly logger: Logger;
+  readonly metrics = new Metrics();
+  server!: HttpServer;
+  registry!: ModelRegistry;
+  gpu!: GpuInfo;
+  /** Closers in creation order; run in reverse by close(). */
+  private readonly closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
+  private closed = false;
+
+  constructor(
+    readonly config: Config,
+    private readonly opts: AppOptions = {},
+  ) {
+    this.logger = opts.logger ?? createLogger(config.logLevel);
+  }
+
+  /** Starts every component; on failure closes what was started and rethrows. */
+  async start(): Promise<this> {
+    try {
+      const uws = loadNativeUws();
+      await fs.mkdir(this.config.paths.dataDir, { recursive: true });
+      this.gpu = this.opts.gpu ?? (await detectGpu());
+      this.logger.info({ gpu: this.gpu, executionProvider: this.config.inference.executionProvider }, 'accelerator');
+      if (this.config.inference.executionProvider === 'cuda' && !this.gpu.available) {
+        this.logger.warn(`EXECUTION_PROVIDER=cuda but no GPU was found (${this.gpu.detail}); model loads will fail`);
+      }
+
+      this.registry = await ModelRegistry.create(this.config.paths.modelsDir);
+      for (const m of this.registry.list()) {
+        this.metrics.modelInstalled.set({ model: m.id, kind: m.kind }, m.installed ? 1 : 0);
+      }
+
+      this.server = new HttpServer({
+        uws,
+        host: this.config.server.host,
+        port: this.config.server.port,
+        logger: this.logger.child({ component: 'http' }),
+        metrics: this.metrics,
+        trustProxy: this.config.server.trustProxy,
+        maxJsonBodyBytes: this.config.limits.maxJsonBodyBytes,
+        shutdownTimeoutMs: this.config.server.shutdownTimeoutMs,
+      });
+      registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics });
+      await this.server.start();
+      this.closers.push({ name: 'http', close: () => this.server.close() });
+      return this;
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const { name, close } of this.closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        this.logger.error({ err, component: name }, 'close failed');
+      }
+    }
+  }
+}

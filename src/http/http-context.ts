@@ -1,0 +1,190 @@
+/**
+ * One HTTP exchange over uWS, with the parts a handler needs: parsed request line, headers, a
+ * back-pressured body stream, an abort signal, and response writers that cork correctly.
+ * uWS's request object dies when the handler returns, so everything is copied up front.
+ */
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
+import type { HttpRequest, HttpResponse } from './uws.ts';
+import { ApiError } from './api-error.ts';
+
+export interface Reply {
+  status?: number;
+  headers?: Record<string, string>;
+  /** Objects are sent as JSON; strings and buffers as they are. */
+  body?: unknown;
+}
+
+const BODY_HIGH_WATER = 1024 * 1024;
+
+export class HttpContext {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly headers: Record<string, string> = {};
+  readonly remoteAddress: string;
+  params: Record<string, string> = {};
+  /** Route pattern, for metrics labels (bounded cardinality). */
+  route = 'unmatched';
+  /** Headers every response of this exchange carries (request id, CORS), set by HttpServer. */
+  defaultHeaders: Record<string, string> = {};
+  status = 0;
+  bytesSent = 0;
+  readonly startedAt = process.hrtime.bigint();
+  private readonly abortController = new AbortController();
+  private done = false;
+  private body: Readable | null = null;
+  private bodyComplete = false;
+
+  constructor(
+    private readonly res: HttpResponse,
+    req: HttpRequest,
+    readonly requestId: string,
+    trustProxy: boolean,
+  ) {
+    this.method = req.getMethod().toUpperCase();
+    this.path = req.getUrl();
+    this.query = new URLSearchParams(req.getQuery() ?? '');
+    req.forEach((k, v) => {
+      this.headers[k.toLowerCase()] = v;
+    });
+    const direct = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const forwarded = trustProxy ? this.headers['x-forwarded-for']?.split(',')[0]?.trim() : undefined;
+    this.remoteAddress = forwarded || direct;
+    res.onAborted(() => {
+      this.done = true;
+      this.abortController.abort(new Error('client disconnected'));
+      this.body?.destroy(new Error('client disconnected'));
+    });
+  }
+
+  /** Aborted when the client goes away: pass it to long work so that it is cancelled. */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  get responded(): boolean {
+    return this.done;
+  }
+
+  /**
+   * Starts receiving the body (must be called synchronously in the uWS handler). Bytes beyond
+   * `maxBytes` fail the stream with a 413 ApiError.
+   */
+  attachBody(maxBytes: number): void {
+    const res = this.res;
+    let received = 0;
+    let paused = false;
+    const stream = new Readable({
+      highWaterMark: BODY_HIGH_WATER,
+      read: () => {
+        if (paused && !this.done) {
+          paused = false;
+          res.resume();
+        }
+      },
+    });
+    this.body = stream;
+    res.onData((chunk, isLast) => {
+      if (stream.destroyed) return;
+      received += chunk.byteLength;
+      if (received > maxBytes) {
+        stream.destroy(tooLarge(maxBytes));
+        return;
+      }
+      // uWS neuters the ArrayBuffer after this callback returns: copy it.
+      const ok = stream.push(Buffer.from(new Uint8Array(chunk.slice(0))));
+      if (isLast) {
+        this.bodyComplete = true;
+        stream.push(null);
+      } else if (!ok && !paused) {
+        paused = true;
+        res.pause();
+      }
+    });
+  }
+
+  /** The request body as a stream (for multipart uploads). Empty for requests without a body. */
+  bodyStream(): Readable {
+    return this.body ?? Readable.from([]);
+  }
+
+  async readBody(): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const c of this.bodyStream()) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Parses a JSON body; 400 with a useful message when it is not JSON. */
+  async readJson(): Promise<unknown> {
+    const raw = await this.readBody();
+    if (raw.length === 0) throw new ApiError(400, 'Request body is empty: send a JSON object with Content-Type: application/json.');
+    try {
+      return JSON.parse(raw.toString('utf8'));
+    } catch (err) {
+      throw new ApiError(400, `Request body is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+
+  /** Sends a complete response. Safe to call from async code (corks) and after abort (no-op). */
+  send(reply: Reply, extraHeaders: Record<string, string> = {}): void {
+    if (this.done) return;
+    this.done = true;
+    const status = reply.status ?? 200;
+    const headers: Record<string, string> = { ...this.defaultHeaders, ...extraHeaders, ...reply.headers };
+    let body: string | Buffer;
+    if (reply.body === undefined || reply.body === null) body = '';
+    else if (typeof reply.body === 'string' || Buffer.isBuffer(reply.body)) body = reply.body;
+    else {
+      body = JSON.stringify(reply.body);
+      headers['content-type'] ??= 'application/json; charset=utf-8';
+    }
+    this.status = status;
+    this.bytesSent = Buffer.byteLength(body);
+    // A response sent before the request body was fully read cannot keep the connection: close it.
+    const closeConnection = this.body !== null && !this.bodyComplete;
+    this.body?.destroy();
+    this.res.cork(() => {
+      this.res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);
+      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+      this.res.end(body, closeConnection);
+    });
+  }
+
+  /** Starts a chunked/streamed response (server-sent events, downloads). */
+  beginStream(status: number, headers: Record<string, string>): { write(chunk: string | Buffer): boolean; end(): void } {
+    if (this.done) return { write: () => false, end: () => {} };
+    this.status = status;
+    this.res.cork(() => {
+      this.res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);
+      for (const [k, v] of Object.entries({ ...this.defaultHeaders, ...headers })) this.res.writeHeader(k, v);
+    });
+    return {
+      write: (chunk) => {
+        if (this.done) return false;
+        this.bytesSent += Buffer.byteLength(chunk);
+        let ok = false;
+        this.res.cork(() => {
+          ok = this.res.write(chunk);
+        });
+        return ok;
+      },
+      end: () => {
+        if (this.done) return;
+        this.done = true;
+        this.res.cork(() => this.res.end());
+      },
+    };
+  }
+}
+
+export function tooLarge(maxBytes: number): ApiError {
+  return new ApiError(413, `Request body is larger than the limit of ${formatBytes(maxBytes)}.`);
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 1024 ** 3 && n % 1024 ** 3 === 0) return `${n / 1024 ** 3} GB`;
+  if (n >= 1024 ** 2) return `${Math.round((n / 1024 ** 2) * 10) / 10} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n} bytes`;
+}

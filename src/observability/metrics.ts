@@ -1,0 +1,54 @@
+/**
+ * Prometheus metrics on a registry of our own (no prom-client global default), created once by
+ * the composition root and handed to whoever records something.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: 'stt_http_requests_total',
+    help: 'HTTP requests by method, route pattern and status code.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'stt_http_request_duration_seconds',
+    help: 'HTTP request latency by method and route pattern.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  readonly activeStreams = new Gauge({
+    name: 'stt_active_streams',
+    help: 'Live streaming sessions (WebSocket and WebRTC).',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'stt_scheduler_queue_depth',
+    help: 'Requests waiting in a model batching scheduler.',
+    labelNames: ['model', 'priority'] as const,
+    registers: [this.registry],
+  });
+  readonly modelLoaded = new Gauge({
+    name: 'stt_model_loaded',
+    help: '1 when a model is loaded in memory, 0 when known but not loaded.',
+    labelNames: ['model', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly modelInstalled = new Gauge({
+    name: 'stt_model_installed',
+    help: '1 when a model is installed in MODELS_DIR.',
+    labelNames: ['model', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'stt_' });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
