@@ -1,0 +1,122 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { loadConfig } from '../config/config.ts';
+import { App } from '../src/app.ts';
+import { detectGpu } from '../src/system/gpu.ts';
+import { MODELS_DIR, REPO_ROOT, WHISPER_FIXTURE } from './helpers/paths.ts';
+
+let app: App;
+let base: string;
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-app-'));
+
+beforeAll(async () => {
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir });
+  app = await new App(config, { logger: pino({ level: 'silent' }) }).start();
+  base = `http://127.0.0.1:${app.port}`;
+});
+afterAll(async () => {
+  await app?.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('GET /health', () => {
+  it('reports real GPU detection in the spec shape', async () => {
+    const r = await fetch(`${base}/health`);
+    expect(r.status).toBe(200);
+    const body = await r.json();
+    expect(Object.keys(body).sort()).toEqual(['gpu_available', 'gpu_memory_mb', 'gpu_name', 'status']);
+    const gpu = await detectGpu();
+    expect(body).toEqual({ status: 'ok', gpu_available: gpu.available, gpu_name: gpu.name, gpu_memory_mb: gpu.memoryMb });
+    if (!gpu.available) expect(body.gpu_name).toBeNull();
+  });
+});
+
+describe('GET /v1/models', () => {
+  it('lists the seed ids, base and tiny, and the fixture folders, with installed flags', async () => {
+    const r = await fetch(`${base}/v1/models`);
+    expect(r.status).toBe(200);
+    const { models } = await r.json();
+    const ids = models.map((m: { id: string }) => m.id);
+    for (const id of ['large-v3-turbo', 'large-v3', 'medium', 'small', 'base', 'tiny']) expect(ids).toContain(id);
+    expect(models.find((m: { id: string }) => m.id === 'large-v3-turbo')).toEqual({
+      id: 'large-v3-turbo',
+      name: 'Whisper Large V3 Turbo',
+      languages: 99,
+      speed: 'fast',
+      installed: false,
+    });
+    expect(models.find((m: { id: string }) => m.id === 'small')).toMatchObject({ name: 'Whisper Small', speed: 'very_fast' });
+    expect(models.find((m: { id: string }) => m.id === 'whisper-mini-random')).toMatchObject({ installed: true, languages: 99 });
+    // Only speech models here: embedders and LLMs are not transcription models.
+    expect(ids).not.toContain('minilm-mini-random');
+    expect(ids).not.toContain('qwen2-mini-random');
+  });
+});
+
+describe('GET /v1/languages', () => {
+  it("lists Whisper's 99 languages, each a language token of the real vocabulary", async () => {
+    const { languages } = await (await fetch(`${base}/v1/languages`)).json();
+    expect(languages).toHaveLength(99);
+    expect(languages.slice(0, 3)).toEqual([
+      { code: 'en', name: 'english' },
+      { code: 'zh', name: 'chinese' },
+      { code: 'de', name: 'german' },
+    ]);
+    const gen = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'generation_config.json'), 'utf8'));
+    const tokens = Object.keys(gen.lang_to_id).sort();
+    expect(languages.map((l: { code: string }) => `<|${l.code}|>`).sort()).toEqual(tokens);
+  });
+});
+
+describe('GET /metrics', () => {
+  it('serves Prometheus text with request counters and model state', async () => {
+    await fetch(`${base}/health`);
+    const r = await fetch(`${base}/metrics`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await r.text();
+    expect(text).toMatch(/stt_http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
+    expect(text).toMatch(/stt_http_request_duration_seconds_bucket/);
+    expect(text).toMatch(/stt_model_installed\{model="whisper-mini-random",kind="asr"\} 1/);
+    expect(text).toMatch(/stt_model_installed\{model="large-v3",kind="asr"\} 0/);
+    expect(text).toMatch(/# TYPE stt_active_streams gauge/);
+  });
+});
+
+describe('npm start', () => {
+  it('serves on embedded defaults and exits 0 on SIGTERM after a clean shutdown', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-main-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dir, MODELS_DIR, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const port = await new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no listen line: ${out}`)), 30_000);
+      child.stdout.on('data', () => {
+        const m = /"port":(\d+).*"msg":"listening"/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(Number(m[1]));
+        }
+      });
+    });
+    const health = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(health.status).toBe(200);
+    const code = await new Promise<number | null>((resolve) => {
+      child.on('exit', (c) => resolve(c));
+      child.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+    expect(out).toMatch(/shut down cleanly/);
+    expect(out).toMatch(/"method":"GET","path":"\/health","status":200,.*"msg":"request"/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
