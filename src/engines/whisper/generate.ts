@@ -1,0 +1,466 @@
+/**
+ * Batched Whisper decoding: greedy / sampling (`BatchDecoder`, step-wise so a scheduler can drive it),
+ * beam search (`beamSearch`), language detection, temperature fallback.
+ *
+ * Semantics follow HF `generate` for the token rules (logits-processors.ts) and OpenAI
+ * `decoding.py` for the bookkeeping (sum/avg logprob, no-speech probability at the SOT position,
+ * beam ranking, fallback criteria).
+ */
+import { deflateSync } from 'node:zlib';
+import {
+  applyProcessors,
+  argmax,
+  logSumExp,
+  softmaxOver,
+  type LogitsProcessor,
+} from './logits-processors.ts';
+import { selectCacheRows, selectEncoderRows, type EncoderOutput, type KVCache, type WhisperOnnxModel } from './model.ts';
+
+export interface DecodeTask {
+  /** Full decoder prompt: [<|startofprev|>, prev text…]? + [sot, lang, task, <|notimestamps|>?]. */
+  prompt: number[];
+  /** Index of <|startoftranscript|> in `prompt` (the no-speech probability is read there). */
+  sotIndex: number;
+  /** Logits processors for this row (built by whisperLogitsProcessors). */
+  processors: LogitsProcessor[];
+  maxNewTokens: number;
+  /** 0 = greedy argmax, > 0 = sampling from softmax(logits / T). */
+  temperature?: number;
+  /** Random source for sampling, [0, 1). */
+  random?: () => number;
+}
+
+export interface DecodeResult {
+  /** Generated tokens, EOT excluded (timestamp tokens included). */
+  tokens: number[];
+  /** log p of each generated token (after processors, before temperature). */
+  tokenLogprobs: number[];
+  sumLogprob: number;
+  /** OpenAI: sum_logprob / (len(tokens) + 1). */
+  avgLogprob: number;
+  noSpeechProb: number;
+  /** true when EOT was produced (false = token budget exhausted). */
+  finished: boolean;
+  temperature: number;
+}
+
+export interface DecodeIds {
+  eot: number;
+  noSpeech: number;
+}
+
+/** Seeded PRNG (mulberry32) so that sampling fallbacks are reproducible. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Sample from softmax(logits / T). */
+export function sampleToken(logits: Float32Array, temperature: number, random: () => number): number {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > m) m = logits[i];
+  let s = 0;
+  const p = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i] === -Infinity ? 0 : Math.exp((logits[i] - m) / temperature);
+    p[i] = v;
+    s += v;
+  }
+  let r = random() * s;
+  for (let i = 0; i < p.length; i++) {
+    r -= p[i];
+    if (r < 0 && p[i] > 0) return i;
+  }
+  return argmax(logits);
+}
+
+/** zlib compression ratio of the text (OpenAI's repetition detector). */
+export function compressionRatio(text: string): number {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length === 0) return 0;
+  return bytes.length / deflateSync(bytes).length;
+}
+
+/** Row `r`, position `pos` of a [batch, seq, vocab] logits buffer, copied (processors mutate it). */
+function logitsRow(logits: Float32Array, seqLen: number, vocab: number, r: number, pos: number): Float32Array {
+  const off = (r * seqLen + pos) * vocab;
+  return logits.slice(off, off + vocab);
+}
+
+function softmaxProb(row: Float32Array, id: number): number {
+  return Math.exp(row[id] - logSumExp(row));
+}
+
+/**
+ * Step-wise batched greedy/sampling decoder over rows that share one prompt length.
+ * Usage: `const d = await BatchDecoder.start(model, enc, tasks, ids); while (!d.done) await d.step();`
+ * Finished rows are dropped from the KV cache so later steps only compute live rows.
+ */
+export class BatchDecoder {
+  private cache: KVCache | null = null;
+  /** indices (into tasks) of rows still in the cache, in cache order */
+  private live: number[] = [];
+  private readonly seqs: number[][];
+  private readonly res: DecodeResult[];
+
+  private constructor(
+    private readonly model: WhisperOnnxModel,
+    private readonly tasks: DecodeTask[],
+    private readonly ids: DecodeIds,
+  ) {
+    this.seqs = tasks.map((t) => [...t.prompt]);
+    this.res = tasks.map((t) => ({
+      tokens: [],
+      tokenLogprobs: [],
+      sumLogprob: 0,
+      avgLogprob: 0,
+      noSpeechProb: NaN,
+      finished: false,
+      temperature: t.temperature ?? 0,
+    }));
+  }
+
+  /** Runs the prompt (prefill) and picks the first token of every row. `encoder` row i belongs to task i. */
+  static async start(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<BatchDecoder> {
+    const d = new BatchDecoder(model, tasks, ids);
+    const len = tasks[0].prompt.length;
+    if (tasks.some((t) => t.prompt.length !== len)) throw new Error('BatchDecoder: all prompts must have the same length');
+    const out = await model.prefill(encoder, tasks.map((t) => t.prompt));
+    tasks.forEach((t, r) => {
+      d.res[r].noSpeechProb = softmaxProb(logitsRow(out.logits, out.seqLen, out.vocab, r, t.sotIndex), ids.noSpeech);
+    });
+    d.cache = out.cache;
+    d.live = tasks.map((_, i) => i);
+    d.consume(out.logits, out.seqLen, out.vocab, out.seqLen - 1);
+    return d;
+  }
+
+  get done(): boolean {
+    return this.live.length === 0;
+  }
+
+  /** Batch size of the next step. */
+  get liveRows(): number {
+    return this.live.length;
+  }
+
+  /** Picks the next token of every live row from logits at `pos`, then drops finished rows. */
+  private consume(logits: Float32Array, seqLen: number, vocab: number, pos: number): void {
+    const keep: number[] = [];
+    this.live.forEach((ti, r) => {
+      const task = this.tasks[ti];
+      const res = this.res[ti];
+      const seq = this.seqs[ti];
+      const row = logitsRow(logits, seqLen, vocab, r, pos);
+      applyProcessors(task.processors, row, { tokens: seq, beginIndex: task.prompt.length });
+      const T = task.temperature ?? 0;
+      const tok = T > 0 ? sampleToken(row, T, task.random ?? Math.random) : argmax(row);
+      const lp = row[tok] - logSumExp(row);
+      res.sumLogprob += lp;
+      if (tok === this.ids.eot) {
+        res.finished = true;
+        return;
+      }
+      seq.push(tok);
+      res.tokens.push(tok);
+      res.tokenLogprobs.push(lp);
+      if (res.tokens.length < task.maxNewTokens) keep.push(r);
+    });
+    const next = keep.map((r) => this.live[r]);
+    if (next.length !== this.live.length && this.cache) this.cache = next.length ? selectCacheRows(this.cache, keep) : null;
+    this.live = next;
+  }
+
+  /** One cached decoder step for all live rows (a single session.run). */
+  async step(): Promise<void> {
+    if (this.done || !this.cache) return;
+    const last = this.live.map((ti) => this.seqs[ti][this.seqs[ti].length - 1]);
+    const out = await this.model.step(this.cache, last);
+    this.cache = out.cache;
+    this.consume(out.logits, out.seqLen, out.vocab, 0);
+  }
+
+  results(): DecodeResult[] {
+    return this.res.map((r) => ({ ...r, avgLogprob: r.sumLogprob / (r.tokens.length + 1) }));
+  }
+}
+
+/** Greedy / sampling decode of a batch; rows with different prompt lengths run as separate groups. */
+export async function decodeGreedy(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<DecodeResult[]> {
+  const out: DecodeResult[] = new Array(tasks.length);
+  for (const group of groupByPromptLength(tasks)) {
+    const enc = selectEncoderRows(encoder, group);
+    const d = await BatchDecoder.start(model, enc, group.map((i) => tasks[i]), ids);
+    while (!d.done) await d.step();
+    d.results().forEach((r, j) => (out[group[j]] = r));
+  }
+  return out;
+}
+
+export function groupByPromptLength(tasks: DecodeTask[]): number[][] {
+  const m = new Map<number, number[]>();
+  tasks.forEach((t, i) => {
+    const g = m.get(t.prompt.length) ?? [];
+    g.push(i);
+    m.set(t.prompt.length, g);
+  });
+  return [...m.values()];
+}
+
+// ---- beam search (OpenAI BeamSearchDecoder + MaximumLikelihoodRanker) ----
+
+export interface BeamOptions {
+  beamSize: number;
+  /** OpenAI patience: stop after round(beamSize * patience) finished candidates. */
+  patience?: number;
+  /** null = rank by sum_logprob / length (OpenAI default); a number uses the GNMT penalty. */
+  lengthPenalty?: number | null;
+}
+
+interface Beam {
+  seq: number[]; // prompt + generated
+  sum: number;
+  lps: number[];
+}
+
+/**
+ * Beam search over a batch (each task gets `beamSize` rows in one decoder batch; beams of one
+ * audio share its encoder rows, so reordering never copies the encoder KV).
+ * Candidates per step: top beamSize+1 of every beam; EOT candidates become finished sequences.
+ * With beamSize 1 and no EOT this is exactly greedy.
+ */
+export async function beamSearch(
+  model: WhisperOnnxModel,
+  encoder: EncoderOutput,
+  tasks: DecodeTask[],
+  ids: DecodeIds,
+  opts: BeamOptions,
+): Promise<DecodeResult[]> {
+  const out: DecodeResult[] = new Array(tasks.length);
+  for (const group of groupByPromptLength(tasks)) {
+    const enc = selectEncoderRows(encoder, group);
+    const res = await beamSearchGroup(model, enc, group.map((i) => tasks[i]), ids, opts);
+    res.forEach((r, j) => (out[group[j]] = r));
+  }
+  return out;
+}
+
+async function beamSearchGroup(
+  model: WhisperOnnxModel,
+  encoder: EncoderOutput,
+  tasks: DecodeTask[],
+  ids: DecodeIds,
+  opts: BeamOptions,
+): Promise<DecodeResult[]> {
+  const K = Math.max(1, opts.beamSize);
+  const maxCandidates = Math.max(1, Math.round(K * (opts.patience ?? 1)));
+  const B = tasks.length;
+  const promptLen = tasks[0].prompt.length;
+  const pre = await model.prefill(encoder, tasks.map((t) => t.prompt));
+  const noSpeech = tasks.map((t, r) => softmaxProb(logitsRow(pre.logits, pre.seqLen, pre.vocab, r, t.sotIndex), ids.noSpeech));
+  const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean }[][] = tasks.map(() => []);
+  let beams: Beam[][] = tasks.map((t) => [{ seq: [...t.prompt], sum: 0, lps: [] }]);
+  // rows of the current cache: [task, beam]
+  let rows: [number, number][] = tasks.map((_, i) => [i, 0]);
+  let cache: KVCache | null = pre.cache;
+  let logits = pre.logits;
+  let seqLen = pre.seqLen;
+  let pos = pre.seqLen - 1;
+  const vocab = pre.vocab;
+  const active = tasks.map(() => true);
+
+  for (let step = 0; ; step++) {
+    const next: Beam[][] = tasks.map(() => []);
+    const src: number[][] = tasks.map(() => []); // cache row of each new beam
+    for (let ti = 0; ti < B; ti++) {
+      if (!active[ti]) continue;
+      const task = tasks[ti];
+      const cands: { sum: number; tok: number; beam: number; row: number; lp: number }[] = [];
+      rows.forEach(([t, b], r) => {
+        if (t !== ti) return;
+        const beam = beams[ti][b];
+        const row = logitsRow(logits, seqLen, vocab, r, pos);
+        applyProcessors(task.processors, row, { tokens: beam.seq, beginIndex: promptLen });
+        const lse = logSumExp(row);
+        for (const tok of topK(row, K + 1)) {
+          const lp = row[tok] - lse;
+          if (lp === -Infinity) continue;
+          cands.push({ sum: beam.sum + lp, tok, beam: b, row: r, lp });
+        }
+      });
+      cands.sort((a, b) => b.sum - a.sum);
+      for (const c of cands) {
+        const beam = beams[ti][c.beam];
+        if (c.tok === ids.eot) {
+          if (finished[ti].length < maxCandidates) finished[ti].push({ seq: beam.seq, sum: c.sum, lps: beam.lps, eot: true });
+        } else if (next[ti].length < K) {
+          next[ti].push({ seq: [...beam.seq, c.tok], sum: c.sum, lps: [...beam.lps, c.lp] });
+          src[ti].push(c.row);
+        }
+        if (next[ti].length >= K && finished[ti].length >= maxCandidates) break;
+      }
+      const generated = step + 1;
+      if (finished[ti].length >= maxCandidates || next[ti].length === 0 || generated >= task.maxNewTokens) {
+        active[ti] = false;
+        // budget exhausted: unfinished beams count as candidates (OpenAI finalize)
+        if (finished[ti].length < maxCandidates)
+          for (const b of next[ti]) if (finished[ti].length < maxCandidates) finished[ti].push({ ...b, eot: false });
+        next[ti] = [];
+        src[ti] = [];
+      }
+    }
+    beams = next;
+    const newRows: [number, number][] = [];
+    const gather: number[] = [];
+    for (let ti = 0; ti < B; ti++) next[ti].forEach((_, b) => (newRows.push([ti, b]), gather.push(src[ti][b])));
+    if (newRows.length === 0) break;
+    // Rows only move within an audio's group unless a whole audio finished: reuse encoder KV then.
+    const sameAudio = newRows.length === rows.length && newRows.every(([t], i) => rows[i][0] === t);
+    cache = selectCacheRows(cache!, gather, sameAudio);
+    rows = newRows;
+    const o = await model.step(cache, rows.map(([t, b]) => beams[t][b].seq[beams[t][b].seq.length - 1]));
+    cache = o.cache;
+    logits = o.logits;
+    seqLen = o.seqLen;
+    pos = 0;
+  }
+
+  return tasks.map((task, ti) => {
+    const cands = finished[ti];
+    const score = (c: { seq: number[]; sum: number }) => {
+      const len = c.seq.length - promptLen;
+      const penalty = opts.lengthPenalty == null ? len : ((5 + len) / 6) ** opts.lengthPenalty;
+      return c.sum / Math.max(penalty, 1e-9);
+    };
+    let best = cands[0];
+    for (const c of cands) if (score(c) > score(best)) best = c;
+    const tokens = best ? best.seq.slice(promptLen) : [];
+    const sum = best ? best.sum : 0;
+    return {
+      tokens,
+      tokenLogprobs: best ? best.lps : [],
+      sumLogprob: sum,
+      avgLogprob: sum / (tokens.length + 1),
+      noSpeechProb: noSpeech[ti],
+      finished: !!best?.eot,
+      temperature: 0,
+    };
+  });
+}
+
+/** Indices of the k largest values (descending, first index wins ties). */
+export function topK(x: ArrayLike<number>, k: number): number[] {
+  const idx: number[] = [];
+  const val: number[] = [];
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (idx.length === k && !(v > val[k - 1])) continue;
+    let j = idx.length < k ? idx.length : k - 1; // slot to fill (the last one is dropped when full)
+    while (j > 0 && val[j - 1] < v) {
+      idx[j] = idx[j - 1];
+      val[j] = val[j - 1];
+      j--;
+    }
+    idx[j] = i;
+    val[j] = v;
+  }
+  return idx;
+}
+
+// ---- language detection ----
+
+export interface LanguageProbs {
+  /** language code -> probability, sorted descending */
+  probs: [string, number][];
+  language: string;
+}
+
+/**
+ * OpenAI detect_language / HF: one decoder step on [<|startoftranscript|>], softmax over the
+ * language-token logits only. One batched run for all rows of `encoder`.
+ */
+export async function detectLanguage(
+  model: WhisperOnnxModel,
+  encoder: EncoderOutput,
+  sot: number,
+  languages: Map<string, number>,
+): Promise<LanguageProbs[]> {
+  const out = await model.prefill(encoder, Array.from({ length: encoder.batch }, () => [sot]));
+  const codes = [...languages.keys()];
+  const tokIds = codes.map((c) => languages.get(c)!);
+  const res: LanguageProbs[] = [];
+  for (let r = 0; r < encoder.batch; r++) {
+    const row = out.logits.subarray(r * out.vocab, (r + 1) * out.vocab);
+    const p = softmaxOver(row, tokIds);
+    const probs = codes.map((c, i) => [c, p[i]] as [string, number]).sort((a, b) => b[1] - a[1]);
+    res.push({ probs, language: probs[0][0] });
+  }
+  return res;
+}
+
+// ---- temperature fallback ----
+
+export interface FallbackOptions {
+  temperatures: number[];
+  beamSize: number;
+  patience?: number;
+  lengthPenalty?: number | null;
+  /** OpenAI default 2.4; null disables. */
+  compressionRatioThreshold: number | null;
+  /** OpenAI default -1.0; null disables. */
+  logprobThreshold: number | null;
+  /** OpenAI default 0.6; null disables. */
+  noSpeechThreshold: number | null;
+  seed: number;
+}
+
+export interface FallbackResult extends DecodeResult {
+  compressionRatio: number;
+}
+
+/**
+ * OpenAI decode_with_fallback over a batch: decode all rows at T0 (beam search when beamSize > 1),
+ * re-decode the rows that look like failures (too repetitive, or too unlikely unless it is
+ * silence) at the next temperature by sampling, and keep the last attempt.
+ */
+export async function decodeWithFallback(
+  model: WhisperOnnxModel,
+  encoder: EncoderOutput,
+  tasks: DecodeTask[],
+  ids: DecodeIds,
+  decodeText: (tokens: number[]) => string,
+  o: FallbackOptions,
+): Promise<FallbackResult[]> {
+  const results: FallbackResult[] = new Array(tasks.length);
+  let pending = tasks.map((_, i) => i);
+  for (let ti = 0; ti < o.temperatures.length && pending.length; ti++) {
+    const T = o.temperatures[ti];
+    const enc = selectEncoderRows(encoder, pending);
+    const sub = pending.map((i, j) => ({ ...tasks[i], temperature: T, random: mulberry32(o.seed + 7919 * ti + j) }));
+    const res =
+      T === 0 && o.beamSize > 1
+        ? await beamSearch(model, enc, sub, ids, { beamSize: o.beamSize, patience: o.patience, lengthPenalty: o.lengthPenalty })
+        : await decodeGreedy(model, enc, sub, ids);
+    const retry: number[] = [];
+    res.forEach((r, j) => {
+      const i = pending[j];
+      const cr = compressionRatio(decodeText(r.tokens));
+      results[i] = { ...r, temperature: T, compressionRatio: cr };
+      let needsFallback = false;
+      if (o.compressionRatioThreshold !== null && cr > o.compressionRatioThreshold) needsFallback = true;
+      if (o.logprobThreshold !== null && r.avgLogprob < o.logprobThreshold) needsFallback = true;
+      // silence: a low-confidence result is fine, do not retry
+      if (o.noSpeechThreshold !== null && r.noSpeechProb > o.noSpeechThreshold && o.logprobThreshold !== null && r.avgLogprob < o.logprobThreshold)
+        needsFallback = false;
+      if (needsFallback) retry.push(i);
+    });
+    pending = retry;
+  }
+  return results;
+}
