@@ -1,0 +1,206 @@
+/**
+ * One scheduler per loaded model: gathers work from every stream and file job into batches and
+ * runs one model call per batch.
+ *
+ * - A batch closes after `windowMs` from its first request, or at once when `maxBatch` requests wait.
+ * - Priorities: `final` (end of an utterance) before `file` (upload chunks) before `partial`.
+ * - Within a priority, requests are taken round-robin by `key` (stream or job id): no stream starves.
+ * - Partials are disposable: a newer partial of the same key replaces the queued one, and partials
+ *   older than `partialMaxAgeMs` are dropped under load. Finals and file chunks are never dropped.
+ * - One batch runs at a time: the engine already uses every core.
+ */
+export type Priority = 'final' | 'file' | 'partial';
+const PRIORITIES: Priority[] = ['final', 'file', 'partial'];
+
+export class DroppedError extends Error {
+  constructor(reason: string) {
+    super(`partial dropped: ${reason}`);
+    this.name = 'DroppedError';
+  }
+}
+
+export class SchedulerClosedError extends Error {
+  readonly status = 503;
+  constructor(name: string) {
+    super(`The ${name} model is shutting down; retry shortly.`);
+    this.name = 'SchedulerClosedError';
+  }
+}
+
+export interface BatchSchedulerOptions<Req, Res> {
+  name: string;
+  /** Runs one batch; must return one result per request, in order. */
+  run: (requests: Req[]) => Promise<Res[]>;
+  maxBatch?: number;
+  windowMs?: number;
+  partialMaxAgeMs?: number;
+  /** Called whenever queue depths change (metrics). */
+  onDepth?: (depth: Record<Priority, number>) => void;
+  /** Called after every batch (benchmarks, metrics). */
+  onBatch?: (info: { size: number; ms: number; priorities: Record<Priority, number> }) => void;
+}
+
+interface Pending<Req, Res> {
+  req: Req;
+  key: string;
+  priority: Priority;
+  enqueuedAt: number;
+  resolve: (r: Res) => void;
+  reject: (e: unknown) => void;
+  cleanup: () => void;
+}
+
+export class BatchScheduler<Req, Res> {
+  private readonly queues: Record<Priority, Pending<Req, Res>[]> = { final: [], file: [], partial: [] };
+  private readonly maxBatch: number;
+  private readonly windowMs: number;
+  private readonly partialMaxAgeMs: number;
+  private running = false;
+  private timer: NodeJS.Timeout | null = null;
+  private timerDelay = 0;
+  private closed = false;
+  private idle: Promise<void> = Promise.resolve();
+  /** Last key served per priority, for round-robin. */
+  private readonly lastKey: Record<Priority, string | null> = { final: null, file: null, partial: null };
+  batches = 0;
+
+  constructor(private readonly opts: BatchSchedulerOptions<Req, Res>) {
+    this.maxBatch = opts.maxBatch ?? 8;
+    this.windowMs = opts.windowMs ?? 10;
+    this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
+  }
+
+  get depth(): Record<Priority, number> {
+    return { final: this.queues.final.length, file: this.queues.file.length, partial: this.queues.partial.length };
+  }
+
+  submit(req: Req, opts: { priority: Priority; key: string; signal?: AbortSignal }): Promise<Res> {
+    if (this.closed) return Promise.reject(new SchedulerClosedError(this.opts.name));
+    if (opts.signal?.aborted) return Promise.reject(opts.signal.reason ?? new Error('aborted'));
+    return new Promise<Res>((resolve, reject) => {
+      const queue = this.queues[opts.priority];
+      if (opts.priority === 'partial') {
+        const stale = queue.findIndex((p) => p.key === opts.key);
+        if (stale >= 0) {
+          const [old] = queue.splice(stale, 1);
+          old.cleanup();
+          old.reject(new DroppedError('superseded by a newer partial'));
+        }
+      }
+      const onAbort = () => {
+        const i = queue.indexOf(item);
+        if (i >= 0) {
+          queue.splice(i, 1);
+          this.reportDepth();
+          reject(opts.signal!.reason ?? new Error('aborted'));
+        }
+      };
+      const item: Pending<Req, Res> = {
+        req,
+        key: opts.key,
+        priority: opts.priority,
+        enqueuedAt: Date.now(),
+        resolve,
+        reject,
+        cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      queue.push(item);
+      this.reportDepth();
+      this.schedule();
+    });
+  }
+
+  /** Rejects queued work, waits for the running batch. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const p of PRIORITIES) {
+      for (const item of this.queues[p].splice(0)) {
+        item.cleanup();
+        item.reject(new SchedulerClosedError(this.opts.name));
+      }
+    }
+    this.reportDepth();
+    await this.idle;
+  }
+
+  private queued(): number {
+    return this.queues.final.length + this.queues.file.length + this.queues.partial.length;
+  }
+
+  private schedule(): void {
+    if (this.running || this.closed || this.queued() === 0) return;
+    // Full: run on the next turn of the loop (requests submitted in this same tick still get ranked);
+    // otherwise wait out the batching window that the first request opened.
+    const delay = this.queued() >= this.maxBatch ? 0 : this.windowMs;
+    if (this.timer) {
+      if (delay > 0 || this.timerDelay === 0) return;
+      clearTimeout(this.timer);
+    }
+    this.timerDelay = delay;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.runBatch();
+    }, delay);
+  }
+
+  /** Takes up to maxBatch requests: by priority, round-robin over keys within a priority. */
+  private take(): Pending<Req, Res>[] {
+    const now = Date.now();
+    const partials = this.queues.partial;
+    for (let i = partials.length - 1; i >= 0; i--) {
+      if (now - partials[i].enqueuedAt > this.partialMaxAgeMs) {
+        const [old] = partials.splice(i, 1);
+        old.cleanup();
+        old.reject(new DroppedError(`waited over ${this.partialMaxAgeMs} ms`));
+      }
+    }
+    const batch: Pending<Req, Res>[] = [];
+    for (const p of PRIORITIES) {
+      const q = this.queues[p];
+      while (batch.length < this.maxBatch && q.length) {
+        const keys = [...new Set(q.map((x) => x.key))];
+        const after = this.lastKey[p] === null ? -1 : keys.indexOf(this.lastKey[p]!);
+        // Next key after the last one served (or the first), then that key's oldest request.
+        const key = keys[(after + 1) % keys.length] ?? keys[0];
+        const idx = q.findIndex((x) => x.key === key);
+        batch.push(...q.splice(idx, 1));
+        this.lastKey[p] = key;
+      }
+    }
+    return batch;
+  }
+
+  private runBatch(): void {
+    if (this.running || this.closed) return;
+    const batch = this.take();
+    this.reportDepth();
+    if (!batch.length) return;
+    this.running = true;
+    this.batches++;
+    const t0 = performance.now();
+    this.idle = this.opts
+      .run(batch.map((b) => b.req))
+      .then(
+        (results) => {
+          if (results.length !== batch.length) throw new Error(`${this.opts.name}: batch returned ${results.length} results for ${batch.length} requests`);
+          batch.forEach((b, i) => b.resolve(results[i]));
+        },
+        (err) => batch.forEach((b) => b.reject(err)),
+      )
+      .catch((err) => batch.forEach((b) => b.reject(err)))
+      .finally(() => {
+        batch.forEach((b) => b.cleanup());
+        const priorities = { final: 0, file: 0, partial: 0 };
+        for (const b of batch) priorities[b.priority]++;
+        this.opts.onBatch?.({ size: batch.length, ms: performance.now() - t0, priorities });
+        this.running = false;
+        this.schedule();
+      });
+  }
+
+  private reportDepth(): void {
+    this.opts.onDepth?.(this.depth);
+  }
+}
