@@ -21,10 +21,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, copyFile, mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -592,7 +592,18 @@ export async function pullModel(id: string, model: ManifestModel, opts: PullOpti
       progress('done', outcome.size, outcome.size, outcome.resumed);
     }
 
-    // Keep the files of the installed folder that this pull did not download.
+    // Keep everything of the installed folder that this pull did not download (e.g. the fp32 files when
+    // adding --quantized, or files the user put there).
+    if (installed.size > 0 || (await exists(finalDir))) {
+      for (const e of await readdir(finalDir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+        if (!e.isFile()) continue;
+        const p = relative(finalDir, join(e.parentPath, e.name)).split(sep).join('/');
+        if (p === LOCK_FILE || installed.has(p) || verified[p] || (await exists(join(partialDir, p)))) continue;
+        const dest = join(partialDir, p);
+        await mkdir(dirname(dest), { recursive: true });
+        await link(join(finalDir, p), dest).catch(() => copyFile(join(finalDir, p), dest));
+      }
+    }
     for (const [p, rec] of installed) {
       const src = join(finalDir, p);
       const dest = join(partialDir, p);
@@ -638,9 +649,27 @@ export async function pullModel(id: string, model: ManifestModel, opts: PullOpti
       await rename(partialDir, finalDir);
     }
     return { id, path: finalDir, variant, alreadyInstalled: false, bytesDownloaded, resumedFiles, lock };
+  } catch (e) {
+    // Keep a partial folder only if it holds bytes worth resuming.
+    if (!(await hasData(partialDir))) await rm(partialDir, { recursive: true, force: true });
+    throw e;
   } finally {
     await release();
   }
+}
+
+async function hasData(dir: string): Promise<boolean> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return false;
+  }
+  for (const e of entries) {
+    if (!e.isFile() || e.name === PARTIAL_STATE) continue;
+    if ((await stat(join(e.parentPath, e.name))).size > 0) return true;
+  }
+  return false;
 }
 
 /** Lock data for a folder that was installed by hand (no .stt-model.json): hashes what is there. */
