@@ -1,0 +1,487 @@
+/**
+ * WhisperEngine: batched transcription on top of the ORT model, with OpenAI transcribe() long-form
+ * semantics (30 s windows, seeking by the last timestamp, temperature fallback, no-speech skip,
+ * conditioning on previous text). See docs/whisper-engine.md.
+ *
+ * The lower-level pieces (features, encode, prompts, processors, BatchDecoder) are exposed so a
+ * cross-stream scheduler can batch encoder and decoder work from different streams itself.
+ */
+import { basename } from 'node:path';
+import { loadWhisperConfig, type WhisperConfig } from './config.ts';
+import { extractFeatures, longFormMel, sliceFrames, type LogMel } from './features.ts';
+import {
+  BatchDecoder,
+  decodeWithFallback,
+  detectLanguage as detectLanguageRows,
+  type DecodeIds,
+  type DecodeTask,
+  type FallbackOptions,
+  type FallbackResult,
+  type LanguageProbs,
+} from './generate.ts';
+import { whisperLogitsProcessors, type LogitsProcessor } from './logits-processors.ts';
+import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOutput, type WhisperModelOptions } from './model.ts';
+import { TIME_PRECISION, WhisperTokenizer } from './tokenizer.ts';
+import {
+  alignTokens,
+  proportionalWordTimes,
+  splitWords,
+  wordTimesFromTokenTimes,
+  type WordTimestampMethod,
+  type WordTiming,
+} from './word-timestamps.ts';
+
+export type WhisperEngineOptions = WhisperModelOptions & { id?: string };
+
+export interface TranscribeOptions {
+  /** Language code ('en'), or 'auto' (default) to detect it on the first 30 s. */
+  language?: string;
+  task?: 'transcribe' | 'translate';
+  /** Generate timestamp tokens (default true; long-form seeking uses them). */
+  timestamps?: boolean;
+  wordTimestamps?: boolean;
+  /** 1 = greedy (default). > 1 = beam search at temperature 0. */
+  beamSize?: number;
+  patience?: number;
+  lengthPenalty?: number | null;
+  /** A temperature or the fallback schedule (default [0, 0.2, 0.4, 0.6, 0.8, 1.0]). */
+  temperature?: number | number[];
+  /** New-token budget per 30 s window (default 224 = n_ctx/2, capped by the decoder context). */
+  maxNewTokens?: number;
+  conditionOnPrevious?: boolean;
+  initialPrompt?: string;
+  compressionRatioThreshold?: number | null;
+  logprobThreshold?: number | null;
+  noSpeechThreshold?: number | null;
+  /** Seed for sampling fallbacks (reproducible runs). */
+  seed?: number;
+}
+
+export interface TranscribeRequest {
+  /** Mono PCM at 16 kHz (the model's sampling_rate), float32 in [-1, 1]. */
+  audio: Float32Array;
+  options?: TranscribeOptions;
+}
+
+export interface TranscriptSegment {
+  id: number;
+  /** mel frame where the window of this segment started */
+  seek: number;
+  start: number;
+  end: number;
+  text: string;
+  /** token ids of the segment, timestamp tokens included */
+  tokens: number[];
+  avgLogprob: number;
+  noSpeechProb: number;
+  compressionRatio: number;
+  temperature: number;
+  words?: WordTiming[];
+}
+
+export interface TranscribeResult {
+  text: string;
+  language: string;
+  languageProbs?: [string, number][];
+  segments: TranscriptSegment[];
+  /** generated ids of each 30 s window (prompt excluded, timestamp tokens included, EOT excluded) */
+  tokensPerWindow: number[][];
+  /** set when word timestamps were requested */
+  wordTimestamps?: WordTimestampMethod;
+  duration: number;
+}
+
+export interface EngineInfo {
+  id: string;
+  dir: string;
+  nMels: number;
+  languages: string[];
+  multilingual: boolean;
+  layout: DecoderLayout;
+  quantized: boolean;
+  crossAttentions: boolean;
+  vocabSize: number;
+  samplingRate: number;
+}
+
+const DEFAULT_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1.0];
+
+interface StreamState {
+  audio: Float32Array;
+  opts: Required<Pick<TranscribeOptions, 'task' | 'timestamps' | 'wordTimestamps' | 'beamSize' | 'conditionOnPrevious'>> & TranscribeOptions;
+  mel: LogMel;
+  contentFrames: number;
+  seek: number;
+  language: string | null;
+  languageProbs?: [string, number][];
+  allTokens: number[];
+  promptResetSince: number;
+  initialPromptLength: number;
+  segments: TranscriptSegment[];
+  tokensPerWindow: number[][];
+  wordMethod?: WordTimestampMethod;
+}
+
+export class WhisperEngine {
+  readonly info: EngineInfo;
+  readonly ids: DecodeIds;
+
+  private constructor(
+    readonly dir: string,
+    readonly config: WhisperConfig,
+    readonly tokenizer: WhisperTokenizer,
+    readonly model: WhisperOnnxModel,
+    id: string,
+  ) {
+    this.info = {
+      id,
+      dir,
+      nMels: config.nMels,
+      languages: [...tokenizer.languages.keys()],
+      multilingual: config.gen.isMultilingual,
+      layout: model.layout,
+      quantized: model.quantized,
+      crossAttentions: model.hasCrossAttentions,
+      vocabSize: config.vocabSize,
+      samplingRate: config.features.samplingRate,
+    };
+    this.ids = { eot: tokenizer.eot, noSpeech: tokenizer.noSpeech };
+  }
+
+  static async load(dir: string, opts: WhisperEngineOptions = {}): Promise<WhisperEngine> {
+    const config = await loadWhisperConfig(dir);
+    const tokenizer = await WhisperTokenizer.load(dir, config.gen);
+    const model = await WhisperOnnxModel.load(dir, config, opts);
+    return new WhisperEngine(dir, config, tokenizer, model, opts.id ?? basename(dir));
+  }
+
+  async close(): Promise<void> {
+    await this.model.close();
+  }
+
+  // ---- building blocks (for schedulers) ----
+
+  /** Log-mel of one ≤ 30 s window exactly as HF's feature extractor ([nMels, 3000]). */
+  features(audio: Float32Array): Float32Array {
+    return extractFeatures(audio, this.config.features);
+  }
+
+  /** One encoder run over several windows (possibly from different streams). */
+  encode(features: Float32Array[]): Promise<EncoderOutput> {
+    return this.model.encode(features);
+  }
+
+  /** HF/OpenAI processors for a row; `timestamps` selects the timestamp rules. */
+  processors(timestamps: boolean): LogitsProcessor[] {
+    const g = this.config.gen;
+    return whisperLogitsProcessors({
+      suppressTokens: g.suppressTokens,
+      beginSuppressTokens: g.beginSuppressTokens,
+      timestamps,
+      timestampRules: {
+        eot: this.tokenizer.eot,
+        noTimestamps: this.tokenizer.noTimestamps,
+        timestampBegin: this.tokenizer.timestampBegin,
+        maxInitialTimestampIndex: g.maxInitialTimestampIndex,
+      },
+    });
+  }
+
+  /**
+   * Decoder prompt: [<|startofprev|>, last (n_ctx/2 - 1) previous tokens]? + [sot, lang, task, <|notimestamps|>?].
+   */
+  buildPrompt(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[] }): { prompt: number[]; sotIndex: number } {
+    const sotSeq = this.tokenizer.sotSequence({ language: o.language, task: o.task, timestamps: o.timestamps, multilingual: this.config.gen.isMultilingual });
+    const prev = o.previous ?? [];
+    if (!prev.length) return { prompt: sotSeq, sotIndex: 0 };
+    const keep = prev.slice(-(Math.floor(this.config.maxTargetPositions / 2) - 1));
+    return { prompt: [this.tokenizer.sotPrev, ...keep, ...sotSeq], sotIndex: keep.length + 1 };
+  }
+
+  /** A decode task for one row (greedy when temperature is 0). */
+  task(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[]; maxNewTokens?: number; temperature?: number }): DecodeTask {
+    const { prompt, sotIndex } = this.buildPrompt(o);
+    return { prompt, sotIndex, processors: this.processors(o.timestamps), maxNewTokens: this.budget(prompt.length, o.maxNewTokens), temperature: o.temperature ?? 0 };
+  }
+
+  /** Step-wise batched decoder (one session.run per step for all rows); rows must share prompt length. */
+  startDecoding(encoder: EncoderOutput, tasks: DecodeTask[]): Promise<BatchDecoder> {
+    return BatchDecoder.start(this.model, encoder, tasks, this.ids);
+  }
+
+  /** Language probabilities for encoder rows (one batched decoder step). */
+  detectLanguageEncoded(encoder: EncoderOutput): Promise<LanguageProbs[]> {
+    return detectLanguageRows(this.model, encoder, this.tokenizer.sot, this.tokenizer.languages);
+  }
+
+  /** Language detection on the first 30 s of each audio, batched. */
+  async detectLanguage(batch: Float32Array[]): Promise<LanguageProbs[]> {
+    if (!this.config.gen.isMultilingual) return batch.map(() => ({ language: 'en', probs: [['en', 1]] }));
+    const enc = await this.encode(batch.map((a) => this.features(a)));
+    return this.detectLanguageEncoded(enc);
+  }
+
+  private budget(promptLength: number, maxNewTokens?: number): number {
+    const ctxLeft = this.config.maxTargetPositions - promptLength;
+    return Math.max(1, Math.min(maxNewTokens ?? Math.floor(this.config.maxTargetPositions / 2), ctxLeft));
+  }
+
+  // ---- transcription ----
+
+  /** Transcribe a batch of requests; windows of all requests are encoded and decoded together. */
+  async transcribe(reqs: TranscribeRequest[]): Promise<TranscribeResult[]> {
+    const fc = this.config.features;
+    const states: StreamState[] = reqs.map((r) => {
+      const o = r.options ?? {};
+      const opts = {
+        ...o,
+        task: o.task ?? 'transcribe',
+        timestamps: o.timestamps ?? true,
+        wordTimestamps: o.wordTimestamps ?? false,
+        beamSize: o.beamSize ?? 1,
+        conditionOnPrevious: o.conditionOnPrevious ?? true,
+      };
+      let mel: LogMel;
+      let contentFrames: number;
+      if (r.audio.length <= fc.nSamples) {
+        // ≤ 30 s: exactly HF's short-form input (pad to 30 s, then log-mel)
+        mel = { data: extractFeatures(r.audio, fc), nMels: fc.nMels, nFrames: fc.nFrames };
+        contentFrames = Math.min(fc.nFrames, Math.floor(r.audio.length / fc.hopLength));
+        if (r.audio.length > 0) contentFrames = Math.max(1, contentFrames);
+      } else {
+        const lm = longFormMel(r.audio, fc);
+        mel = lm;
+        contentFrames = lm.contentFrames;
+      }
+      const lang = o.language && o.language !== 'auto' ? o.language.toLowerCase() : this.config.gen.isMultilingual ? null : 'en';
+      if (lang && this.config.gen.isMultilingual) this.tokenizer.languageToken(lang); // validate early
+      const initial = o.initialPrompt ? this.tokenizer.encodeText(o.initialPrompt) : [];
+      return {
+        audio: r.audio,
+        opts,
+        mel,
+        contentFrames,
+        seek: 0,
+        language: lang,
+        allTokens: [...initial],
+        promptResetSince: 0,
+        initialPromptLength: initial.length,
+        segments: [],
+        tokensPerWindow: [],
+      };
+    });
+
+    for (;;) {
+      const active = states.filter((s) => s.seek < s.contentFrames);
+      if (!active.length) break;
+      const windows = active.map((s) => (s.mel.nFrames === fc.nFrames && s.seek === 0 ? s.mel.data : sliceFrames(s.mel, s.seek, fc.nFrames)));
+      const enc = await this.encode(windows);
+
+      const needLang = active.map((s, i) => (s.language === null ? i : -1)).filter((i) => i >= 0);
+      if (needLang.length) {
+        const probs = await this.detectLanguageEncoded(selectEncoderRows(enc, needLang));
+        needLang.forEach((i, j) => {
+          active[i].language = probs[j].language;
+          active[i].languageProbs = probs[j].probs;
+        });
+      }
+
+      // one fallback run per distinct decoding configuration
+      const groups = new Map<string, number[]>();
+      active.forEach((s, i) => {
+        const k = JSON.stringify(this.fallbackOptions(s.opts));
+        groups.set(k, [...(groups.get(k) ?? []), i]);
+      });
+      const results: FallbackResult[] = new Array(active.length);
+      const tasks: DecodeTask[] = active.map((s) => {
+        const prev = s.allTokens.slice(s.promptResetSince);
+        return this.task({ language: s.language!, task: s.opts.task, timestamps: s.opts.timestamps, previous: prev, maxNewTokens: s.opts.maxNewTokens });
+      });
+      for (const idx of groups.values()) {
+        const fo = this.fallbackOptions(active[idx[0]].opts);
+        const res = await decodeWithFallback(
+          this.model,
+          selectEncoderRows(enc, idx),
+          idx.map((i) => tasks[i]),
+          this.ids,
+          (t) => this.tokenizer.decode(t),
+          fo,
+        );
+        idx.forEach((i, j) => (results[i] = res[j]));
+      }
+
+      for (let i = 0; i < active.length; i++) {
+        await this.consumeWindow(active[i], results[i], selectEncoderRows(enc, [i]));
+      }
+    }
+
+    return states.map((s) => ({
+      text: s.segments.map((x) => x.text).join('').trim(),
+      language: s.language ?? 'en',
+      languageProbs: s.languageProbs,
+      segments: s.segments,
+      tokensPerWindow: s.tokensPerWindow,
+      wordTimestamps: s.opts.wordTimestamps ? (s.wordMethod ?? (this.model.hasCrossAttentions ? 'cross-attention-dtw' : 'proportional')) : undefined,
+      duration: s.audio.length / fc.samplingRate,
+    }));
+  }
+
+  private fallbackOptions(o: StreamState['opts']): FallbackOptions {
+    const t = o.temperature;
+    return {
+      temperatures: t === undefined ? DEFAULT_TEMPERATURES : Array.isArray(t) ? t : [t],
+      beamSize: o.beamSize,
+      patience: o.patience,
+      lengthPenalty: o.lengthPenalty ?? null,
+      compressionRatioThreshold: o.compressionRatioThreshold === undefined ? 2.4 : o.compressionRatioThreshold,
+      logprobThreshold: o.logprobThreshold === undefined ? -1.0 : o.logprobThreshold,
+      noSpeechThreshold: o.noSpeechThreshold === undefined ? 0.6 : o.noSpeechThreshold,
+      seed: o.seed ?? 0,
+    };
+  }
+
+  /** OpenAI transcribe() bookkeeping for one decoded window: skip, segments, seek. */
+  private async consumeWindow(s: StreamState, r: FallbackResult, enc: EncoderOutput): Promise<void> {
+    const fc = this.config.features;
+    const tok = this.tokenizer;
+    const frameSec = fc.hopLength / fc.samplingRate;
+    const segmentSize = Math.min(fc.nFrames, s.contentFrames - s.seek);
+    const timeOffset = s.seek * frameSec;
+    const windowEnd = (s.seek + segmentSize) * frameSec;
+    const inputStride = fc.nFrames / this.config.maxSourcePositions; // mel frames per encoder position (2)
+    const tokens = r.tokens;
+    s.tokensPerWindow.push(tokens);
+    const fo = this.fallbackOptions(s.opts);
+
+    let skip = false;
+    if (fo.noSpeechThreshold !== null) {
+      skip = r.noSpeechProb > fo.noSpeechThreshold;
+      if (fo.logprobThreshold !== null && r.avgLogprob > fo.logprobThreshold) skip = false;
+    }
+    if (skip) {
+      s.seek += segmentSize;
+      return;
+    }
+
+    const previousSeek = s.seek;
+    const pieces: { start: number; end: number; from: number; to: number }[] = [];
+    const isTs = tokens.map((t) => s.opts.timestamps && tok.isTimestamp(t));
+    const n = tokens.length;
+    const singleEnding = n >= 2 && !isTs[n - 2] && isTs[n - 1];
+    const consecutive: number[] = [];
+    for (let k = 1; k < n; k++) if (isTs[k - 1] && isTs[k]) consecutive.push(k);
+    if (consecutive.length) {
+      const slices = [...consecutive];
+      if (singleEnding) slices.push(n);
+      let last = 0;
+      for (const cur of slices) {
+        pieces.push({ start: timeOffset + tok.timestampSeconds(tokens[last]), end: timeOffset + tok.timestampSeconds(tokens[cur - 1]), from: last, to: cur });
+        last = cur;
+      }
+      if (singleEnding) s.seek += segmentSize;
+      else s.seek += Math.round((tokens[last - 1] - tok.timestampBegin) * inputStride);
+    } else {
+      let duration = segmentSize * frameSec;
+      const ts = tokens.filter((_, k) => isTs[k]);
+      if (ts.length && ts[ts.length - 1] !== tok.timestampBegin) duration = tok.timestampSeconds(ts[ts.length - 1]);
+      pieces.push({ start: timeOffset, end: timeOffset + duration, from: 0, to: n });
+      s.seek += segmentSize;
+    }
+    // guard against a window that does not move (e.g. "<|0.00|><|0.00|>"): always make progress
+    if (s.seek <= previousSeek) s.seek = previousSeek + segmentSize;
+
+    const newSegs: TranscriptSegment[] = [];
+    const segLogprobs: number[][] = [];
+    for (const p of pieces) {
+      const segTokens = tokens.slice(p.from, p.to);
+      const text = tok.decode(segTokens);
+      // timestamps are clamped to the audio of this window (random or confused models overshoot)
+      const start = Math.min(Math.max(p.start, timeOffset), windowEnd);
+      const end = Math.min(Math.max(p.end, start), windowEnd);
+      if (start === end || text.trim() === '') continue;
+      newSegs.push({
+        id: s.segments.length + newSegs.length,
+        seek: previousSeek,
+        start: round3(start),
+        end: round3(end),
+        text,
+        tokens: segTokens,
+        avgLogprob: r.avgLogprob,
+        noSpeechProb: r.noSpeechProb,
+        compressionRatio: r.compressionRatio,
+        temperature: r.temperature,
+      });
+      segLogprobs.push(r.tokenLogprobs.slice(p.from, p.to));
+    }
+
+    if (s.opts.wordTimestamps && newSegs.length) {
+      s.wordMethod = await this.addWordTimestamps(s, newSegs, segLogprobs, enc, segmentSize, timeOffset);
+    }
+
+    s.segments.push(...newSegs);
+    s.allTokens.push(...newSegs.flatMap((x) => x.tokens));
+    if (!s.opts.conditionOnPrevious || r.temperature > 0.5) s.promptResetSince = s.allTokens.length;
+  }
+
+  private async addWordTimestamps(
+    s: StreamState,
+    segs: TranscriptSegment[],
+    segLogprobs: number[][],
+    enc: EncoderOutput,
+    numFrames: number,
+    timeOffset: number,
+  ): Promise<WordTimestampMethod> {
+    const tok = this.tokenizer;
+    const decode = (ids: number[]) => tok.decode(ids);
+    const textOf = (seg: TranscriptSegment, k: number) => {
+      const toks: number[] = [];
+      const lps: number[] = [];
+      seg.tokens.forEach((t, j) => {
+        if (t < tok.eot) {
+          toks.push(t);
+          lps.push(segLogprobs[k][j] ?? 0);
+        }
+      });
+      return { toks, lps };
+    };
+    if (this.model.hasCrossAttentions && this.config.gen.alignmentHeads.length) {
+      // teacher-forced pass over [sot…, notimestamps, text…, eot] (OpenAI find_alignment)
+      const parts = segs.map(textOf);
+      const text = parts.flatMap((p) => p.toks);
+      if (text.length) {
+        const prompt = this.buildPrompt({ language: s.language!, task: s.opts.task, timestamps: false }).prompt;
+        const out = await this.model.prefill(enc, [[...prompt, ...text, tok.eot]]);
+        const seq = out.seqLen;
+        const frames = enc.frames;
+        const first = prompt.length - 1;
+        const nTok = text.length + 1;
+        const heads = this.config.gen.alignmentHeads.map(([layer, head]) => {
+          const a = out.crossAttentions![layer];
+          const m = new Float32Array(nTok * frames);
+          for (let t = 0; t < nTok; t++) m.set(a.subarray((head * seq + first + t) * frames, (head * seq + first + t + 1) * frames), t * frames);
+          return m;
+        });
+        const times = alignTokens(heads, nTok, frames, numFrames, this.config.medianFilterWidth);
+        let k = 0;
+        segs.forEach((seg, j) => {
+          const words = splitWords(parts[j].toks, parts[j].lps, decode);
+          const n = parts[j].toks.length;
+          seg.words = wordTimesFromTokenTimes(words, times.slice(k, k + n + 1), timeOffset);
+          k += n;
+        });
+        return 'cross-attention-dtw';
+      }
+    }
+    segs.forEach((seg, j) => {
+      const { toks, lps } = textOf(seg, j);
+      seg.words = proportionalWordTimes(splitWords(toks, lps, decode), seg.start, seg.end);
+    });
+    return 'proportional';
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+export { TIME_PRECISION };
