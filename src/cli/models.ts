@@ -5,7 +5,7 @@
  *
  * Environment: MODELS_DIR (default ./data/models), HF_ENDPOINT (default https://huggingface.co), HF_TOKEN.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
 import { pullModel, type PullProgress } from '../models/downloader.ts';
@@ -132,7 +132,7 @@ async function cmdPull(registry: ModelRegistry, ids: string[], flags: Set<string
         );
       }
       if ((err as { retryable?: boolean }).retryable) {
-        process.stderr.write(`The partial download was kept; run the same command again to resume.\n`);
+        process.stderr.write(`Run the same command again to resume: finished files and partial data are kept in ${join(registry.modelsDir, id)}.partial\n`);
       }
       return 1;
     }

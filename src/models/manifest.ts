@@ -97,10 +97,16 @@ export class ManifestError extends Error {
 }
 
 /** Validates manifest data (already parsed JSON). Throws ManifestError listing every problem. */
-export function parseManifest(data: unknown, source = 'manifest'): Manifest {
+export function parseManifest(data: unknown, source = '(inline data)'): Manifest {
   const r = ManifestSchema.safeParse(data);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
+    const issues = r.error.issues
+      .map((i) => {
+        const where = i.path.map((k) => (typeof k === 'string' && /^[\w$]+$/.test(k) ? k : `[${JSON.stringify(k)}]`)).join('.');
+        const msg = i.code === 'invalid_key' ? `invalid model id (must match ${MODEL_ID_RE})` : i.message;
+        return `  ${where || '(root)'}: ${msg}`;
+      })
+      .join('\n');
     throw new ManifestError(`Invalid model manifest ${source}:\n${issues}`);
   }
   return r.data;

@@ -14,6 +14,8 @@ export interface SeenRequest {
   path: string;
   range: string | undefined;
   authorization: string | undefined;
+  /** The redirected (CDN) leg of an LFS download. */
+  cdn: boolean;
 }
 
 export interface HubServerOptions {
@@ -60,8 +62,9 @@ export class HubServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /** GET requests for a file (hub leg only when the file is redirected to the CDN leg). */
   gets(path: string): SeenRequest[] {
-    return this.seen.filter((r) => r.method === 'GET' && r.path === path);
+    return this.seen.filter((r) => r.method === 'GET' && r.path === path && !r.cdn);
   }
 
   private file(rel: string): Buffer | null {
@@ -93,6 +96,7 @@ export class HubServer {
       path: rel ?? url.pathname,
       range: req.headers.range,
       authorization: req.headers.authorization,
+      cdn: url.pathname.startsWith('/cdn/'),
     });
     const buf = rel ? this.file(rel) : null;
     if (!rel || !buf) {
