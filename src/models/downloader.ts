@@ -401,7 +401,10 @@ async function readState(path: string): Promise<PartialState | null> {
  */
 export async function pullModel(id: string, model: ManifestModel, opts: PullOptions): Promise<PullResult> {
   if (!MODEL_ID_RE.test(id)) throw new Error(`Invalid model id '${id}'`);
-  const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HF_ENDPOINT).replace(/\/+$/, '');
+  const endpoint = (opts.endpoint || process.env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT).replace(/\/+$/, '');
+  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) {
+    throw new DownloadError(`Invalid hub endpoint '${endpoint}' (HF_ENDPOINT): expected an http(s) URL`, endpoint);
+  }
   const token = opts.token ?? (process.env.HF_TOKEN || undefined);
   const variant = opts.variant ?? 'fp32';
   const retries = opts.retries ?? 3;
