@@ -1,0 +1,119 @@
+/**
+ * File transcription jobs: id, status, progress, cancellation. The HTTP request that created a job
+ * waits for its result (as the API reference says), while GET /v1/jobs/:id shows its progress to
+ * anyone holding the id (the CLI's progress bar, a web page). Finished jobs are kept for
+ * `retainMs` so that a last poll still finds them.
+ */
+import { randomUUID } from 'node:crypto';
+
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface JobProgress {
+  /** decoding → vad → transcribing → diarizing → done */
+  stage: string;
+  /** 0..1 */
+  fraction: number;
+  /** Seconds of audio processed so far / in total (when known). */
+  processedSeconds?: number;
+  totalSeconds?: number;
+}
+
+export interface JobView {
+  id: string;
+  status: JobStatus;
+  progress: JobProgress;
+  created_at: string;
+  updated_at: string;
+  error?: string;
+  /** Filled for completed jobs while retained. */
+  result?: unknown;
+}
+
+interface Job extends JobView {
+  controller: AbortController;
+}
+
+export class JobRegistry {
+  private readonly jobs = new Map<string, Job>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly opts: { retainMs?: number; maxJobs?: number } = {}) {
+    this.sweeper = setInterval(() => this.sweep(), 30_000);
+    this.sweeper.unref();
+  }
+
+  create(): { id: string; signal: AbortSignal } {
+    if (this.jobs.size >= (this.opts.maxJobs ?? 10_000)) this.sweep(true);
+    const now = new Date().toISOString();
+    const job: Job = {
+      id: randomUUID(),
+      status: 'queued',
+      progress: { stage: 'queued', fraction: 0 },
+      created_at: now,
+      updated_at: now,
+      controller: new AbortController(),
+    };
+    this.jobs.set(job.id, job);
+    return { id: job.id, signal: job.controller.signal };
+  }
+
+  progress(id: string, p: JobProgress): void {
+    const job = this.jobs.get(id);
+    if (!job || isFinal(job.status)) return;
+    job.status = 'running';
+    job.progress = { ...p, fraction: Math.min(1, Math.max(0, p.fraction)) };
+    job.updated_at = new Date().toISOString();
+  }
+
+  complete(id: string, result?: unknown): void {
+    this.finish(id, 'completed', { result, progress: { stage: 'done', fraction: 1 } });
+  }
+
+  fail(id: string, message: string): void {
+    this.finish(id, 'failed', { error: message });
+  }
+
+  /** Cancels a running job (client went away, or DELETE): its work stops at the next step. */
+  cancel(id: string, reason = 'cancelled'): boolean {
+    const job = this.jobs.get(id);
+    if (!job || isFinal(job.status)) return false;
+    job.controller.abort(new Error(reason));
+    this.finish(id, 'cancelled', { error: reason });
+    return true;
+  }
+
+  get(id: string): JobView | undefined {
+    const job = this.jobs.get(id);
+    if (!job) return undefined;
+    const { controller: _c, ...view } = job;
+    return view;
+  }
+
+  get active(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (!isFinal(j.status)) n++;
+    return n;
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const id of this.jobs.keys()) this.cancel(id, 'server shutting down');
+  }
+
+  private finish(id: string, status: JobStatus, extra: Partial<JobView>): void {
+    const job = this.jobs.get(id);
+    if (!job || isFinal(job.status)) return;
+    Object.assign(job, extra, { status, updated_at: new Date().toISOString() });
+  }
+
+  private sweep(force = false): void {
+    const cutoff = Date.now() - (force ? 0 : (this.opts.retainMs ?? 10 * 60_000));
+    for (const [id, j] of this.jobs) {
+      if (isFinal(j.status) && Date.parse(j.updated_at) <= cutoff) this.jobs.delete(id);
+    }
+  }
+}
+
+function isFinal(s: JobStatus): boolean {
+  return s === 'completed' || s === 'failed' || s === 'cancelled';
+}
