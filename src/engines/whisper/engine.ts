@@ -21,6 +21,7 @@ import {
 } from './generate.ts';
 import { whisperLogitsProcessors, type LogitsProcessor } from './logits-processors.ts';
 import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOutput, type WhisperModelOptions } from './model.ts';
+import { windowSegments } from './segments.ts';
 import { TIME_PRECISION, WhisperTokenizer } from './tokenizer.ts';
 import {
   alignTokens,
@@ -364,31 +365,15 @@ export class WhisperEngine {
     }
 
     const previousSeek = s.seek;
-    const pieces: { start: number; end: number; from: number; to: number }[] = [];
-    const isTs = tokens.map((t) => s.opts.timestamps && tok.isTimestamp(t));
-    const n = tokens.length;
-    const singleEnding = n >= 2 && !isTs[n - 2] && isTs[n - 1];
-    const consecutive: number[] = [];
-    for (let k = 1; k < n; k++) if (isTs[k - 1] && isTs[k]) consecutive.push(k);
-    if (consecutive.length) {
-      const slices = [...consecutive];
-      if (singleEnding) slices.push(n);
-      let last = 0;
-      for (const cur of slices) {
-        pieces.push({ start: timeOffset + tok.timestampSeconds(tokens[last]), end: timeOffset + tok.timestampSeconds(tokens[cur - 1]), from: last, to: cur });
-        last = cur;
-      }
-      if (singleEnding) s.seek += segmentSize;
-      else s.seek += Math.round((tokens[last - 1] - tok.timestampBegin) * inputStride);
-    } else {
-      let duration = segmentSize * frameSec;
-      const ts = tokens.filter((_, k) => isTs[k]);
-      if (ts.length && ts[ts.length - 1] !== tok.timestampBegin) duration = tok.timestampSeconds(ts[ts.length - 1]);
-      pieces.push({ start: timeOffset, end: timeOffset + duration, from: 0, to: n });
-      s.seek += segmentSize;
-    }
-    // guard against a window that does not move (e.g. "<|0.00|><|0.00|>"): always make progress
-    if (s.seek <= previousSeek) s.seek = previousSeek + segmentSize;
+    const { pieces, seekAdvance } = windowSegments(tokens, {
+      timestamps: s.opts.timestamps,
+      timestampBegin: tok.timestampBegin,
+      timePrecision: TIME_PRECISION,
+      segmentSize,
+      frameSec,
+      inputStride,
+    });
+    s.seek += seekAdvance;
 
     const newSegs: TranscriptSegment[] = [];
     const segLogprobs: number[][] = [];
@@ -396,8 +381,8 @@ export class WhisperEngine {
       const segTokens = tokens.slice(p.from, p.to);
       const text = tok.decode(segTokens);
       // timestamps are clamped to the audio of this window (random or confused models overshoot)
-      const start = Math.min(Math.max(p.start, timeOffset), windowEnd);
-      const end = Math.min(Math.max(p.end, start), windowEnd);
+      const start = Math.min(Math.max(timeOffset + p.start, timeOffset), windowEnd);
+      const end = Math.min(Math.max(timeOffset + p.end, start), windowEnd);
       if (start === end || text.trim() === '') continue;
       newSegs.push({
         id: s.segments.length + newSegs.length,
@@ -484,4 +469,3 @@ function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export { TIME_PRECISION };

@@ -7,3 +7,4 @@ export * from './logits-processors.ts';
 export * from './generate.ts';
 export * from './word-timestamps.ts';
 export * from './model.ts';
+export * from './segments.ts';

@@ -145,3 +145,31 @@ describe('word timestamps maths', () => {
     for (let k = 1; k < t.length; k++) expect(t[k].start).toBeCloseTo(t[k - 1].end, 2);
   });
 });
+
+import { windowSegments } from '../../../src/engines/whisper/segments.ts';
+
+describe('long-form window bookkeeping (OpenAI transcribe)', () => {
+  const TB0 = 50364;
+  const g = { timestamps: true, timestampBegin: TB0, timePrecision: 0.02, segmentSize: 3000, frameSec: 0.01, inputStride: 2 };
+  const ts = (s: number) => TB0 + Math.round(s / 0.02);
+
+  it('pairs split segments; an unfinished tail makes the window seek to the last pair', () => {
+    const toks = [ts(0), 1, 2, ts(2), ts(2), 3, ts(5), ts(5), 4, 5];
+    const { pieces, seekAdvance } = windowSegments(toks, g);
+    expect(pieces.map((p) => [p.start, p.end, p.from, p.to])).toEqual([[0, 2, 0, 4], [2, 5, 4, 7]]);
+    expect(seekAdvance).toBe(500); // 5.00 s = 250 encoder positions * 2 mel frames
+  });
+
+  it('a single timestamp ending consumes the whole window', () => {
+    const toks = [ts(0), 1, ts(1), ts(1), 2, ts(3)];
+    const { pieces, seekAdvance } = windowSegments(toks, { ...g, segmentSize: 1200 });
+    expect(pieces.map((p) => [p.start, p.end])).toEqual([[0, 1], [1, 3]]);
+    expect(seekAdvance).toBe(1200);
+  });
+
+  it('no pairs: one segment ending at the last timestamp (or the window end)', () => {
+    expect(windowSegments([ts(0.3), 1, 2], { ...g, segmentSize: 1100 })).toEqual({ pieces: [{ start: 0, end: 0.3, from: 0, to: 3 }], seekAdvance: 1100 });
+    expect(windowSegments([1, 2], { ...g, timestamps: false, segmentSize: 1100 }).pieces[0].end).toBeCloseTo(11, 9);
+    expect(windowSegments([ts(0), ts(0)], g).seekAdvance).toBe(3000); // never stalls
+  });
+});
