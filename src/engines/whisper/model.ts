@@ -104,14 +104,23 @@ export class WhisperOnnxModel {
       if (layout === 'split' && !hasSplit) throw new Error(`missing ${file('decoder_model')} / decoder_with_past_model${q}.onnx`);
     }
     const so = sessionOptions(opts);
-    const encoder = await ort.InferenceSession.create(file('encoder_model'), so);
+    const create = async (path: string) => {
+      try {
+        return await ort.InferenceSession.create(path, so);
+      } catch (e) {
+        // the npm package only ships CUDA providers when installed with CUDA binaries (see .npmrc)
+        if (opts.executionProvider === 'cuda') throw new Error(`CUDA execution provider unavailable for ${path}: ${(e as Error).message}`);
+        throw e;
+      }
+    };
+    const encoder = await create(file('encoder_model'));
     let first: ort.InferenceSession;
     let past: ort.InferenceSession;
     if (layout === 'merged') {
-      first = past = await ort.InferenceSession.create(file('decoder_model_merged'), so);
+      first = past = await create(file('decoder_model_merged'));
     } else {
-      first = await ort.InferenceSession.create(file('decoder_model'), so);
-      past = await ort.InferenceSession.create(file('decoder_with_past_model'), so);
+      first = await create(file('decoder_model'));
+      past = await create(file('decoder_with_past_model'));
     }
     // Word-level DTW needs `cross_attentions.{i}` outputs (exported with output_attentions); most exports lack them.
     const cross = first.outputNames.filter((n) => /^cross_attentions\.\d+$/.test(n));
