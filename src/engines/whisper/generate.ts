@@ -442,7 +442,8 @@ export async function decodeWithFallback(
   for (let ti = 0; ti < o.temperatures.length && pending.length; ti++) {
     const T = o.temperatures[ti];
     const enc = selectEncoderRows(encoder, pending);
-    const sub = pending.map((i, j) => ({ ...tasks[i], temperature: T, random: mulberry32(o.seed + 7919 * ti + j) }));
+    // one PRNG per row seeded only by (seed, attempt): a row samples the same tokens whatever batch it is in
+    const sub = pending.map((i) => ({ ...tasks[i], temperature: T, random: mulberry32(o.seed + 7919 * ti) }));
     const res =
       T === 0 && o.beamSize > 1
         ? await beamSearch(model, enc, sub, ids, { beamSize: o.beamSize, patience: o.patience, lengthPenalty: o.lengthPenalty })
