@@ -1,0 +1,168 @@
+/**
+ * `npx stt transcribe FILE --model DIR_OR_ID [--language xx] [--timestamps] [--beam-size N]
+ *   [--max-new-tokens N] [--temperature T[,T…]] [--no-vad] [--json]`
+ *
+ * Runs the same pipeline as the server (ffmpeg decode → Silero VAD → batching scheduler → Whisper)
+ * in-process, so the engine can be checked from outside the server. With --json it prints one
+ * object: text, language, segments (start, end, text, words) and tokens (the generated ids of each
+ * 30 s window or VAD chunk, prompt excluded, timestamp tokens included).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import cliProgress from 'cli-progress';
+import { loadConfig } from '../../config/config.ts';
+import { decodeToPcm16k } from '../audio/ffmpeg.ts';
+import { SileroVad } from '../engines/vad/silero-vad.ts';
+import { ModelRegistry } from '../models/registry.ts';
+import { FileTranscriber } from '../pipeline/file-transcriber.ts';
+import { SpeechModels } from '../pipeline/speech-models.ts';
+
+const USAGE = `usage: stt transcribe FILE --model DIR_OR_ID [options]
+
+options:
+  --model, -m DIR_OR_ID   model id (see: npm run models:list) or a model folder path
+  --language, -l CODE     language code or 'auto' (default auto)
+  --task TASK             transcribe (default) or translate
+  --timestamps            decode with timestamp tokens (segment times)
+  --word-timestamps       word-level timestamps
+  --beam-size N           beam search width (default 1 = greedy)
+  --max-new-tokens N      token budget per 30 s window (random-weight models never stop early)
+  --temperature T[,T...]  temperature or fallback schedule (default 0,0.2,0.4,0.6,0.8,1)
+  --no-vad                send the whole file through 30 s windows instead of VAD speech chunks
+  --quantized             use the int8 model files
+  --threads N             onnxruntime intra-op threads
+  --json                  print one JSON object
+  --quiet                 no progress bar`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        model: { type: 'string', short: 'm' },
+        language: { type: 'string', short: 'l', default: 'auto' },
+        task: { type: 'string', default: 'transcribe' },
+        timestamps: { type: 'boolean', default: false },
+        'word-timestamps': { type: 'boolean', default: false },
+        'beam-size': { type: 'string' },
+        'max-new-tokens': { type: 'string' },
+        temperature: { type: 'string' },
+        'no-vad': { type: 'boolean', default: false },
+        quantized: { type: 'boolean', default: false },
+        threads: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values: o, positionals } = parsed;
+  if (o.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const [command, file] = positionals;
+  if (command !== 'transcribe' || !file || !o.model) {
+    console.error(USAGE);
+    return 2;
+  }
+  const int = (name: string, v: string | undefined, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got '${v}')`);
+    return n;
+  };
+  let models: SpeechModels | null = null;
+  let vad: SileroVad | null = null;
+  try {
+    if (!fs.existsSync(file)) throw new UsageError(`No such file: ${file}`);
+    if (o.task !== 'transcribe' && o.task !== 'translate') throw new UsageError(`--task must be transcribe or translate`);
+    const temperature = o.temperature?.split(',').map((t) => {
+      const n = Number(t);
+      if (!Number.isFinite(n) || n < 0) throw new UsageError(`--temperature takes numbers ≥ 0 (got '${t}')`);
+      return n;
+    });
+    const config = loadConfig();
+    const registry = await ModelRegistry.create(config.paths.modelsDir);
+    const logger = pino({ level: 'silent' });
+    models = new SpeechModels({
+      registry,
+      logger,
+      inference: {
+        executionProvider: config.inference.executionProvider,
+        intraOpThreads: int('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
+        quantized: o.quantized,
+      },
+    });
+    const isPath = o.model.includes('/') || o.model.startsWith('.');
+    const model = isPath ? await models.getByPath(path.resolve(o.model)) : await models.get(o.model);
+    if (o.language !== 'auto' && !model.engine.info.languages.includes(o.language)) {
+      throw new UsageError(`--language '${o.language}' is not a language of this model; use 'auto' or one of: ${model.engine.info.languages.join(', ')}`);
+    }
+    vad = await SileroVad.load();
+    const samples = await decodeToPcm16k(file);
+
+    const bar = o.json || o.quiet || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: ' {stage} [{bar}] {percentage}% | {value}/{total} s', stream: process.stderr }, cliProgress.Presets.shades_classic);
+    const duration = Math.round(samples.length / 16000);
+    bar?.start(duration, 0, { stage: 'vad' });
+    const result = await new FileTranscriber({ vad }).transcribe(
+      model,
+      samples,
+      {
+        language: o.language,
+        task: o.task,
+        vad: !o['no-vad'],
+        timestamps: o.timestamps,
+        wordTimestamps: o['word-timestamps'],
+        beamSize: int('beam-size', o['beam-size'], 1),
+        maxNewTokens: int('max-new-tokens', o['max-new-tokens'], 1),
+        temperature: temperature && (temperature.length === 1 ? temperature[0] : temperature),
+      },
+      { onProgress: (p) => bar?.update(Math.round(p.fraction * duration), { stage: p.stage }) },
+    );
+    bar?.stop();
+
+    if (o.json) {
+      console.log(
+        JSON.stringify({
+          text: result.text,
+          language: result.language,
+          duration: result.duration,
+          model: result.model,
+          word_timestamps: result.wordTimestamps,
+          segments: result.segments.map((s) => ({ start: s.start, end: s.end, text: s.text, words: s.words })),
+          tokens: result.tokens,
+        }),
+      );
+    } else {
+      for (const s of result.segments) console.log(`[${fmt(s.start)} → ${fmt(s.end)}] ${s.text}`);
+      console.error(`language: ${result.language}, duration: ${result.duration.toFixed(1)} s, model: ${result.model}`);
+    }
+    return 0;
+  } catch (err) {
+    const e = err as Error & { status?: number };
+    console.error(`error: ${e.message}`);
+    return err instanceof UsageError || (e.status !== undefined && e.status < 500) ? 2 : 1;
+  } finally {
+    await vad?.close();
+    await models?.close();
+  }
+}
+
+class UsageError extends Error {}
+
+function fmt(s: number): string {
+  const m = Math.floor(s / 60);
+  return `${String(m).padStart(2, '0')}:${(s - m * 60).toFixed(2).padStart(5, '0')}`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}

@@ -1,0 +1,90 @@
+/**
+ * Loaded speech models: one WhisperEngine and one BatchScheduler per model, loaded on first use
+ * (single-flight: concurrent first requests share one load) and closed with the app. Every stream
+ * and file job submits its windows here, so all of them share the model's batches.
+ */
+import type { Logger } from 'pino';
+import { WhisperEngine, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
+import type { ModelRegistry } from '../models/registry.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { BatchScheduler } from './batch-scheduler.ts';
+
+export interface LoadedSpeechModel {
+  id: string;
+  engine: WhisperEngine;
+  scheduler: BatchScheduler<TranscribeRequest, TranscribeResult>;
+}
+
+export interface SpeechModelsOptions {
+  registry: ModelRegistry;
+  logger: Logger;
+  metrics?: Metrics;
+  inference: Pick<WhisperModelOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel'>;
+  /** Largest batch of 30 s windows per model call. */
+  maxBatch?: number;
+  /** How long the first request of a batch waits for company. */
+  batchWindowMs?: number;
+}
+
+export class SpeechModels {
+  private readonly loaded = new Map<string, Promise<LoadedSpeechModel>>();
+
+  constructor(private readonly opts: SpeechModelsOptions) {}
+
+  /** Resolves an id or folder name (throws 400 unknown / 503 not installed) and loads it once. */
+  get(idOrFolder: string): Promise<LoadedSpeechModel> {
+    const entry = this.opts.registry.resolve(idOrFolder, 'asr');
+    const key = entry.path!;
+    let p = this.loaded.get(key);
+    if (!p) {
+      p = this.load(entry.id, key);
+      this.loaded.set(key, p);
+      p.catch(() => this.loaded.delete(key));
+    }
+    return p;
+  }
+
+  /** Loads a model from a folder path (CLI: `--model ./some/folder`). */
+  getByPath(dir: string): Promise<LoadedSpeechModel> {
+    let p = this.loaded.get(dir);
+    if (!p) {
+      p = this.load(dir.split('/').filter(Boolean).pop() ?? dir, dir);
+      this.loaded.set(dir, p);
+      p.catch(() => this.loaded.delete(dir));
+    }
+    return p;
+  }
+
+  private async load(id: string, dir: string): Promise<LoadedSpeechModel> {
+    const t0 = performance.now();
+    const engine = await WhisperEngine.load(dir, { ...this.opts.inference, id });
+    const metrics = this.opts.metrics;
+    const scheduler = new BatchScheduler<TranscribeRequest, TranscribeResult>({
+      name: id,
+      run: (reqs) => engine.transcribe(reqs),
+      maxBatch: this.opts.maxBatch ?? 8,
+      windowMs: this.opts.batchWindowMs ?? 10,
+      onDepth: (d) => {
+        for (const [priority, n] of Object.entries(d)) metrics?.queueDepth.set({ model: id, priority }, n);
+      },
+    });
+    metrics?.modelLoaded.set({ model: id, kind: 'asr' }, 1);
+    this.opts.logger.info({ model: id, dir, layout: engine.info.layout, quantized: engine.info.quantized, ms: Math.round(performance.now() - t0) }, 'speech model loaded');
+    return { id, engine, scheduler };
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.loaded.values()];
+    this.loaded.clear();
+    for (const p of all) {
+      try {
+        const m = await p;
+        await m.scheduler.close();
+        await m.engine.close();
+        this.opts.metrics?.modelLoaded.set({ model: m.id, kind: 'asr' }, 0);
+      } catch {
+        /* a failed load has nothing to close */
+      }
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { MODELS_DIR, REPO_ROOT, WHISPER_FIXTURE } from '../helpers/paths.ts';
+
+const run = promisify(execFile);
+const golden = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'golden/golden.json'), 'utf8'));
+
+async function stt(args: string[]) {
+  return run(process.execPath, [path.join(REPO_ROOT, 'bin/stt.mjs'), ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, MODELS_DIR },
+    timeout: 60_000,
+  });
+}
+
+describe('stt transcribe (CLI)', () => {
+  for (const name of ['tone', 'speech', 'jfk']) {
+    it(`${name}: golden tokens with and without timestamps, through our own frontend`, async () => {
+      const wav = path.join(WHISPER_FIXTURE, 'golden', `${name}.wav`);
+      const common = [wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json'];
+      const plain = JSON.parse((await stt(['transcribe', ...common])).stdout);
+      expect(plain.tokens).toEqual([golden.inputs[name].generate.notimestamps]);
+      expect(plain.language).toBe('en');
+      const ts = JSON.parse((await stt(['transcribe', ...common, '--timestamps'])).stdout);
+      expect(ts.tokens).toEqual([golden.inputs[name].generate.timestamps]);
+    });
+  }
+
+  it('takes a model folder path as well as an id', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const { stdout } = await stt(['transcribe', wav, '--model', WHISPER_FIXTURE, '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json']);
+    expect(JSON.parse(stdout).tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
+  });
+
+  it('slides 30 s windows over long audio (31.5 s → 2 windows)', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'long.wav');
+    const { stdout } = await stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--timestamps', '--max-new-tokens', '24', '--temperature', '0', '--json']);
+    const out = JSON.parse(stdout);
+    expect(out.tokens.length).toBeGreaterThanOrEqual(2);
+    for (const s of out.segments) expect(s.end).toBeLessThanOrEqual(31.6);
+  });
+
+  it('says what is wrong: missing file, unknown model, model not installed, bad flags', async () => {
+    await expect(stt(['transcribe', '/nope.wav', '--model', 'whisper-mini-random'])).rejects.toMatchObject({ code: 2, stderr: expect.stringMatching(/No such file/) });
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    await expect(stt(['transcribe', wav, '--model', 'small'])).rejects.toMatchObject({
+      stderr: expect.stringContaining('npm run models:pull -- small'),
+    });
+    await expect(stt(['transcribe', wav, '--model', 'no-such-model'])).rejects.toMatchObject({ code: 2 });
+    await expect(stt(['transcribe', wav, '--model', 'whisper-mini-random', '--beam-size', 'zero'])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--beam-size must be an integer/),
+    });
+    await expect(stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'xx'])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--language 'xx' is not a language of this model/),
+    });
+  });
+});
