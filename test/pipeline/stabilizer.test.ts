@@ -205,7 +205,7 @@ describe('alignCommitted', () => {
 });
 
 describe('monotonicity under random hypotheses', () => {
-  it.each([1, 2, 3])('n=%i: committed only grows, tail + committed tracks the newest hypothesis', (n) => {
+  it.each([1, 2, 3])('n=%i: committed only grows, newlyCommitted is exactly what was added', (n) => {
     let seed = 12345 + n;
     const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const vocab = ['a', 'b', 'c', 'd', 'E,', 'e', 'F.', 'f', 'g'];
