@@ -1,0 +1,641 @@
+/**
+ * ASR engine benchmark (issue 10).
+ *
+ *   npm run bench:asr -- <model-folder> [--quick] [--out docs/benchmarks-asr.json]
+ *                        [--tokens 32] [--threads N] [--minutes 10] [--no-baseline] [--no-baseline-long]
+ *
+ * One run measures, on the model folder given (nothing here depends on a particular model):
+ *  1. encoder ms per 30 s window at batch 1/2/4/8, fp32 vs int8;
+ *  2. decoder ms per KV-cached step at batch 1/4/16, fp32 vs int8, merged vs split (where the files exist);
+ *  3. the real-time factor of a long file (espeak-ng speech, cached under .tmp/bench/) at a fixed token budget;
+ *  4. N windows one request after another vs one batched `transcribe` call;
+ *  5. transformers.js (the baseline a Node user would pick) on the same files, same inputs, same budget,
+ *     plus a token-equality check on a golden input;
+ *  6. knobs: graph optimisation level, intra-op threads, int8, batching; and whether the encoder accepts
+ *     fewer than 3000 mel frames ("encoder on shorter audio").
+ * Prints markdown tables and writes JSON (default docs/benchmarks-asr.json; --quick: .tmp/bench/asr-quick.json).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { BatchDecoder } from '../src/engines/whisper/generate.ts';
+import { argmax } from '../src/engines/whisper/logits-processors.ts';
+import { selectEncoderRows, type EncoderOutput, type KVCache } from '../src/engines/whisper/model.ts';
+import { WhisperEngine, type TranscribeOptions, type WhisperEngineOptions } from '../src/engines/whisper/index.ts';
+import { loadWav, speechAudio } from './lib/audio.ts';
+import { fmt, measure, median, round3, table, type Timing } from './lib/stats.ts';
+
+// ---------------------------------------------------------------- arguments
+
+interface Args {
+  model: string;
+  quick: boolean;
+  out: string;
+  tokens: number;
+  threads: number;
+  minutes: number;
+  baseline: boolean;
+  baselineLong: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const rest: string[] = [];
+  const a: Partial<Args> & { quick: boolean; baseline: boolean; baselineLong: boolean } = { quick: false, baseline: true, baselineLong: true };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${x} needs a value`);
+      return v;
+    };
+    if (x === '--quick') a.quick = true;
+    else if (x === '--out') a.out = val();
+    else if (x === '--tokens') a.tokens = Number(val());
+    else if (x === '--threads') a.threads = Number(val());
+    else if (x === '--minutes') a.minutes = Number(val());
+    else if (x === '--no-baseline') a.baseline = false;
+    else if (x === '--no-baseline-long') a.baselineLong = false;
+    else if (x === '--help' || x === '-h') usage(0);
+    else if (x.startsWith('--')) throw new Error(`unknown option ${x}`);
+    else rest.push(x);
+  }
+  if (rest.length !== 1) usage(2);
+  const quick = a.quick;
+  return {
+    model: resolve(rest[0]),
+    quick,
+    out: a.out ?? (quick ? '.tmp/bench/asr-quick.json' : 'docs/benchmarks-asr.json'),
+    tokens: a.tokens ?? (quick ? 8 : 32),
+    threads: a.threads ?? os.availableParallelism(),
+    minutes: a.minutes ?? (quick ? 1 : 10),
+    baseline: a.baseline,
+    baselineLong: a.baselineLong && !quick,
+  };
+}
+
+function usage(code: number): never {
+  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--no-baseline] [--no-baseline-long]');
+  process.exit(code);
+}
+
+const args = parseArgs(process.argv.slice(2));
+const Q = args.quick;
+/** iterations: timed runs / warm-up runs */
+const IT = Q ? { warmup: 1, iters: 2 } : { warmup: 2, iters: 7 };
+const BUDGET = args.tokens;
+const LOG = (s = '') => console.log(s);
+const NOTE = (s: string) => console.error(`  … ${s}`);
+
+// ---------------------------------------------------------------- setup
+
+const threads = args.threads;
+const baseOpts: WhisperEngineOptions = { intraOpThreads: threads, interOpThreads: 1 };
+const onnxDir = existsSync(join(args.model, 'onnx')) ? join(args.model, 'onnx') : args.model;
+const fileExists = (name: string) => existsSync(join(onnxDir, `${name}.onnx`));
+
+function pkgVersion(name: string): string {
+  try {
+    return JSON.parse(readFileSync(join('node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'not installed';
+  }
+}
+
+const loadAvg = () => os.loadavg().map((x) => x.toFixed(2)).join(', ');
+const uptime = () => {
+  try {
+    return execFileSync('uptime', { encoding: 'utf8' }).trim();
+  } catch {
+    return `load average: ${loadAvg()}`;
+  }
+};
+
+const engines = new Map<string, WhisperEngine>();
+async function engine(o: WhisperEngineOptions): Promise<WhisperEngine> {
+  const full = { ...baseOpts, ...o };
+  const key = JSON.stringify(full);
+  let e = engines.get(key);
+  if (!e) {
+    e = await WhisperEngine.load(args.model, full);
+    engines.set(key, e);
+  }
+  return e;
+}
+async function releaseEngines(): Promise<void> {
+  for (const e of engines.values()) await e.close();
+  engines.clear();
+}
+
+const main0 = await engine({});
+const SR = main0.info.samplingRate;
+const WINDOW = SR * 30;
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+const meta = {
+  date: new Date().toISOString(),
+  command: `npm run bench:asr -- ${process.argv.slice(2).join(' ')}`,
+  model: args.model,
+  modelId: main0.info.id,
+  layoutDefault: main0.info.layout,
+  vocab: main0.info.vocabSize,
+  dModel: main0.config.dModel,
+  encoderLayers: Number(JSON.parse(readFileSync(join(args.model, 'config.json'), 'utf8')).encoder_layers),
+  decoderLayers: main0.config.decoderLayers,
+  files: {
+    mergedFp32: fileExists('decoder_model_merged'),
+    splitFp32: fileExists('decoder_model') && fileExists('decoder_with_past_model'),
+    mergedInt8: fileExists('decoder_model_merged_quantized'),
+    splitInt8: fileExists('decoder_model_quantized') && fileExists('decoder_with_past_model_quantized'),
+    encoderInt8: fileExists('encoder_model_quantized'),
+  },
+  intraOpThreads: threads,
+  interOpThreads: 1,
+  cpu,
+  cpuCount: os.cpus().length,
+  node: process.version,
+  onnxruntimeNode: pkgVersion('onnxruntime-node'),
+  transformersJs: pkgVersion('@huggingface/transformers'),
+  tokenBudget: BUDGET,
+  quick: Q,
+  iterations: IT,
+  uptimeStart: uptime(),
+  uptimeEnd: '',
+};
+
+LOG(`# ASR engine benchmark${Q ? ' (--quick smoke mode: few iterations, numbers are not meaningful)' : ''}`);
+LOG();
+LOG(`- model folder: \`${meta.model}\` (id ${meta.modelId}; d_model ${meta.dModel}, ${meta.encoderLayers}+${meta.decoderLayers} layers, vocab ${meta.vocab})`);
+LOG(`- decoder layout (auto): ${meta.layoutDefault}; files: merged fp32 ${meta.files.mergedFp32 ? 'yes' : 'no'}, split fp32 ${meta.files.splitFp32 ? 'yes' : 'no'}, merged int8 ${meta.files.mergedInt8 ? 'yes' : 'no'}, split int8 ${meta.files.splitInt8 ? 'yes' : 'no'}`);
+LOG(`- threads: intraOp ${threads}, interOp 1 (os.availableParallelism() = ${os.availableParallelism()})`);
+LOG(`- cpu: ${cpu} ×${meta.cpuCount}; node ${meta.node}; onnxruntime-node ${meta.onnxruntimeNode}; @huggingface/transformers ${meta.transformersJs}`);
+LOG(`- token budget: ${BUDGET} new tokens per 30 s window (greedy, temperature 0, no timestamps, no fallback); timing: ${IT.warmup} warm-up + ${IT.iters} timed runs, medians`);
+LOG(`- load at start: ${meta.uptimeStart}`);
+LOG();
+
+// audio: one long espeak-ng speech file; windows are 30 s slices of it
+const seconds = Math.round(args.minutes * 60);
+NOTE(`making/reading ${seconds} s of espeak-ng speech`);
+const longAudio = speechAudio(Math.max(seconds, 8 * 30), SR, join('.tmp', 'bench'));
+const fileAudio = longAudio.samples.subarray(0, seconds * SR);
+const windows = Array.from({ length: 8 }, (_, i) => longAudio.samples.slice(i * WINDOW, (i + 1) * WINDOW));
+const features = windows.map((w) => main0.features(w));
+
+const decodeOpts: TranscribeOptions = {
+  language: 'en',
+  task: 'transcribe',
+  timestamps: false,
+  temperature: 0,
+  maxNewTokens: BUDGET,
+  conditionOnPrevious: false,
+  noSpeechThreshold: null,
+  compressionRatioThreshold: null,
+  logprobThreshold: null,
+};
+
+// ---------------------------------------------------------------- 1. encoder
+
+interface EncRow {
+  precision: 'fp32' | 'int8';
+  batch: number;
+  msPerCall: Timing;
+  msPerWindow: number;
+}
+const encBatches = Q ? [1, 2] : [1, 2, 4, 8];
+async function encoderMs(e: WhisperEngine, batch: number, it = IT): Promise<Timing> {
+  const f = Array.from({ length: batch }, (_, i) => features[i % features.length]);
+  return measure(() => e.encode(f), it);
+}
+
+const precisions: { name: 'fp32' | 'int8'; quantized: boolean }[] = [{ name: 'fp32', quantized: false }];
+if (meta.files.encoderInt8 && (meta.files.splitInt8 || meta.files.mergedInt8)) precisions.push({ name: 'int8', quantized: true });
+
+NOTE('encoder');
+const encRows: EncRow[] = [];
+for (const p of precisions) {
+  const e = await engine({ quantized: p.quantized });
+  for (const b of encBatches) {
+    const t = await encoderMs(e, b);
+    encRows.push({ precision: p.name, batch: b, msPerCall: t, msPerWindow: t.median / b });
+  }
+}
+
+// ---------------------------------------------------------------- 2. decoder
+
+interface DecRow {
+  precision: 'fp32' | 'int8';
+  layout: 'merged' | 'split';
+  batch: number;
+  available: boolean;
+  /** model.step only (ORT run + tensor plumbing), ms per step, median over steps and reps */
+  rawStepMs: number | null;
+  /** BatchDecoder.step (processors, argmax, cache bookkeeping included), ms per step */
+  engineStepMs: number | null;
+  /** engineStepMs / batch */
+  msPerToken: number | null;
+  prefillMs: number | null;
+}
+const decBatches = Q ? [1, 4] : [1, 4, 16];
+const decReps = Q ? 1 : 3;
+const decSteps = Math.max(4, BUDGET);
+
+async function encoderRows(e: WhisperEngine, batch: number): Promise<EncoderOutput> {
+  const distinct = Math.min(batch, features.length);
+  const enc = await e.encode(features.slice(0, distinct));
+  return selectEncoderRows(enc, Array.from({ length: batch }, (_, i) => i % distinct));
+}
+
+/** Per-step timings of the KV-cached decoder at one batch size. */
+async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps = decSteps): Promise<{ raw: number; engine: number; prefill: number }> {
+  const enc = await encoderRows(e, batch);
+  const prompt = e.buildPrompt({ language: 'en', timestamps: false }).prompt;
+  const raw: number[] = [];
+  const eng: number[] = [];
+  const pre: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const warm = r === 0;
+    // raw: model.prefill + model.step, argmax outside the timed region
+    let t0 = performance.now();
+    const first = await e.model.prefill(enc, Array.from({ length: batch }, () => prompt));
+    if (!warm) pre.push(performance.now() - t0);
+    let cache: KVCache = first.cache;
+    const pick = (logits: Float32Array, seqLen: number, vocab: number) =>
+      Array.from({ length: batch }, (_, i) => argmax(logits.subarray((i * seqLen + seqLen - 1) * vocab, (i * seqLen + seqLen) * vocab)));
+    let toks = pick(first.logits, first.seqLen, first.vocab);
+    for (let s = 0; s < steps; s++) {
+      t0 = performance.now();
+      const o = await e.model.step(cache, toks);
+      if (!warm) raw.push(performance.now() - t0);
+      cache = o.cache;
+      toks = pick(o.logits, o.seqLen, o.vocab);
+    }
+    // engine: BatchDecoder (what transcribe runs per token)
+    const task = e.task({ language: 'en', timestamps: false, maxNewTokens: steps + 1 });
+    const d = await BatchDecoder.start(e.model, enc, Array.from({ length: batch }, () => task), e.ids);
+    for (let s = 0; s < steps && !d.done; s++) {
+      t0 = performance.now();
+      await d.step();
+      if (!warm) eng.push(performance.now() - t0);
+    }
+  }
+  return { raw: median(raw), engine: median(eng), prefill: median(pre) };
+}
+
+NOTE('decoder');
+const decRows: DecRow[] = [];
+const layoutsFor = (p: 'fp32' | 'int8') =>
+  (['merged', 'split'] as const).map((l) => ({ layout: l, available: p === 'fp32' ? meta.files[l === 'merged' ? 'mergedFp32' : 'splitFp32'] : meta.files[l === 'merged' ? 'mergedInt8' : 'splitInt8'] }));
+for (const p of precisions) {
+  for (const { layout, available } of layoutsFor(p.name)) {
+    const e = available ? await engine({ quantized: p.quantized, decoderLayout: layout }) : null;
+    for (const b of decBatches) {
+      if (!e) {
+        decRows.push({ precision: p.name, layout, batch: b, available: false, rawStepMs: null, engineStepMs: null, msPerToken: null, prefillMs: null });
+        continue;
+      }
+      const t = await decoderMs(e, b);
+      decRows.push({ precision: p.name, layout, batch: b, available: true, rawStepMs: round3(t.raw), engineStepMs: round3(t.engine), msPerToken: round3(t.engine / b), prefillMs: round3(t.prefill) });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- 3. real-time factor of a long file
+
+interface RtfRow {
+  precision: 'fp32' | 'int8';
+  layout: string;
+  audioSeconds: number;
+  windows: number;
+  tokens: number;
+  wall: Timing;
+  rtf: number;
+  xRealtime: number;
+}
+NOTE(`file RTF (${seconds} s)`);
+const rtfRows: RtfRow[] = [];
+for (const p of precisions) {
+  const e = await engine({ quantized: p.quantized });
+  let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
+  const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: Q ? 0 : 1, iters: Q ? 1 : 3 });
+  const tpw = res[0].tokensPerWindow;
+  rtfRows.push({
+    precision: p.name,
+    layout: e.info.layout,
+    audioSeconds: seconds,
+    windows: tpw.length,
+    tokens: tpw.reduce((a, w) => a + w.length, 0),
+    wall,
+    rtf: wall.median / 1000 / seconds,
+    xRealtime: seconds / (wall.median / 1000),
+  });
+}
+
+// ---------------------------------------------------------------- 4. per-request vs batched
+
+const N = Q ? 4 : 8;
+interface ThroughputRow {
+  precision: 'fp32' | 'int8';
+  n: number;
+  sequential: Timing;
+  batched: Timing;
+  seqWindowsPerS: number;
+  batchWindowsPerS: number;
+  speedup: number;
+  sameTokens: boolean;
+}
+NOTE('per-request vs batched');
+const tpRows: ThroughputRow[] = [];
+const nWindows = windows.slice(0, N);
+for (const p of precisions) {
+  const e = await engine({ quantized: p.quantized });
+  let seqTok: number[][] = [];
+  let batTok: number[][] = [];
+  const it = { warmup: 1, iters: Q ? 1 : 5 };
+  const sequential = await measure(async () => {
+    seqTok = [];
+    for (const w of nWindows) seqTok.push((await e.transcribe([{ audio: w, options: decodeOpts }]))[0].tokensPerWindow[0]);
+  }, it);
+  const batched = await measure(async () => {
+    batTok = (await e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts })))).map((r) => r.tokensPerWindow[0]);
+  }, it);
+  tpRows.push({
+    precision: p.name,
+    n: N,
+    sequential,
+    batched,
+    seqWindowsPerS: N / (sequential.median / 1000),
+    batchWindowsPerS: N / (batched.median / 1000),
+    speedup: sequential.median / batched.median,
+    sameTokens: JSON.stringify(seqTok) === JSON.stringify(batTok),
+  });
+}
+
+// ---------------------------------------------------------------- 5. transformers.js baseline
+
+interface Baseline {
+  ran: boolean;
+  reason?: string;
+  threads: number;
+  goldenInput: string;
+  tokens: { ours: number[]; theirs: number[]; golden: number[] | null; oursEqTheirs: boolean; oursEqGolden: boolean | null };
+  rows: { case: string; ours: Timing; theirs: Timing; oursWindows: number; theirsWindows: number; ratio: number }[];
+}
+const baseline: Baseline = {
+  ran: false,
+  threads,
+  goldenInput: '',
+  tokens: { ours: [], theirs: [], golden: null, oursEqTheirs: false, oursEqGolden: null },
+  rows: [],
+};
+
+if (args.baseline) {
+  NOTE('transformers.js baseline');
+  try {
+    const tjs = await import('@huggingface/transformers');
+    tjs.env.allowRemoteModels = false;
+    tjs.env.allowLocalModels = true;
+    tjs.env.localModelPath = dirname(args.model) + '/';
+    // the pipeline's generic type is too deep for tsc here; we only call it
+    const pipe = (await (tjs.pipeline as unknown as (task: string, model: string, o: object) => Promise<unknown>)('automatic-speech-recognition', basename(args.model), {
+      dtype: 'fp32',
+      device: 'cpu',
+      session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
+    })) as {
+      (audio: Float32Array | Float32Array[], o: object): Promise<unknown>;
+      processor: (a: Float32Array) => Promise<{ input_features: unknown }>;
+      model: { generate: (o: object) => Promise<{ tolist: () => (number | bigint)[][] }> };
+    };
+    const e = await engine({}); // fp32, auto layout (merged when present, like transformers.js)
+    const genOpts = { language: 'en', task: 'transcribe', return_timestamps: false };
+
+    // token check on a golden input (no timestamps, 24 tokens like golden.json), else on the speech file
+    const goldenPath = join(args.model, 'golden', 'golden.json');
+    let gAudio: Float32Array;
+    let gTokens: number[] | null = null;
+    let gBudget = 24;
+    if (existsSync(goldenPath) && existsSync(join(args.model, 'golden', 'jfk.wav'))) {
+      const g = JSON.parse(readFileSync(goldenPath, 'utf8'));
+      gAudio = loadWav(join(args.model, 'golden', 'jfk.wav'), SR);
+      gTokens = g.inputs?.jfk?.generate?.notimestamps ?? null;
+      gBudget = gTokens?.length ?? g.max_new_tokens ?? 24;
+      baseline.goldenInput = 'golden/jfk.wav';
+    } else {
+      gAudio = longAudio.samples.slice(0, 11 * SR);
+      baseline.goldenInput = 'first 11 s of the espeak-ng file (model folder has no golden/jfk.wav)';
+    }
+    const ours = (await e.transcribe([{ audio: gAudio, options: { ...decodeOpts, maxNewTokens: gBudget } }]))[0].tokensPerWindow[0];
+    const feats = await pipe.processor(gAudio);
+    const seq = (await pipe.model.generate({ inputs: feats.input_features, max_new_tokens: gBudget, ...genOpts })).tolist()[0].map(Number);
+    const promptLen = e.buildPrompt({ language: 'en', timestamps: false }).prompt.length;
+    const theirs = seq.slice(promptLen).filter((t) => t !== e.tokenizer.eot);
+    baseline.tokens = {
+      ours,
+      theirs,
+      golden: gTokens,
+      oursEqTheirs: JSON.stringify(ours) === JSON.stringify(theirs),
+      oursEqGolden: gTokens ? JSON.stringify(ours) === JSON.stringify(gTokens) : null,
+    };
+
+    const theirOpts = { max_new_tokens: BUDGET, ...genOpts };
+    const it = { warmup: 1, iters: Q ? 1 : 5 };
+    // (a) one 30 s window
+    const oneOurs = await measure(() => e.transcribe([{ audio: windows[0], options: decodeOpts }]), it);
+    const oneTheirs = await measure(() => pipe(windows[0], theirOpts), it);
+    baseline.rows.push({ case: 'one 30 s window', ours: oneOurs, theirs: oneTheirs, oursWindows: 1, theirsWindows: 1, ratio: oneTheirs.median / oneOurs.median });
+    // (b) the N-window set: ours batched (one transcribe call), theirs as an array (the pipeline loops)
+    const setOurs = await measure(() => e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts }))), it);
+    const setTheirs = await measure(() => pipe(nWindows, theirOpts), it);
+    baseline.rows.push({ case: `${N} windows (ours batched, theirs pipeline(array))`, ours: setOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / setOurs.median });
+    const seqOurs = tpRows.find((r) => r.precision === 'fp32')!.sequential;
+    baseline.rows.push({ case: `${N} windows (ours one request after another)`, ours: seqOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / seqOurs.median });
+    // (c) the long file, chunk_length_s 30 (transformers.js default stride chunk/6 → overlapping chunks)
+    if (args.baselineLong) {
+      const stride = 30 / 6;
+      const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
+      const fr = rtfRows.find((r) => r.precision === 'fp32')!;
+      const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: Q ? 1 : 3 });
+      baseline.rows.push({ case: `${seconds} s file (theirs chunk_length_s 30)`, ours: fr.wall, theirs: longTheirs, oursWindows: fr.windows, theirsWindows, ratio: longTheirs.median / fr.wall.median });
+    }
+    baseline.ran = true;
+  } catch (err) {
+    baseline.reason = (err as Error).stack ?? String(err);
+    console.error(`transformers.js baseline failed: ${baseline.reason}`);
+  }
+} else baseline.reason = '--no-baseline';
+
+// ---------------------------------------------------------------- 6. knobs
+
+interface KnobRow {
+  knob: string;
+  value: string;
+  encoderB1: number;
+  decoderStepB1: number;
+  decoderStepB16: number;
+}
+NOTE('knobs');
+const knobRows: KnobRow[] = [];
+const knobIt = Q ? { warmup: 1, iters: 1 } : { warmup: 1, iters: 5 };
+const bigB = Q ? 4 : 16;
+async function knob(knobName: string, value: string, o: WhisperEngineOptions): Promise<void> {
+  const e = await engine(o);
+  const enc = await encoderMs(e, 1, knobIt);
+  const d1 = await decoderMs(e, 1, Q ? 1 : 2, Q ? 4 : 16);
+  const dB = await decoderMs(e, bigB, Q ? 1 : 2, Q ? 4 : 16);
+  knobRows.push({ knob: knobName, value, encoderB1: round3(enc.median), decoderStepB1: round3(d1.engine), decoderStepB16: round3(dB.engine) });
+}
+for (const level of ['disabled', 'basic', 'extended', 'all'] as const) await knob('graphOptimizationLevel', level, { graphOptimizationLevel: level });
+await releaseEngines(); // keep memory flat for the rest
+for (const t of [...new Set([1, 2, os.availableParallelism()])]) await knob('intraOpThreads', String(t), { intraOpThreads: t });
+await releaseEngines();
+
+// ---------------------------------------------------------------- 6b. encoder on shorter audio
+
+interface ShortRow {
+  frames: number;
+  ok: boolean;
+  outputShape?: number[];
+  ms?: number;
+  error?: string;
+}
+NOTE('encoder on fewer frames');
+const encPath = join(onnxDir, 'encoder_model.onnx');
+const encSession = await ort.InferenceSession.create(encPath, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+const meta0 = encSession.inputMetadata.find((m) => m.name === 'input_features');
+const outMeta = encSession.outputMetadata.find((m) => m.name === 'last_hidden_state');
+const shapeOf = (m: unknown) => (m && typeof m === 'object' && 'shape' in m ? (m as { shape: (number | string)[] }).shape : 'unknown');
+const nMels = main0.config.nMels;
+const fullFrames = main0.config.features.nFrames;
+const shortRows: ShortRow[] = [];
+for (const frames of [fullFrames, fullFrames / 2, Math.round(fullFrames / 3), 2 * fullFrames]) {
+  const f = new Float32Array(nMels * frames);
+  // take the first `frames` columns of a real window's log-mel
+  for (let m = 0; m < nMels; m++) for (let t = 0; t < frames; t++) f[m * frames + t] = features[0][m * fullFrames + (t % fullFrames)];
+  try {
+    const t0 = performance.now();
+    const o = await encSession.run({ input_features: new ort.Tensor('float32', f, [1, nMels, frames]) });
+    shortRows.push({ frames, ok: true, outputShape: [...o.last_hidden_state.dims], ms: round3(performance.now() - t0) });
+  } catch (err) {
+    shortRows.push({ frames, ok: false, error: String((err as Error).message).split('\n')[0].slice(0, 300) });
+  }
+}
+await encSession.release();
+const shortAudio = {
+  inputShape: shapeOf(meta0),
+  outputShape: shapeOf(outMeta),
+  maxSourcePositions: main0.config.maxSourcePositions,
+  rows: shortRows,
+};
+
+// ---------------------------------------------------------------- report
+
+meta.uptimeEnd = uptime();
+const encTable = table(
+  ['precision', 'batch', 'ms / call (median)', 'min', 'ms / 30 s window', 'windows / s'],
+  encRows.map((r) => [r.precision, r.batch, fmt(r.msPerCall.median), fmt(r.msPerCall.min), fmt(r.msPerWindow), fmt(1000 / r.msPerWindow)]),
+);
+const decTable = table(
+  ['precision', 'layout', 'batch', 'prefill ms', 'raw step ms', 'engine step ms', 'ms / token', 'tokens / s'],
+  decRows.map((r) =>
+    r.available
+      ? [r.precision, r.layout, r.batch, fmt(r.prefillMs), fmt(r.rawStepMs), fmt(r.engineStepMs), fmt(r.msPerToken), fmt(1000 / r.msPerToken!)]
+      : [r.precision, r.layout, r.batch, 'n/a (no files)', '', '', '', ''],
+  ),
+);
+const rtfTable = table(
+  ['precision', 'layout', 'audio', 'windows', 'tokens', 'wall s (median)', 'RTF', '× real time'],
+  rtfRows.map((r) => [r.precision, r.layout, `${r.audioSeconds} s`, r.windows, r.tokens, fmt(r.wall.median / 1000), fmt(r.rtf, 4), fmt(r.xRealtime)]),
+);
+const tpTable = table(
+  ['precision', 'N', 'one after another ms', 'batched ms', 'windows/s sequential', 'windows/s batched', 'speed-up', 'same tokens'],
+  tpRows.map((r) => [r.precision, r.n, fmt(r.sequential.median), fmt(r.batched.median), fmt(r.seqWindowsPerS), fmt(r.batchWindowsPerS), `${fmt(r.speedup, 2)}×`, r.sameTokens ? 'yes' : 'NO']),
+);
+const blTable = baseline.ran
+  ? table(
+      ['case', 'ours ms', 'transformers.js ms', 'windows ours / theirs', 'our speed ÷ theirs'],
+      baseline.rows.map((r) => [r.case, fmt(r.ours.median), fmt(r.theirs.median), `${r.oursWindows} / ${r.theirsWindows}`, `${fmt(r.ratio, 2)}×`]),
+    )
+  : `transformers.js baseline not run: ${baseline.reason}`;
+const knobTable = table(
+  ['knob', 'value', 'encoder b1 ms', 'decoder step b1 ms', `decoder step b${bigB} ms`],
+  knobRows.map((r) => [r.knob, r.value, fmt(r.encoderB1), fmt(r.decoderStepB1), fmt(r.decoderStepB16)]),
+);
+const shortTable = table(
+  ['mel frames fed', 'result', 'output shape', 'ms'],
+  shortRows.map((r) => [r.frames, r.ok ? 'runs' : `error: ${r.error!.replace(/\|/g, '/')}`, r.outputShape ? `[${r.outputShape.join(', ')}]` : '', r.ms !== undefined ? fmt(r.ms) : '']),
+);
+
+// derived "big wins"
+const enc = (p: string, b: number) => encRows.find((r) => r.precision === p && r.batch === b);
+const dec = (p: string, l: string, b: number) => decRows.find((r) => r.precision === p && r.layout === l && r.batch === b && r.available);
+const defLayout = main0.info.layout;
+const wins: string[] = [];
+const bMax = encBatches[encBatches.length - 1];
+const dMax = decBatches[decBatches.length - 1];
+if (enc('fp32', 1) && enc('fp32', bMax)) wins.push(`encoder batching: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('fp32', bMax)!.msPerWindow)} ms/window (b1 → b${bMax}, fp32), ×${fmt(enc('fp32', 1)!.msPerWindow / enc('fp32', bMax)!.msPerWindow, 2)}`);
+if (dec('fp32', defLayout, 1) && dec('fp32', defLayout, dMax))
+  wins.push(`decoder batching: ${fmt(dec('fp32', defLayout, 1)!.msPerToken)} → ${fmt(dec('fp32', defLayout, dMax)!.msPerToken)} ms/token (b1 → b${dMax}, fp32 ${defLayout}), ×${fmt(dec('fp32', defLayout, 1)!.msPerToken! / dec('fp32', defLayout, dMax)!.msPerToken!, 2)}`);
+if (enc('int8', 1) && enc('fp32', 1)) wins.push(`int8 encoder: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('int8', 1)!.msPerWindow)} ms/window at b1 (×${fmt(enc('fp32', 1)!.msPerWindow / enc('int8', 1)!.msPerWindow, 2)})`);
+if (dec('int8', 'split', 1) && dec('fp32', 'split', 1)) wins.push(`int8 decoder (split): ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} → ${fmt(dec('int8', 'split', 1)!.engineStepMs)} ms/step at b1 (×${fmt(dec('fp32', 'split', 1)!.engineStepMs! / dec('int8', 'split', 1)!.engineStepMs!, 2)})`);
+if (dec('fp32', 'merged', 1) && dec('fp32', 'split', 1)) wins.push(`merged vs split (fp32, b1): ${fmt(dec('fp32', 'merged', 1)!.engineStepMs)} vs ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} ms/step`);
+const r32 = rtfRows.find((r) => r.precision === 'fp32');
+const r8 = rtfRows.find((r) => r.precision === 'int8');
+if (r32 && r8) wins.push(`int8 end to end (${seconds} s file): RTF ${fmt(r32.rtf, 4)} → ${fmt(r8.rtf, 4)} (×${fmt(r32.rtf / r8.rtf, 2)})`);
+for (const r of tpRows) wins.push(`request batching (${r.precision}, N=${r.n}): ×${fmt(r.speedup, 2)} windows/s`);
+const lvl = (v: string) => knobRows.find((r) => r.knob === 'graphOptimizationLevel' && r.value === v);
+if (lvl('disabled') && lvl('all')) wins.push(`graphOptimizationLevel disabled → all: encoder b1 ${fmt(lvl('disabled')!.encoderB1)} → ${fmt(lvl('all')!.encoderB1)} ms, decoder step b1 ${fmt(lvl('disabled')!.decoderStepB1)} → ${fmt(lvl('all')!.decoderStepB1)} ms`);
+const th = (v: string) => knobRows.find((r) => r.knob === 'intraOpThreads' && r.value === v);
+if (th('1') && th('2')) wins.push(`intraOpThreads 1 → 2: encoder b1 ${fmt(th('1')!.encoderB1)} → ${fmt(th('2')!.encoderB1)} ms, decoder step b1 ${fmt(th('1')!.decoderStepB1)} → ${fmt(th('2')!.decoderStepB1)} ms, b${bigB} ${fmt(th('1')!.decoderStepB16)} → ${fmt(th('2')!.decoderStepB16)} ms`);
+
+const shortOk = shortRows.filter((r) => r.ok && r.frames !== fullFrames);
+const shortVerdict = shortOk.length
+  ? `This export ACCEPTS ${shortOk.map((r) => r.frames).join('/')} frames (output ${shortOk.map((r) => `[${r.outputShape!.join(',')}]`).join(' ')}); the model was still trained on 30 s padded input, so outputs on shorter input differ from the reference: not safe without re-validation.`
+  : `Only ${fullFrames} frames run: the encoder adds its fixed ${main0.config.maxSourcePositions}-position embedding to the conv output, so any other length fails at runtime. Encoding shorter audio is NOT possible with the standard export (pad to 30 s as the reference does).`;
+
+const tokLine = baseline.ran
+  ? `token match (${baseline.goldenInput}, no timestamps, ${baseline.tokens.ours.length} tokens): ours == transformers.js: ${baseline.tokens.oursEqTheirs ? 'yes' : 'NO'}` +
+    (baseline.tokens.oursEqGolden === null ? '' : `; ours == golden: ${baseline.tokens.oursEqGolden ? 'yes' : 'NO'}`)
+  : 'token match: not checked (baseline not run)';
+
+LOG('## 1. Encoder (ms per 30 s window)');
+LOG();
+LOG(encTable);
+LOG();
+LOG(`## 2. Decoder (KV-cached step; ${decSteps} steps from a ${main0.buildPrompt({ language: 'en', timestamps: false }).prompt.length}-token prompt; raw = model.step, engine = BatchDecoder.step incl. processors + argmax)`);
+LOG();
+LOG(decTable);
+LOG();
+LOG(`## 3. File real-time factor (${seconds} s espeak-ng speech, ${BUDGET} tokens per window, no timestamps, no conditioning, no fallback)`);
+LOG();
+LOG(rtfTable);
+LOG();
+LOG(`## 4. Per-request vs batched (${N} different 30 s windows, ${BUDGET} tokens each)`);
+LOG();
+LOG(tpTable);
+LOG();
+LOG(`## 5. transformers.js ${meta.transformersJs} baseline (same files, fp32, cpu, intraOpNumThreads ${threads}, max_new_tokens ${BUDGET}, en/transcribe)`);
+LOG();
+LOG(blTable);
+LOG();
+LOG(tokLine);
+LOG();
+LOG('## 6. Knobs (fp32, auto layout)');
+LOG();
+LOG(knobTable);
+LOG();
+LOG('### Big wins');
+LOG();
+for (const w of wins) LOG(`- ${w}`);
+LOG();
+LOG(`### Encoder on shorter audio (input_features ${JSON.stringify(shortAudio.inputShape)} → last_hidden_state ${JSON.stringify(shortAudio.outputShape)})`);
+LOG();
+LOG(shortTable);
+LOG();
+LOG(shortVerdict);
+LOG();
+LOG(`load at end: ${meta.uptimeEnd}`);
+
+const json = { meta, encoder: encRows, decoder: decRows, rtf: rtfRows, throughput: tpRows, baseline, knobs: knobRows, wins, shortAudio: { ...shortAudio, verdict: shortVerdict }, tokenMatch: tokLine };
+mkdirSync(dirname(resolve(args.out)), { recursive: true });
+writeFileSync(args.out, JSON.stringify(json, null, 1) + '\n');
+console.error(`wrote ${args.out}`);
+await releaseEngines();

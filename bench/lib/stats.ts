@@ -1,0 +1,54 @@
+/** Timing helpers for the benchmarks: warm-up, repeated runs, medians. */
+
+export interface Timing {
+  /** median of the timed runs, ms */
+  median: number;
+  min: number;
+  max: number;
+  /** every timed run, ms */
+  samples: number[];
+}
+
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function summarize(samples: number[]): Timing {
+  return { median: median(samples), min: Math.min(...samples), max: Math.max(...samples), samples: samples.map(round3) };
+}
+
+/** `warmup` untimed calls, then `iters` timed calls of `fn` (performance.now()). */
+export async function measure(fn: () => Promise<unknown>, o: { warmup: number; iters: number }): Promise<Timing> {
+  for (let i = 0; i < o.warmup; i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < o.iters; i++) {
+    const t0 = performance.now();
+    await fn();
+    samples.push(performance.now() - t0);
+  }
+  return summarize(samples);
+}
+
+export function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** Fixed-precision number for tables (3 significant digits below 10, else 1 decimal). */
+export function fmt(x: number | null | undefined, digits?: number): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return 'n/a';
+  if (digits !== undefined) return x.toFixed(digits);
+  const a = Math.abs(x);
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 10) return x.toFixed(1);
+  if (a >= 1) return x.toFixed(2);
+  return x.toFixed(3);
+}
+
+/** Markdown table. */
+export function table(head: string[], rows: (string | number)[][]): string {
+  const line = (r: (string | number)[]) => `| ${r.map(String).join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
