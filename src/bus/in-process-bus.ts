@@ -107,15 +107,15 @@ export class InProcessBus implements Bus {
     this.ensureOpen();
     assertValidPattern(pattern);
     assertReplayable(pattern);
-    this.prune();
-    // Snapshot + live subscription taken synchronously together: nothing is missed or duplicated.
-    const stored = this.history
-      .slice(this.historyStart)
-      .filter((s) => subjectMatches(pattern, s.msg.subject))
-      .map((s) => ({ subject: s.msg.subject, data: structuredClone(s.msg.data) as T }));
-    const live = opts.follow ? this.subscribe<T>(pattern) : null;
     return {
       [Symbol.asyncIterator]: () => {
+        this.prune();
+        // Snapshot + live subscription taken synchronously together: nothing is missed or duplicated.
+        const stored = this.history
+          .slice(this.historyStart)
+          .filter((s) => subjectMatches(pattern, s.msg.subject))
+          .map((s) => ({ subject: s.msg.subject, data: structuredClone(s.msg.data) as T }));
+        const live = opts.follow && !this.isClosed ? this.subscribe<T>(pattern) : null;
         let i = 0;
         const liveIt = live?.[Symbol.asyncIterator]();
         return {

@@ -59,6 +59,8 @@ export interface NatsBusOptions {
   reconnectTimeWaitMs?: number;
   /** How long close() waits for the drain before closing hard (default 5 s). */
   drainTimeoutMs?: number;
+  /** How long a session-subject publish waits for JetStream's acknowledgement (default 5 s). */
+  publishTimeoutMs?: number;
   maxPending?: number;
 }
 
@@ -128,7 +130,7 @@ export class NatsBus implements Bus {
         this.js = null;
         if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.JetStreamNotEnabledForAccount) {
           this.log.warn('NATS server has no JetStream: live fan-out only, no replay');
-        } else if (/jetstream not enabled|no responders/i.test(String((err as Error).message))) {
+        } else if ((err as Error).name === 'JetStreamNotEnabled' || /jetstream (is )?not enabled/i.test(String((err as Error).message))) {
           this.log.warn({ err }, 'NATS server has no JetStream: live fan-out only, no replay');
         } else {
           await nc.close().catch(() => {});
@@ -234,7 +236,7 @@ export class NatsBus implements Bus {
     const json = JSON.stringify(msg);
     if (json === undefined) throw new BusError(`cannot publish ${typeof msg} on ${subject}: not JSON-serialisable`);
     if (this.js && subjectMatches(SESSIONS_STREAM_SUBJECTS, subject)) {
-      await this.js.publish(subject, json);
+      await this.js.publish(subject, json, { timeout: this.opts.publishTimeoutMs ?? 5000 });
     } else {
       nc.publish(subject, json);
     }

@@ -48,6 +48,41 @@ describe('NatsBus specifics', () => {
     }
   });
 
+  it.skipIf(!!process.env.TEST_NATS_URL)('updates the stream limits when a server starts with another max age', async () => {
+    const short = newBus({ streamMaxAgeMs: 3600_000 });
+    await short.start();
+    await short.close();
+    const nc = await connect({ servers: server.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(SESSIONS_STREAM)).config.max_age).toBe(nanos(3600_000));
+      const normal = newBus();
+      await normal.start();
+      await normal.close();
+      expect((await jsm.streams.info(SESSIONS_STREAM)).config.max_age).toBe(nanos(24 * 3600_000));
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('degrades to core NATS (no replay) on a server without JetStream', async () => {
+    const plain = await startNatsServer({ spawn: true, jetstream: false });
+    const bus = new NatsBus({ url: plain.url, logger });
+    try {
+      await bus.start();
+      expect(bus.jetstreamEnabled).toBe(false);
+      const subject = sessionSubject(`p${uid()}`);
+      const sub = bus.subscribe(subject);
+      await sub.ready();
+      await bus.publish(subject, { ok: 1 });
+      expect((await take$(sub, 1))[0]!.data).toEqual({ ok: 1 });
+      expect(() => bus.replay(subject)).toThrow(/JetStream/);
+    } finally {
+      await bus.close();
+      await plain.stop();
+    }
+  });
+
   it('a second bus (another server) receives what the first publishes, and replays it later', async () => {
     const a = newBus();
     const b = newBus();
@@ -119,7 +154,7 @@ describe('NatsBus specifics', () => {
   });
 
   it.skipIf(!!process.env.TEST_NATS_URL)('reconnects after the server restarts and keeps its subscriptions', async () => {
-    const bus = newBus({ reconnectTimeWaitMs: 100 });
+    const bus = newBus({ reconnectTimeWaitMs: 100, publishTimeoutMs: 500 });
     await bus.start();
     try {
       const subject = sessionSubject(`r${uid()}`);

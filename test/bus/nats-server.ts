@@ -48,9 +48,10 @@ function waitForPort(port: number, timeoutMs: number, child: ChildProcess, log: 
   });
 }
 
-export async function startNatsServer(): Promise<TestNatsServer> {
+/** `spawn: true` always spawns one (e.g. `jetstream: false` to test a server without JetStream). */
+export async function startNatsServer(opts: { spawn?: boolean; jetstream?: boolean } = {}): Promise<TestNatsServer> {
   const external = process.env.TEST_NATS_URL;
-  if (external) return { url: external, stop: async () => {}, restart: null };
+  if (external && !opts.spawn) return { url: external, stop: async () => {}, restart: null };
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stt-nats-'));
   const port = await freePort();
@@ -58,7 +59,8 @@ export async function startNatsServer(): Promise<TestNatsServer> {
   let output = '';
   const launch = async () => {
     output = '';
-    child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], {
+    const js = opts.jetstream === false ? [] : ['-js', '-sd', dir];
+    child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...js], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (d) => (output += d));
