@@ -52,3 +52,20 @@ export function table(head: string[], rows: (string | number)[][]): string {
   const line = (r: (string | number)[]) => `| ${r.map(String).join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
 }
+
+/**
+ * Round-robin timing of several variants: each round runs every variant once, so load changes on a
+ * shared machine hit all variants alike. Returns one Timing per key.
+ */
+export async function interleave<K extends string>(fns: Record<K, () => Promise<unknown>>, o: { warmup: number; iters: number }): Promise<Record<K, Timing>> {
+  const keys = Object.keys(fns) as K[];
+  const samples = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let r = 0; r < o.warmup + o.iters; r++) {
+    for (const k of keys) {
+      const t0 = performance.now();
+      await fns[k]();
+      if (r >= o.warmup) samples[k].push(performance.now() - t0);
+    }
+  }
+  return Object.fromEntries(keys.map((k) => [k, summarize(samples[k])])) as Record<K, Timing>;
+}

@@ -1,0 +1,40 @@
+/** Smoke test: `bench/asr.ts --quick` runs end to end on the Whisper fixture and prints every table. */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, WHISPER_FIXTURE } from '../helpers/paths.ts';
+
+const run = promisify(execFile);
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'asr-bench-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe.skipIf(!existsSync(WHISPER_FIXTURE))('bench:asr --quick', () => {
+  it(
+    'prints the encoder/decoder/RTF/batching/baseline/knob tables, tokens match transformers.js, writes JSON',
+    async () => {
+      const out = path.join(tmp, 'asr.json');
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/asr.ts', WHISPER_FIXTURE, '--quick', '--out', out], {
+        cwd: REPO_ROOT,
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 170_000,
+      });
+      for (const h of ['## 1. Encoder', '## 2. Decoder', '## 3. File real-time factor', '## 4. Per-request vs batched', '## 5. transformers.js', '## 6. Knobs', '### Big wins', '### Encoder on shorter audio'])
+        expect(stdout).toContain(h);
+      expect(stdout).toMatch(/\| fp32 \| 1 \| [\d.]+ \|/); // encoder row, batch 1
+      expect(stdout).toMatch(/\| fp32 \| merged \| 1 \| [\d.]+ \|/); // decoder row
+      expect(stdout).toMatch(/token match \(.*\): ours == transformers\.js: yes; ours == golden: yes/);
+      expect(stdout).toMatch(/\| graphOptimizationLevel \| disabled \|/);
+      expect(stdout).toContain('onnxruntime-node');
+      const json = JSON.parse(readFileSync(out, 'utf8'));
+      expect(json.meta.tokenBudget).toBeGreaterThan(0);
+      expect(json.encoder.length).toBeGreaterThan(0);
+      expect(json.throughput.every((r: { sameTokens: boolean }) => r.sameTokens)).toBe(true);
+      expect(json.baseline.tokens.oursEqTheirs).toBe(true);
+      expect(json.shortAudio.rows.find((r: { frames: number }) => r.frames === 3000).ok).toBe(true);
+    },
+    180_000,
+  );
+});
