@@ -45,6 +45,8 @@ const envSchema = z.object({
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
+  MAX_BATCH_SIZE: int(1, 256).default(8),
+  BATCH_WINDOW_MS: int(0, 10_000).default(10),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
   TRUST_PROXY: bool.default(false),
 });
@@ -75,6 +77,9 @@ export interface Config {
     /** 0 = onnxruntime's default (all cores). */
     intraOpThreads: number;
     interOpThreads: number;
+    /** Largest batch of 30 s windows per model call, and how long a batch waits to fill. */
+    maxBatchSize: number;
+    batchWindowMs: number;
   };
 }
 
@@ -123,6 +128,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       executionProvider: e.EXECUTION_PROVIDER,
       intraOpThreads: e.INFERENCE_THREADS,
       interOpThreads: e.INFERENCE_INTER_OP_THREADS,
+      maxBatchSize: e.MAX_BATCH_SIZE,
+      batchWindowMs: e.BATCH_WINDOW_MS,
     },
   };
 }

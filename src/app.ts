@@ -6,6 +6,13 @@ import fs from 'node:fs/promises';
 import type { Config } from '../config/config.ts';
 import { HttpServer } from './http/http-server.ts';
 import { registerSystemRoutes } from './http/routes/system-routes.ts';
+import { UPLOAD_TMP_SUBDIR, registerTranscribeRoutes } from './http/routes/transcribe-routes.ts';
+import { SileroVad } from './engines/vad/silero-vad.ts';
+import { FileTranscriber } from './pipeline/file-transcriber.ts';
+import { JobRegistry } from './pipeline/job-registry.ts';
+import { SpeechModels } from './pipeline/speech-models.ts';
+import { TranscriptionService } from './pipeline/transcription-service.ts';
+import path from 'node:path';
 import { loadNativeUws } from './http/uws.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -24,6 +31,9 @@ export class App {
   server!: HttpServer;
   registry!: ModelRegistry;
   gpu!: GpuInfo;
+  vad!: SileroVad;
+  speechModels!: SpeechModels;
+  jobs!: JobRegistry;
   /** Closers in creation order; run in reverse by close(). */
   private readonly closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
   private closed = false;
@@ -51,6 +61,34 @@ export class App {
         this.metrics.modelInstalled.set({ model: m.id, kind: m.kind }, m.installed ? 1 : 0);
       }
 
+      // Uploads left behind by a crash are useless now: start with an empty temp folder.
+      const tmpDir = path.join(this.config.paths.dataDir, UPLOAD_TMP_SUBDIR);
+      await fs.rm(tmpDir, { recursive: true, force: true });
+      await fs.mkdir(tmpDir, { recursive: true });
+
+      this.vad = await SileroVad.load();
+      this.closers.push({ name: 'vad', close: () => this.vad.close() });
+      this.speechModels = new SpeechModels({
+        registry: this.registry,
+        logger: this.logger.child({ component: 'models' }),
+        metrics: this.metrics,
+        maxBatch: this.config.inference.maxBatchSize,
+        batchWindowMs: this.config.inference.batchWindowMs,
+        inference: {
+          executionProvider: this.config.inference.executionProvider,
+          intraOpThreads: this.config.inference.intraOpThreads || undefined,
+          interOpThreads: this.config.inference.interOpThreads || undefined,
+        },
+      });
+      this.closers.push({ name: 'speech-models', close: () => this.speechModels.close() });
+      this.jobs = new JobRegistry();
+      this.closers.push({ name: 'jobs', close: () => this.jobs.close() });
+      const transcription = new TranscriptionService({
+        models: this.speechModels,
+        transcriber: new FileTranscriber({ vad: this.vad }),
+        jobs: this.jobs,
+      });
+
       this.server = new HttpServer({
         uws,
         host: this.config.server.host,
@@ -62,6 +100,13 @@ export class App {
         shutdownTimeoutMs: this.config.server.shutdownTimeoutMs,
       });
       registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics });
+      registerTranscribeRoutes(this.server, {
+        service: transcription,
+        jobs: this.jobs,
+        tmpDir,
+        maxUploadBytes: this.config.limits.maxUploadBytes,
+        defaultModel: this.config.models.defaultModel,
+      });
       await this.server.start();
       this.closers.push({ name: 'http', close: () => this.server.close() });
       return this;

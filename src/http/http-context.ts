@@ -71,7 +71,7 @@ export class HttpContext {
    * Starts receiving the body (must be called synchronously in the uWS handler). Bytes beyond
    * `maxBytes` fail the stream with a 413 ApiError.
    */
-  attachBody(maxBytes: number): void {
+  attachBody(maxBytes: number, tooLargeMessage?: string): void {
     const res = this.res;
     let received = 0;
     let paused = false;
@@ -89,7 +89,7 @@ export class HttpContext {
       if (stream.destroyed) return;
       received += chunk.byteLength;
       if (received > maxBytes) {
-        stream.destroy(tooLarge(maxBytes));
+        stream.destroy(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBytes));
         return;
       }
       // uWS neuters the ArrayBuffer after this callback returns: copy it.

@@ -16,6 +16,8 @@ export type Handler = (ctx: HttpContext) => Promise<Reply | void> | Reply | void
 export interface RouteOptions {
   /** Largest accepted request body in bytes (default: the server's JSON body limit). */
   maxBodyBytes?: number;
+  /** The 413 message when the body is over the limit (default names the body limit). */
+  tooLargeMessage?: string;
 }
 
 export interface HttpServerOptions {
@@ -32,6 +34,7 @@ export interface HttpServerOptions {
 interface RouteEntry {
   handler: Handler;
   maxBodyBytes: number;
+  tooLargeMessage?: string;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -55,7 +58,7 @@ export class HttpServer {
   }
 
   route(method: Method, pattern: string, handler: Handler, options: RouteOptions = {}): this {
-    this.router.add(method, pattern, { handler, maxBodyBytes: options.maxBodyBytes ?? this.opts.maxJsonBodyBytes });
+    this.router.add(method, pattern, { handler, maxBodyBytes: options.maxBodyBytes ?? this.opts.maxJsonBodyBytes, tooLargeMessage: options.tooLargeMessage });
     return this;
   }
 
@@ -168,15 +171,15 @@ export class HttpServer {
       return;
     }
 
-    const { handler, maxBodyBytes } = match.handler;
+    const { handler, maxBodyBytes, tooLargeMessage } = match.handler;
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       const declared = Number(ctx.headers['content-length']);
       if (Number.isFinite(declared) && declared > maxBodyBytes) {
-        fail(tooLarge(maxBodyBytes));
+        fail(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBodyBytes));
         finish();
         return;
       }
-      ctx.attachBody(maxBodyBytes);
+      ctx.attachBody(maxBodyBytes, tooLargeMessage);
     }
 
     Promise.resolve()

@@ -62,7 +62,8 @@ export class BatchScheduler<Req, Res> {
   private idle: Promise<void> = Promise.resolve();
   /** Last key served per priority, for round-robin. */
   private readonly lastKey: Record<Priority, string | null> = { final: null, file: null, partial: null };
-  batches = 0;
+  /** Totals since start (benchmarks, tests): batches run, requests served, largest batch. */
+  readonly stats = { batches: 0, requests: 0, maxBatchSize: 0 };
 
   constructor(private readonly opts: BatchSchedulerOptions<Req, Res>) {
     this.maxBatch = opts.maxBatch ?? 8;
@@ -87,13 +88,15 @@ export class BatchScheduler<Req, Res> {
           old.reject(new DroppedError('superseded by a newer partial'));
         }
       }
+      // Aborted while queued: leave the queue. Aborted while its batch runs: the caller is released
+      // at once and the row's result is discarded (the other rows of the batch are unaffected).
       const onAbort = () => {
         const i = queue.indexOf(item);
         if (i >= 0) {
           queue.splice(i, 1);
           this.reportDepth();
-          reject(opts.signal!.reason ?? new Error('aborted'));
         }
+        reject(opts.signal!.reason ?? new Error('aborted'));
       };
       const item: Pending<Req, Res> = {
         req,
@@ -178,7 +181,9 @@ export class BatchScheduler<Req, Res> {
     this.reportDepth();
     if (!batch.length) return;
     this.running = true;
-    this.batches++;
+    this.stats.batches++;
+    this.stats.requests += batch.length;
+    this.stats.maxBatchSize = Math.max(this.stats.maxBatchSize, batch.length);
     const t0 = performance.now();
     this.idle = this.opts
       .run(batch.map((b) => b.req))

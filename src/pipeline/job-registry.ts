@@ -42,11 +42,15 @@ export class JobRegistry {
     this.sweeper.unref();
   }
 
-  create(): { id: string; signal: AbortSignal } {
+  /** `id`: a client-chosen id (so it can poll progress while its request runs); must be unused. */
+  create(id?: string): { id: string; signal: AbortSignal } {
     if (this.jobs.size >= (this.opts.maxJobs ?? 10_000)) this.sweep(true);
+    if (id !== undefined && this.jobs.has(id)) {
+      throw Object.assign(new Error(`Job id '${id}' is already in use; choose another (a UUID).`), { status: 409 });
+    }
     const now = new Date().toISOString();
     const job: Job = {
-      id: randomUUID(),
+      id: id ?? randomUUID(),
       status: 'queued',
       progress: { stage: 'queued', fraction: 0 },
       created_at: now,

@@ -1,0 +1,272 @@
+/**
+ * POST /v1/transcribe (the API reference's shape), POST /v1/audio/transcriptions (OpenAI-compatible),
+ * GET/DELETE /v1/jobs/:id (progress of a running transcription). Parse, validate, call the
+ * TranscriptionService, format. No model code here.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
+import type { Transcript } from '../../formats/transcript.ts';
+import { receiveMultipart, type Upload } from '../../ingest/upload.ts';
+import { WHISPER_LANGUAGES, isWhisperLanguage } from '../../languages.ts';
+import type { FileTranscription } from '../../pipeline/file-transcriber.ts';
+import type { JobRegistry } from '../../pipeline/job-registry.ts';
+import type { TranscriptionService } from '../../pipeline/transcription-service.ts';
+import { ApiError } from '../api-error.ts';
+import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
+import type { HttpServer } from '../http-server.ts';
+
+export interface TranscribeRouteDeps {
+  service: TranscriptionService;
+  jobs: JobRegistry;
+  tmpDir: string;
+  maxUploadBytes: number;
+  defaultModel: string;
+}
+
+const JOB_ID = /^[A-Za-z0-9_-]{8,64}$/;
+const FORMATS = ['json', 'txt', 'srt', 'vtt'] as const;
+const OPENAI_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
+
+const boolField = (name: string, dflt: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      if (/^(true|1|yes|on)$/i.test(v)) return true;
+      if (/^(false|0|no|off)$/i.test(v)) return false;
+      ctx.addIssue({ code: 'custom', message: `${name} must be true or false (got '${v}')` });
+      return z.NEVER;
+    });
+
+const intField = (name: string, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be an integer from ${min} to ${max} (got '${v}')` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const enumField = <T extends readonly [string, ...string[]]>(name: string, values: T, dflt: T[number]) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      if ((values as readonly string[]).includes(v)) return v as T[number];
+      ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got '${v}')` });
+      return z.NEVER;
+    });
+
+const languageField = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    const code = (v ?? '').trim().toLowerCase();
+    if (!code || code === 'auto') return 'auto';
+    if (isWhisperLanguage(code) || code === 'yue') return code;
+    ctx.addIssue({ code: 'custom', message: `language must be 'auto' or a language code from GET /v1/languages, such as ${WHISPER_LANGUAGES.slice(0, 5).map(([c]) => c).join(', ')} (got '${v}')` });
+    return z.NEVER;
+  });
+
+const temperatureField = z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const t = Number(v);
+      if (!Number.isFinite(t) || t < 0 || t > 1) {
+        ctx.addIssue({ code: 'custom', message: `temperature must be a number from 0 to 1 (got '${v}')` });
+        return z.NEVER;
+      }
+      return t;
+    });
+
+const transcribeFields = z.object({
+  model: z.string().optional(),
+  language: languageField,
+  diarize: boolField('diarize', true),
+  speakers: intField('speakers', 0, 32),
+  response_format: enumField('response_format', FORMATS, 'json'),
+  // Extensions (documented in the README): VAD chunking, word timestamps, decoding controls.
+  vad: boolField('vad', true),
+  word_timestamps: boolField('word_timestamps', true),
+  timestamps: boolField('timestamps', true),
+  task: enumField('task', ['transcribe', 'translate'] as const, 'transcribe'),
+  beam_size: intField('beam_size', 1, 16),
+  max_new_tokens: intField('max_new_tokens', 1, 448),
+  /** A fixed temperature (0 = greedy, no fallback); default: the fallback schedule 0, 0.2 … 1. */
+  temperature: temperatureField,
+  job_id: z.string().optional(),
+});
+
+const openAiFields = z.object({
+  model: z.string().optional(),
+  language: languageField,
+  prompt: z.string().max(4000, 'prompt must be at most 4000 characters').optional(),
+  response_format: enumField('response_format', OPENAI_FORMATS, 'json'),
+  temperature: temperatureField,
+  'timestamp_granularities[]': z.union([z.string(), z.array(z.string())]).optional(),
+  timestamp_granularities: z.union([z.string(), z.array(z.string())]).optional(),
+});
+
+/** Text fields must be single values except the granularity list. */
+function parseFields<T extends z.ZodType>(schema: T, fields: Upload['fields']): z.infer<T> {
+  const single: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) single[k] = Array.isArray(v) && !k.startsWith('timestamp_granularities') ? v[v.length - 1] : v;
+  const r = schema.safeParse(single);
+  if (!r.success) throw new ApiError(400, r.error.issues.map((i) => i.message).join('; '));
+  return r.data;
+}
+
+function jobIdOf(ctx: HttpContext, field: string | undefined): string | undefined {
+  const id = ctx.headers['x-job-id'] || field;
+  if (id === undefined || id === '') return undefined;
+  if (!JOB_ID.test(id)) throw new ApiError(400, `job id must be 8-64 characters of letters, digits, '-' or '_' (a UUID works)`);
+  return id;
+}
+
+export function publicTranscript(r: FileTranscription): Transcript {
+  return { text: r.text, language: r.language, duration: r.duration, segments: r.segments, speakers: r.speakers };
+}
+
+export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRouteDeps): void {
+  // The body may exceed the file by the multipart framing and text fields; busboy enforces the file limit itself.
+  const maxBodyBytes = deps.maxUploadBytes + 1024 * 1024;
+  const tooLargeMessage = `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.`;
+  const tmpDir = deps.tmpDir;
+
+  async function withUpload(ctx: HttpContext, fn: (u: Upload & { file: NonNullable<Upload['file']> }) => Promise<Reply>): Promise<Reply> {
+    const upload = await receiveMultipart(ctx, { tmpDir, maxFileBytes: deps.maxUploadBytes });
+    try {
+      if (!upload.file) throw new ApiError(400, "Missing file: send the audio or video as a multipart field named 'file'.");
+      return await fn(upload as Upload & { file: NonNullable<Upload['file']> });
+    } finally {
+      await upload.cleanup();
+    }
+  }
+
+  server.route(
+    'POST',
+    '/v1/transcribe',
+    (ctx) =>
+      withUpload(ctx, async (upload) => {
+        const f = parseFields(transcribeFields, upload.fields);
+        const result = await deps.service.transcribeFile(
+          {
+            path: upload.file.path,
+            model: f.model || deps.defaultModel,
+            language: f.language,
+            task: f.task,
+            vad: f.vad,
+            timestamps: f.timestamps,
+            wordTimestamps: f.word_timestamps,
+            beamSize: f.beam_size,
+            maxNewTokens: f.max_new_tokens,
+            temperature: f.temperature,
+            jobId: jobIdOf(ctx, f.job_id),
+          },
+          ctx.signal,
+        );
+        const headers = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
+        const t = publicTranscript(result);
+        switch (f.response_format) {
+          case 'txt':
+            return { headers: { ...headers, 'content-type': 'text/plain; charset=utf-8' }, body: toTxt(t) };
+          case 'srt':
+            return { headers: { ...headers, 'content-type': 'application/x-subrip; charset=utf-8' }, body: toSrt(t) };
+          case 'vtt':
+            return { headers: { ...headers, 'content-type': 'text/vtt; charset=utf-8' }, body: toVtt(t) };
+          default:
+            return { headers, body: t };
+        }
+      }),
+    { maxBodyBytes, tooLargeMessage },
+  );
+
+  server.route(
+    'POST',
+    '/v1/audio/transcriptions',
+    (ctx) =>
+      withUpload(ctx, async (upload) => {
+        const f = parseFields(openAiFields, upload.fields);
+        const granularities = [f['timestamp_granularities[]'] ?? f.timestamp_granularities ?? []].flat();
+        for (const g of granularities) {
+          if (g !== 'word' && g !== 'segment') throw new ApiError(400, `timestamp_granularities must be word and/or segment (got '${g}')`);
+        }
+        const words = granularities.includes('word');
+        // OpenAI clients send model=whisper-1: that means "this server's default model".
+        const model = !f.model || f.model === 'whisper-1' ? deps.defaultModel : f.model;
+        const result = await deps.service.transcribeFile(
+          {
+            path: upload.file.path,
+            model,
+            language: f.language,
+            wordTimestamps: words,
+            temperature: f.temperature,
+            initialPrompt: f.prompt,
+            jobId: jobIdOf(ctx, undefined),
+          },
+          ctx.signal,
+        );
+        const t = publicTranscript(result);
+        switch (f.response_format) {
+          case 'text':
+            return { headers: { 'content-type': 'text/plain; charset=utf-8' }, body: t.text + '\n' };
+          case 'srt':
+            return { headers: { 'content-type': 'application/x-subrip; charset=utf-8' }, body: toSrt(t) };
+          case 'vtt':
+            return { headers: { 'content-type': 'text/vtt; charset=utf-8' }, body: toVtt(t) };
+          case 'verbose_json': {
+            const name = WHISPER_LANGUAGES.find(([c]) => c === t.language)?.[1] ?? t.language;
+            return {
+              body: {
+                task: 'transcribe',
+                language: name,
+                duration: t.duration,
+                text: t.text,
+                segments: result.detailed.map((s) => ({
+                  id: s.id,
+                  seek: s.seek,
+                  start: s.start,
+                  end: s.end,
+                  text: s.text,
+                  tokens: s.tokens,
+                  temperature: s.temperature,
+                  avg_logprob: s.avgLogprob,
+                  compression_ratio: s.compressionRatio,
+                  no_speech_prob: s.noSpeechProb,
+                })),
+                ...(words ? { words: t.segments.flatMap((s) => s.words.map((w) => ({ word: w.word, start: w.start, end: w.end }))) } : {}),
+              },
+            };
+          }
+          default:
+            return { body: { text: t.text } };
+        }
+      }),
+    { maxBodyBytes, tooLargeMessage },
+  );
+
+  server.route('GET', '/v1/jobs/:id', (ctx) => {
+    const job = deps.jobs.get(ctx.params.id);
+    if (!job) throw new ApiError(404, `No job '${ctx.params.id}' (finished jobs are kept for 10 minutes).`);
+    const { result: _r, ...view } = job;
+    return { body: view };
+  });
+
+  server.route('DELETE', '/v1/jobs/:id', (ctx) => {
+    if (!deps.jobs.get(ctx.params.id)) throw new ApiError(404, `No job '${ctx.params.id}'.`);
+    const cancelled = deps.jobs.cancel(ctx.params.id, 'cancelled by request');
+    return { body: { id: ctx.params.id, cancelled } };
+  });
+}
+
+export const UPLOAD_TMP_SUBDIR = path.join('tmp', 'uploads');
