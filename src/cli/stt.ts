@@ -7,6 +7,7 @@
  * object: text, language, segments (start, end, text, words) and tokens (the generated ids of each
  * 30 s window or VAD chunk, prompt excluded, timestamp tokens included).
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,7 +35,10 @@ options:
   --quantized             use the int8 model files
   --threads N             onnxruntime intra-op threads
   --json                  print one JSON object
-  --quiet                 no progress bar`;
+  --quiet                 no progress bar
+  --server URL            send the file to a running server (POST /v1/transcribe) and follow
+                          its progress (GET /v1/jobs/:id) instead of transcribing in-process
+  --format FMT            with --server: json (default), txt, srt or vtt`;
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -56,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
         threads: { type: 'string' },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
+        server: { type: 'string' },
+        format: { type: 'string', default: 'json' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -69,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const [command, file] = positionals;
-  if (command !== 'transcribe' || !file || !o.model) {
+  if (command !== 'transcribe' || !file || (!o.model && !o.server)) {
     console.error(USAGE);
     return 2;
   }
@@ -79,6 +85,8 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got '${v}')`);
     return n;
   };
+  if (o.server) return transcribeOnServer(o.server, file, o);
+  const modelArg = o.model!;
   let models: SpeechModels | null = null;
   let vad: SileroVad | null = null;
   try {
@@ -101,8 +109,8 @@ export async function main(argv: string[]): Promise<number> {
         quantized: o.quantized,
       },
     });
-    const isPath = o.model.includes('/') || o.model.startsWith('.');
-    const model = isPath ? await models.getByPath(path.resolve(o.model)) : await models.get(o.model);
+    const isPath = modelArg.includes('/') || modelArg.startsWith('.');
+    const model = isPath ? await models.getByPath(path.resolve(modelArg)) : await models.get(modelArg);
     if (o.language !== 'auto' && !model.engine.info.languages.includes(o.language)) {
       throw new UsageError(`--language '${o.language}' is not a language of this model; use 'auto' or one of: ${model.engine.info.languages.join(', ')}`);
     }
@@ -157,6 +165,62 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/** Uploads to a running server with a client-chosen job id and draws the job's progress meanwhile. */
+async function transcribeOnServer(
+  server: string,
+  file: string,
+  o: { model?: string; language?: string; format?: string; json?: boolean; quiet?: boolean; 'no-vad'?: boolean; 'max-new-tokens'?: string; temperature?: string },
+): Promise<number> {
+  if (!fs.existsSync(file)) {
+    console.error(`error: No such file: ${file}`);
+    return 2;
+  }
+  const base = server.replace(/\/+$/, '');
+  const jobId = crypto.randomUUID();
+  const form = new FormData();
+  form.append('file', await fs.openAsBlob(file), path.basename(file));
+  const fields: Record<string, string | undefined> = {
+    model: o.model,
+    language: o.language,
+    response_format: o.json ? 'json' : o.format,
+    vad: o['no-vad'] ? 'false' : undefined,
+    max_new_tokens: o['max-new-tokens'],
+    temperature: o.temperature,
+  };
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) form.append(k, v);
+  const bar = o.quiet || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: ' {stage} [{bar}] {percentage}%', stream: process.stderr }, cliProgress.Presets.shades_classic);
+  bar?.start(100, 0, { stage: 'uploading' });
+  let finished = false;
+  const poll = (async () => {
+    while (!finished) {
+      await new Promise((r) => setTimeout(r, 250));
+      const r = await fetch(`${base}/v1/jobs/${jobId}`).catch(() => null);
+      if (r?.ok) {
+        const j = (await r.json()) as { progress: { stage: string; fraction: number } };
+        bar?.update(Math.round(j.progress.fraction * 100), { stage: j.progress.stage });
+      }
+    }
+  })();
+  try {
+    const res = await fetch(`${base}/v1/transcribe`, { method: 'POST', body: form, headers: { 'x-job-id': jobId } });
+    finished = true;
+    await poll;
+    bar?.stop();
+    const body = await res.text();
+    if (!res.ok) {
+      console.error(`error: ${res.status} ${(JSON.parse(body) as { error: string }).error}`);
+      return res.status < 500 ? 2 : 1;
+    }
+    process.stdout.write(body.endsWith('\n') ? body : body + '\n');
+    return 0;
+  } catch (err) {
+    finished = true;
+    bar?.stop();
+    console.error(`error: cannot reach ${base}: ${(err as Error).message}`);
+    return 1;
+  }
+}
 
 function fmt(s: number): string {
   const m = Math.floor(s / 60);

@@ -60,3 +60,28 @@ describe('stt transcribe (CLI)', () => {
     });
   });
 });
+
+describe('stt transcribe --server (against a running server)', () => {
+  it('uploads, follows the job and prints the server result; says why on errors', async () => {
+    const { App } = await import('../../src/app.ts');
+    const { loadConfig } = await import('../../config/config.ts');
+    const { pino } = await import('pino');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-cli-server-'));
+    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir }), { logger: pino({ level: 'silent' }) }).start();
+    try {
+      const url = `http://127.0.0.1:${app.port}`;
+      const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+      const { stdout } = await stt(['transcribe', wav, '--server', url, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json']);
+      const body = JSON.parse(stdout);
+      expect(body.language).toBe('en');
+      expect(body.segments.length).toBeGreaterThan(0);
+      const srt = await stt(['transcribe', wav, '--server', url, '--model', 'whisper-mini-random', '--language', 'en', '--max-new-tokens', '4', '--format', 'srt']);
+      expect(srt.stdout).toMatch(/^1\n00:00:\d\d,\d{3} --> /);
+      await expect(stt(['transcribe', wav, '--server', url, '--model', 'small'])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('503') });
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
