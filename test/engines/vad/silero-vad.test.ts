@@ -138,23 +138,4 @@ describe('SileroVad', () => {
     expect(s.frames).toBe(0);
     expect(await vad.process(s, speechPcm.subarray(30_000, 30_512))).toBeCloseTo(first, 6);
   });
-
-  it('speed: single vs batched (logged)', async () => {
-    const frames = 300;
-    const st = vad.createStream();
-    let t = performance.now();
-    for (let i = 0; i < frames; i++) await vad.process(st, speechPcm.subarray((i % 200) * 512, (i % 200) * 512 + 512));
-    const single = (performance.now() - t) / frames;
-    const B = 16;
-    const streams = Array.from({ length: B }, () => vad.createStream());
-    t = performance.now();
-    for (let i = 0; i < frames / 10; i++) {
-      await vad.processBatch(streams.map((stream, b) => ({ stream, frame: speechPcm.subarray(((i + b) % 200) * 512, ((i + b) % 200) * 512 + 512) })));
-    }
-    const batched = (performance.now() - t) / ((frames / 10) * B);
-    console.log(`[silero-vad] ${single.toFixed(3)} ms/frame single, ${batched.toFixed(3)} ms/frame batched x${B}`);
-    // Real-time factor sanity: a 32 ms frame must take far less than 32 ms.
-    expect(single).toBeLessThan(10);
-    expect(batched).toBeLessThan(10);
-  });
 });
