@@ -40,7 +40,7 @@ const envSchema = z.object({
   MAX_JSON_BODY_KB: int(1, 1024 * 1024).default(10 * 1024),
   MAX_STREAMS: int(1, 100_000).default(256),
   STREAM_MAX_FRAME_KB: int(1, 16 * 1024).default(256),
-  STREAM_IDLE_TIMEOUT_S: int(8, 3600).default(30),
+  STREAM_IDLE_TIMEOUT_S: int(1, 3600).default(30),
   STREAM_MAX_DURATION_MIN: int(1, 24 * 60).default(240),
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),

@@ -13,6 +13,8 @@ import { JobRegistry } from './pipeline/job-registry.ts';
 import { SpeechModels } from './pipeline/speech-models.ts';
 import { TranscriptionService } from './pipeline/transcription-service.ts';
 import path from 'node:path';
+import { createBus, type Bus } from './bus/index.ts';
+import { WsStreamIngest } from './ingest/ws-stream.ts';
 import { loadNativeUws } from './http/uws.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -34,6 +36,8 @@ export class App {
   vad!: SileroVad;
   speechModels!: SpeechModels;
   jobs!: JobRegistry;
+  bus!: Bus;
+  streams!: WsStreamIngest;
   /** Closers in creation order; run in reverse by close(). */
   private readonly closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
   private closed = false;
@@ -65,6 +69,10 @@ export class App {
       const tmpDir = path.join(this.config.paths.dataDir, UPLOAD_TMP_SUBDIR);
       await fs.rm(tmpDir, { recursive: true, force: true });
       await fs.mkdir(tmpDir, { recursive: true });
+
+      this.bus = createBus({ natsUrl: this.config.bus.natsUrl, logger: this.logger.child({ component: 'bus' }) });
+      await this.bus.start();
+      this.closers.push({ name: 'bus', close: () => this.bus.close() });
 
       this.vad = await SileroVad.load();
       this.closers.push({ name: 'vad', close: () => this.vad.close() });
@@ -107,6 +115,22 @@ export class App {
         maxUploadBytes: this.config.limits.maxUploadBytes,
         defaultModel: this.config.models.defaultModel,
       });
+      this.streams = new WsStreamIngest({
+        server: this.server,
+        models: this.speechModels,
+        vad: this.vad,
+        bus: this.bus,
+        logger: this.logger.child({ component: 'stream' }),
+        metrics: this.metrics,
+        defaultModel: this.config.models.defaultModel,
+        maxStreams: this.config.limits.maxStreams,
+        maxFrameBytes: this.config.limits.streamMaxFrameBytes,
+        idleTimeoutS: this.config.limits.streamIdleTimeoutS,
+        maxDurationS: this.config.limits.streamMaxDurationS,
+      });
+      this.streams.register();
+      // On shutdown live streams are flushed (last finals, then {"is_final":true}) before the server drains.
+      this.server.onShutdown(() => this.streams.close());
       await this.server.start();
       this.closers.push({ name: 'http', close: () => this.server.close() });
       return this;

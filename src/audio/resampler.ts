@@ -1,0 +1,33 @@
+/**
+ * Streaming sample-rate conversion with libsamplerate (WebAssembly build, `full` API keeps the
+ * filter state between chunks, so chunk boundaries leave no clicks). Used for live streams that
+ * are not at 16 kHz (WebSocket clients at 8/44.1/48 kHz, WebRTC Opus at 48 kHz).
+ */
+import { ConverterType, create } from '@alexanderolsen/libsamplerate-js';
+
+type Src = Awaited<ReturnType<typeof create>>;
+
+export class StreamResampler {
+  private constructor(
+    private src: Src | null,
+    readonly inputRate: number,
+    readonly outputRate: number,
+  ) {}
+
+  static async create(inputRate: number, outputRate = 16_000): Promise<StreamResampler> {
+    if (inputRate === outputRate) return new StreamResampler(null, inputRate, outputRate);
+    const src = await create(1, inputRate, outputRate, { converterType: ConverterType.SRC_SINC_MEDIUM_QUALITY });
+    return new StreamResampler(src, inputRate, outputRate);
+  }
+
+  /** Resamples the next chunk of mono audio. */
+  process(chunk: Float32Array): Float32Array {
+    if (!this.src) return chunk;
+    return this.src.full(chunk).slice();
+  }
+
+  close(): void {
+    this.src?.destroy();
+    this.src = null;
+  }
+}

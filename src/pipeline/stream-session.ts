@@ -1,0 +1,289 @@
+/**
+ * One live stream's pipeline: PCM frames → Silero VAD (32 ms frames) → segmenter (pure reducer) →
+ * partial decodes at an adaptive interval while speech goes on (stabilised with LocalAgreement) →
+ * a final decode at the end of each utterance. Decodes go through the model's BatchScheduler
+ * (finals before partials, stale partials dropped), so all streams share its batches.
+ *
+ * In: `push(pcm)` / `stop()` (or the `streamEvents(frames$)` operator); out: `events$`.
+ * Memory is bounded: audio older than the open utterance (minus a short pre-roll) is dropped, and
+ * an utterance is cut at `maxUtteranceS` by the segmenter.
+ */
+import { Observable, Subject } from 'rxjs';
+import type { SileroVad, VadStream } from '../engines/vad/silero-vad.ts';
+import type { TranscribeOptions } from '../engines/whisper/index.ts';
+import { PcmBuffer } from '../audio/pcm-buffer.ts';
+import { DroppedError } from './batch-scheduler.ts';
+import { createSegmenterState, segmenterFinish, segmenterReducer, type SegmenterEvent, type SegmenterState } from './segmenter.ts';
+import type { LoadedSpeechModel } from './speech-models.ts';
+import { createStabilizer } from './stabilizer.ts';
+
+const SR = 16_000;
+const FRAME = 512;
+
+export interface StreamWord {
+  word: string;
+  start: number;
+  end: number;
+}
+
+export type StreamEvent =
+  | { type: 'partial'; text: string; stable: string }
+  | { type: 'final'; text: string; start: number; end: number; words: StreamWord[]; speaker?: string | null }
+  | { type: 'end' }
+  | { type: 'error'; message: string };
+
+export interface StreamSessionOptions {
+  id: string;
+  model: LoadedSpeechModel;
+  vad: SileroVad;
+  /** Language code, or 'auto' (detected on the first utterance, then kept). */
+  language: string;
+  interimResults?: boolean;
+  /** Smallest interval between partial decodes; grows when decoding is slower than that. */
+  partialIntervalMs?: number;
+  /** Token budget per decode (random-weight models never stop early; real ones stop at end-of-text). */
+  maxNewTokens?: number;
+  maxUtteranceS?: number;
+  minSilenceMs?: number;
+  /** Audio kept before a detected speech start (the segmenter pads starts). */
+  preRollS?: number;
+  /** Error out when this much audio is waiting for VAD (client sends much faster than we process). */
+  maxBacklogS?: number;
+}
+
+export class StreamSession {
+  readonly id: string;
+  private readonly events = new Subject<StreamEvent>();
+  readonly events$: Observable<StreamEvent> = this.events.asObservable();
+
+  private readonly vadStream: VadStream;
+  private seg: SegmenterState;
+  private readonly stabilizer = createStabilizer(2);
+  /** Audio kept in memory: the open utterance, or a short pre-roll in silence. */
+  private readonly buf = new PcmBuffer();
+  /** Samples not yet a whole VAD frame. */
+  private pending: Float32Array = new Float32Array(0);
+  private frameIndex = 0;
+  private totalSamples = 0;
+  /** Start sample of the open utterance, or null in silence. */
+  private uttStart: number | null = null;
+  private language: string;
+  private closed = false;
+  private stopping = false;
+  /** Serialises VAD work and orders finals. */
+  private work: Promise<void> = Promise.resolve();
+  private finals: Promise<void> = Promise.resolve();
+  private partialInFlight = false;
+  private lastPartialAt = 0;
+  private partialIntervalMs: number;
+  private readonly abort = new AbortController();
+  readonly stats = { partials: 0, finals: 0, droppedPartials: 0 };
+
+  constructor(private readonly opts: StreamSessionOptions) {
+    this.id = opts.id;
+    this.language = opts.language;
+    this.vadStream = opts.vad.createStream();
+    this.partialIntervalMs = opts.partialIntervalMs ?? 500;
+    this.seg = createSegmenterState({ maxUtteranceS: opts.maxUtteranceS ?? 30, minSilenceMs: opts.minSilenceMs ?? 500 });
+  }
+
+  /** Seconds of audio received so far. */
+  get receivedSeconds(): number {
+    return (this.totalSamples + this.pending.length) / SR;
+  }
+
+  /** Feeds 16 kHz mono PCM (any length). */
+  push(pcm: Float32Array): void {
+    if (this.closed || this.stopping) return;
+    const backlog = this.pending.length + pcm.length;
+    if (backlog > (this.opts.maxBacklogS ?? 60) * SR) {
+      this.fail('audio arrives much faster than it can be processed; send it at real-time pace');
+      return;
+    }
+    this.pending = concat(this.pending, pcm);
+    this.work = this.work.then(() => this.drainFrames()).catch((err) => this.fail(errorMessage(err)));
+  }
+
+  /** Flushes: closes the open utterance, waits for every final, emits `end`, completes. */
+  async stop(): Promise<void> {
+    if (this.closed || this.stopping) return;
+    this.stopping = true;
+    try {
+      await this.work;
+      // The last partial frame (< 32 ms) still counts as audio for the segmenter's end.
+      const step = segmenterFinish(this.seg, this.totalSamples + this.pending.length);
+      this.seg = step.state;
+      this.appendAudio(this.pending);
+      this.pending = new Float32Array(0);
+      this.handle(step.events);
+      await this.finals;
+      if (!this.closed) {
+        this.events.next({ type: 'end' });
+        this.close();
+      }
+    } catch (err) {
+      this.fail(errorMessage(err));
+    }
+  }
+
+  /** Frees everything at once (client gone): queued decodes are cancelled, nothing more is emitted. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort(new Error('stream closed'));
+    this.buf.clear();
+    this.pending = new Float32Array(0);
+    this.events.complete();
+  }
+
+  private fail(message: string): void {
+    if (this.closed) return;
+    this.events.next({ type: 'error', message });
+    this.close();
+  }
+
+  private async drainFrames(): Promise<void> {
+    while (this.pending.length >= FRAME && !this.closed) {
+      const frame = this.pending.subarray(0, FRAME);
+      const prob = await this.opts.vad.process(this.vadStream, frame);
+      if (this.closed) return;
+      this.appendAudio(frame);
+      this.pending = this.pending.slice(FRAME);
+      const step = segmenterReducer(this.seg, { prob, frameIndex: this.frameIndex++ });
+      this.seg = step.state;
+      this.handle(step.events);
+      this.maybePartial();
+    }
+  }
+
+  private appendAudio(frame: Float32Array): void {
+    this.buf.append(frame);
+    this.totalSamples += frame.length;
+    // Keep only the open utterance (or the pre-roll in silence: the segmenter pads starts backwards).
+    this.buf.dropBefore(this.uttStart ?? this.totalSamples - Math.round((this.opts.preRollS ?? 1) * SR));
+  }
+
+  private audio(start: number, end: number): Float32Array {
+    return this.buf.read(start, end);
+  }
+
+  private handle(events: SegmenterEvent[]): void {
+    for (const e of events) {
+      if (e.type === 'speech_start') {
+        this.uttStart = e.sample;
+        this.stabilizer.reset();
+      } else {
+        const audio = this.audio(e.startSample, e.endSample);
+        this.uttStart = null;
+        this.stabilizer.reset();
+        this.finalize(audio, e.startSample);
+      }
+    }
+  }
+
+  /** Decodes a finished utterance; finals are emitted in order. */
+  private finalize(audio: Float32Array, startSample: number): void {
+    if (audio.length < FRAME) return;
+    const decode = this.decode(audio, 'final', { timestamps: true, wordTimestamps: true });
+    this.finals = this.finals.then(async () => {
+      let r;
+      try {
+        r = await decode;
+      } catch (err) {
+        if (this.closed) return;
+        throw err;
+      }
+      if (this.closed) return;
+      const offset = startSample / SR;
+      const text = r.text.trim();
+      if (!text) return;
+      const words = r.segments.flatMap((s) => (s.words ?? []).map((w) => ({ word: w.word.trim(), start: round(w.start + offset), end: round(w.end + offset) }))).filter((w) => w.word);
+      this.stats.finals++;
+      this.events.next({ type: 'final', text, start: round(offset), end: round(offset + audio.length / SR), words });
+    });
+    this.finals.catch((err) => this.fail(errorMessage(err)));
+  }
+
+  /** Adaptive partials: at most one in flight per stream, no faster than the last decode took. */
+  private maybePartial(): void {
+    if (!(this.opts.interimResults ?? true) || this.uttStart === null || this.partialInFlight || this.stopping) return;
+    const now = performance.now();
+    if (now - this.lastPartialAt < this.partialIntervalMs) return;
+    const audio = this.audio(this.uttStart, this.totalSamples);
+    if (audio.length < SR / 4) return;
+    this.partialInFlight = true;
+    this.lastPartialAt = now;
+    const uttStart = this.uttStart;
+    this.decode(audio, 'partial', { timestamps: false, wordTimestamps: false })
+      .then((r) => {
+        const took = performance.now() - now;
+        this.partialIntervalMs = Math.max(this.opts.partialIntervalMs ?? 500, Math.min(5000, took * 1.5));
+        // Skip results of an utterance that has ended meanwhile.
+        if (this.closed || this.uttStart !== uttStart) return;
+        const out = this.stabilizer.push(r.text.trim().split(/\s+/).filter(Boolean));
+        this.stats.partials++;
+        const stable = out.committed.join(' ');
+        this.events.next({ type: 'partial', text: [...out.committed, ...out.tail].join(' '), stable });
+      })
+      .catch((err) => {
+        if (err instanceof DroppedError) this.stats.droppedPartials++;
+        else if (!this.closed) this.fail(errorMessage(err));
+      })
+      .finally(() => {
+        this.partialInFlight = false;
+      });
+  }
+
+  private async decode(audio: Float32Array, priority: 'final' | 'partial', o: TranscribeOptions) {
+    if (this.language === 'auto') {
+      const [det] = await this.opts.model.engine.detectLanguage([audio]);
+      if (this.language === 'auto') this.language = det.language;
+    }
+    const options: TranscribeOptions = {
+      ...o,
+      language: this.language,
+      temperature: 0,
+      conditionOnPrevious: false,
+      maxNewTokens: this.opts.maxNewTokens,
+      compressionRatioThreshold: null,
+      logprobThreshold: null,
+    };
+    return this.opts.model.scheduler.submit({ audio, options }, { priority, key: this.id, signal: this.abort.signal });
+  }
+}
+
+/** RxJS operator form: PCM frames in, session events out (stops on completion, closes on unsubscribe). */
+export function streamEvents(make: () => StreamSession) {
+  return (frames$: Observable<Float32Array>): Observable<StreamEvent> =>
+    new Observable<StreamEvent>((sub) => {
+      const session = make();
+      const out = session.events$.subscribe(sub);
+      const input = frames$.subscribe({
+        next: (f) => session.push(f),
+        complete: () => void session.stop(),
+        error: (err) => sub.error(err),
+      });
+      return () => {
+        input.unsubscribe();
+        out.unsubscribe();
+        session.close();
+      };
+    });
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  if (!a.length) return b.slice();
+  if (!b.length) return a;
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

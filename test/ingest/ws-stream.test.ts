@@ -1,0 +1,262 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { loadConfig } from '../../config/config.ts';
+import { App } from '../../src/app.ts';
+import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
+import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
+import { MODELS_DIR } from '../helpers/paths.ts';
+import { StreamClient } from '../helpers/ws-client.ts';
+import { startNatsServer, type TestNatsServer } from '../bus/nats-server.ts';
+
+const dirs: string[] = [];
+async function startApp(env: Record<string, string> = {}): Promise<App> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ws-'));
+  dirs.push(dir);
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, DEFAULT_MODEL: 'whisper-mini-random', STREAM_IDLE_TIMEOUT_S: '2', ...env });
+  return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
+}
+
+let app: App;
+let url: string;
+let dialogue: { pcm: Float32Array; spans: Array<[number, number]> };
+let single: Float32Array;
+const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8 };
+
+beforeAll(async () => {
+  app = await startApp();
+  url = `ws://127.0.0.1:${app.port}/v1/stream`;
+  const a = await makeSpeechWav(TEXTS.hello);
+  const b = await makeSpeechWav(TEXTS.second);
+  const joined = await concatWithGaps([a.path, b.path], 2, { padStartS: 0.5, padEndS: 1.5 });
+  dialogue = { pcm: await decodeToPcm16k(joined.path), spans: joined.spans as Array<[number, number]> };
+  single = await decodeToPcm16k(a.path);
+});
+afterAll(async () => {
+  await app?.close();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function ready(c: StreamClient, config: Record<string, unknown> = CONFIG): Promise<string> {
+  c.json(config);
+  const r = await c.next((m) => m.status === 'ready' || 'error' in m);
+  expect(r).toMatchObject({ status: 'ready' });
+  return r.session_id as string;
+}
+
+describe('WS /v1/stream protocol', () => {
+  it('config → ready → PCM → finals per utterance → stop → is_final → close 1000', async () => {
+    const c = await StreamClient.connect(url);
+    const id = await ready(c);
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    await c.sendPcm(dialogue.pcm, { frameMs: 100, pace: 8 });
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    expect(await c.closed).toMatchObject({ code: 1000 });
+    const finals = c.finals();
+    expect(finals.length).toBe(2);
+    for (const [k, f] of finals.entries()) {
+      const [s, e] = dialogue.spans[k];
+      expect(Math.abs((f.start as number) - s)).toBeLessThan(0.35);
+      expect(Math.abs((f.end as number) - e)).toBeLessThan(0.6);
+      expect((f.text as string).length).toBeGreaterThan(0);
+      expect((f.words as unknown[]).length).toBeGreaterThan(0);
+    }
+    // Every final comes before is_final.
+    expect(c.messages.findIndex((m) => m.is_final)).toBe(c.messages.length - 1);
+  });
+
+  it('sends stabilised partials while speech goes on (real-time pace)', async () => {
+    const c = await StreamClient.connect(url);
+    await ready(c, { ...CONFIG, partial_interval_ms: 200 });
+    await c.sendPcm(single, { frameMs: 100, pace: 1 });
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    const partials = c.messages.filter((m) => 'partial' in m);
+    expect(partials.length).toBeGreaterThan(0);
+    // The stable prefix never shrinks within an utterance.
+    let prev = '';
+    for (const p of partials) {
+      const stable = p.stable as string;
+      expect(stable.startsWith(prev) || prev === '').toBe(true);
+      prev = stable;
+    }
+    expect(c.messages.findIndex((m) => 'partial' in m)).toBeLessThan(c.messages.findIndex((m) => typeof m.text === 'string'));
+  });
+
+  it('stop flushes the last words when audio ends mid-utterance', async () => {
+    const c = await StreamClient.connect(url);
+    await ready(c);
+    await c.sendPcm(single.subarray(0, Math.round(single.length * 0.8)));
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    expect(c.finals().length).toBe(1);
+  });
+
+  it('accepts 48 kHz audio when the config says so (resampled)', async () => {
+    const c = await StreamClient.connect(url);
+    await ready(c, { ...CONFIG, sample_rate: 48000 });
+    const up = new Float32Array(single.length * 3);
+    for (let i = 0; i < up.length; i++) up[i] = single[Math.floor(i / 3)];
+    // 48 kHz samples, sent as if they were 16 kHz frames of 3× the count.
+    await c.sendPcm(up);
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    const [f] = c.finals();
+    expect(f.end as number).toBeCloseTo(single.length / 16000, 0);
+  });
+
+  it('serves several streams at once', async () => {
+    const clients = await Promise.all([0, 1, 2, 3].map(() => StreamClient.connect(url)));
+    await Promise.all(clients.map((c) => ready(c)));
+    await Promise.all(clients.map(async (c) => {
+      await c.sendPcm(dialogue.pcm, { pace: 8 });
+      c.json({ action: 'stop' });
+    }));
+    await Promise.all(clients.map((c) => c.next((m) => m.is_final === true)));
+    for (const c of clients) expect(c.finals().length).toBe(2);
+  });
+
+  it('frees a stream at once when the client disconnects mid-utterance', async () => {
+    const c = await StreamClient.connect(url);
+    await ready(c);
+    await c.sendPcm(single.subarray(0, single.length / 2));
+    expect(app.streams.active).toBeGreaterThanOrEqual(1);
+    c.ws.terminate();
+    for (let i = 0; i < 50 && app.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(app.streams.active).toBe(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text();
+    expect(metrics).toMatch(/stt_active_streams\{transport="websocket"\} 0/);
+    // The server is fine: the next stream works.
+    const d = await StreamClient.connect(url);
+    await ready(d);
+    d.json({ action: 'stop' });
+    await d.next((m) => m.is_final === true);
+  });
+});
+
+describe('WS /v1/stream errors', () => {
+  const expectError = async (c: StreamClient, pattern: RegExp, code: number) => {
+    const e = await c.next((m) => 'error' in m);
+    expect(e.error).toMatch(pattern);
+    expect((await c.closed).code).toBe(code);
+  };
+
+  it('audio before the config → 1003', async () => {
+    const c = await StreamClient.connect(url);
+    c.ws.send(Buffer.alloc(320));
+    await expectError(c, /expected the JSON config message first/, 1003);
+  });
+
+  it('bad config: not JSON, unknown language, bad sample rate → 1007 naming the field', async () => {
+    let c = await StreamClient.connect(url);
+    c.ws.send('{nope');
+    await expectError(c, /not valid JSON/, 1007);
+    c = await StreamClient.connect(url);
+    c.json({ ...CONFIG, language: 'xx' });
+    await expectError(c, /^language: /, 1007);
+    c = await StreamClient.connect(url);
+    c.json({ ...CONFIG, sample_rate: 96000 });
+    await expectError(c, /^sample_rate: /, 1007);
+  });
+
+  it('a model that is not installed → error with the pull command', async () => {
+    const c = await StreamClient.connect(url);
+    c.json({ ...CONFIG, model: 'small' });
+    await expectError(c, /npm run models:pull -- small/, 1011);
+  });
+
+  it('odd byte counts → 1007, oversized frames → 1009, text instead of audio → 1003', async () => {
+    let c = await StreamClient.connect(url);
+    await ready(c);
+    c.ws.send(Buffer.alloc(321));
+    await expectError(c, /odd byte count/, 1007);
+    c = await StreamClient.connect(url);
+    await ready(c);
+    c.ws.send(Buffer.alloc(300 * 1024));
+    await expectError(c, /exceeds the limit/, 1009);
+    c = await StreamClient.connect(url);
+    await ready(c);
+    c.ws.send('hello there');
+    await expectError(c, /control messages are \{"action":"stop"\}/, 1003);
+  });
+
+  it('idle streams are closed with a message (1008)', async () => {
+    const c = await StreamClient.connect(url);
+    await ready(c);
+    await expectError(c, /no data for 2 s/, 1008);
+  });
+
+  it('refuses streams over MAX_STREAMS with 503 at the upgrade', async () => {
+    const small = await startApp({ MAX_STREAMS: '1' });
+    try {
+      const u = `ws://127.0.0.1:${small.port}/v1/stream`;
+      const first = await StreamClient.connect(u);
+      await expect(StreamClient.connect(u)).rejects.toThrow(/HTTP 503/);
+      first.ws.close();
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('shutdown flushes live streams: finals, is_final, close 1001', async () => {
+    const other = await startApp();
+    const c = await StreamClient.connect(`ws://127.0.0.1:${other.port}/v1/stream`);
+    await ready(c);
+    await c.sendPcm(single);
+    await new Promise((r) => setTimeout(r, 300)); // let the audio reach the server
+    await other.close();
+    expect((await c.closed).code).toBe(1001);
+    expect(c.finals().length).toBe(1);
+    expect(c.messages.at(-1)).toEqual({ is_final: true });
+  });
+});
+
+describe('captions followers (bus fan-out)', () => {
+  it('a follower of /v1/stream/:id/captions sees the same finals; replay=true gets them afterwards', async () => {
+    const c = await StreamClient.connect(url);
+    const id = await ready(c);
+    const follower = await StreamClient.connect(`${url}/${id}/captions`);
+    await new Promise((r) => setTimeout(r, 100));
+    await c.sendPcm(dialogue.pcm, { pace: 8 });
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    await follower.next((m) => m.is_final === true);
+    expect(follower.finals()).toEqual(c.finals());
+    const late = await StreamClient.connect(`${url}/${id}/captions?replay=true`);
+    await late.next((m) => m.is_final === true);
+    expect(late.finals()).toEqual(c.finals());
+  });
+
+  it('over NATS: a follower on a second server sees a stream on the first', async () => {
+    let nats: TestNatsServer | null = null;
+    try {
+      nats = await startNatsServer();
+      const a = await startApp({ NATS_URL: nats.url });
+      const b = await startApp({ NATS_URL: nats.url });
+      try {
+        const c = await StreamClient.connect(`ws://127.0.0.1:${a.port}/v1/stream`);
+        const id = await ready(c);
+        const follower = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions`);
+        await new Promise((r) => setTimeout(r, 300));
+        await c.sendPcm(dialogue.pcm, { pace: 8 });
+        c.json({ action: 'stop' });
+        await c.next((m) => m.is_final === true);
+        await follower.next((m) => m.is_final === true);
+        expect(follower.finals()).toEqual(c.finals());
+        expect(follower.finals().length).toBe(2);
+        // JetStream keeps the session: a late follower on server B replays it from the start.
+        const late = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions?replay=1`);
+        await late.next((m) => m.is_final === true);
+        expect(late.finals()).toEqual(c.finals());
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    } finally {
+      await nats?.stop();
+    }
+  });
+});
