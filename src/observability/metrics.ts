@@ -31,6 +31,26 @@ export class Metrics {
     labelNames: ['model', 'priority'] as const,
     registers: [this.registry],
   });
+  readonly droppedPartials = new Counter({
+    name: 'stt_partials_dropped_total',
+    help: 'Partial decodes dropped under load (superseded by a newer one, or waited too long). Finals are never dropped.',
+    labelNames: ['model', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: 'stt_batch_size',
+    help: 'Requests per model call of a batching scheduler.',
+    labelNames: ['model'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
+  readonly batchSeconds = new Histogram({
+    name: 'stt_batch_duration_seconds',
+    help: 'Duration of one batched model call.',
+    labelNames: ['model'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
   readonly modelLoaded = new Gauge({
     name: 'stt_model_loaded',
     help: '1 when a model is loaded in memory, 0 when known but not loaded.',

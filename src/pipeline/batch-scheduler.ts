@@ -36,6 +36,8 @@ export interface BatchSchedulerOptions<Req, Res> {
   partialMaxAgeMs?: number;
   /** Called whenever queue depths change (metrics). */
   onDepth?: (depth: Record<Priority, number>) => void;
+  /** Called when a partial is dropped (superseded or too old). */
+  onDrop?: (reason: 'superseded' | 'stale') => void;
   /** Called after every batch (benchmarks, metrics). */
   onBatch?: (info: { size: number; ms: number; priorities: Record<Priority, number> }) => void;
 }
@@ -63,7 +65,7 @@ export class BatchScheduler<Req, Res> {
   /** Last key served per priority, for round-robin. */
   private readonly lastKey: Record<Priority, string | null> = { final: null, file: null, partial: null };
   /** Totals since start (benchmarks, tests): batches run, requests served, largest batch. */
-  readonly stats = { batches: 0, requests: 0, maxBatchSize: 0 };
+  readonly stats = { batches: 0, requests: 0, maxBatchSize: 0, droppedPartials: 0 };
 
   constructor(private readonly opts: BatchSchedulerOptions<Req, Res>) {
     this.maxBatch = opts.maxBatch ?? 8;
@@ -85,6 +87,8 @@ export class BatchScheduler<Req, Res> {
         if (stale >= 0) {
           const [old] = queue.splice(stale, 1);
           old.cleanup();
+          this.stats.droppedPartials++;
+          this.opts.onDrop?.('superseded');
           old.reject(new DroppedError('superseded by a newer partial'));
         }
       }
@@ -156,6 +160,8 @@ export class BatchScheduler<Req, Res> {
       if (now - partials[i].enqueuedAt > this.partialMaxAgeMs) {
         const [old] = partials.splice(i, 1);
         old.cleanup();
+        this.stats.droppedPartials++;
+        this.opts.onDrop?.('stale');
         old.reject(new DroppedError(`waited over ${this.partialMaxAgeMs} ms`));
       }
     }

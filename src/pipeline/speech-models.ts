@@ -64,6 +64,11 @@ export class SpeechModels {
       run: (reqs) => engine.transcribe(reqs),
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
+      onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),
+      onBatch: ({ size, ms }) => {
+        metrics?.batchSize.observe({ model: id }, size);
+        metrics?.batchSeconds.observe({ model: id }, ms / 1000);
+      },
       onDepth: (d) => {
         for (const [priority, n] of Object.entries(d)) metrics?.queueDepth.set({ model: id, priority }, n);
       },
