@@ -1,0 +1,266 @@
+/**
+ * The one place that decides whether a request may run and what it costs:
+ *
+ *   401  malformed, unknown or revoked key (anonymous requests carry no Authorization header)
+ *   413  declared upload larger than the tier allows
+ *   429  concurrency slot taken, anonymous daily limit or free monthly minutes used up (Retry-After)
+ *   402  paid account without credits
+ *
+ * `admit()` runs before the upload is read; the Grant it returns holds a concurrency slot until
+ * `release()`, and `charge(seconds)` meters the audio (1 credit / free minute per started minute).
+ *
+ * Concurrency slots are in-process counters: correct for one server. Several servers behind a load
+ * balancer need the counters in a shared place (a `slots` table with leases, or NATS KV with TTLs);
+ * quotas and credits are already atomic in SQL and safe across servers.
+ */
+import type { Logger } from 'pino';
+import { ApiError } from '../http/api-error.ts';
+import { formatBytes } from '../http/http-context.ts';
+import type { Account, AccountStore, Plan } from '../store/accounts.ts';
+import { utcDay, utcMonth, type UsageKind, type UsageStore } from '../store/usage.ts';
+import { DEFAULT_AUTH_CONFIG, DEFAULT_TIER_LIMITS, type AuthConfig, type Tier, type TierLimits } from './config.ts';
+import { bearerToken, verifyKey } from './keys.ts';
+
+export interface AdmitRequest {
+  /** The Authorization header, if any. */
+  authorization?: string;
+  /** Client address (HttpContext.remoteAddress). */
+  ip: string;
+  kind: UsageKind;
+  /** Content-Length of the upload when known: checked against the tier's file limit before reading. */
+  declaredBytes?: number;
+}
+
+export interface Grant {
+  account: { id: string; email: string; plan: Plan } | null;
+  tier: Tier;
+  maxFileBytes: number;
+  /**
+   * Meters `audioSeconds` more audio of this request. Seconds add up over calls (a stream may call it
+   * every few seconds); the request pays ceil(total seconds / 60) minutes overall. Atomic in SQL.
+   * Throws ApiError 402 (paid: not enough credits) or 429 (free: monthly minutes used up); nothing is
+   * charged then. Call charge(0) for requests with no audio (AI calls) so that they are counted.
+   */
+  charge(audioSeconds: number): Promise<void>;
+  /** Frees the concurrency slot (idempotent). An anonymous request released before any charge gets its daily unit back. */
+  release(): void;
+}
+
+export interface AccessControlOptions {
+  accounts: AccountStore;
+  usage: UsageStore;
+  config?: Partial<AuthConfig>;
+  /** Overrides of the reference tiers (tests, private deployments). */
+  tiers?: Partial<Record<Tier, Partial<TierLimits>>>;
+  now?: () => Date;
+  logger?: Logger;
+}
+
+/** In-process concurrency counters, keyed by account or client address. */
+export class ConcurrencyLimiter {
+  private readonly counts = new Map<string, number>();
+
+  tryAcquire(key: string, limit: number): boolean {
+    const n = this.counts.get(key) ?? 0;
+    if (n >= limit) return false;
+    this.counts.set(key, n + 1);
+    return true;
+  }
+
+  release(key: string): void {
+    const n = this.counts.get(key) ?? 0;
+    if (n <= 1) this.counts.delete(key);
+    else this.counts.set(key, n - 1);
+  }
+
+  inUse(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+}
+
+function secondsUntil(from: Date, to: Date): number {
+  return Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000));
+}
+
+function nextUtcDay(d: Date): Date {
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1));
+}
+
+function nextUtcMonth(d: Date): Date {
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+}
+
+/** Minutes to pay for `seconds` of audio: every started minute counts (to the millisecond). */
+export function billableMinutes(seconds: number): number {
+  return Math.ceil(Math.round(Math.max(0, seconds) * 1000) / 60_000);
+}
+
+export class AccessControl {
+  readonly config: AuthConfig;
+  readonly tiers: Record<Tier, TierLimits>;
+  readonly slots = new ConcurrencyLimiter();
+  private readonly now: () => Date;
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: AccessControlOptions) {
+    this.config = { ...DEFAULT_AUTH_CONFIG, ...opts.config };
+    this.tiers = {
+      anonymous: { ...DEFAULT_TIER_LIMITS.anonymous, ...opts.tiers?.anonymous },
+      free: { ...DEFAULT_TIER_LIMITS.free, ...opts.tiers?.free },
+      paid: { ...DEFAULT_TIER_LIMITS.paid, ...opts.tiers?.paid },
+    };
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /**
+   * The account of the request's key; null without an Authorization header.
+   * Throws 401 for a malformed header or an unknown or revoked key.
+   */
+  async authenticate(authorization: string | undefined): Promise<Account | null> {
+    const token = bearerToken(authorization);
+    if (token === undefined) return null;
+    if (token === null) throw new ApiError(401, "Invalid Authorization header: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    const found = await verifyKey(this.opts.accounts, token);
+    if (!found) throw new ApiError(401, 'Invalid or revoked API key.', { 'www-authenticate': 'Bearer error="invalid_token"' });
+    await this.opts.accounts.touchKey(found.keyId).catch((err) => this.opts.logger?.warn({ err }, 'could not record key use'));
+    return found.account;
+  }
+
+  /** Like authenticate, but a key is required (the account REST API): 401 without one. */
+  async requireAccount(authorization: string | undefined): Promise<Account> {
+    const account = await this.authenticate(authorization);
+    if (!account) throw new ApiError(401, "API key required: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    return account;
+  }
+
+  async admit(req: AdmitRequest): Promise<Grant> {
+    const account = await this.authenticate(req.authorization);
+    const tier: Tier = account ? account.plan : 'anonymous';
+    const limits = this.tiers[tier];
+    if (req.declaredBytes !== undefined && Number.isFinite(req.declaredBytes) && req.declaredBytes > limits.maxFileBytes) {
+      throw new ApiError(413, `File is larger than the ${tier} tier's limit of ${formatBytes(limits.maxFileBytes)}.`);
+    }
+    if (!account && req.kind !== 'ai' && this.config.anonDailyLimit === 0) {
+      throw new ApiError(401, "API key required: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    }
+
+    const slotKey = account ? `account:${account.id}` : `ip:${req.ip}`;
+    if (!this.slots.tryAcquire(slotKey, limits.concurrent)) {
+      throw new ApiError(
+        429,
+        `Too many concurrent requests: the ${tier} tier allows ${limits.concurrent} at a time. Retry when one has finished.`,
+        { 'retry-after': String(this.config.concurrencyRetryAfterS) },
+      );
+    }
+    let released = false;
+    let anonReservation: { ip: string; day: string } | null = null;
+    try {
+      const now = this.now();
+      if (req.kind !== 'ai') {
+        if (!account) {
+          const day = utcDay(now);
+          if (!(await this.opts.usage.reserveAnonymous(req.ip, day, this.config.anonDailyLimit))) {
+            throw new ApiError(
+              429,
+              `Anonymous limit of ${this.config.anonDailyLimit} transcriptions per day reached. Sign up for an API key (600 free minutes per month) or retry tomorrow (UTC).`,
+              { 'retry-after': String(secondsUntil(now, nextUtcDay(now))) },
+            );
+          }
+          anonReservation = { ip: req.ip, day };
+        } else if (account.plan === 'free') {
+          const used = await this.opts.usage.monthlyMinutes(account.id, utcMonth(now));
+          if (used >= this.config.freeMonthlyMinutes) throw this.freeQuotaError(now);
+        } else if (account.credits < 1) {
+          throw new ApiError(402, 'No credits remaining. Upgrade your plan.');
+        }
+      }
+    } catch (err) {
+      this.slots.release(slotKey);
+      throw err;
+    }
+
+    let totalSeconds = 0;
+    let chargedMinutes = 0;
+    let charges = 0;
+    let chain: Promise<void> = Promise.resolve();
+    const usage = this.opts.usage;
+    const config = this.config;
+    const self = this;
+
+    const chargeOnce = async (audioSeconds: number): Promise<void> => {
+      if (!Number.isFinite(audioSeconds) || audioSeconds < 0) throw new Error(`charge: audioSeconds must be a finite number >= 0 (got ${audioSeconds})`);
+      const at = self.now();
+      const newTotal = totalSeconds + audioSeconds;
+      const minutes = billableMinutes(newTotal) - chargedMinutes;
+      const event = {
+        accountId: account?.id ?? null,
+        ip: account ? null : req.ip,
+        kind: req.kind,
+        seconds: audioSeconds,
+        minutes,
+        credits: 0,
+        requests: charges === 0 ? 1 : 0,
+        at,
+      };
+      if (!account) {
+        await usage.record(event);
+      } else if (account.plan === 'free') {
+        const total = await usage.spendMonthlyMinutes(account.id, utcMonth(at), config.freeMonthlyMinutes, event);
+        if (total === null) throw self.freeQuotaError(at);
+      } else {
+        const left = await usage.spendCredits(account.id, { ...event, credits: minutes });
+        if (left === null) {
+          throw new ApiError(402, `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
+        }
+      }
+      totalSeconds = newTotal;
+      chargedMinutes += minutes;
+      charges++;
+      anonReservation = null; // the daily unit is used for good
+    };
+
+    return {
+      account: account ? { id: account.id, email: account.email, plan: account.plan } : null,
+      tier,
+      maxFileBytes: limits.maxFileBytes,
+      charge(audioSeconds: number): Promise<void> {
+        // Charges of one request run one after the other, so that the running total stays exact.
+        const next = chain.then(() => chargeOnce(audioSeconds));
+        chain = next.catch(() => {});
+        return next;
+      },
+      release(): void {
+        if (released) return;
+        released = true;
+        self.slots.release(slotKey);
+        const reservation = anonReservation;
+        if (reservation) {
+          // Wait for charges in flight: a charge that lands clears the reservation.
+          self.track(
+            chain
+              .then(() => (anonReservation ? usage.refundAnonymous(reservation.ip, reservation.day) : undefined))
+              .catch((err) => self.opts.logger?.warn({ err }, 'could not refund anonymous reservation')),
+          );
+        }
+      },
+    };
+  }
+
+  /** Resolves when background bookkeeping (refunds of released anonymous requests) is done: call before closing the database. */
+  async settle(): Promise<void> {
+    while (this.background.size) await Promise.allSettled([...this.background]);
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  private freeQuotaError(now: Date): ApiError {
+    return new ApiError(
+      429,
+      `Free plan limit of ${this.config.freeMonthlyMinutes} minutes per month reached. Upgrade your plan or retry next month (UTC).`,
+      { 'retry-after': String(secondsUntil(now, nextUtcMonth(now))) },
+    );
+  }
+}

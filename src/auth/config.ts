@@ -1,0 +1,82 @@
+/**
+ * Auth and tier configuration. `authConfigFromEnv` validates the environment variables of this
+ * module with zod, in the style of config/config.ts, so that the composition root can merge it into
+ * the one Config object (`config.auth = authConfigFromEnv(env)`).
+ */
+import { z } from 'zod';
+
+export type Tier = 'anonymous' | 'free' | 'paid';
+
+export interface TierLimits {
+  /** Largest accepted upload (413 above). */
+  maxFileBytes: number;
+  /** Requests (uploads, streams, AI calls) running at once per account, or per IP for anonymous. */
+  concurrent: number;
+}
+
+const MB = 1024 * 1024;
+
+/** The reference API's tiers. */
+export const DEFAULT_TIER_LIMITS: Readonly<Record<Tier, TierLimits>> = {
+  anonymous: { maxFileBytes: 100 * MB, concurrent: 1 },
+  free: { maxFileBytes: 500 * MB, concurrent: 2 },
+  paid: { maxFileBytes: 2048 * MB, concurrent: 5 },
+};
+
+export interface AuthConfig {
+  /** Transcriptions (files or streams) per UTC day per client address without a key. ANON_DAILY_LIMIT, default 3; 0 = keys required. */
+  anonDailyLimit: number;
+  /** Audio minutes per UTC month on the free plan. FREE_MONTHLY_MINUTES, default 600. */
+  freeMonthlyMinutes: number;
+  /** Whether POST /api/v1/signup creates free accounts. SIGNUP_ENABLED, default false. */
+  signupEnabled: boolean;
+  /** Retry-After (seconds) of a 429 for a full concurrency slot. CONCURRENCY_RETRY_AFTER_S, default 5. */
+  concurrencyRetryAfterS: number;
+}
+
+export const DEFAULT_AUTH_CONFIG: AuthConfig = {
+  anonDailyLimit: 3,
+  freeMonthlyMinutes: 600,
+  signupEnabled: false,
+  concurrencyRetryAfterS: 5,
+};
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) =>
+  z.coerce.number({ message: 'expected a number' }).int('expected an integer').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+
+export const authEnvSchema = z.object({
+  ANON_DAILY_LIMIT: int(0, 1_000_000).default(DEFAULT_AUTH_CONFIG.anonDailyLimit),
+  FREE_MONTHLY_MINUTES: int(0, 100_000_000).default(DEFAULT_AUTH_CONFIG.freeMonthlyMinutes),
+  SIGNUP_ENABLED: bool.default(false),
+  CONCURRENCY_RETRY_AFTER_S: int(1, 3600).default(DEFAULT_AUTH_CONFIG.concurrencyRetryAfterS),
+});
+
+/** Names of the environment variables read here (for the README table and config tests). */
+export const AUTH_ENV_NAMES = Object.keys(authEnvSchema.shape);
+
+export class AuthConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'AuthConfigError';
+  }
+}
+
+/** Validates the auth variables of `env` (empty = unset); throws AuthConfigError naming each bad variable. */
+export function authConfigFromEnv(env: Record<string, string | undefined> = process.env): AuthConfig {
+  const cleaned = Object.fromEntries(AUTH_ENV_NAMES.map((k) => [k, env[k] === '' ? undefined : env[k]]));
+  const parsed = authEnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new AuthConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`));
+  }
+  const e = parsed.data;
+  return {
+    anonDailyLimit: e.ANON_DAILY_LIMIT,
+    freeMonthlyMinutes: e.FREE_MONTHLY_MINUTES,
+    signupEnabled: e.SIGNUP_ENABLED,
+    concurrencyRetryAfterS: e.CONCURRENCY_RETRY_AFTER_S,
+  };
+}
