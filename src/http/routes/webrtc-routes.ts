@@ -1,0 +1,96 @@
+/**
+ * WHIP-style signalling for the WebRTC ingest:
+ *   POST   /v1/webrtc?model=…&language=…   body: SDP offer (application/sdp)
+ *          → 201, body: SDP answer (application/sdp), Location: /v1/webrtc/<session_id>
+ *   DELETE /v1/webrtc/<session_id>          → 200 after the last finals and {"is_final":true} went out
+ *   GET    /v1/webrtc                        → {"ice_servers": [...], "available": bool, "reason"?}
+ * Session options come as query parameters with the /v1/stream config names (language, model,
+ * interim_results, partial_interval_ms, max_new_tokens). No trickle ICE: the answer carries every
+ * server candidate, so clients should send their offer after ICE gathering (or send what they have:
+ * the server's candidates reach them either way).
+ */
+import type { WebRtcIngest } from '../../ingest/ingest.ts';
+import { parseConfigMessage } from '../../ingest/stream-protocol.ts';
+import { ApiError } from '../api-error.ts';
+import type { HttpContext } from '../http-context.ts';
+import type { HttpServer } from '../http-server.ts';
+
+export interface WebRtcRouteDeps {
+  ingest: WebRtcIngest;
+  defaultModel: string;
+}
+
+const MAX_SDP_BYTES = 64 * 1024;
+const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** The Location header must be readable by browser clients on other origins. */
+const EXPOSE = { 'access-control-expose-headers': 'x-request-id, retry-after, x-job-id, location, x-session-id' };
+
+/** Query string → the /v1/stream config object (numbers and booleans parsed, unknown names reported). */
+function optionsFromQuery(ctx: HttpContext, defaultModel: string) {
+  const raw: Record<string, unknown> = {};
+  let maxNewTokens: number | undefined;
+  for (const [k, v] of ctx.query) {
+    if (k === 'max_new_tokens') {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 448) throw new ApiError(400, 'max_new_tokens: expected an integer from 1 to 448');
+      maxNewTokens = n;
+    } else if (k === 'interim_results' || k === 'diarize') {
+      if (!/^(true|false|1|0)$/.test(v)) throw new ApiError(400, `${k}: expected true or false`);
+      raw[k] = v === 'true' || v === '1';
+    } else if (k === 'partial_interval_ms' || k === 'sample_rate') {
+      raw[k] = Number(v);
+    } else raw[k] = v;
+  }
+  if ('sample_rate' in raw) throw new ApiError(400, 'sample_rate: not used over WebRTC (Opus is always 48 kHz); leave it out');
+  const parsed = parseConfigMessage(raw, { defaultModel, defaultLanguage: 'auto' });
+  if (!parsed.ok) throw new ApiError(400, parsed.error);
+  const c = parsed.value;
+  return { model: c.model, language: c.language, interimResults: c.interimResults, partialIntervalMs: c.partialIntervalMs, maxNewTokens };
+}
+
+export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps): void {
+  const { ingest } = deps;
+
+  server.route('GET', '/v1/webrtc', () => {
+    const a = ingest.availability();
+    return { body: { ice_servers: ingest.iceServers, available: a.ok, ...(a.ok ? {} : { reason: a.reason }) } };
+  });
+
+  server.route(
+    'POST',
+    '/v1/webrtc',
+    async (ctx) => {
+      const type = (ctx.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/sdp') {
+        throw new ApiError(415, `Send the SDP offer as the request body with Content-Type: application/sdp (got '${type || 'none'}').`);
+      }
+      const options = optionsFromQuery(ctx, deps.defaultModel);
+      const offer = (await ctx.readBody()).toString('utf8');
+      if (!offer.trim()) throw new ApiError(400, 'Request body is empty: send the SDP offer (application/sdp).');
+      const answer = await ingest.createSession(offer, options);
+      return {
+        status: 201,
+        headers: {
+          ...EXPOSE,
+          'content-type': 'application/sdp',
+          location: `/v1/webrtc/${answer.sessionId}`,
+          'x-session-id': answer.sessionId,
+        },
+        body: answer.sdp,
+      };
+    },
+    { maxBodyBytes: MAX_SDP_BYTES, tooLargeMessage: `SDP offer is larger than ${MAX_SDP_BYTES / 1024} KB.` },
+  );
+
+  server.route('DELETE', '/v1/webrtc/:id', async (ctx) => {
+    const id = ctx.params.id ?? '';
+    if (!SESSION_ID.test(id)) throw new ApiError(400, 'session id must be 1-128 letters, digits, - or _');
+    if (!(await ingest.endSession(id))) throw new ApiError(404, `No WebRTC session '${id}' (it may have ended already).`);
+    return { body: { session_id: id, status: 'ended' } };
+  });
+
+  // WHIP's PATCH (trickle ICE / ICE restart) is not supported: say so instead of a bare 405.
+  server.route('PATCH', '/v1/webrtc/:id', () => {
+    throw new ApiError(405, 'Trickle ICE is not supported: the answer to POST /v1/webrtc carries every server candidate; gather before you offer.', { allow: 'DELETE' });
+  });
+}
