@@ -315,8 +315,9 @@ interface RtfRow {
 }
 NOTE(`file RTF (${seconds} s)`);
 const rtfRows: RtfRow[] = [];
-for (const p of precisions) {
-  const e = await engine({ quantized: p.quantized });
+// every available (precision, layout): int8 usually exists only as split, so fp32 split is the fair int8 reference
+for (const { p, layout } of precisions.flatMap((p) => layoutsFor(p.name).filter((l) => l.available).map((l) => ({ p, layout: l.layout })))) {
+  const e = await engine({ quantized: p.quantized, decoderLayout: layout });
   let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
   const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: Q ? 0 : 1, iters: Q ? 1 : 3 });
   const tpw = res[0].tokensPerWindow;
@@ -471,7 +472,7 @@ if (args.baseline) {
     if (args.baselineLong) {
       const stride = 30 / 6;
       const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
-      const fr = rtfRows.find((r) => r.precision === 'fp32')!;
+      const fr = rtfRows.find((r) => r.precision === 'fp32' && r.layout === main0.info.layout)!;
       const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: Q ? 1 : 3 });
       baseline.rows.push({ case: `${seconds} s file (theirs chunk_length_s 30)`, ours: fr.wall, theirs: longTheirs, oursWindows: fr.windows, theirsWindows, ratio: longTheirs.median / fr.wall.median });
     }
@@ -493,7 +494,7 @@ interface KnobRow {
 }
 NOTE('knobs');
 const knobRows: KnobRow[] = [];
-const knobRounds = Q ? 1 : 5;
+const knobRounds = Q ? 1 : 4;
 const bigB = Q ? 4 : 16;
 const knobSteps = Q ? 4 : 16;
 /** Engines for every variant are loaded first, then measured round-robin (see interleave). */
@@ -706,9 +707,13 @@ if (dec('fp32', defLayout, 1) && dec('fp32', defLayout, dMax))
 if (enc('int8', 1) && enc('fp32', 1)) wins.push(`int8 encoder: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('int8', 1)!.msPerWindow)} ms/window at b1 (×${fmt(enc('fp32', 1)!.msPerWindow / enc('int8', 1)!.msPerWindow, 2)})`);
 if (dec('int8', 'split', 1) && dec('fp32', 'split', 1)) wins.push(`int8 decoder (split): ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} → ${fmt(dec('int8', 'split', 1)!.engineStepMs)} ms/step at b1 (×${fmt(dec('fp32', 'split', 1)!.engineStepMs! / dec('int8', 'split', 1)!.engineStepMs!, 2)})`);
 if (dec('fp32', 'merged', 1) && dec('fp32', 'split', 1)) wins.push(`merged vs split (fp32, b1): ${fmt(dec('fp32', 'merged', 1)!.engineStepMs)} vs ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} ms/step`);
-const r32 = rtfRows.find((r) => r.precision === 'fp32');
-const r8 = rtfRows.find((r) => r.precision === 'int8');
-if (r32 && r8) wins.push(`int8 end to end (${seconds} s file): RTF ${fmt(r32.rtf, 4)} → ${fmt(r8.rtf, 4)} (×${fmt(r32.rtf / r8.rtf, 2)})`);
+const rt = (p: string, l: string) => rtfRows.find((r) => r.precision === p && r.layout === l);
+for (const l of ['split', 'merged']) {
+  const r32 = rt('fp32', l);
+  const r8 = rt('int8', l);
+  if (r32 && r8) wins.push(`int8 end to end (${seconds} s file, ${l} decoder both): RTF ${fmt(r32.rtf, 4)} → ${fmt(r8.rtf, 4)} (×${fmt(r32.rtf / r8.rtf, 2)})`);
+}
+if (rt('fp32', 'merged') && rt('fp32', 'split')) wins.push(`decoder layout end to end (${seconds} s file, fp32): merged RTF ${fmt(rt('fp32', 'merged')!.rtf, 4)} vs split ${fmt(rt('fp32', 'split')!.rtf, 4)} (×${fmt(rt('fp32', 'merged')!.rtf / rt('fp32', 'split')!.rtf, 2)} for split)`);
 for (const r of tpRows) wins.push(`request batching (${r.precision}, N=${r.n}): ×${fmt(r.speedup, 2)} windows/s`);
 const lvl = (v: string) => knobRows.find((r) => r.knob === 'graphOptimizationLevel' && r.value === v);
 if (lvl('disabled') && lvl('all')) wins.push(`graphOptimizationLevel disabled → all: encoder b1 ${fmt(lvl('disabled')!.encoderB1)} → ${fmt(lvl('all')!.encoderB1)} ms, decoder step b1 ${fmt(lvl('disabled')!.decoderStepB1)} → ${fmt(lvl('all')!.decoderStepB1)} ms`);
