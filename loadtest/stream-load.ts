@@ -1,0 +1,817 @@
+/**
+ * Live-streaming load test for WS /v1/stream (issue 5).
+ *
+ *   npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20]
+ *                       [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick]
+ *
+ * For each MAX_BATCH_SIZE in --batch (1 = every decode alone, "per-stream"; 8 = batched across
+ * streams) it starts its own server child process (PORT=0, a temp DATA_DIR, MODELS_DIR from the
+ * environment or ../shared/models) — or, with --url, uses a running server and measures only the
+ * client side plus /metrics. For each N in --streams it opens N streams at once (starts staggered by
+ * a few hundred ms), each sending the same espeak-ng conversation (utterances with known speech
+ * start/end, ≥ 1.5 s of silence between them) in 100 ms PCM16 frames at real-time pace, then
+ * {"action":"stop"}, and measures per utterance:
+ *   first-partial latency  send time of the frame holding the speech start → first partial of it
+ *   final latency          send time of the frame holding the speech end → its final (includes the
+ *                          500 ms of silence the VAD needs to end an utterance; also given minus 500 ms)
+ * and per run: p50/p95/p99 over all utterances of all streams, RTF (server CPU s / audio s
+ * streamed), dropped partials, errors, server CPU % and RSS (/proc, every 500 ms), mean batch size.
+ * Random-weight models never emit end-of-text: every decode spends the whole --tokens budget.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+import { loadAudio, SR, type LoadAudio } from './audio.ts';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const FRAME_MS = 100;
+const FRAME = (SR * FRAME_MS) / 1000;
+const VAD_SILENCE_S = 0.5;
+const PARTIAL_INTERVAL_MS = 500;
+/** p95 final latency target for "largest N". */
+export const TARGET_P95_FINAL_S = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Result shapes (also read by plot.ts and the smoke test)
+
+export interface Pcts {
+  n: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  max: number | null;
+}
+
+export interface RunResult {
+  streams: number;
+  utterances: number;
+  finalsMatched: number;
+  missingFinals: number;
+  extraFinals: number;
+  utterancesWithoutPartial: number;
+  /** seconds */
+  firstPartial: Pcts;
+  final: Pcts;
+  finalMinusVadSilence: Pcts;
+  audioSeconds: number;
+  serverCpuSeconds: number | null;
+  rtf: number | null;
+  cpuPercent: { mean: number; max: number } | null;
+  rssMB: { start: number; end: number; max: number } | null;
+  droppedPartials: number | null;
+  meanBatchSize: number | null;
+  modelCalls: number | null;
+  maxQueueDepth: number | null;
+  activeStreamsAfter: number | null;
+  sendLagMs: { p99: number; max: number };
+  wallSeconds: number;
+  errorCount: number;
+  errors: string[];
+}
+
+export interface BatchRun {
+  batch: number | null;
+  label: string;
+  serverPid: number | null;
+  serverExit: string | null;
+  serverErrors: string[];
+  results: RunResult[];
+  largestNWithinTarget: number | null;
+}
+
+export interface LoadTestReport {
+  schema: 'stt-loadtest/1';
+  createdAt: string;
+  command: string;
+  machine: { cpuModel: string; cpus: number; loadavgBefore: number[]; loadavgAfter: number[]; node: string; platform: string; memGB: number; note: string };
+  config: {
+    model: string;
+    modelsDir: string | null;
+    tokens: number;
+    secondsRequested: number;
+    audioSeconds: number;
+    utterancesPerStream: number;
+    spans: Array<[number, number]>;
+    frameMs: number;
+    partialIntervalMs: number;
+    staggerMs: string;
+    batchWindowMs: string;
+    url: string | null;
+    quick: boolean;
+    targetP95FinalS: number;
+    /** Set when the server child needed loadtest/interop/register.mjs to start (see there). */
+    serverWorkaround: string | null;
+  };
+  definitions: Record<string, string>;
+  runs: BatchRun[];
+  summary: {
+    largestN: Record<string, number | null>;
+    p95FinalRatioPerStreamOverBatched: Array<{ streams: number; ratio: number | null }>;
+    rtfRatioPerStreamOverBatched: Array<{ streams: number; ratio: number | null }>;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+export function percentiles(xs: number[]): Pcts {
+  if (!xs.length) return { n: 0, p50: null, p95: null, p99: null, max: null };
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  return { n: s.length, p50: r3(q(50)), p95: r3(q(95)), p99: r3(q(99)), max: r3(s[s.length - 1]) };
+}
+
+type MetricMap = Map<string, number>;
+
+/** Prometheus text → "name{labels}" → value. */
+export function parseMetrics(text: string): MetricMap {
+  const m: MetricMap = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    const v = Number(line.slice(sp + 1));
+    if (Number.isFinite(v)) m.set(line.slice(0, sp), v);
+  }
+  return m;
+}
+
+/** Sum of every series of `name` whose labels contain all of `labels` (e.g. 'model="x"'). */
+export function metricSum(m: MetricMap, name: string, ...labels: string[]): number {
+  let sum = 0;
+  for (const [k, v] of m) {
+    const base = k.includes('{') ? k.slice(0, k.indexOf('{')) : k;
+    if (base === name && labels.every((l) => k.includes(l))) sum += v;
+  }
+  return sum;
+}
+
+async function scrape(httpBase: string): Promise<MetricMap | null> {
+  try {
+    const res = await fetch(`${httpBase}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) return null;
+    return parseMetrics(await res.text());
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server child process
+
+interface Server {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  errors: string[];
+  tail: string[];
+  exited: Promise<string>;
+  dataDir: string;
+}
+
+const WORKAROUND =
+  "server started with --import ./loadtest/interop/register.mjs: plain `npx tsx src/main.ts` crashes at start-up (src/audio/resampler.ts: named import of 'ConverterType' from the UMD package @alexanderolsen/libsamplerate-js)";
+let interopNeeded: boolean | null = null;
+/**
+ * Whether the server needs loadtest/interop/register.mjs to start under plain Node: true while
+ * src/audio/resampler.ts's named import from the UMD package '@alexanderolsen/libsamplerate-js'
+ * fails outside vitest (checked exactly that way, in a throw-away node process).
+ */
+export function serverNeedsInterop(): boolean {
+  if (interopNeeded === null) {
+    try {
+      execFileSync(process.execPath, ['--input-type=module', '-e', "import { ConverterType, create } from '@alexanderolsen/libsamplerate-js';"], {
+        cwd: REPO,
+        stdio: 'ignore',
+        timeout: 30_000,
+      });
+      interopNeeded = false;
+    } catch {
+      interopNeeded = true;
+    }
+  }
+  return interopNeeded;
+}
+
+async function startServer(o: { batch: number; modelsDir: string; model: string }): Promise<Server> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stt-loadtest-'));
+  const env = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODELS_DIR: o.modelsDir,
+    DATA_DIR: dataDir,
+    MAX_BATCH_SIZE: String(o.batch),
+    DEFAULT_MODEL: o.model,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+  };
+  // `node --import tsx` (not `npx tsx`): one process, so its pid is the server's for /proc sampling.
+  const args = ['--import', 'tsx', ...(serverNeedsInterop() ? ['--import', './loadtest/interop/register.mjs'] : []), 'src/main.ts'];
+  const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const errors: string[] = [];
+  const tail: string[] = [];
+  let onPort: ((p: number) => void) | null = null;
+  const portP = new Promise<number>((r) => (onPort = r));
+  const onLine = (line: string) => {
+    if (!line.trim()) return;
+    tail.push(line.slice(0, 2000));
+    if (tail.length > 40) tail.shift();
+    try {
+      const j = JSON.parse(line) as { msg?: string; port?: number; level?: number };
+      if (j.msg === 'listening' && typeof j.port === 'number') onPort?.(j.port);
+      if ((j.level ?? 0) >= 50 && errors.length < 50) errors.push(line.slice(0, 1000));
+    } catch {
+      if (/error/i.test(line) && errors.length < 50) errors.push(line.slice(0, 1000));
+    }
+  };
+  for (const s of [child.stdout!, child.stderr!]) {
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        onLine(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+  }
+  const exited = new Promise<string>((resolve) => child.on('exit', (code, sig) => resolve(sig ? `signal ${sig}` : `code ${code}`)));
+  const port = await Promise.race([
+    portP,
+    exited.then((how) => Promise.reject(new Error(`server exited (${how}) before listening:\n${tail.join('\n')}`))),
+    sleep(90_000).then(() => Promise.reject(new Error(`server did not log "listening" within 90 s:\n${tail.join('\n')}`))),
+  ]).catch((err) => {
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
+  return { child, pid: child.pid!, port, errors, tail, exited, dataDir };
+}
+
+async function stopServer(s: Server): Promise<string> {
+  if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGTERM');
+  const how = await Promise.race([s.exited, sleep(20_000).then(() => null)]);
+  let result = how ?? 'killed (no exit 20 s after SIGTERM)';
+  if (how === null) {
+    s.child.kill('SIGKILL');
+    await Promise.race([s.exited, sleep(5000)]);
+  }
+  rmSync(s.dataDir, { recursive: true, force: true });
+  if (how !== null && how !== 'code 0') result = `${how} after SIGTERM`;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc sampling of the server process (Linux)
+
+let clkTck = 0;
+function ticksPerSecond(): number {
+  if (!clkTck) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  return clkTck;
+}
+
+function procCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / ticksPerSecond();
+  } catch {
+    return null;
+  }
+}
+
+function procRssMB(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+class ProcSampler {
+  private timer: NodeJS.Timeout | null = null;
+  private last: { t: number; cpu: number } | null = null;
+  readonly cpuPct: number[] = [];
+  readonly rss: number[] = [];
+  maxQueue = 0;
+  private tick = 0;
+
+  constructor(private readonly pid: number | null, private readonly httpBase: string) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 500);
+  }
+
+  private sample(): void {
+    if (this.pid !== null) {
+      const cpu = procCpuSeconds(this.pid);
+      const rss = procRssMB(this.pid);
+      const t = performance.now();
+      if (cpu !== null && this.last) this.cpuPct.push((100 * (cpu - this.last.cpu)) / ((t - this.last.t) / 1000));
+      if (cpu !== null) this.last = { t, cpu };
+      if (rss !== null) this.rss.push(rss);
+    }
+    // Queue depth from /metrics once a second.
+    if (this.tick++ % 2 === 0) {
+      void scrape(this.httpBase).then((m) => {
+        if (m) this.maxQueue = Math.max(this.maxQueue, metricSum(m, 'stt_scheduler_queue_depth'));
+      });
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.sample();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One stream
+
+interface StreamOutcome {
+  firstPartial: Array<number | null>;
+  final: Array<number | null>;
+  finalsMatched: number;
+  extraFinals: number;
+  lagMs: number[];
+  errors: string[];
+}
+
+function frameOf(sample: number): number {
+  return Math.floor(sample / FRAME);
+}
+
+async function runStream(o: { url: string; audio: LoadAudio; config: Record<string, unknown>; delayMs: number; drainTimeoutMs: number }): Promise<StreamOutcome> {
+  await sleep(o.delayMs);
+  const { audio } = o;
+  const nFrames = Math.ceil(audio.pcm16.length / 2 / FRAME);
+  const sentAt = new Float64Array(nFrames).fill(NaN);
+  const lagMs: number[] = [];
+  const errors: string[] = [];
+  const partialTimes: number[] = [];
+  const finals: Array<{ t: number; start: number; end: number }> = [];
+  let isFinal = false;
+  let ready: (() => void) | null = null;
+  const readyP = new Promise<void>((r) => (ready = r));
+
+  const ws = new WebSocket(o.url, { perMessageDeflate: false });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  ws.on('error', (err) => errors.push(`socket error: ${err.message}`));
+  ws.on('unexpected-response', (_req, res) => errors.push(`upgrade refused: HTTP ${res.statusCode}`));
+  ws.on('message', (data, isBinary) => {
+    const t = performance.now();
+    if (isBinary) return void errors.push('unexpected binary message');
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(data.toString()) as Record<string, unknown>;
+    } catch {
+      return void errors.push(`non-JSON message: ${data.toString().slice(0, 100)}`);
+    }
+    if (m.status === 'ready') ready?.();
+    else if (typeof m.partial === 'string') partialTimes.push(t);
+    else if (typeof m.text === 'string') finals.push({ t, start: Number(m.start), end: Number(m.end) });
+    else if (m.is_final === true) isFinal = true;
+    else if ('error' in m) errors.push(`server error message: ${String(m.error)}`);
+  });
+
+  const opened = await Promise.race([
+    new Promise<boolean>((r) => {
+      ws.once('open', () => r(true));
+      ws.once('close', () => r(false));
+    }),
+    sleep(30_000).then(() => false),
+  ]);
+  if (!opened) {
+    if (!errors.length) errors.push('could not connect within 30 s');
+    ws.terminate();
+    return { firstPartial: audio.spans.map(() => null), final: audio.spans.map(() => null), finalsMatched: 0, extraFinals: 0, lagMs, errors };
+  }
+  ws.send(JSON.stringify(o.config));
+  const gotReady = await Promise.race([readyP.then(() => true), closed.then(() => false), sleep(60_000).then(() => false)]);
+  if (!gotReady) {
+    errors.push('no {"status":"ready"} within 60 s');
+    ws.terminate();
+    return { firstPartial: audio.spans.map(() => null), final: audio.spans.map(() => null), finalsMatched: 0, extraFinals: 0, lagMs, errors };
+  }
+
+  // Real-time pace: frame k is due at t0 + k·100 ms (drift-free schedule).
+  const t0 = performance.now();
+  for (let k = 0; k < nFrames; k++) {
+    const due = t0 + k * FRAME_MS;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    if (ws.readyState !== WebSocket.OPEN) break;
+    const now = performance.now();
+    lagMs.push(Math.max(0, now - due));
+    ws.send(audio.pcm16.subarray(k * FRAME * 2, Math.min(audio.pcm16.length, (k + 1) * FRAME * 2)));
+    sentAt[k] = now;
+  }
+  if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action: 'stop' }));
+  const close = await Promise.race([closed, sleep(o.drainTimeoutMs).then(() => null)]);
+  if (close === null) {
+    errors.push(`no close within ${o.drainTimeoutMs / 1000} s after {"action":"stop"} (is_final ${isFinal ? 'received' : 'missing'})`);
+    ws.terminate();
+  } else {
+    if (close.code !== 1000) errors.push(`unexpected close ${close.code} ${close.reason}`);
+    if (!isFinal) errors.push(`closed (${close.code}) without {"is_final":true}`);
+  }
+
+  // Finals → utterances by time overlap (the server reports stream time; spans are exact).
+  const spans = audio.spans;
+  const finalAt: Array<number | null> = spans.map(() => null);
+  let matched = 0;
+  let extra = 0;
+  const matchedPer = spans.map(() => 0);
+  for (const f of finals) {
+    let best = -1;
+    let bestOv = 0;
+    spans.forEach(([s, e], k) => {
+      const ov = Math.min(e, f.end) - Math.max(s, f.start);
+      if (ov > bestOv) (bestOv = ov), (best = k);
+    });
+    if (best < 0) {
+      extra++;
+      continue;
+    }
+    matchedPer[best]++;
+    // The last final of an utterance (if the VAD split it) is the one that ends it.
+    finalAt[best] = Math.max(finalAt[best] ?? -Infinity, f.t);
+  }
+  matchedPer.forEach((c) => (matched += c ? 1 : 0));
+  extra += matchedPer.reduce((a, c) => a + Math.max(0, c - 1), 0);
+
+  const startSent = spans.map(([s]) => sentAt[frameOf(Math.round(s * SR))]);
+  const endSent = spans.map(([, e]) => sentAt[frameOf(Math.max(0, Math.round(e * SR) - 1))]);
+  // A partial belongs to the latest utterance whose start frame was sent before it, unless that
+  // utterance's final already came (the server drops partials of ended utterances).
+  const firstPartialAt: Array<number | null> = spans.map(() => null);
+  for (const t of partialTimes) {
+    let k = -1;
+    for (let j = 0; j < spans.length; j++) if (startSent[j] <= t) k = j;
+    if (k < 0) continue;
+    if (finalAt[k] !== null && finalAt[k]! < t) continue;
+    if (firstPartialAt[k] === null) firstPartialAt[k] = t;
+  }
+  return {
+    firstPartial: firstPartialAt.map((t, k) => (t === null || Number.isNaN(startSent[k]) ? null : (t - startSent[k]) / 1000)),
+    final: finalAt.map((t, k) => (t === null || Number.isNaN(endSent[k]) ? null : (t - endSent[k]) / 1000)),
+    finalsMatched: matched,
+    extraFinals: extra,
+    lagMs,
+    errors,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One load level (N streams)
+
+async function runLevel(o: {
+  n: number;
+  wsUrl: string;
+  httpBase: string;
+  pid: number | null;
+  model: string;
+  audio: LoadAudio;
+  tokens: number;
+  staggerMs: number;
+}): Promise<RunResult> {
+  const config = { language: 'en', model: o.model, max_new_tokens: o.tokens, partial_interval_ms: PARTIAL_INTERVAL_MS };
+  const modelLabel = `model="${o.model}"`;
+  const before = await scrape(o.httpBase);
+  const cpu0 = o.pid !== null ? procCpuSeconds(o.pid) : null;
+  const sampler = new ProcSampler(o.pid, o.httpBase);
+  sampler.start();
+  const t0 = performance.now();
+  const drainTimeoutMs = Math.max(60_000, o.audio.durationS * 1000 * 3);
+  const outcomes = await Promise.all(
+    Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs })),
+  );
+  const wallSeconds = (performance.now() - t0) / 1000;
+  // Let the server free the sessions, then read the counters.
+  let after = await scrape(o.httpBase);
+  for (let i = 0; i < 20 && after && metricSum(after, 'stt_active_streams') > 0; i++) {
+    await sleep(250);
+    after = await scrape(o.httpBase);
+  }
+  sampler.stop();
+  const cpu1 = o.pid !== null ? procCpuSeconds(o.pid) : null;
+
+  const firstPartial = outcomes.flatMap((s) => s.firstPartial).filter((x): x is number => x !== null);
+  const finals = outcomes.flatMap((s) => s.final);
+  const finalLat = finals.filter((x): x is number => x !== null);
+  const errors = outcomes.flatMap((s, i) => s.errors.map((e) => `stream ${i}: ${e}`));
+  const utterances = o.n * o.audio.spans.length;
+  const missingFinals = finals.filter((x) => x === null).length;
+  if (missingFinals) errors.push(`${missingFinals} of ${utterances} utterances got no final`);
+  const lag = percentiles(outcomes.flatMap((s) => s.lagMs));
+  const audioSeconds = o.n * o.audio.durationS;
+
+  // CPU: /proc when we own the server, else the server's own process_cpu_seconds_total.
+  let serverCpuSeconds: number | null = null;
+  if (cpu0 !== null && cpu1 !== null) serverCpuSeconds = cpu1 - cpu0;
+  else if (before && after && before.has('stt_process_cpu_seconds_total')) {
+    serverCpuSeconds = metricSum(after, 'stt_process_cpu_seconds_total') - metricSum(before, 'stt_process_cpu_seconds_total');
+  }
+  const delta = (name: string, ...labels: string[]) => (before && after ? metricSum(after, name, ...labels) - metricSum(before, name, ...labels) : null);
+  const calls = delta('stt_batch_size_count', modelLabel);
+  const sum = delta('stt_batch_size_sum', modelLabel);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return {
+    streams: o.n,
+    utterances,
+    finalsMatched: outcomes.reduce((a, s) => a + s.finalsMatched, 0),
+    missingFinals,
+    extraFinals: outcomes.reduce((a, s) => a + s.extraFinals, 0),
+    utterancesWithoutPartial: outcomes.flatMap((s) => s.firstPartial).filter((x) => x === null).length,
+    firstPartial: percentiles(firstPartial),
+    final: percentiles(finalLat),
+    finalMinusVadSilence: percentiles(finalLat.map((x) => x - VAD_SILENCE_S)),
+    audioSeconds: r3(audioSeconds),
+    serverCpuSeconds: serverCpuSeconds === null ? null : r3(serverCpuSeconds),
+    rtf: serverCpuSeconds === null ? null : r3(serverCpuSeconds / audioSeconds),
+    cpuPercent: sampler.cpuPct.length ? { mean: Math.round(mean(sampler.cpuPct)), max: Math.round(Math.max(...sampler.cpuPct)) } : null,
+    rssMB: sampler.rss.length ? { start: Math.round(sampler.rss[0]), end: Math.round(sampler.rss.at(-1)!), max: Math.round(Math.max(...sampler.rss)) } : null,
+    droppedPartials: delta('stt_partials_dropped_total', modelLabel),
+    meanBatchSize: calls && sum !== null ? r3(sum / calls) : null,
+    modelCalls: calls,
+    maxQueueDepth: before ? sampler.maxQueue : null,
+    activeStreamsAfter: after ? metricSum(after, 'stt_active_streams') : null,
+    sendLagMs: { p99: Math.round(lag.p99 ?? 0), max: Math.round(lag.max ?? 0) },
+    wallSeconds: r3(wallSeconds),
+    errorCount: errors.length,
+    errors: errors.slice(0, 30),
+  };
+}
+
+/** One short stream so the model is loaded and onnxruntime warm before anything is timed. */
+async function warmUp(wsUrl: string, model: string, tokens: number): Promise<void> {
+  const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+  const done = new Promise<void>((resolve) => {
+    ws.on('close', () => resolve());
+    ws.on('error', () => resolve());
+  });
+  ws.on('open', () => ws.send(JSON.stringify({ language: 'en', model, max_new_tokens: tokens })));
+  ws.on('message', (d) => {
+    const m = JSON.parse(d.toString()) as Record<string, unknown>;
+    if (m.status === 'ready') {
+      const a = loadAudio({ seconds: 4 });
+      for (let k = 0; k * FRAME * 2 < a.pcm16.length; k++) ws.send(a.pcm16.subarray(k * FRAME * 2, (k + 1) * FRAME * 2));
+      ws.send(JSON.stringify({ action: 'stop' }));
+    }
+    if ('error' in m) console.error(`warm-up: server error: ${String(m.error)}`);
+  });
+  await Promise.race([done, sleep(120_000)]);
+  ws.terminate();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const fmtS = (x: number | null) => (x === null ? 'n/a' : x.toFixed(2));
+
+export function markdownTable(run: BatchRun): string {
+  const head = [
+    'N',
+    'utts',
+    'finals',
+    'first partial p50 / p95 / p99 (s)',
+    'final p50 / p95 / p99 (s)',
+    'final p95 − 0.5 s',
+    'RTF',
+    'server CPU % mean / max',
+    'RSS MB max',
+    'dropped partials',
+    'mean batch',
+    'errors',
+  ];
+  const rows = run.results.map((r) => [
+    r.streams,
+    r.utterances,
+    r.finalsMatched,
+    `${fmtS(r.firstPartial.p50)} / ${fmtS(r.firstPartial.p95)} / ${fmtS(r.firstPartial.p99)}`,
+    `${fmtS(r.final.p50)} / ${fmtS(r.final.p95)} / ${fmtS(r.final.p99)}`,
+    fmtS(r.finalMinusVadSilence.p95),
+    r.rtf === null ? 'n/a' : r.rtf.toFixed(3),
+    r.cpuPercent ? `${r.cpuPercent.mean} / ${r.cpuPercent.max}` : 'n/a',
+    r.rssMB ? String(r.rssMB.max) : 'n/a',
+    r.droppedPartials ?? 'n/a',
+    r.meanBatchSize === null ? 'n/a' : r.meanBatchSize.toFixed(2),
+    r.errorCount,
+  ]);
+  const line = (r: (string | number)[]) => `| ${r.join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function largestWithin(results: RunResult[], targetS = TARGET_P95_FINAL_S): number | null {
+  const ok = results.filter((r) => r.errorCount === 0 && r.missingFinals === 0 && r.final.p95 !== null && r.final.p95 <= targetS);
+  return ok.length ? Math.max(...ok.map((r) => r.streams)) : null;
+}
+
+const labelOf = (batch: number | null) => (batch === null ? 'external server' : batch === 1 ? 'per-stream (MAX_BATCH_SIZE=1)' : `batched (MAX_BATCH_SIZE=${batch})`);
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+function usage(msg?: string): never {
+  if (msg) console.error(msg);
+  console.error(
+    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick]',
+  );
+  process.exit(2);
+}
+
+function list(v: string, what: string): number[] {
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1 || x > 1024)) usage(`--${what}: expected a comma-separated list of positive integers, got "${v}"`);
+  return xs;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      streams: { type: 'string' },
+      batch: { type: 'string' },
+      seconds: { type: 'string' },
+      tokens: { type: 'string' },
+      url: { type: 'string' },
+      out: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'stagger-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) usage();
+  if (!values.model) usage('--model is required (a model id in MODELS_DIR, or a model folder)');
+  const quick = values.quick!;
+  const streams = list(values.streams ?? (quick ? '1,2' : '1,2,4,8,16,32'), 'streams');
+  const batches = list(values.batch ?? '1,8', 'batch');
+  const seconds = Number(values.seconds ?? (quick ? 6 : 20));
+  const tokens = Number(values.tokens ?? (quick ? 4 : 16));
+  if (!(seconds >= 4 && seconds <= 3600)) usage('--seconds: expected 4..3600');
+  if (!Number.isInteger(tokens) || tokens < 1 || tokens > 448) usage('--tokens: expected an integer 1..448');
+  const out = path.resolve(values.out ?? (quick ? '.tmp/loadtest/quick.json' : 'docs/loadtest.json'));
+
+  // Model: an id (a folder in MODELS_DIR) or a folder path (its parent becomes MODELS_DIR).
+  let model = values.model;
+  let modelsDir: string | null = path.resolve(process.env.MODELS_DIR ?? path.join(REPO, '..', 'shared', 'models'));
+  if (model.includes('/') || model.startsWith('.')) {
+    const dir = path.resolve(model);
+    model = path.basename(dir);
+    modelsDir = path.dirname(dir);
+  }
+  if (!values.url && !(existsSync(path.join(modelsDir, model)) && statSync(path.join(modelsDir, model)).isDirectory())) {
+    usage(`model folder ${path.join(modelsDir, model)} not found (set MODELS_DIR, or pass --model <folder>)`);
+  }
+  if (values.url) modelsDir = null;
+
+  const audio = loadAudio({ seconds });
+  const loadavgBefore = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const cpus = os.cpus();
+  const staggerFor = (n: number) => (values['stagger-ms'] !== undefined ? Number(values['stagger-ms']) : Math.round(Math.min(300, 3000 / n)));
+  console.log(
+    `# Live-stream load test — model ${model}, ${tokens} tokens per decode (random weights never stop early), ` +
+      `${audio.durationS.toFixed(1)} s of audio per stream (${audio.spans.length} utterances), 100 ms frames at real-time pace`,
+  );
+  console.log(`${cpus[0]?.model ?? 'cpu'} × ${cpus.length}, node ${process.version}, load average before ${loadavgBefore.join(' ')}\n`);
+
+  if (!values.url && serverNeedsInterop()) console.log(`! ${WORKAROUND}\n`);
+  const runs: BatchRun[] = [];
+  const settings: Array<number | null> = values.url ? [null] : batches;
+  for (const batch of settings) {
+    let server: Server | null = null;
+    let wsUrl: string;
+    let httpBase: string;
+    if (batch === null) {
+      const u = new URL(values.url!);
+      if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/stream';
+      wsUrl = u.toString();
+      httpBase = `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}`;
+    } else {
+      server = await startServer({ batch, modelsDir: modelsDir!, model });
+      wsUrl = `ws://127.0.0.1:${server.port}/v1/stream`;
+      httpBase = `http://127.0.0.1:${server.port}`;
+    }
+    const run: BatchRun = { batch, label: labelOf(batch), serverPid: server?.pid ?? null, serverExit: null, serverErrors: [], results: [], largestNWithinTarget: null };
+    runs.push(run);
+    try {
+      console.log(`## ${run.label}${server ? ` — server pid ${server.pid} on port ${server.port}` : ` — ${wsUrl}`}`);
+      await warmUp(wsUrl, model, tokens);
+      for (const n of streams) {
+        if (server && server.child.exitCode !== null) {
+          run.serverErrors.push(`server exited before N=${n}`);
+          break;
+        }
+        process.stdout.write(`N=${n} … `);
+        const r = await runLevel({ n, wsUrl, httpBase, pid: server?.pid ?? null, model, audio, tokens, staggerMs: staggerFor(n) });
+        run.results.push(r);
+        console.log(
+          `p95 first partial ${fmtS(r.firstPartial.p95)} s, p95 final ${fmtS(r.final.p95)} s, RTF ${r.rtf ?? 'n/a'}, ` +
+            `finals ${r.finalsMatched}/${r.utterances}, errors ${r.errorCount}, ${r.wallSeconds.toFixed(0)} s`,
+        );
+        for (const e of r.errors.slice(0, 5)) console.log(`   ! ${e}`);
+        if (r.activeStreamsAfter) console.log(`   ! stt_active_streams still ${r.activeStreamsAfter} after the run`);
+      }
+    } finally {
+      if (server) {
+        run.serverExit = await stopServer(server);
+        run.serverErrors.push(...server.errors);
+      }
+    }
+    run.largestNWithinTarget = largestWithin(run.results);
+    console.log(`\n${markdownTable(run)}\n`);
+    console.log(`largest N with p95 final latency ≤ ${TARGET_P95_FINAL_S} s: ${run.largestNWithinTarget ?? 'none'}`);
+    if (run.serverErrors.length) console.log(`server errors (${run.serverErrors.length}):\n  ${run.serverErrors.slice(0, 5).join('\n  ')}`);
+    if (run.serverExit && run.serverExit !== 'code 0') console.log(`server exit: ${run.serverExit}`);
+    console.log('');
+  }
+
+  const ratio = (get: (r: RunResult) => number | null) => {
+    const per = runs.find((r) => r.batch === 1);
+    const bat = runs.find((r) => r.batch !== null && r.batch > 1);
+    if (!per || !bat) return [];
+    return per.results.map((p) => {
+      const b = bat.results.find((x) => x.streams === p.streams);
+      const a = get(p);
+      const c = b ? get(b) : null;
+      return { streams: p.streams, ratio: a !== null && c ? Math.round((a / c) * 100) / 100 : null };
+    });
+  };
+  const report: LoadTestReport = {
+    schema: 'stt-loadtest/1',
+    createdAt: new Date().toISOString(),
+    command: `npm run loadtest -- ${process.argv.slice(2).join(' ')}`,
+    machine: {
+      cpuModel: cpus[0]?.model ?? 'unknown',
+      cpus: cpus.length,
+      loadavgBefore,
+      loadavgAfter: os.loadavg().map((x) => Math.round(x * 100) / 100),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      memGB: Math.round(os.totalmem() / 2 ** 30),
+      note: 'The load generator runs on the same machine as the server (loopback), and shares its CPUs.',
+    },
+    config: {
+      model,
+      modelsDir,
+      tokens,
+      secondsRequested: seconds,
+      audioSeconds: r3(audio.durationS),
+      utterancesPerStream: audio.spans.length,
+      spans: audio.spans,
+      frameMs: FRAME_MS,
+      partialIntervalMs: PARTIAL_INTERVAL_MS,
+      staggerMs: values['stagger-ms'] ?? 'min(300, 3000/N) ms between stream starts',
+      batchWindowMs: process.env.BATCH_WINDOW_MS ?? '10 (server default)',
+      url: values.url ?? null,
+      quick,
+      targetP95FinalS: TARGET_P95_FINAL_S,
+      serverWorkaround: !values.url && serverNeedsInterop() ? WORKAROUND : null,
+    },
+    definitions: {
+      firstPartial: 'seconds from sending the 100 ms frame that holds the utterance speech start until the first {"partial"} of that utterance arrives',
+      final: 'seconds from sending the frame that holds the utterance speech end until its final arrives; includes the 500 ms of silence the VAD needs to end an utterance',
+      finalMinusVadSilence: 'final minus 0.5 s: the part of the final latency that is processing and queueing',
+      rtf: 'server CPU seconds (utime+stime of the server process, or process_cpu_seconds_total with --url) / seconds of audio streamed by all N streams',
+      meanBatchSize: 'delta of stt_batch_size_sum / delta of stt_batch_size_count for the model (every decode: partials and finals)',
+      droppedPartials: 'delta of stt_partials_dropped_total for the model',
+      errors: 'error messages from the server, closes other than 1000, missing {"is_final":true}, utterances without a final, connection failures',
+    },
+    runs,
+    summary: {
+      largestN: Object.fromEntries(runs.map((r) => [r.batch === null ? 'external' : `batch${r.batch}`, r.largestNWithinTarget])),
+      p95FinalRatioPerStreamOverBatched: ratio((r) => r.final.p95),
+      rtfRatioPerStreamOverBatched: ratio((r) => r.rtf),
+    },
+  };
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${path.relative(process.cwd(), out)}`);
+  const failed = runs.some((r) => r.serverExit !== null && r.serverExit !== 'code 0');
+  process.exitCode = failed ? 1 : 0;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.stack ?? err.message : err);
+    process.exit(1);
+  });
+}
