@@ -13,8 +13,8 @@ import type { Fbank } from './fbank.ts';
 export const BASELINE_CEPS = 20;
 /** Pooled within-speaker standard deviation of c1..c19 window means (espeak-ng voices, 1.5 s). */
 const CEP_SCALE = [3.4, 1.0, 2.5, 1.1, 1.4, 1.1, 1.4, 0.8, 0.9, 0.75, 0.8, 0.75, 0.55, 0.5, 0.5, 0.5, 0.45, 0.4, 0.35];
-/** log-F0 weight: 1 / (2 × the 4 % within-voice spread), robust to octave slips. */
-const F0_WEIGHT = 12.5;
+/** log-F0 weight: 1 / the 4 % within-voice spread (tuned: pitch ×2 vs ×1/×3 gave the widest gap between true splits and single-voice noise, docs/diarization.md). */
+const F0_WEIGHT = 25;
 
 /** Orthonormal DCT-II of each log-mel frame, keeping c0..c(nCeps-1): [frames, nCeps]. */
 export function mfccFromFbank(fb: Fbank, nCeps = BASELINE_CEPS): Float32Array {

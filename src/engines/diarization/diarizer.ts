@@ -52,7 +52,7 @@ export const DIARIZATION_PARAMS = {
   joinGapS: 0.6,
   /** Turns shorter than this are given to their neighbours. */
   minTurnS: 0.25,
-  baseline: { threshold: 0.3, bias: 6, minClusterSize: 3 },
+  baseline: { threshold: 0.63, bias: 6, minClusterSize: 3 },
   wespeaker: { threshold: 0.6, minClusterSize: 3 },
 };
 
@@ -68,6 +68,15 @@ export async function createDiarizer(opts: CreateDiarizerOptions = {}): Promise<
     await emb.close();
     throw err;
   }
+}
+
+/** A diarizer over already loaded models (it owns them: `close()` releases them). */
+export function diarizerFromModels(embedder: WespeakerEmbedder | null, segmenter?: PyannoteSegmenter | null): Diarizer {
+  if (!embedder) {
+    if (segmenter) throw new Error('the segmentation model needs an embedding model');
+    return new BaselineDiarizer();
+  }
+  return segmenter ? new PyannoteWespeakerDiarizer(segmenter, embedder) : new WespeakerDiarizer(embedder);
 }
 
 // ---------------------------------------------------------------- speech frames and windows

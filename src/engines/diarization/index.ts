@@ -1,4 +1,4 @@
-export { createDiarizer, DIARIZATION_PARAMS, type CreateDiarizerOptions, type DiarizeOptions, type Diarizer, type SpeakerTurn } from './diarizer.ts';
+export { createDiarizer, diarizerFromModels, DIARIZATION_PARAMS, type CreateDiarizerOptions, type DiarizeOptions, type Diarizer, type SpeakerTurn } from './diarizer.ts';
 export { assignSpeakers, speakerAt } from './assign.ts';
 export { diarizationErrorRate, parseRttm, toRttm, type DerResult, type Turn } from './der.ts';
 export { applyCmn, kaldiFbank, WESPEAKER_FBANK, type Fbank } from './fbank.ts';
