@@ -206,6 +206,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     const peer = this.peers.get(sessionId);
     if (!peer) return false;
     await this.stop(peer);
+    await this.drain(peer);
     this.dispose(peer);
     return true;
   }
@@ -215,6 +216,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     this.shuttingDown = true;
     await Promise.all([...this.peers.values()].map(async (p) => {
       await this.stop(p);
+      await this.drain(p);
       this.dispose(p);
     }));
   }
@@ -328,6 +330,15 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     }
   }
 
+  /** Lets the last data-channel messages leave before the connection is closed (SCTP has no flush). */
+  private async drain(peer: Peer, maxMs = 2000): Promise<void> {
+    const dc = peer.dc;
+    if (!dc || dc.readyState !== 'open' || peer.phase === 'closed') return;
+    const t0 = Date.now();
+    while (dc.bufferedAmount > 0 && Date.now() - t0 < maxMs) await sleep(20);
+    await sleep(250);
+  }
+
   private timer(peer: Peer, ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       peer.timers.delete(t);
@@ -395,6 +406,10 @@ export function announceIp(sdp: string, ip: string): string {
 
 function httpError(status: number, message: string): Error & { status: number } {
   return Object.assign(new Error(message), { status });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 function concat(a: Float32Array, b: Float32Array): Float32Array {

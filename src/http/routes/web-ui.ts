@@ -66,8 +66,10 @@ export function listWebFiles(root: string): StaticFile[] {
   return out;
 }
 
-export function registerWebUi(server: HttpServer, deps: WebUiDeps = {}): void {
+/** Registers the page's routes; returns how many files are served (0 when the folder is missing). */
+export function registerWebUi(server: HttpServer, deps: WebUiDeps = {}): number {
   const root = path.resolve(deps.webDir ?? DEFAULT_WEB_DIR);
+  if (!fs.existsSync(root)) return 0;
   const files = listWebFiles(root);
   for (const f of files) {
     const serve = (ctx: import('../http-context.ts').HttpContext) => {
@@ -81,4 +83,5 @@ export function registerWebUi(server: HttpServer, deps: WebUiDeps = {}): void {
     server.route('GET', f.urlPath, serve);
     if (f.urlPath === '/index.html') server.route('GET', '/', serve);
   }
+  return files.length;
 }
