@@ -1,0 +1,91 @@
+/**
+ * What the AI services need from a chat model, whoever runs it: the local llama.cpp model (LocalLlm) or an
+ * external server speaking the OpenAI chat-completions protocol (OpenAiChatBackend, LLM_BASE_URL).
+ */
+
+export type ChatRole = 'system' | 'user' | 'assistant';
+
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+/** A JSON schema in the subset that node-llama-cpp turns into a grammar (type, properties, required, items, enum, maxLength, maxItems …). */
+export type JsonSchema = Record<string, unknown>;
+
+export interface ChatOptions {
+  /** Hard cap on generated tokens (required: the fixture model rarely stops by itself). */
+  maxTokens: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** Constrain the output to JSON of this schema (grammar locally, response_format json_schema remotely). */
+  jsonSchema?: JsonSchema;
+  stop?: string[];
+  signal?: AbortSignal;
+  /** Streaming: called with each new piece of text as it is generated. */
+  onText?: (delta: string) => void;
+}
+
+export interface ChatResult {
+  text: string;
+  /** 'stop': end of turn, stop string or complete JSON; 'length': maxTokens reached. */
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  completionTokens: number;
+  model: string;
+  /** The generated token ids (local backend only). */
+  tokens?: number[];
+}
+
+export interface ChatBackend {
+  /** The model id reported in responses. */
+  readonly model: string;
+  /** Tokens one request may use (prompt + completion). */
+  readonly contextSize: number;
+  /** Tokens of a piece of text (exact locally, an estimate for external servers). */
+  countTokens(text: string): number;
+  chat(messages: ChatMessage[], opts: ChatOptions): Promise<ChatResult>;
+  close(): Promise<void>;
+}
+
+/** All sequences busy and the wait queue full. HTTP 429 with Retry-After. */
+export class LlmQueueFullError extends Error {
+  override name = 'LlmQueueFullError';
+  readonly status = 429;
+  constructor(
+    readonly retryAfterS: number,
+    limit: number,
+  ) {
+    super(`The language model is busy (${limit} requests already waiting). Retry in ${retryAfterS} s.`);
+  }
+}
+
+/** The prompt does not leave room for the requested completion in the context window. HTTP 413. */
+export class PromptTooLongError extends Error {
+  override name = 'PromptTooLongError';
+  readonly status = 413;
+  constructor(
+    readonly promptTokens: number,
+    readonly maxTokens: number,
+    readonly contextSize: number,
+  ) {
+    super(`The prompt is ${promptTokens} tokens; with max_tokens ${maxTokens} it does not fit the model's context of ${contextSize} tokens. Shorten the input or lower max_tokens.`);
+  }
+}
+
+/** The LLM runtime or server cannot be used (binary missing, external server down). HTTP 503. */
+export class LlmUnavailableError extends Error {
+  override name = 'LlmUnavailableError';
+  readonly status = 503;
+}
+
+/** The request was cancelled (client went away). */
+export class LlmAbortedError extends Error {
+  override name = 'LlmAbortedError';
+  readonly status = 499;
+  constructor() {
+    super('generation cancelled');
+  }
+}

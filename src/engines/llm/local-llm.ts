@@ -1,0 +1,315 @@
+/**
+ * The local chat model: a GGUF file on llama.cpp through node-llama-cpp's prebuilt binaries (never built
+ * from source). One model, one context with `sequences` slots: concurrent requests each get a sequence and
+ * llama.cpp evaluates them in shared batches. Requests beyond the slots wait in a bounded queue
+ * (LlmQueueFullError → 429 when it is full); an AbortSignal cancels a queued or running request.
+ *
+ * The prompt is the model's own chat template (GGUF `tokenizer.chat_template`, rendered with Jinja),
+ * tokenized with special tokens parsed; special-token text inside message contents is defused first so a
+ * transcript cannot inject turns.
+ */
+import { Template } from '@huggingface/jinja';
+import {
+  getLlama,
+  LlamaGrammarEvaluationState,
+  LlamaLogLevel,
+  type GbnfJsonSchema,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  type LlamaModel,
+  type Token,
+} from 'node-llama-cpp';
+import {
+  LlmAbortedError,
+  LlmQueueFullError,
+  LlmUnavailableError,
+  PromptTooLongError,
+  type ChatBackend,
+  type ChatMessage,
+  type ChatOptions,
+  type ChatResult,
+  type JsonSchema,
+} from './chat-backend.ts';
+
+export interface LocalLlmOptions {
+  /** Path of the .gguf file. */
+  modelPath: string;
+  /** Model id reported to clients. */
+  modelId: string;
+  /** Tokens per sequence (prompt + completion). Default 4096, capped at the model's training context. */
+  contextSize?: number;
+  /** Concurrent generations (sequences of the one context). Default 4. */
+  sequences?: number;
+  /** Requests allowed to wait for a free sequence; more → 429. Default 32. */
+  maxQueue?: number;
+  /** CPU threads for evaluation. 0/undefined = node-llama-cpp's default (all math cores). On shared or busy machines set it: spinning threads collapse throughput. */
+  threads?: number;
+  /** 'auto' tries CUDA/Vulkan/Metal prebuilt binaries; false = CPU only (default). */
+  gpu?: 'auto' | false;
+  /** Receives llama.cpp's warnings and errors (default: dropped). */
+  log?: (level: 'warn' | 'error', message: string) => void;
+}
+
+const CHATML_TEMPLATE =
+  "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+/** Loads node-llama-cpp's prebuilt binary or says exactly what is missing. */
+export async function loadLlamaRuntime(opts: { gpu?: 'auto' | false; log?: LocalLlmOptions['log'] } = {}): Promise<Llama> {
+  try {
+    return await getLlama({
+      build: 'never',
+      gpu: opts.gpu ?? false,
+      progressLogs: false,
+      skipDownload: true,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => {
+        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) opts.log?.('error', message);
+        else if (level === LlamaLogLevel.warn) opts.log?.('warn', message);
+      },
+    });
+  } catch (err) {
+    throw runtimeMissingError(err);
+  }
+}
+
+export function runtimeMissingError(err: unknown): LlmUnavailableError {
+  const platform = `${process.platform}-${process.arch}`;
+  const e = new LlmUnavailableError(
+    `The local LLM runtime (node-llama-cpp) has no usable prebuilt binary for ${platform}: ${(err as Error)?.message ?? err}. ` +
+      `It ships in the optional npm package @node-llama-cpp/${platform === 'darwin-arm64' ? 'mac-arm64-metal' : platform.replace('darwin', 'mac')}: ` +
+      `run \`npm ci\` without --omit=optional (this server never builds llama.cpp from source), or set LLM_BASE_URL to use an external OpenAI-compatible server.`,
+  );
+  (e as { cause?: unknown }).cause = err;
+  return e;
+}
+
+/** Makes special-token text in user content plain text: `<|im_end|>` → `<\u200b|im_end|>`. */
+export function defuseSpecialTokens(text: string): string {
+  return text.replace(/<(\|[A-Za-z0-9_]+\|)>/g, '<\u200b$1>').replace(/<(\/?s)>/g, '<\u200b$1>');
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class LocalLlm implements ChatBackend {
+  private active = 0;
+  private readonly waiting: Waiter[] = [];
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly template: Template;
+  private closed = false;
+  private readonly freeSequences: LlamaContextSequence[] = [];
+  /** Totals since load (benchmarks, tests). */
+  readonly stats = { requests: 0, completionTokens: 0, maxConcurrent: 0 };
+
+  private constructor(
+    readonly llama: Llama,
+    readonly llamaModel: LlamaModel,
+    private readonly context: LlamaContext,
+    readonly model: string,
+    readonly sequences: number,
+    private readonly maxQueue: number,
+    templateSource: string,
+    private readonly bosToken: string,
+    private readonly eosToken: string,
+  ) {
+    this.template = new Template(templateSource);
+    // All sequences up front: a disposed sequence frees its slot asynchronously, a pool never races.
+    for (let i = 0; i < sequences; i++) this.freeSequences.push(context.getSequence());
+  }
+
+  static async load(opts: LocalLlmOptions): Promise<LocalLlm> {
+    const llama = await loadLlamaRuntime(opts);
+    let model: LlamaModel | undefined;
+    try {
+      model = await llama.loadModel({ modelPath: opts.modelPath });
+      const sequences = Math.max(1, opts.sequences ?? 4);
+      const contextSize = Math.min(opts.contextSize ?? 4096, model.trainContextSize);
+      const context = await model.createContext({
+        contextSize,
+        sequences,
+        threads: opts.threads || undefined,
+        batching: { itemPrioritizationStrategy: 'maximumParallelism' },
+      });
+      const meta = model.fileInfo.metadata as { tokenizer?: { chat_template?: unknown } };
+      const tpl = typeof meta.tokenizer?.chat_template === 'string' ? meta.tokenizer.chat_template : CHATML_TEMPLATE;
+      const tokText = (t: Token | null) => (t === null ? '' : model!.detokenize([t], true));
+      return new LocalLlm(llama, model, context, opts.modelId, sequences, opts.maxQueue ?? 32, tpl, tokText(model.tokens.bos), tokText(model.tokens.eos));
+    } catch (err) {
+      await model?.dispose().catch(() => {});
+      await llama.dispose().catch(() => {});
+      throw err;
+    }
+  }
+
+  get contextSize(): number {
+    return this.context.contextSize;
+  }
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  get running(): number {
+    return this.active;
+  }
+
+  countTokens(text: string): number {
+    return this.llamaModel.tokenize(text, false).length;
+  }
+
+  /** The prompt text of a conversation (chat template, add_generation_prompt). */
+  renderPrompt(messages: ChatMessage[]): string {
+    return this.template.render({
+      messages: messages.map((m) => ({ role: m.role, content: defuseSpecialTokens(m.content) })),
+      add_generation_prompt: true,
+      bos_token: this.bosToken,
+      eos_token: this.eosToken,
+    });
+  }
+
+  /** Prompt text → token ids, special tokens parsed (what the model sees). */
+  tokenizePrompt(prompt: string): number[] {
+    return Array.from(this.llamaModel.tokenize(prompt, true));
+  }
+
+  detokenize(tokens: number[]): string {
+    return this.llamaModel.detokenize(tokens as Token[]);
+  }
+
+  async chat(messages: ChatMessage[], opts: ChatOptions): Promise<ChatResult> {
+    return this.generate(this.tokenizePrompt(this.renderPrompt(messages)), opts);
+  }
+
+  /** Generates from prompt token ids (the fixture contract is tested through this). */
+  async generate(promptIds: number[], opts: ChatOptions): Promise<ChatResult> {
+    if (this.closed) throw new LlmUnavailableError('The language model is shutting down; retry shortly.');
+    const maxTokens = Math.max(1, Math.floor(opts.maxTokens));
+    if (promptIds.length + maxTokens > this.contextSize) throw new PromptTooLongError(promptIds.length, maxTokens, this.contextSize);
+    const grammar = opts.jsonSchema ? await this.grammarFor(opts.jsonSchema) : undefined;
+    await this.acquire(opts.signal);
+    this.stats.requests++;
+    this.stats.maxConcurrent = Math.max(this.stats.maxConcurrent, this.active);
+    const seq = this.freeSequences.pop()!;
+    try {
+      const out: Token[] = [];
+      let text = '';
+      let finishReason: ChatResult['finishReason'] = 'stop';
+      const grammarEvaluationState = grammar ? new LlamaGrammarEvaluationState({ model: this.llamaModel, grammar }) : undefined;
+      const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+      let stopped = false;
+      const temperature = opts.temperature ?? 0;
+      for await (const token of seq.evaluate(promptIds as Token[], {
+        temperature,
+        topP: temperature > 0 ? opts.topP : undefined,
+        seed: opts.seed,
+        grammarEvaluationState,
+      })) {
+        if (opts.signal?.aborted) throw new LlmAbortedError();
+        if (this.llamaModel.isEogToken(token)) break;
+        out.push(token);
+        const full = this.llamaModel.detokenize(out);
+        // Hold back an incomplete UTF-8 sequence until the next token completes it.
+        if (!full.endsWith('\uFFFD')) {
+          let next = full;
+          for (const s of stops) {
+            const i = next.indexOf(s, Math.max(0, text.length - s.length));
+            if (i >= 0) {
+              next = next.slice(0, i);
+              stopped = true;
+            }
+          }
+          if (next.length > text.length && next.startsWith(text)) opts.onText?.(next.slice(text.length));
+          text = next;
+        }
+        if (stopped) break;
+        if (out.length >= maxTokens) {
+          finishReason = 'length';
+          break;
+        }
+      }
+      if (opts.signal?.aborted) throw new LlmAbortedError();
+      if (!stopped) {
+        const full = this.llamaModel.detokenize(out);
+        if (full.length > text.length && full.startsWith(text)) opts.onText?.(full.slice(text.length));
+        text = full;
+      }
+      this.stats.completionTokens += out.length;
+      return { text, finishReason, promptTokens: promptIds.length, completionTokens: out.length, model: this.model, tokens: Array.from(out) };
+    } finally {
+      try {
+        await seq.clearHistory();
+        this.freeSequences.push(seq);
+      } catch {
+        // A sequence that cannot be cleared is replaced by a fresh one when the context has room.
+        seq.dispose();
+        if (this.context.sequencesLeft > 0) this.freeSequences.push(this.context.getSequence());
+      }
+      this.release();
+    }
+  }
+
+  private grammarFor(schema: JsonSchema): Promise<LlamaGrammar> {
+    const key = JSON.stringify(schema);
+    let g = this.grammars.get(key);
+    if (!g) {
+      g = this.llama.createGrammarForJsonSchema(schema as never as GbnfJsonSchema<Record<string, never>> as never);
+      g.catch(() => this.grammars.delete(key));
+      if (this.grammars.size > 64) this.grammars.delete(this.grammars.keys().next().value!);
+      this.grammars.set(key, g);
+    }
+    return g;
+  }
+
+  private acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(new LlmAbortedError());
+    if (this.active < this.sequences && this.waiting.length === 0) {
+      this.active++;
+      return Promise.resolve();
+    }
+    if (this.waiting.length >= this.maxQueue) {
+      return Promise.reject(new LlmQueueFullError(Math.max(1, Math.ceil(this.waiting.length / this.sequences)), this.maxQueue));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, reject, signal };
+      if (signal) {
+        w.onAbort = () => {
+          const i = this.waiting.indexOf(w);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(new LlmAbortedError());
+        };
+        signal.addEventListener('abort', w.onAbort, { once: true });
+      }
+      this.waiting.push(w);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) {
+      if (next.onAbort) next.signal?.removeEventListener('abort', next.onAbort);
+      next.resolve(); // the slot passes to the next request
+    } else {
+      this.active--;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) {
+      if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+      w.reject(new LlmUnavailableError('The language model is shutting down; retry shortly.'));
+    }
+    // Let running generations finish (they are bounded by maxTokens), at most 10 s.
+    for (let i = 0; i < 200 && this.active > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await this.context.dispose().catch(() => {});
+    await this.llamaModel.dispose().catch(() => {});
+    await this.llama.dispose().catch(() => {});
+  }
+}
