@@ -130,7 +130,7 @@ log(`|---|---|---|${asrS ? '---|' : ''}`);
 for (const [name, s] of cost) log(`| ${name} | ${s.toFixed(2)} s | ${(s / totalAudio).toFixed(4)} |${asrS ? ` ${(s / asrS).toFixed(3)} |` : ''}`);
 if (asrS) log(`| (transcription itself) | ${asrS.toFixed(2)} s | ${(asrS / totalAudio).toFixed(4)} | 1 |`);
 log('');
-log('whisper-mini-random is a d_model-64, 2+2-layer fixture: real Whisper models transcribe many times slower, so the last column is an upper bound on diarization's share. The wespeaker/pyannote rows use full-size random-weight models: their cost is real, their DER is meaningless (not shown). The baseline DER is on espeak voices only.');
+log('whisper-mini-random is a d_model-64, 2+2-layer fixture: real Whisper models transcribe many times slower, so the last column is an upper bound on the share of diarization. The wespeaker/pyannote rows use full-size random-weight models: their cost is real, their DER is meaningless (not shown). The baseline DER is on espeak voices only.');
 await base.close();
 
 if (argv.includes('--write')) {
