@@ -110,7 +110,7 @@ export class PyannoteSegmenter {
   static async load(dir: string, opts: SessionOptions = {}): Promise<PyannoteSegmenter> {
     const path = findOnnx(dir, ['model.onnx', 'onnx/model.onnx']);
     const session = await ort.InferenceSession.create(path, {
-      intraOpNumThreads: opts.intraOpThreads || undefined,
+      ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',

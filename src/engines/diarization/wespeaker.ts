@@ -40,7 +40,7 @@ export class WespeakerEmbedder {
   static async load(dir: string, opts: SessionOptions = {}): Promise<WespeakerEmbedder> {
     const path = findOnnx(dir, ['model.onnx', 'onnx/model.onnx', 'voxceleb_resnet34_LM.onnx', 'voxceleb_resnet34.onnx']);
     const session = await ort.InferenceSession.create(path, {
-      intraOpNumThreads: opts.intraOpThreads || undefined,
+      ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',

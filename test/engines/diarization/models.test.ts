@@ -27,7 +27,7 @@ let segGolden: { argmax_per_frame: number[]; powerset_classes: number[][] };
 let logits: Float32Array;
 
 beforeAll(async () => {
-  [emb, seg] = await Promise.all([WespeakerEmbedder.load(WESPEAKER_DIR, { intraOpThreads: 1 }), PyannoteSegmenter.load(SEGMENTATION_DIR, { intraOpThreads: 1 })]);
+  [emb, seg] = await Promise.all([WespeakerEmbedder.load(WESPEAKER_DIR, { intraOpThreads: 1 }), PyannoteSegmenter.load(SEGMENTATION_DIR) /* default threads: exercises the options path */]);
   segGolden = JSON.parse(readFileSync(join(SG, 'golden.json'), 'utf8'));
   const wav = readWav(readFileSync(join(SG, 'input_10s_16k.wav'))).samples;
   const r = await seg.run([wav]);
