@@ -63,7 +63,7 @@ describe(`admin CLI commands on ${variantTitle(variant)}`, () => {
 });
 
 describe('npm run admin (process, embedded database)', () => {
-  it('creates an account in DATA_DIR/db and prints its key', async () => {
+  it('creates an account in DATA_DIR/db and prints its key', { timeout: 150_000 }, async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stt-admin-'));
     try {
       const env = { ...process.env, DATA_DIR: dataDir, DATABASE_URL: '' };
