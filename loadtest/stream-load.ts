@@ -119,6 +119,8 @@ export interface LoadTestReport {
 // Small helpers
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A timer for Promise.race deadlines that does not keep the process alive once the race is won. */
+const deadline = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 export function percentiles(xs: number[]): Pcts {
@@ -209,7 +211,8 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
     DATA_DIR: dataDir,
     MAX_BATCH_SIZE: String(o.batch),
     DEFAULT_MODEL: o.model,
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+    // The port comes from the "listening" line, an info line: never quieter than info.
+    LOG_LEVEL: ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') ? process.env.LOG_LEVEL! : 'info',
   };
   // `node --import tsx` (not `npx tsx`): one process, so its pid is the server's for /proc sampling.
   const args = ['--import', 'tsx', ...(serverNeedsInterop() ? ['--import', './loadtest/interop/register.mjs'] : []), 'src/main.ts'];
@@ -246,7 +249,7 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
   const port = await Promise.race([
     portP,
     exited.then((how) => Promise.reject(new Error(`server exited (${how}) before listening:\n${tail.join('\n')}`))),
-    sleep(90_000).then(() => Promise.reject(new Error(`server did not log "listening" within 90 s:\n${tail.join('\n')}`))),
+    deadline(90_000).then(() => Promise.reject(new Error(`server did not log "listening" within 90 s:\n${tail.join('\n')}`))),
   ]).catch((err) => {
     child.kill('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
@@ -257,11 +260,11 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
 
 async function stopServer(s: Server): Promise<string> {
   if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGTERM');
-  const how = await Promise.race([s.exited, sleep(20_000).then(() => null)]);
+  const how = await Promise.race([s.exited, deadline(20_000).then(() => null)]);
   let result = how ?? 'killed (no exit 20 s after SIGTERM)';
   if (how === null) {
     s.child.kill('SIGKILL');
-    await Promise.race([s.exited, sleep(5000)]);
+    await Promise.race([s.exited, deadline(5000)]);
   }
   rmSync(s.dataDir, { recursive: true, force: true });
   if (how !== null && how !== 'code 0') result = `${how} after SIGTERM`;
@@ -396,7 +399,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
       ws.once('open', () => r(true));
       ws.once('close', () => r(false));
     }),
-    sleep(30_000).then(() => false),
+    deadline(30_000).then(() => false),
   ]);
   if (!opened) {
     if (!errors.length) errors.push('could not connect within 30 s');
@@ -404,7 +407,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
     return { firstPartial: audio.spans.map(() => null), final: audio.spans.map(() => null), finalsMatched: 0, extraFinals: 0, lagMs, errors };
   }
   ws.send(JSON.stringify(o.config));
-  const gotReady = await Promise.race([readyP.then(() => true), closed.then(() => false), sleep(60_000).then(() => false)]);
+  const gotReady = await Promise.race([readyP.then(() => true), closed.then(() => false), deadline(60_000).then(() => false)]);
   if (!gotReady) {
     errors.push('no {"status":"ready"} within 60 s');
     ws.terminate();
@@ -424,7 +427,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
     sentAt[k] = now;
   }
   if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action: 'stop' }));
-  const close = await Promise.race([closed, sleep(o.drainTimeoutMs).then(() => null)]);
+  const close = await Promise.race([closed, deadline(o.drainTimeoutMs).then(() => null)]);
   if (close === null) {
     errors.push(`no close within ${o.drainTimeoutMs / 1000} s after {"action":"stop"} (is_final ${isFinal ? 'received' : 'missing'})`);
     ws.terminate();
@@ -577,7 +580,7 @@ async function warmUp(wsUrl: string, model: string, tokens: number): Promise<voi
     }
     if ('error' in m) console.error(`warm-up: server error: ${String(m.error)}`);
   });
-  await Promise.race([done, sleep(120_000)]);
+  await Promise.race([done, deadline(120_000)]);
   ws.terminate();
 }
 
@@ -628,6 +631,8 @@ const labelOf = (batch: number | null) => (batch === null ? 'external server' : 
 
 // ---------------------------------------------------------------------------------------------
 // Main
+
+const phase = (msg: string) => console.log(`  · ${msg}`);
 
 function usage(msg?: string): never {
   if (msg) console.error(msg);
@@ -706,7 +711,9 @@ async function main(): Promise<void> {
       wsUrl = u.toString();
       httpBase = `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}`;
     } else {
+      const ts = performance.now();
       server = await startServer({ batch, modelsDir: modelsDir!, model });
+      phase(`server up in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
       wsUrl = `ws://127.0.0.1:${server.port}/v1/stream`;
       httpBase = `http://127.0.0.1:${server.port}`;
     }
@@ -714,7 +721,9 @@ async function main(): Promise<void> {
     runs.push(run);
     try {
       console.log(`## ${run.label}${server ? ` — server pid ${server.pid} on port ${server.port}` : ` — ${wsUrl}`}`);
+      const tw = performance.now();
       await warmUp(wsUrl, model, tokens);
+      phase(`warm-up (model load + one decode) ${((performance.now() - tw) / 1000).toFixed(1)} s`);
       for (const n of streams) {
         if (server && server.child.exitCode !== null) {
           run.serverErrors.push(`server exited before N=${n}`);
@@ -732,7 +741,9 @@ async function main(): Promise<void> {
       }
     } finally {
       if (server) {
+        const tk = performance.now();
         run.serverExit = await stopServer(server);
+        phase(`server stopped (${run.serverExit}) in ${((performance.now() - tk) / 1000).toFixed(1)} s`);
         run.serverErrors.push(...server.errors);
       }
     }
