@@ -1,0 +1,48 @@
+// Captions viewer: follows a live session over WS /v1/stream/<id>/captions (same messages as the
+// stream itself), from its start (?replay=true) or from now. Works for WebSocket and WebRTC sessions.
+import { CaptionView, wsUrl } from './common.js';
+
+const params = new URLSearchParams(location.search);
+const id = params.get('session') || '';
+const replay = params.get('replay') !== 'false';
+const status = document.querySelector('#follow-status');
+const box = document.querySelector('#captions');
+const view = new CaptionView(box);
+document.querySelector('#session').value = id;
+document.querySelector('#replay').checked = replay;
+
+let finals = 0;
+let partials = 0;
+let ended = false;
+
+function follow() {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) {
+    if (id) status.textContent = 'That is not a session id (letters, digits, - and _).';
+    return;
+  }
+  document.title = `Captions ${id.slice(0, 8)} — open-stt-server`;
+  status.textContent = `Connecting to session ${id}…`;
+  box.dataset.state = 'connecting';
+  const ws = new WebSocket(wsUrl(`/v1/stream/${encodeURIComponent(id)}/captions${replay ? '?replay=true' : ''}`));
+  ws.onopen = () => {
+    box.dataset.state = 'following';
+    status.textContent = `Following session ${id}.`;
+  };
+  ws.onmessage = (e) => {
+    const kind = view.handle(JSON.parse(e.data));
+    if (kind === 'partial') box.dataset.partials = String(++partials);
+    if (kind === 'final') box.dataset.finals = String(++finals);
+    if (kind === 'end') {
+      ended = true;
+      box.dataset.state = 'ended';
+      status.textContent = `The session has ended (${finals} caption${finals === 1 ? '' : 's'}).`;
+    }
+  };
+  ws.onclose = (e) => {
+    if (ended) return;
+    box.dataset.state = 'closed';
+    status.textContent = e.code === 1001 ? 'The server is shutting down.' : `Disconnected (${e.code}). Reload the page to follow again.`;
+  };
+}
+
+follow();
