@@ -9,7 +9,6 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { ConfigError } from '../../config/config.ts';
 
 export interface IceServer {
   urls: string | string[];
@@ -24,6 +23,17 @@ export interface WebRtcConfig {
   /** Address announced in the SDP answer instead of the local ones. */
   announcedIp: string | undefined;
 }
+
+/** Same shape and message as config/config.ts's ConfigError (not imported, so that config.ts can import this file without a cycle). */
+export class WebRtcConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The variables this module reads. */
+export const WEBRTC_ENV_VARS = ['WEBRTC_ICE_SERVERS', 'WEBRTC_PORT_MIN', 'WEBRTC_PORT_MAX', 'WEBRTC_ANNOUNCED_IP'] as const;
 
 const ICE_URL = /^(stun|stuns|turn|turns):[^\s]+$/;
 
@@ -86,14 +96,15 @@ const envSchema = z
   });
 
 /**
- * Validates the WEBRTC_* variables (empty = unset). Throws a ConfigError naming each bad variable,
- * its value and what to fix, exactly like loadConfig does for the rest.
+ * Validates the WEBRTC_* variables (empty = unset). Throws a WebRtcConfigError (`problems`: one line
+ * per bad variable with its value and what to fix, in loadConfig's format) — loadConfig can append
+ * them to its own ConfigError problems.
  */
 export function webrtcConfigFromEnv(env: Record<string, string | undefined> = process.env): WebRtcConfig {
   const cleaned: Record<string, string | undefined> = Object.fromEntries(WEBRTC_ENV_VARS.map((k) => [k, emptyToUndefined(env[k])]));
   const r = envSchema.safeParse(cleaned);
   if (!r.success) {
-    throw new ConfigError(r.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`));
+    throw new WebRtcConfigError(r.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`));
   }
   const e = r.data;
   return {
@@ -102,9 +113,6 @@ export function webrtcConfigFromEnv(env: Record<string, string | undefined> = pr
     announcedIp: e.WEBRTC_ANNOUNCED_IP,
   };
 }
-
-/** The schema's variable names, for the README table / config merge. */
-export const WEBRTC_ENV_VARS = ['WEBRTC_ICE_SERVERS', 'WEBRTC_PORT_MIN', 'WEBRTC_PORT_MAX', 'WEBRTC_ANNOUNCED_IP'] as const;
 
 function emptyToUndefined(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === '' ? undefined : v;

@@ -7,10 +7,9 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { readWav } from '../../src/audio/pcm.ts';
-import { ConfigError } from '../../config/config.ts';
 import { OpusDecoder, OpusEncoder, opusAvailability } from '../../src/ingest/opus-decoder.ts';
 import { announceIp } from '../../src/ingest/webrtc.ts';
-import { webrtcConfigFromEnv } from '../../src/ingest/webrtc-config.ts';
+import { WebRtcConfigError, webrtcConfigFromEnv } from '../../src/ingest/webrtc-config.ts';
 import { RtpAudioTimeline, seqDelta } from '../../src/ingest/webrtc-rtp.ts';
 import { TEXTS, concatWithGaps, hasAudioTools, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { WHISPER_FIXTURE } from '../helpers/paths.ts';
@@ -44,7 +43,8 @@ describe('webrtcConfigFromEnv', () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toBeInstanceOf(ConfigError);
+      expect(err).toBeInstanceOf(WebRtcConfigError);
+      expect((err as WebRtcConfigError).problems).toHaveLength(1);
       expect((err as Error).message).toMatch(re);
     };
     bad({ WEBRTC_ICE_SERVERS: '{nope' }, /WEBRTC_ICE_SERVERS=.*expected a JSON array/);
