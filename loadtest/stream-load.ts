@@ -637,7 +637,7 @@ const phase = (msg: string) => console.log(`  · ${msg}`);
 function usage(msg?: string): never {
   if (msg) console.error(msg);
   console.error(
-    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick]',
+    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick] [--stagger-ms 300] [--audio-only]',
   );
   process.exit(2);
 }
@@ -660,6 +660,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       'stagger-ms': { type: 'string' },
+      'audio-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -689,6 +690,13 @@ async function main(): Promise<void> {
   if (values.url) modelsDir = null;
 
   const audio = loadAudio({ seconds });
+  if (values['audio-only']) {
+    // For loadtest/k6-stream.js: AUDIO is this path without the extension.
+    console.log(`${path.relative(REPO, audio.pcmPath)}  (${audio.durationS.toFixed(1)} s PCM16 LE mono 16 kHz, ${audio.spans.length} utterances)`);
+    console.log(`${path.relative(REPO, audio.spansPath)}  (speech spans)`);
+    console.log(`k6: -e AUDIO=../${path.relative(REPO, audio.pcmPath).replace(/\.pcm$/, '')}`);
+    return;
+  }
   const loadavgBefore = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const cpus = os.cpus();
   const staggerFor = (n: number) => (values['stagger-ms'] !== undefined ? Number(values['stagger-ms']) : Math.round(Math.min(300, 3000 / n)));
