@@ -1,0 +1,119 @@
+/**
+ * The AI models of the server, loaded on first use (the server starts without them; a model pulled while
+ * it runs is picked up) and shared by every request: one chat backend (local GGUF or LLM_BASE_URL), one
+ * EmbeddingService per embedding model, one audio enhancer. A model that is not installed fails the request
+ * with the registry's 503 (message with the pull command); nothing is cached after a failed load.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { EmbeddingService } from '../engines/embedding/embedding-service.ts';
+import { AudioEnhancer, type AudioEnhancerOptions } from '../engines/enhance/audio-enhancer.ts';
+import type { ChatBackend } from '../engines/llm/chat-backend.ts';
+import { LocalLlm } from '../engines/llm/local-llm.ts';
+import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
+import type { ModelRegistry } from '../models/registry.ts';
+import type { AiConfig } from './ai-config.ts';
+
+export interface AiModelsOptions {
+  registry: ModelRegistry;
+  config: AiConfig;
+  logger?: Logger;
+  executionProvider?: 'cpu' | 'cuda';
+  /** onnxruntime intra-op threads for the embedder (0 = all cores). */
+  intraOpThreads?: number;
+  enhance?: Omit<AudioEnhancerOptions, 'targetLufs'>;
+}
+
+/** The .gguf file of an LLM model folder (the largest one when several: a split or mmproj file is smaller). */
+export function findGguf(dir: string): string {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.gguf'));
+  if (files.length === 0) throw Object.assign(new Error(`No .gguf file in ${dir}`), { status: 503 });
+  files.sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size);
+  return join(dir, files[0]);
+}
+
+export class AiModels {
+  private llmPromise: Promise<ChatBackend> | null = null;
+  private readonly embedders = new Map<string, Promise<EmbeddingService>>();
+  private enhancerPromise: Promise<AudioEnhancer> | null = null;
+  private closed = false;
+
+  constructor(private readonly opts: AiModelsOptions) {}
+
+  get config(): AiConfig {
+    return this.opts.config;
+  }
+
+  private cached<T>(get: () => Promise<T> | null, set: (p: Promise<T> | null) => void, load: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(Object.assign(new Error('The server is shutting down.'), { status: 503 }));
+    const existing = get();
+    if (existing) return existing;
+    const p = load();
+    set(p);
+    p.catch(() => set(null));
+    return p;
+  }
+
+  /** The chat backend: LLM_BASE_URL when set, else the local GGUF model (loaded on first call). */
+  llm(): Promise<ChatBackend> {
+    return this.cached(
+      () => this.llmPromise,
+      (p) => (this.llmPromise = p),
+      async () => {
+        const c = this.opts.config.llm;
+        if (c.baseUrl) {
+          return new OpenAiChatBackend({ baseUrl: c.baseUrl, model: c.model, apiKey: c.apiKey ?? undefined, contextSize: c.contextSize });
+        }
+        const entry = this.opts.registry.resolve(c.model, 'llm');
+        const t0 = performance.now();
+        const llm = await LocalLlm.load({
+          modelPath: findGguf(entry.path!),
+          modelId: entry.id,
+          contextSize: c.contextSize,
+          sequences: c.sequences,
+          maxQueue: c.maxQueue,
+          threads: c.threads,
+          gpu: c.gpu,
+          log: (level, message) => this.opts.logger?.[level]({ component: 'llama.cpp' }, message.trim()),
+        });
+        this.opts.logger?.info({ model: entry.id, ms: Math.round(performance.now() - t0), contextSize: llm.contextSize, sequences: llm.sequences }, 'LLM loaded');
+        return llm;
+      },
+    );
+  }
+
+  /** The embedding service of a model id or folder (default EMBED_MODEL). Unknown → 400, not installed → 503. */
+  embedder(model?: string): Promise<EmbeddingService> {
+    const entry = this.opts.registry.resolve(model || this.opts.config.embedding.model, 'embedding');
+    return this.cached(
+      () => this.embedders.get(entry.id) ?? null,
+      (p) => (p ? this.embedders.set(entry.id, p) : this.embedders.delete(entry.id)),
+      () =>
+        EmbeddingService.load({
+          dir: entry.path!,
+          modelId: entry.id,
+          quantized: this.opts.config.embedding.quantized,
+          executionProvider: this.opts.executionProvider,
+          intraOpThreads: this.opts.intraOpThreads || undefined,
+        }),
+    );
+  }
+
+  enhancer(): Promise<AudioEnhancer> {
+    return this.cached(
+      () => this.enhancerPromise,
+      (p) => (this.enhancerPromise = p),
+      () => AudioEnhancer.load({ ...this.opts.enhance, targetLufs: this.opts.config.enhance.targetLufs }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all: Promise<{ close(): Promise<void> }>[] = [];
+    if (this.llmPromise) all.push(this.llmPromise);
+    all.push(...this.embedders.values());
+    if (this.enhancerPromise) all.push(this.enhancerPromise);
+    await Promise.all(all.map((p) => p.then((m) => m.close(), () => {})));
+  }
+}

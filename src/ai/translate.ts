@@ -1,0 +1,62 @@
+/**
+ * Translation behind a `Translator` interface: the LLM now, a seq2seq engine (MADLAD-400, NLLB) later.
+ * Texts are translated independently and concurrently (the local model batches them as sequences); a text
+ * longer than the context is translated chunk by chunk.
+ */
+import type { ChatBackend } from '../engines/llm/chat-backend.ts';
+import { splitByTokens } from './chunking.ts';
+
+export interface Language {
+  code: string;
+  name: string;
+}
+
+export interface Translator {
+  readonly model: string;
+  translate(texts: string[], source: Language, target: Language, signal?: AbortSignal): Promise<string[]>;
+}
+
+export class LlmTranslator implements Translator {
+  constructor(
+    private readonly backend: ChatBackend,
+    /** Output cap per model call. */
+    private readonly maxTokens = 512,
+  ) {}
+
+  get model(): string {
+    return this.backend.model;
+  }
+
+  async translate(texts: string[], source: Language, target: Language, signal?: AbortSignal): Promise<string[]> {
+    return Promise.all(texts.map((t) => this.one(t, source, target, signal)));
+  }
+
+  private system(source: Language, target: Language): string {
+    return `You are a professional translator. Translate the user's text from ${source.name} (${source.code}) to ${target.name} (${target.code}). Reply with the translation only, keeping the meaning, tone and formatting.`;
+  }
+
+  private async one(text: string, source: Language, target: Language, signal?: AbortSignal): Promise<string> {
+    if (!text.trim()) return text;
+    if (source.code === target.code) return text;
+    const system = this.system(source, target);
+    const fixed = this.backend.countTokens(system) + 32;
+    // Output is about as long as the input (up to ~2x in tokens for some scripts): leave room for it.
+    const room = Math.floor((this.backend.contextSize - fixed) / 3);
+    const chunkTokens = Math.max(16, Math.min(room, Math.floor(this.maxTokens / 2)));
+    const chunks = this.backend.countTokens(text) <= chunkTokens ? [text] : splitByTokens(text, chunkTokens, (s) => this.backend.countTokens(s));
+    const out = await Promise.all(
+      chunks.map(async (c) => {
+        const maxTokens = Math.min(this.maxTokens, 2 * this.backend.countTokens(c) + 16);
+        const r = await this.backend.chat(
+          [
+            { role: 'system', content: system },
+            { role: 'user', content: c },
+          ],
+          { maxTokens, signal },
+        );
+        return r.text.trim();
+      }),
+    );
+    return out.join(' ');
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * AI endpoints: POST /v1/summarize, /v1/analyze, /v1/generate, /v1/translate, /v1/embed, /v1/enhance-audio
+ * (the API reference's shapes; see docs/ai-endpoints.md for what the reference leaves open) and
+ * POST /v1/chat/completions (OpenAI-compatible, `stream: true` as server-sent events). Parse, validate,
+ * call the services in src/ai and the engines, format. Models load on first use (AiModels).
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { AiModels } from '../../ai/ai-models.ts';
+import { AiService } from '../../ai/ai-service.ts';
+import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
+import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts.ts';
+import { LlmTranslator, type Translator } from '../../ai/translate.ts';
+import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
+import { receiveMultipart } from '../../ingest/upload.ts';
+import { ApiError } from '../api-error.ts';
+import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
+import type { HttpServer } from '../http-server.ts';
+
+export interface AiRouteDeps {
+  /** Lazily loaded models (chat backend, embedders, enhancer). */
+  models: Pick<AiModels, 'llm' | 'embedder' | 'enhancer'>;
+  /** Longest accepted `text` (characters); longer → 413. */
+  maxTextChars: number;
+  /** Output cap per model call; requests may ask for less with `max_tokens`. */
+  maxTokens: number;
+  /** Most texts per /v1/embed or batch /v1/translate request. */
+  maxTexts?: number;
+  /** Upload limit and temp folder for /v1/enhance-audio. */
+  maxUploadBytes: number;
+  tmpDir: string;
+  /** Translation engine; default: the chat backend (LlmTranslator). */
+  translator?: () => Promise<Translator>;
+}
+
+type Parsed<T extends z.ZodType> = z.infer<T>;
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): Parsed<T> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, 'Request body must be a JSON object.');
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const tooLong = r.error.issues.find((i) => i.code === 'custom' && (i.params as { status?: number } | undefined)?.status === 413);
+    const msg = r.error.issues.map((i) => i.message).join('; ');
+    throw new ApiError(tooLong ? 413 : 400, msg);
+  }
+  return r.data;
+}
+
+const enumOf = <T extends readonly [string, ...string[]]>(name: string, values: T, dflt?: T[number]) =>
+  z.unknown().optional().transform((v, ctx): T[number] => {
+    if ((v === undefined || v === null || v === '') && dflt !== undefined) return dflt;
+    if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v;
+    ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})` });
+    return z.NEVER;
+  });
+
+function textField(name: string, maxChars: number) {
+  return z.unknown().optional().transform((v, ctx): string => {
+    if (typeof v !== 'string' || v.trim() === '') {
+      ctx.addIssue({ code: 'custom', message: `${name} is required: a non-empty string${v === undefined ? '' : ` (got ${v === '' ? 'an empty string' : typeof v})`}` });
+      return z.NEVER;
+    }
+    if (v.length > maxChars) {
+      ctx.addIssue({ code: 'custom', message: `${name} is ${v.length} characters long; the limit is ${maxChars}`, params: { status: 413 } });
+      return z.NEVER;
+    }
+    return v;
+  });
+}
+
+const maxTokensField = (cap: number) =>
+  z.unknown().optional().transform((v, ctx): number | undefined => {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
+      return z.NEVER;
+    }
+    return Math.min(v, cap);
+  });
+
+function languageField(name: string, dflt?: string) {
+  return z.unknown().optional().transform((v, ctx) => {
+    if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
+    const lang = typeof v === 'string' ? lookupLanguage(v) : null;
+    if (!lang) {
+      ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
+      return z.NEVER;
+    }
+    return lang;
+  });
+}
+
+/** Maps engine errors that carry extra headers; everything else goes to HttpServer's mapping. */
+function mapError(err: unknown): never {
+  if (err instanceof LlmQueueFullError) throw new ApiError(429, err.message, { 'retry-after': String(err.retryAfterS) });
+  throw err;
+}
+
+export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
+  const maxTexts = deps.maxTexts ?? 256;
+  let service: { backend: ChatBackend; ai: AiService } | null = null;
+  const ai = async (): Promise<AiService> => {
+    const backend = await deps.models.llm();
+    if (service?.backend !== backend) service = { backend, ai: new AiService({ backend, maxTokens: deps.maxTokens }) };
+    return service.ai;
+  };
+  const translator = deps.translator ?? (async () => new LlmTranslator(await deps.models.llm(), deps.maxTokens));
+  const run = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      return mapError(err);
+    }
+  };
+
+  const text = textField('text', deps.maxTextChars);
+  const maxTokens = maxTokensField(deps.maxTokens);
+
+  const summarizeBody = z.object({ text, style: enumOf('style', SUMMARY_STYLES, 'brief'), max_tokens: maxTokens });
+  server.route('POST', '/v1/summarize', async (ctx) => {
+    const b = parse(summarizeBody, await ctx.readJson());
+    return { body: await run(async () => (await ai()).summarize(b.text, b.style, { signal: ctx.signal, maxTokens: b.max_tokens })) };
+  });
+
+  const analyzeBody = z.object({ text, type: enumOf('type', ANALYSIS_TYPES), max_tokens: maxTokens });
+  server.route('POST', '/v1/analyze', async (ctx) => {
+    const b = parse(analyzeBody, await ctx.readJson());
+    return { body: await run(async () => (await ai()).analyze(b.text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
+  });
+
+  const generateBody = z.object({ text, type: enumOf('type', GENERATE_TYPES), max_tokens: maxTokens });
+  server.route('POST', '/v1/generate', async (ctx) => {
+    const b = parse(generateBody, await ctx.readJson());
+    return { body: await run(async () => (await ai()).generate(b.text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
+  });
+
+  const translateBody = z
+    .object({
+      text: z.unknown().optional(),
+      texts: z.unknown().optional(),
+      target: languageField('target'),
+      source: languageField('source', 'en'),
+    })
+    .transform((b, ctx) => {
+      if (b.texts !== undefined && b.text !== undefined) {
+        ctx.addIssue({ code: 'custom', message: 'send either text (one string) or texts (an array of strings), not both' });
+        return z.NEVER;
+      }
+      if (b.texts !== undefined) {
+        if (!Array.isArray(b.texts) || b.texts.length === 0 || b.texts.some((t) => typeof t !== 'string')) {
+          ctx.addIssue({ code: 'custom', message: 'texts must be a non-empty array of strings' });
+          return z.NEVER;
+        }
+        if (b.texts.length > maxTexts) {
+          ctx.addIssue({ code: 'custom', message: `texts has ${b.texts.length} items; the limit is ${maxTexts}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        const total = (b.texts as string[]).reduce((n, t) => n + t.length, 0);
+        if (total > deps.maxTextChars) {
+          ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        return { batch: true as const, texts: b.texts as string[], target: b.target, source: b.source };
+      }
+      const t = textField('text', deps.maxTextChars).safeParse(b.text);
+      if (!t.success) {
+        for (const i of t.error.issues) ctx.addIssue({ ...i, code: 'custom', message: i.message.replace('text is required', 'text (or texts) is required') } as never);
+        return z.NEVER;
+      }
+      return { batch: false as const, texts: [t.data], target: b.target, source: b.source };
+    });
+  server.route('POST', '/v1/translate', async (ctx) => {
+    const b = parse(translateBody, await ctx.readJson());
+    const out = await run(async () => (await translator()).translate(b.texts, b.source, b.target, ctx.signal));
+    if (b.batch) return { body: { translations: out.map((t) => ({ translated_text: t })) } };
+    return { body: { translated_text: out[0], source_language: b.source.code, target_language: b.target.code } };
+  });
+
+  const embedBody = z.object({
+    texts: z.unknown().optional().transform((v, ctx): string[] => {
+      const arr = typeof v === 'string' ? [v] : v;
+      if (!Array.isArray(arr) || arr.length === 0 || arr.some((t) => typeof t !== 'string')) {
+        ctx.addIssue({ code: 'custom', message: 'texts is required: a non-empty array of strings' });
+        return z.NEVER;
+      }
+      if (arr.length > maxTexts) {
+        ctx.addIssue({ code: 'custom', message: `texts has ${arr.length} items; the limit is ${maxTexts}`, params: { status: 413 } });
+        return z.NEVER;
+      }
+      const total = (arr as string[]).reduce((n, t) => n + t.length, 0);
+      if (total > deps.maxTextChars) {
+        ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
+        return z.NEVER;
+      }
+      return arr as string[];
+    }),
+    model: z.string().optional(),
+  });
+  server.route('POST', '/v1/embed', async (ctx) => {
+    const b = parse(embedBody, await ctx.readJson());
+    const embedder = await deps.models.embedder(b.model);
+    const vectors = await embedder.embed(b.texts, ctx.signal);
+    return { body: { embeddings: vectors.map((v) => Array.from(v)), dimensions: embedder.dimensions, model: embedder.modelId } };
+  });
+
+  server.route(
+    'POST',
+    '/v1/enhance-audio',
+    async (ctx) => {
+      const upload = await receiveMultipart(ctx, { tmpDir: deps.tmpDir, maxFileBytes: deps.maxUploadBytes });
+      try {
+        if (!upload.file) throw new ApiError(400, "Missing file: send the audio as a multipart field named 'file'.");
+        const enhancer = await deps.models.enhancer();
+        const r = await enhancer.enhanceFile(upload.file.path, ctx.signal);
+        return {
+          headers: {
+            'content-type': 'audio/wav',
+            'content-disposition': 'attachment; filename="enhanced.wav"',
+            'x-duration': r.durationS.toFixed(3),
+            'x-input-loudness-lufs': Number.isFinite(r.inputLufs) ? r.inputLufs.toFixed(1) : 'silence',
+            'x-output-loudness-lufs': Number.isFinite(r.outputLufs) ? r.outputLufs.toFixed(1) : 'silence',
+          },
+          body: r.wav,
+        };
+      } finally {
+        await upload.cleanup();
+      }
+    },
+    { maxBodyBytes: deps.maxUploadBytes + 1024 * 1024, tooLargeMessage: `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.` },
+  );
+
+  registerChatCompletions(server, deps, run);
+}
+
+const chatBody = (cap: number, maxChars: number) =>
+  z.object({
+    model: z.string().optional(),
+    messages: z
+      .array(
+        z.object({
+          role: z.enum(['system', 'user', 'assistant', 'developer'], { message: 'messages[].role must be system, user or assistant' }),
+          content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }))], { message: 'messages[].content must be a string or an array of text parts' }),
+        }),
+        { message: 'messages is required: an array of {role, content}' },
+      )
+      .min(1, 'messages must not be empty'),
+    max_tokens: maxTokensField(cap),
+    max_completion_tokens: maxTokensField(cap),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    seed: z.number().int().optional(),
+    stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+    stream: z.boolean().optional(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+    n: z.literal(1, { message: 'n must be 1' }).optional(),
+    response_format: z
+      .union([
+        z.object({ type: z.literal('text') }),
+        z.object({ type: z.literal('json_object') }),
+        z.object({ type: z.literal('json_schema'), json_schema: z.object({ name: z.string().optional(), schema: z.record(z.string(), z.unknown()), strict: z.boolean().optional() }) }),
+      ])
+      .optional(),
+  }).superRefine((b, ctx) => {
+    const chars = b.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.reduce((k, p) => k + (p.text?.length ?? 0), 0)), 0);
+    if (chars > maxChars) ctx.addIssue({ code: 'custom', message: `messages total ${chars} characters; the limit is ${maxChars}`, params: { status: 413 } });
+  });
+
+function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>(fn: () => Promise<T>) => Promise<T>): void {
+  const schema = chatBody(deps.maxTokens, deps.maxTextChars);
+  server.route('POST', '/v1/chat/completions', async (ctx: HttpContext): Promise<Reply | void> => {
+    const b = parse(schema, await ctx.readJson());
+    const backend = await deps.models.llm();
+    const messages: ChatMessage[] = b.messages.map((m) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text ?? '').join(''),
+    }));
+    const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const opts: ChatOptions = {
+      maxTokens: b.max_completion_tokens ?? b.max_tokens ?? deps.maxTokens,
+      temperature: b.temperature ?? 0,
+      topP: b.top_p,
+      seed: b.seed,
+      stop: typeof b.stop === 'string' ? [b.stop] : b.stop,
+      signal: ctx.signal,
+    };
+    if (b.response_format?.type === 'json_schema') opts.jsonSchema = b.response_format.json_schema.schema;
+    else if (b.response_format?.type === 'json_object') opts.jsonSchema = { type: 'object' };
+    const usage = (r: { promptTokens: number; completionTokens: number }) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
+
+    if (!b.stream) {
+      const r = await run(() => backend.chat(messages, opts));
+      return {
+        body: {
+          id,
+          object: 'chat.completion',
+          created,
+          model: backend.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: r.text }, finish_reason: r.finishReason, logprobs: null }],
+          usage: usage(r),
+        },
+      };
+    }
+
+    // Stream: the HTTP status is sent with the first token, so a queue-full or bad request still gets a proper error status.
+    let out: ReturnType<HttpContext['beginStream']> | null = null;
+    const chunk = (delta: Record<string, unknown>, finish: string | null) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: backend.model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] })}\n\n`;
+    const open = () => {
+      if (!out) {
+        out = ctx.beginStream(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+        out.write(chunk({ role: 'assistant', content: '' }, null));
+      }
+      return out;
+    };
+    try {
+      const r = await run(() => backend.chat(messages, { ...opts, onText: (d) => open().write(chunk({ content: d }, null)) }));
+      const s = open();
+      s.write(chunk({}, r.finishReason));
+      if (b.stream_options?.include_usage) s.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: backend.model, choices: [], usage: usage(r) })}\n\n`);
+      s.write('data: [DONE]\n\n');
+      s.end();
+    } catch (err) {
+      if (!out) throw err;
+      if (!(err instanceof LlmAbortedError)) {
+        const s = out as ReturnType<HttpContext['beginStream']>;
+        s.write(`data: ${JSON.stringify({ error: { message: (err as Error).message, type: 'server_error' } })}\n\n`);
+        s.end();
+      }
+    }
+  });
+}

@@ -1,0 +1,244 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
+import { AiModels } from '../../src/ai/ai-models.ts';
+import { HttpServer } from '../../src/http/http-server.ts';
+import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
+import { loadNativeUws } from '../../src/http/uws.ts';
+import { ModelRegistry } from '../../src/models/registry.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
+import { MODELS_DIR } from '../helpers/paths.ts';
+
+const uws = loadNativeUws();
+const MAX_CHARS = 20_000;
+const golden = JSON.parse(readFileSync(join(MODELS_DIR, 'minilm-mini-random', 'golden', 'golden.json'), 'utf8')) as { single: { text: string; embedding: number[] }[] };
+
+interface Instance {
+  server: HttpServer;
+  models: AiModels;
+  base: string;
+}
+
+async function startInstance(env: Record<string, string>): Promise<Instance> {
+  const registry = await ModelRegistry.create(MODELS_DIR);
+  const config = aiConfigFromEnv({ LLM_MODEL: 'qwen2-mini-random', EMBED_MODEL: 'minilm-mini-random', LLM_CONTEXT_SIZE: '512', LLM_THREADS: '1', LLM_MAX_TOKENS: '48', ...env });
+  const models = new AiModels({ registry, config, intraOpThreads: 1 });
+  const server = new HttpServer({
+    uws,
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    metrics: new Metrics({ processMetrics: false }),
+    trustProxy: false,
+    maxJsonBodyBytes: 1024 * 1024,
+    shutdownTimeoutMs: 5000,
+  });
+  registerAiRoutes(server, {
+    models,
+    maxTextChars: MAX_CHARS,
+    maxTokens: config.llm.maxTokens,
+    maxUploadBytes: 10 * 1024 * 1024,
+    tmpDir: mkdtempSync(join(tmpdir(), 'ai-routes-')),
+  });
+  await server.start();
+  return { server, models, base: `http://127.0.0.1:${server.port}` };
+}
+
+const post = (base: string, path: string, body: unknown) =>
+  fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function sse(res: Response): Promise<Record<string, unknown>[]> {
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((l) => l.startsWith('data: '))
+    .map((l) => l.slice(6))
+    .map((d) => (d === '[DONE]' ? { done: true } : JSON.parse(d)));
+}
+
+const TRANSCRIPT = 'Anna: We agreed to ship the release on Friday. Ben: I will fix the login bug first; mail me at ben@example.com or call +1 415 555 2671. Anna: Great, thanks Ben!';
+
+describe('AI routes on the local fixture models', () => {
+  let a: Instance;
+  beforeAll(async () => {
+    a = await startInstance({ LLM_SEQUENCES: '4', LLM_MAX_QUEUE: '8' });
+  });
+  afterAll(async () => {
+    await a?.server.close();
+    await a?.models.close();
+  });
+
+  it('POST /v1/summarize: the spec shape, default style, validation', async () => {
+    const r = await post(a.base, '/v1/summarize', { text: TRANSCRIPT });
+    expect(r.status).toBe(200);
+    const body = await r.json();
+    expect(Object.keys(body).sort()).toEqual(['model', 'style', 'summary']);
+    expect(body).toMatchObject({ style: 'brief', model: 'qwen2-mini-random' });
+    expect(typeof body.summary).toBe('string');
+    expect(body.summary.length).toBeGreaterThan(0);
+    const bullets = await post(a.base, '/v1/summarize', { text: TRANSCRIPT, style: 'bullet_points', max_tokens: 8 });
+    expect((await bullets.json()).style).toBe('bullet_points');
+
+    const bad = await post(a.base, '/v1/summarize', { text: TRANSCRIPT, style: 'haiku' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatch(/style must be one of brief, detailed, action_items, bullet_points/);
+    for (const body of [{}, { text: '' }, { text: '   ' }, { text: 42 }]) {
+      const r2 = await post(a.base, '/v1/summarize', body);
+      expect(r2.status).toBe(400);
+      expect((await r2.json()).error).toMatch(/text is required/);
+    }
+    const big = await post(a.base, '/v1/summarize', { text: 'x'.repeat(MAX_CHARS + 1) });
+    expect(big.status).toBe(413);
+    expect((await big.json()).error).toMatch(/limit is 20000/);
+  });
+
+  it('POST /v1/analyze: typed JSON for every type, pii_redact deterministic', async () => {
+    const shapes: Record<string, (r: Record<string, unknown>) => void> = {
+      sentiment: (r) => expect(['positive', 'neutral', 'negative', 'mixed']).toContain(r.label),
+      topics: (r) => expect(Array.isArray(r.topics)).toBe(true),
+      entities: (r) => expect(Array.isArray(r.entities)).toBe(true),
+      action_items: (r) => expect(Array.isArray(r.action_items)).toBe(true),
+      questions: (r) => expect(Array.isArray(r.questions)).toBe(true),
+      pii_redact: (r) => {
+        expect(r.redacted_text).toContain('[EMAIL]');
+        expect(r.redacted_text).toContain('[PHONE]');
+        expect(r.redacted_text).not.toContain('ben@example.com');
+        expect((r.spans as { type: string }[]).map((s) => s.type)).toEqual(expect.arrayContaining(['email', 'phone']));
+      },
+    };
+    const results = await Promise.all(Object.keys(shapes).map((type) => post(a.base, '/v1/analyze', { text: TRANSCRIPT, type }).then((r) => r.json())));
+    Object.keys(shapes).forEach((type, i) => {
+      expect(results[i]).toMatchObject({ type, model: 'qwen2-mini-random' });
+      shapes[type](results[i].result);
+    });
+    const bad = await post(a.base, '/v1/analyze', { text: TRANSCRIPT, type: 'vibes' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatch(/type must be one of sentiment, topics, entities, action_items, questions, pii_redact/);
+  });
+
+  it('POST /v1/generate: all ten types; structured ones are JSON of their schema', async () => {
+    const types = ['blog_post', 'social_media', 'newsletter', 'key_quotes', 'show_notes', 'meeting_notes', 'study_guide', 'flashcards', 'quiz', 'chapter_markers'];
+    const results = await Promise.all(types.map((type) => post(a.base, '/v1/generate', { text: TRANSCRIPT, type, max_tokens: 24 }).then((r) => r.json())));
+    results.forEach((r, i) => expect(r).toMatchObject({ type: types[i], model: 'qwen2-mini-random' }));
+    const by = Object.fromEntries(results.map((r) => [r.type, r.content]));
+    for (const t of ['blog_post', 'social_media', 'newsletter', 'show_notes', 'meeting_notes', 'study_guide']) expect(typeof by[t]).toBe('string');
+    expect(Array.isArray(by.key_quotes.quotes)).toBe(true);
+    expect(Array.isArray(by.flashcards.flashcards)).toBe(true);
+    expect(Array.isArray(by.quiz.questions)).toBe(true);
+    expect(Array.isArray(by.chapter_markers.chapters)).toBe(true);
+    const bad = await post(a.base, '/v1/generate', { text: TRANSCRIPT, type: 'poem' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatch(/blog_post, social_media, newsletter, key_quotes, show_notes, meeting_notes, study_guide, flashcards, quiz, chapter_markers/);
+  });
+
+  it('POST /v1/translate: single and batch shapes, language validation', async () => {
+    const one = await post(a.base, '/v1/translate', { text: 'Hello world', target: 'es' });
+    expect(one.status).toBe(200);
+    const b1 = await one.json();
+    expect(Object.keys(b1).sort()).toEqual(['source_language', 'target_language', 'translated_text']);
+    expect(b1).toMatchObject({ source_language: 'en', target_language: 'es' });
+    const batch = await post(a.base, '/v1/translate', { texts: ['Hello', 'World'], target: 'fr', source: 'en' });
+    const b2 = await batch.json();
+    expect(b2.translations).toHaveLength(2);
+    expect(typeof b2.translations[0].translated_text).toBe('string');
+    for (const [body, re] of [
+      [{ text: 'Hi', target: 'xx' }, /target must be a language code/],
+      [{ text: 'Hi', target: 'es', source: 'klingon' }, /source must be a language code/],
+      [{ text: 'Hi' }, /target is required/],
+      [{ target: 'es' }, /text \(or texts\) is required/],
+      [{ texts: [], target: 'es' }, /non-empty array/],
+    ] as const) {
+      const r = await post(a.base, '/v1/translate', body);
+      expect(r.status).toBe(400);
+      expect((await r.json()).error).toMatch(re);
+    }
+  });
+
+  it('POST /v1/embed: golden vectors through HTTP, model validation, 503 with the pull command', async () => {
+    const texts = golden.single.slice(0, 3).map((g) => g.text);
+    const r = await post(a.base, '/v1/embed', { texts });
+    expect(r.status).toBe(200);
+    const body = await r.json();
+    expect(body.dimensions).toBe(384);
+    body.embeddings.forEach((e: number[], i: number) => e.forEach((v, d) => expect(Math.abs(v - golden.single[i].embedding[d])).toBeLessThan(1e-5)));
+    const missing = await post(a.base, '/v1/embed', { texts, model: 'all-minilm-l6-v2' });
+    expect(missing.status).toBe(503);
+    expect((await missing.json()).error).toMatch(/npm run models:pull -- all-minilm-l6-v2/);
+    const unknown = await post(a.base, '/v1/embed', { texts, model: 'nope' });
+    expect(unknown.status).toBe(400);
+    expect((await post(a.base, '/v1/embed', { texts: [] })).status).toBe(400);
+  });
+
+  it('POST /v1/chat/completions: OpenAI shape, SSE streaming, json_schema, 429 with Retry-After when the queue is full', async () => {
+    const msgs = [{ role: 'user', content: 'Say hi' }];
+    const r = await post(a.base, '/v1/chat/completions', { model: 'whatever', messages: msgs, max_tokens: 12 });
+    const c = await r.json();
+    expect(c).toMatchObject({ object: 'chat.completion', model: 'qwen2-mini-random', choices: [{ index: 0, message: { role: 'assistant' }, finish_reason: 'length' }], usage: { completion_tokens: 12 } });
+
+    const s = await post(a.base, '/v1/chat/completions', { messages: msgs, max_tokens: 12, stream: true, stream_options: { include_usage: true } });
+    expect(s.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const events = await sse(s);
+    expect(events.at(-1)).toEqual({ done: true });
+    const deltas = events.flatMap((e) => ((e.choices as { delta: { content?: string } }[] | undefined) ?? []).map((ch) => ch.delta.content ?? ''));
+    expect(deltas.join('')).toBe(c.choices[0].message.content);
+    expect(events.find((e) => e.usage)).toMatchObject({ usage: { completion_tokens: 12 } });
+
+    const js = await post(a.base, '/v1/chat/completions', {
+      messages: msgs,
+      max_tokens: 48,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
+    });
+    expect(typeof JSON.parse((await js.json()).choices[0].message.content).ok).toBe('boolean');
+
+    // 4 sequences + 8 queued: of 16 concurrent requests some get 429.
+    const long = { messages: msgs, max_tokens: 48 };
+    const all = await Promise.all(Array.from({ length: 16 }, () => post(a.base, '/v1/chat/completions', long)));
+    expect(all.filter((x) => x.status === 200).length).toBeGreaterThanOrEqual(12);
+    const limited = all.filter((x) => x.status === 429);
+    expect(limited.length).toBeGreaterThanOrEqual(1);
+    expect(Number(limited[0].headers.get('retry-after'))).toBeGreaterThan(0);
+    const bad = await post(a.base, '/v1/chat/completions', { messages: [] });
+    expect(bad.status).toBe(400);
+  });
+
+  describe('with LLM_BASE_URL pointing at a second instance (external OpenAI-compatible backend)', () => {
+    let b: Instance;
+    beforeAll(async () => {
+      b = await startInstance({ LLM_BASE_URL: `${a.base}/v1`, LLM_MODEL: 'remote-qwen', LLM_CONTEXT_SIZE: '512' });
+    });
+    afterAll(async () => {
+      await b?.server.close();
+      await b?.models.close();
+    });
+
+    it('summarize, analyze (json_schema), translate and streamed chat go through the other server', async () => {
+      const s = await (await post(b.base, '/v1/summarize', { text: TRANSCRIPT, max_tokens: 16 })).json();
+      expect(s).toMatchObject({ style: 'brief', model: 'remote-qwen' });
+      expect(s.summary.length).toBeGreaterThan(0);
+      const an = await (await post(b.base, '/v1/analyze', { text: TRANSCRIPT, type: 'sentiment' })).json();
+      expect(['positive', 'neutral', 'negative', 'mixed']).toContain(an.result.label);
+      const tr = await (await post(b.base, '/v1/translate', { texts: ['Hello'], target: 'de' })).json();
+      expect(tr.translations).toHaveLength(1);
+      const events = await sse(await post(b.base, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 8, stream: true }));
+      expect(events.at(-1)).toEqual({ done: true });
+      expect(events.filter((e) => (e.choices as { delta: { content?: string } }[] | undefined)?.[0]?.delta?.content).length).toBeGreaterThan(0);
+    });
+  });
+});
+
+describe('AI routes without the models installed', () => {
+  it('503 with the pull command for the default LLM', async () => {
+    const c = await startInstance({ LLM_MODEL: 'qwen2.5-1.5b-instruct' });
+    try {
+      const r = await post(c.base, '/v1/summarize', { text: 'hello' });
+      expect(r.status).toBe(503);
+      expect((await r.json()).error).toMatch(/npm run models:pull -- qwen2.5-1.5b-instruct/);
+    } finally {
+      await c.server.close();
+      await c.models.close();
+    }
+  });
+});
