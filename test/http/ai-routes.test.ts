@@ -10,6 +10,8 @@ import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
 import { loadNativeUws } from '../../src/http/uws.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { readWav } from '../../src/audio/pcm.ts';
+import { makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 
 const uws = loadNativeUws();
@@ -202,6 +204,23 @@ describe('AI routes on the local fixture models', () => {
     expect(Number(limited[0].headers.get('retry-after'))).toBeGreaterThan(0);
     const bad = await post(a.base, '/v1/chat/completions', { messages: [] });
     expect(bad.status).toBe(400);
+  });
+
+  it('POST /v1/enhance-audio: multipart file in, 48 kHz WAV of the same duration out; 400 without a file', async () => {
+    const speech = await makeSpeechWav('Hello there, this is a test.', { sampleRate: 16000 });
+    const input = readFileSync(speech.path);
+    const form = new FormData();
+    form.append('file', new Blob([input], { type: 'audio/wav' }), 'speech.wav');
+    const r = await fetch(`${a.base}/v1/enhance-audio`, { method: 'POST', body: form });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe('audio/wav');
+    const out = readWav(Buffer.from(await r.arrayBuffer()));
+    expect(out.sampleRate).toBe(48000);
+    expect(out.samples.length).toBe(readWav(input).samples.length * 3);
+    expect(Number(r.headers.get('x-output-loudness-lufs'))).toBeCloseTo(-23, 0);
+    const none = new FormData();
+    none.append('x', '1');
+    expect((await fetch(`${a.base}/v1/enhance-audio`, { method: 'POST', body: none })).status).toBe(400);
   });
 
   describe('with LLM_BASE_URL pointing at a second instance (external OpenAI-compatible backend)', () => {
