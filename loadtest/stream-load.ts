@@ -39,7 +39,10 @@ export const TARGET_P95_FINAL_S = 1;
 // Result shapes (also read by plot.ts and the smoke test)
 
 export interface Pcts {
+  /** Values measured. */
   n: number;
+  /** Values that never arrived (counted as slower than everything measured); a percentile that falls among them is null. */
+  missing?: number;
   p50: number | null;
   p95: number | null;
   p99: number | null;
@@ -103,6 +106,8 @@ export interface LoadTestReport {
     url: string | null;
     quick: boolean;
     targetP95FinalS: number;
+    /** How long each stream waited for its close after {"action":"stop"}. */
+    drainTimeoutS: number;
     /** Set when the server child needed loadtest/interop/register.mjs to start (see there). */
     serverWorkaround: string | null;
   };
@@ -123,11 +128,22 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const deadline = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-export function percentiles(xs: number[]): Pcts {
-  if (!xs.length) return { n: 0, p50: null, p95: null, p99: null, max: null };
+/**
+ * Nearest-rank percentiles. `missing` values (e.g. finals that never came before the drain timeout)
+ * rank above every measured one: a percentile that lands among them is null ("> timeout"), so an
+ * overloaded run is never reported faster than it was.
+ */
+export function percentiles(xs: number[], missing = 0): Pcts {
+  const total = xs.length + missing;
+  if (!total) return { n: 0, p50: null, p95: null, p99: null, max: null };
   const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-  return { n: s.length, p50: r3(q(50)), p95: r3(q(95)), p99: r3(q(99)), max: r3(s[s.length - 1]) };
+  const q = (p: number) => {
+    const i = Math.min(total - 1, Math.max(0, Math.ceil((p / 100) * total) - 1));
+    return i < s.length ? r3(s[i]) : null;
+  };
+  const out: Pcts = { n: s.length, p50: q(50), p95: q(95), p99: q(99), max: missing || !s.length ? null : r3(s[s.length - 1]) };
+  if (missing) out.missing = missing;
+  return out;
 }
 
 type MetricMap = Map<string, number>;
@@ -201,6 +217,17 @@ export function serverNeedsInterop(): boolean {
   return interopNeeded;
 }
 
+/** Server children alive now: killed if the runner is interrupted. */
+const liveChildren = new Set<ChildProcess>();
+function killChildrenOnSignal(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      for (const c of liveChildren) c.kill('SIGKILL');
+      process.exit(130);
+    });
+  }
+}
+
 async function startServer(o: { batch: number; modelsDir: string; model: string }): Promise<Server> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stt-loadtest-'));
   const env = {
@@ -217,6 +244,8 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
   // `node --import tsx` (not `npx tsx`): one process, so its pid is the server's for /proc sampling.
   const args = ['--import', 'tsx', ...(serverNeedsInterop() ? ['--import', './loadtest/interop/register.mjs'] : []), 'src/main.ts'];
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  child.on('exit', () => liveChildren.delete(child));
   const errors: string[] = [];
   const tail: string[] = [];
   let onPort: ((p: number) => void) | null = null;
@@ -502,7 +531,7 @@ async function runLevel(o: {
   const sampler = new ProcSampler(o.pid, o.httpBase);
   sampler.start();
   const t0 = performance.now();
-  const drainTimeoutMs = Math.max(60_000, o.audio.durationS * 1000 * 3);
+  const drainTimeoutMs = drainTimeoutFor(o.audio.durationS);
   const outcomes = await Promise.all(
     Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs })),
   );
@@ -544,8 +573,8 @@ async function runLevel(o: {
     extraFinals: outcomes.reduce((a, s) => a + s.extraFinals, 0),
     utterancesWithoutPartial: outcomes.flatMap((s) => s.firstPartial).filter((x) => x === null).length,
     firstPartial: percentiles(firstPartial),
-    final: percentiles(finalLat),
-    finalMinusVadSilence: percentiles(finalLat.map((x) => x - VAD_SILENCE_S)),
+    final: percentiles(finalLat, missingFinals),
+    finalMinusVadSilence: percentiles(finalLat.map((x) => x - VAD_SILENCE_S), missingFinals),
     audioSeconds: r3(audioSeconds),
     serverCpuSeconds: serverCpuSeconds === null ? null : r3(serverCpuSeconds),
     rtf: serverCpuSeconds === null ? null : r3(serverCpuSeconds / audioSeconds),
@@ -561,6 +590,11 @@ async function runLevel(o: {
     errorCount: errors.length,
     errors: errors.slice(0, 30),
   };
+}
+
+/** How long a stream waits for its close after {"action":"stop"}; finals later than that count as missing. */
+export function drainTimeoutFor(audioS: number): number {
+  return Math.round(Math.max(90_000, audioS * 1000 * 4));
 }
 
 /** One short stream so the model is loaded and onnxruntime warm before anything is timed. */
@@ -587,9 +621,12 @@ async function warmUp(wsUrl: string, model: string, tokens: number): Promise<voi
 // ---------------------------------------------------------------------------------------------
 // Output
 
-const fmtS = (x: number | null) => (x === null ? 'n/a' : x.toFixed(2));
+const fmtS = (x: number | null, none = 'n/a') => (x === null ? none : x.toFixed(2));
 
-export function markdownTable(run: BatchRun): string {
+/** `censoredAboveS`: what a null percentile means (finals that never came before the drain timeout). */
+export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
+  const none = censoredAboveS ? `>${Math.round(censoredAboveS)}` : 'n/a';
+  const f = (x: number | null) => fmtS(x, none);
   const head = [
     'N',
     'utts',
@@ -609,8 +646,8 @@ export function markdownTable(run: BatchRun): string {
     r.utterances,
     r.finalsMatched,
     `${fmtS(r.firstPartial.p50)} / ${fmtS(r.firstPartial.p95)} / ${fmtS(r.firstPartial.p99)}`,
-    `${fmtS(r.final.p50)} / ${fmtS(r.final.p95)} / ${fmtS(r.final.p99)}`,
-    fmtS(r.finalMinusVadSilence.p95),
+    `${f(r.final.p50)} / ${f(r.final.p95)} / ${f(r.final.p99)}`,
+    f(r.finalMinusVadSilence.p95),
     r.rtf === null ? 'n/a' : r.rtf.toFixed(3),
     r.cpuPercent ? `${r.cpuPercent.mean} / ${r.cpuPercent.max}` : 'n/a',
     r.rssMB ? String(r.rssMB.max) : 'n/a',
@@ -707,6 +744,7 @@ async function main(): Promise<void> {
   console.log(`${cpus[0]?.model ?? 'cpu'} × ${cpus.length}, node ${process.version}, load average before ${loadavgBefore.join(' ')}\n`);
 
   if (!values.url && serverNeedsInterop()) console.log(`! ${WORKAROUND}\n`);
+  killChildrenOnSignal();
   const runs: BatchRun[] = [];
   const settings: Array<number | null> = values.url ? [null] : batches;
   for (const batch of settings) {
@@ -756,7 +794,7 @@ async function main(): Promise<void> {
       }
     }
     run.largestNWithinTarget = largestWithin(run.results);
-    console.log(`\n${markdownTable(run)}\n`);
+    console.log(`\n${markdownTable(run, drainTimeoutFor(audio.durationS) / 1000)}\n`);
     console.log(`largest N with p95 final latency ≤ ${TARGET_P95_FINAL_S} s: ${run.largestNWithinTarget ?? 'none'}`);
     if (run.serverErrors.length) console.log(`server errors (${run.serverErrors.length}):\n  ${run.serverErrors.slice(0, 5).join('\n  ')}`);
     if (run.serverExit && run.serverExit !== 'code 0') console.log(`server exit: ${run.serverExit}`);
@@ -803,6 +841,7 @@ async function main(): Promise<void> {
       url: values.url ?? null,
       quick,
       targetP95FinalS: TARGET_P95_FINAL_S,
+      drainTimeoutS: drainTimeoutFor(audio.durationS) / 1000,
       serverWorkaround: !values.url && serverNeedsInterop() ? WORKAROUND : null,
     },
     definitions: {
