@@ -24,6 +24,9 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
   const drainS = c.drainTimeoutS ?? drainTimeoutFor(c.audioSeconds) / 1000;
   const per = report.runs.find((r) => r.batch === 1);
   const bat = report.runs.find((r) => r.batch !== null && r.batch > 1);
+  const lens = c.spans.map(([a, b]) => b - a);
+  const gaps = c.spans.slice(1).map(([a], i) => a - c.spans[i][1]);
+  const uttDesc = `${c.utterancesPerStream} utterance${c.utterancesPerStream > 1 ? 's' : ''} of ${Math.min(...lens).toFixed(1)}–${Math.max(...lens).toFixed(1)} s` + (gaps.length ? `, ${Math.min(...gaps).toFixed(1)} s of silence between them` : '');
   const lines: string[] = [];
   lines.push('## Live streaming under load (issue 5)', '');
   lines.push('```sh');
@@ -34,13 +37,13 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
   const busy = m.loadavgBefore[0] > m.cpus * 0.5;
   lines.push(
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGB} GB, ${m.platform}, node ${m.node}. Load average before the run ${m.loadavgBefore.join(' / ')}, after ${m.loadavgAfter.join(' / ')} (1/5/15 min)` +
-      (busy ? ` — **these ${m.cpus} cores were shared with colleagues' jobs during the run, so the absolute numbers are pessimistic and noisy**` : '') +
+      (busy ? ` — **other jobs were running on these ${m.cpus} cores during the run (load average above ${m.cpus / 2}), so the absolute numbers are pessimistic and noisy**` : '') +
       `. The load generator runs on the same machine (loopback).`,
     '',
   );
   lines.push(
     `Scenario: model folder \`${c.modelsDir ? path.join(c.modelsDir, c.model) : c.model}\` (random weights), **${c.tokens} tokens per decode** (random weights never emit end-of-text, so every partial and final decode spends the whole budget). ` +
-      `Each stream sends the same ${c.audioSeconds.toFixed(1)} s espeak-ng conversation (${c.utterancesPerStream} utterances of 1.2–2.3 s, ≥ 1.6 s of silence between them) as PCM16 16 kHz in ${c.frameMs} ms frames at real-time pace, ` +
+      `Each stream sends the same ${c.audioSeconds.toFixed(1)} s espeak-ng conversation (${uttDesc}) as PCM16 16 kHz in ${c.frameMs} ms frames at real-time pace, ` +
       `with \`partial_interval_ms: ${c.partialIntervalMs}\`, then \`{"action":"stop"}\`. N streams start together, staggered by ${c.staggerMs}. ` +
       `One fresh server per batch setting (\`MAX_BATCH_SIZE\` 1 = every decode alone, "per-stream"; 8 = batched across streams; \`BATCH_WINDOW_MS\` ${c.batchWindowMs}), warmed up with one stream first.`,
     '',
@@ -83,7 +86,9 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
 
   lines.push('### Notes', '');
   lines.push(
-    '- whisper-mini-random is a tiny (d_model 64, 2+2 layers) random-weight fixture: a real model costs many times more per decode, so real capacity is far lower than these N. The numbers compare configurations and show how latency degrades under overload; they are not a capacity promise.',
+    c.model.includes('random')
+      ? `- ${c.model} is a tiny random-weight fixture: a real model costs many times more per decode, so real capacity is far lower than these N. The numbers compare configurations and show how latency degrades under overload; they are not a capacity promise.`
+      : `- Decodes of ${c.model} spend at most ${c.tokens} tokens here; real speech usually ends earlier (end-of-text), long utterances may need more.`,
     '- Partials are best effort: under load the scheduler drops stale partials (`dropped partials`) and streams slow their partial rate, so first-partial percentiles cover only the utterances that got a partial ("utterances without a partial" is in docs/loadtest.json). Finals are never dropped; when the CPU cannot keep up they queue, which is what the final-latency tail shows.',
     '- A final also waits for the stream\'s VAD, which runs on the same CPU: when VAD falls behind real time, the end of an utterance is detected late.',
     `- RSS is the server's resident memory over the run; compare "RSS MB max" across N for growth.`,
