@@ -168,11 +168,12 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
       await new Promise((r) => follower.once('open', r));
       expect(srv.webrtc.active).toBe(1);
 
-      await c.sendPcm48k(dialogue.pcm, { pace: 3 });
+      // Real time, as a browser sends: faster pacing can overflow UDP buffers on a loaded machine.
+      await c.sendPcm48k(dialogue.pcm, { pace: 1 });
       c.send({ action: 'stop' });
       await c.next((m) => m.is_final === true);
       const finals = c.finals();
-      expect(finals.length).toBe(2);
+      expect(finals.map((f) => [f.start, f.end])).toHaveLength(2);
       for (const [k, f] of finals.entries()) {
         const [s, e] = dialogue.spans[k];
         expect(Math.abs((f.start as number) - s)).toBeLessThan(0.4);
@@ -198,7 +199,7 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
     try {
       expect((await c.connect(srv.url, Q)).status).toBe(201);
       await c.next((m) => m.status === 'ready');
-      await c.sendPcm48k(dialogue.pcm, { pace: 3, skipEvery: 10 });
+      await c.sendPcm48k(dialogue.pcm, { pace: 1.5, skipEvery: 10 });
       // DELETE flushes too: the answer comes after the last finals went out.
       const del = await fetch(`${srv.url}${c.location}`, { method: 'DELETE' });
       expect(del.status).toBe(200);
