@@ -184,6 +184,8 @@ async function scrape(httpBase: string): Promise<MetricMap | null> {
 // Server child process
 
 interface Server {
+  /** API keys of paid load-test accounts (empty when the tree has no admin CLI). */
+  keys: string[];
   child: ChildProcess;
   pid: number;
   port: number;
@@ -228,7 +230,31 @@ function killChildrenOnSignal(): void {
   }
 }
 
-async function startServer(o: { batch: number; modelsDir: string; model: string }): Promise<Server> {
+/** Streams per API key: below the paid plan's concurrency limit (5), counting the warm-up stream. */
+const STREAMS_PER_KEY = 4;
+
+/**
+ * Paid accounts with plenty of credits in the server's (embedded) database, made with the admin CLI
+ * before the server starts, so N streams from one address are not refused as anonymous (429).
+ * Skipped (no keys) when the tree has no src/cli/admin.ts.
+ */
+function provisionKeys(env: NodeJS.ProcessEnv, count: number): string[] {
+  if (!existsSync(path.join(REPO, 'src', 'cli', 'admin.ts'))) return [];
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/admin.ts', 'create-account', '--email', `loadtest-${i}@example.com`, '--plan', 'paid', '--credits', '10000000', '--name', 'loadtest'],
+      { cwd: REPO, env, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const m = /api key[^:]*:\s*(\S+)/.exec(out);
+    if (!m) throw new Error(`admin create-account printed no api key:\n${out}`);
+    keys.push(m[1]);
+  }
+  return keys;
+}
+
+async function startServer(o: { batch: number; modelsDir: string; model: string; maxStreams: number }): Promise<Server> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stt-loadtest-'));
   const env = {
     ...process.env,
@@ -242,6 +268,13 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
     LOG_LEVEL: ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') ? process.env.LOG_LEVEL! : 'info',
   };
   // `node --import tsx` (not `npx tsx`): one process, so its pid is the server's for /proc sampling.
+  let keys: string[];
+  try {
+    keys = provisionKeys(env, Math.ceil(o.maxStreams / STREAMS_PER_KEY) + 1);
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const args = ['--import', 'tsx', ...(serverNeedsInterop() ? ['--import', './loadtest/interop/register.mjs'] : []), 'src/main.ts'];
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
@@ -284,7 +317,7 @@ async function startServer(o: { batch: number; modelsDir: string; model: string 
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   });
-  return { child, pid: child.pid!, port, errors, tail, exited, dataDir };
+  return { keys, child, pid: child.pid!, port, errors, tail, exited, dataDir };
 }
 
 async function stopServer(s: Server): Promise<string> {
@@ -390,7 +423,7 @@ function frameOf(sample: number): number {
   return Math.floor(sample / FRAME);
 }
 
-async function runStream(o: { url: string; audio: LoadAudio; config: Record<string, unknown>; delayMs: number; drainTimeoutMs: number }): Promise<StreamOutcome> {
+async function runStream(o: { url: string; audio: LoadAudio; config: Record<string, unknown>; delayMs: number; drainTimeoutMs: number; apiKey?: string }): Promise<StreamOutcome> {
   await sleep(o.delayMs);
   const { audio } = o;
   const nFrames = Math.ceil(audio.pcm16.length / 2 / FRAME);
@@ -403,7 +436,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
   let ready: (() => void) | null = null;
   const readyP = new Promise<void>((r) => (ready = r));
 
-  const ws = new WebSocket(o.url, { perMessageDeflate: false });
+  const ws = new WebSocket(o.url, { perMessageDeflate: false, headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {} });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   ws.on('error', (err) => errors.push(`socket error: ${err.message}`));
   ws.on('unexpected-response', (_req, res) => errors.push(`upgrade refused: HTTP ${res.statusCode}`));
@@ -523,6 +556,7 @@ async function runLevel(o: {
   audio: LoadAudio;
   tokens: number;
   staggerMs: number;
+  keys: string[];
 }): Promise<RunResult> {
   const config = { language: 'en', model: o.model, max_new_tokens: o.tokens, partial_interval_ms: PARTIAL_INTERVAL_MS };
   const modelLabel = `model="${o.model}"`;
@@ -533,7 +567,7 @@ async function runLevel(o: {
   const t0 = performance.now();
   const drainTimeoutMs = drainTimeoutFor(o.audio.durationS);
   const outcomes = await Promise.all(
-    Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs })),
+    Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs, apiKey: keyFor(o.keys, i) })),
   );
   const wallSeconds = (performance.now() - t0) / 1000;
   // Let the server free the sessions, then read the counters.
@@ -592,14 +626,21 @@ async function runLevel(o: {
   };
 }
 
+/** Stream i's key: ≤ STREAMS_PER_KEY streams per key (keys 1…; key 0 is the warm-up's). */
+function keyFor(keys: string[], i: number): string | undefined {
+  if (!keys.length) return undefined;
+  if (keys.length === 1) return keys[0];
+  return keys[1 + (Math.floor(i / STREAMS_PER_KEY) % (keys.length - 1))];
+}
+
 /** How long a stream waits for its close after {"action":"stop"}; finals later than that count as missing. */
 export function drainTimeoutFor(audioS: number): number {
   return Math.round(Math.max(90_000, audioS * 1000 * 4));
 }
 
 /** One short stream so the model is loaded and onnxruntime warm before anything is timed. */
-async function warmUp(wsUrl: string, model: string, tokens: number): Promise<void> {
-  const ws = new WebSocket(wsUrl, { perMessageDeflate: false });
+async function warmUp(wsUrl: string, model: string, tokens: number, apiKey?: string): Promise<void> {
+  const ws = new WebSocket(wsUrl, { perMessageDeflate: false, headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {} });
   const done = new Promise<void>((resolve) => {
     ws.on('close', () => resolve());
     ws.on('error', () => resolve());
@@ -674,7 +715,7 @@ const phase = (msg: string) => console.log(`  · ${msg}`);
 function usage(msg?: string): never {
   if (msg) console.error(msg);
   console.error(
-    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick] [--stagger-ms 300] [--audio-only]',
+    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick] [--stagger-ms 300] [--audio-only] [--api-key KEY ...]',
   );
   process.exit(2);
 }
@@ -698,6 +739,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       'stagger-ms': { type: 'string' },
       'audio-only': { type: 'boolean', default: false },
+      'api-key': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -745,10 +787,13 @@ async function main(): Promise<void> {
 
   if (!values.url && serverNeedsInterop()) console.log(`! ${WORKAROUND}\n`);
   killChildrenOnSignal();
+  // With --url: keys to use (each ≤ STREAMS_PER_KEY streams; the first also warms up). Also STT_API_KEYS=k1,k2.
+  const apiKeys = (values['api-key'] ?? (process.env.STT_API_KEYS ? process.env.STT_API_KEYS.split(',') : [])).flatMap((k) => k.split(',')).filter(Boolean);
   const runs: BatchRun[] = [];
   const settings: Array<number | null> = values.url ? [null] : batches;
   for (const batch of settings) {
     let server: Server | null = null;
+    let keys: string[] = apiKeys;
     let wsUrl: string;
     let httpBase: string;
     if (batch === null) {
@@ -758,7 +803,9 @@ async function main(): Promise<void> {
       httpBase = `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}`;
     } else {
       const ts = performance.now();
-      server = await startServer({ batch, modelsDir: modelsDir!, model });
+      server = await startServer({ batch, modelsDir: modelsDir!, model, maxStreams: Math.max(...streams) });
+      keys = server.keys;
+      if (keys.length) phase(`${keys.length} paid load-test accounts/keys made with src/cli/admin.ts (≤ ${STREAMS_PER_KEY} streams per key)`);
       phase(`server up in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
       wsUrl = `ws://127.0.0.1:${server.port}/v1/stream`;
       httpBase = `http://127.0.0.1:${server.port}`;
@@ -768,7 +815,7 @@ async function main(): Promise<void> {
     try {
       console.log(`## ${run.label}${server ? ` — server pid ${server.pid} on port ${server.port}` : ` — ${wsUrl}`}`);
       const tw = performance.now();
-      await warmUp(wsUrl, model, tokens);
+      await warmUp(wsUrl, model, tokens, keys[0]);
       phase(`warm-up (model load + one decode) ${((performance.now() - tw) / 1000).toFixed(1)} s`);
       for (const n of streams) {
         if (server && server.child.exitCode !== null) {
@@ -776,7 +823,7 @@ async function main(): Promise<void> {
           break;
         }
         process.stdout.write(`N=${n} … `);
-        const r = await runLevel({ n, wsUrl, httpBase, pid: server?.pid ?? null, model, audio, tokens, staggerMs: staggerFor(n) });
+        const r = await runLevel({ n, wsUrl, httpBase, pid: server?.pid ?? null, model, audio, tokens, staggerMs: staggerFor(n), keys });
         run.results.push(r);
         console.log(
           `p95 first partial ${fmtS(r.firstPartial.p95)} s, p95 final ${fmtS(r.final.p95)} s, RTF ${r.rtf ?? 'n/a'}, ` +
