@@ -14,6 +14,7 @@
  * then, with a server running:
  *   k6 run -e URL=ws://127.0.0.1:8080/v1/stream -e VUS=8 -e DURATION=60s \
  *          -e AUDIO=../.tmp/loadtest/conversation-20s-g1.6-l0.4-t1.2 -e MODEL=whisper-mini-random -e TOKENS=16 \
+ *          -e API_KEYS=key1,key2 \
  *          loadtest/k6-stream.js
  * (AUDIO is the path without extension, relative to this script; open() resolves it from here.)
  *
@@ -30,6 +31,8 @@ const TOKENS = Number(__ENV.TOKENS || 16);
 const VUS = Number(__ENV.VUS || 8);
 const DURATION = __ENV.DURATION || '60s';
 const AUDIO = __ENV.AUDIO || '../.tmp/loadtest/conversation-20s-g1.6-l0.4-t1.2';
+/** API keys (comma-separated), sent as `Authorization: Bearer`; VU v uses key ⌊(v−1)/4⌋ (a paid key allows 5 streams at once). */
+const API_KEYS = (__ENV.API_KEYS || '').split(',').filter((k) => k);
 /** Milliseconds between the starts of consecutive VUs (so utterances do not all begin together). */
 const STAGGER_MS = Number(__ENV.STAGGER_MS || Math.round(Math.min(300, 3000 / VUS)));
 
@@ -91,7 +94,8 @@ function stream() {
   let sendTimer = null;
   let ended = false;
 
-  const ws = new WebSocket(URL);
+  const key = API_KEYS.length ? API_KEYS[Math.floor((__VU - 1) / 4) % API_KEYS.length] : null;
+  const ws = key ? new WebSocket(URL, null, { headers: { Authorization: `Bearer ${key}` } }) : new WebSocket(URL);
   ws.binaryType = 'arraybuffer';
 
   // Hard bound: the audio, plus two minutes to drain.
