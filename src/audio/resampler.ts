@@ -3,8 +3,10 @@
  * filter state between chunks, so chunk boundaries leave no clicks). Used for live streams that
  * are not at 16 kHz (WebSocket clients at 8/44.1/48 kHz, WebRTC Opus at 48 kHz).
  */
-import { ConverterType, create } from '@alexanderolsen/libsamplerate-js';
+import libsamplerate from '@alexanderolsen/libsamplerate-js';
 
+// The package is CommonJS (UMD): named ESM imports work under bundlers but not in Node itself.
+const { ConverterType, create } = libsamplerate;
 type Src = Awaited<ReturnType<typeof create>>;
 
 export class StreamResampler {

@@ -95,8 +95,9 @@ export class WhisperOnnxModel {
     let layout: DecoderLayout;
     const want = opts.decoderLayout ?? 'auto';
     if (want === 'auto') {
-      if (hasMerged) layout = 'merged';
-      else if (hasSplit) layout = 'split';
+      // Split is faster per cached step on onnxruntime (bench:asr), so it wins when both exist.
+      if (hasSplit) layout = 'split';
+      else if (hasMerged) layout = 'merged';
       else throw new Error(`no decoder${q} ONNX files in ${onnxDir}`);
     } else {
       layout = want;
@@ -205,6 +206,13 @@ export class WhisperOnnxModel {
     return this.collect(out, b, ids[0].length, null, this.layout === 'merged' ? hidden : null);
   }
 
+  /** Outputs to fetch on cached merged-decoder steps (null = all). */
+  private get cachedStepOutputs(): string[] | null {
+    if (this.layout !== 'merged') return null;
+    return (this.stepFetches ??= this.decoderPast.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n)));
+  }
+  private stepFetches: string[] | undefined;
+
   /** One cached step: `tokens[i]` is appended to row i. Logits are [batch, 1, vocab]. */
   async step(cache: KVCache, tokens: number[]): Promise<DecoderStepOutput> {
     const b = tokens.length;
@@ -214,7 +222,11 @@ export class WhisperOnnxModel {
       feeds.encoder_hidden_states = cache.encoderHidden!;
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([1]), [1]);
     }
-    const out = await this.decoderPast.run(feeds);
+    // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, 1500, d] per
+    // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV.
+    const out = this.cachedStepOutputs
+      ? await this.decoderPast.run(feeds, this.cachedStepOutputs)
+      : await this.decoderPast.run(feeds);
     return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden);
   }
 }
