@@ -49,6 +49,9 @@ async function startInstance(env: Record<string, string>): Promise<Instance> {
   return { server, models, base: `http://127.0.0.1:${server.port}` };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const j = (r: Response): Promise<any> => r.json();
+
 const post = (base: string, path: string, body: unknown) =>
   fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
@@ -76,25 +79,25 @@ describe('AI routes on the local fixture models', () => {
   it('POST /v1/summarize: the spec shape, default style, validation', async () => {
     const r = await post(a.base, '/v1/summarize', { text: TRANSCRIPT });
     expect(r.status).toBe(200);
-    const body = await r.json();
+    const body = await j(r);
     expect(Object.keys(body).sort()).toEqual(['model', 'style', 'summary']);
     expect(body).toMatchObject({ style: 'brief', model: 'qwen2-mini-random' });
     expect(typeof body.summary).toBe('string');
     expect(body.summary.length).toBeGreaterThan(0);
     const bullets = await post(a.base, '/v1/summarize', { text: TRANSCRIPT, style: 'bullet_points', max_tokens: 8 });
-    expect((await bullets.json()).style).toBe('bullet_points');
+    expect((await j(bullets)).style).toBe('bullet_points');
 
     const bad = await post(a.base, '/v1/summarize', { text: TRANSCRIPT, style: 'haiku' });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toMatch(/style must be one of brief, detailed, action_items, bullet_points/);
+    expect((await j(bad)).error).toMatch(/style must be one of brief, detailed, action_items, bullet_points/);
     for (const body of [{}, { text: '' }, { text: '   ' }, { text: 42 }]) {
       const r2 = await post(a.base, '/v1/summarize', body);
       expect(r2.status).toBe(400);
-      expect((await r2.json()).error).toMatch(/text is required/);
+      expect((await j(r2)).error).toMatch(/text is required/);
     }
     const big = await post(a.base, '/v1/summarize', { text: 'x'.repeat(MAX_CHARS + 1) });
     expect(big.status).toBe(413);
-    expect((await big.json()).error).toMatch(/limit is 20000/);
+    expect((await j(big)).error).toMatch(/limit is 20000/);
   });
 
   it('POST /v1/analyze: typed JSON for every type, pii_redact deterministic', async () => {
@@ -111,19 +114,19 @@ describe('AI routes on the local fixture models', () => {
         expect((r.spans as { type: string }[]).map((s) => s.type)).toEqual(expect.arrayContaining(['email', 'phone']));
       },
     };
-    const results = await Promise.all(Object.keys(shapes).map((type) => post(a.base, '/v1/analyze', { text: TRANSCRIPT, type }).then((r) => r.json())));
+    const results = await Promise.all(Object.keys(shapes).map((type) => post(a.base, '/v1/analyze', { text: TRANSCRIPT, type }).then(j)));
     Object.keys(shapes).forEach((type, i) => {
       expect(results[i]).toMatchObject({ type, model: 'qwen2-mini-random' });
       shapes[type](results[i].result);
     });
     const bad = await post(a.base, '/v1/analyze', { text: TRANSCRIPT, type: 'vibes' });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toMatch(/type must be one of sentiment, topics, entities, action_items, questions, pii_redact/);
+    expect((await j(bad)).error).toMatch(/type must be one of sentiment, topics, entities, action_items, questions, pii_redact/);
   });
 
   it('POST /v1/generate: all ten types; structured ones are JSON of their schema', async () => {
     const types = ['blog_post', 'social_media', 'newsletter', 'key_quotes', 'show_notes', 'meeting_notes', 'study_guide', 'flashcards', 'quiz', 'chapter_markers'];
-    const results = await Promise.all(types.map((type) => post(a.base, '/v1/generate', { text: TRANSCRIPT, type, max_tokens: 24 }).then((r) => r.json())));
+    const results = await Promise.all(types.map((type) => post(a.base, '/v1/generate', { text: TRANSCRIPT, type, max_tokens: 24 }).then(j)));
     results.forEach((r, i) => expect(r).toMatchObject({ type: types[i], model: 'qwen2-mini-random' }));
     const by = Object.fromEntries(results.map((r) => [r.type, r.content]));
     for (const t of ['blog_post', 'social_media', 'newsletter', 'show_notes', 'meeting_notes', 'study_guide']) expect(typeof by[t]).toBe('string');
@@ -133,17 +136,17 @@ describe('AI routes on the local fixture models', () => {
     expect(Array.isArray(by.chapter_markers.chapters)).toBe(true);
     const bad = await post(a.base, '/v1/generate', { text: TRANSCRIPT, type: 'poem' });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toMatch(/blog_post, social_media, newsletter, key_quotes, show_notes, meeting_notes, study_guide, flashcards, quiz, chapter_markers/);
+    expect((await j(bad)).error).toMatch(/blog_post, social_media, newsletter, key_quotes, show_notes, meeting_notes, study_guide, flashcards, quiz, chapter_markers/);
   });
 
   it('POST /v1/translate: single and batch shapes, language validation', async () => {
     const one = await post(a.base, '/v1/translate', { text: 'Hello world', target: 'es' });
     expect(one.status).toBe(200);
-    const b1 = await one.json();
+    const b1 = await j(one);
     expect(Object.keys(b1).sort()).toEqual(['source_language', 'target_language', 'translated_text']);
     expect(b1).toMatchObject({ source_language: 'en', target_language: 'es' });
     const batch = await post(a.base, '/v1/translate', { texts: ['Hello', 'World'], target: 'fr', source: 'en' });
-    const b2 = await batch.json();
+    const b2 = await j(batch);
     expect(b2.translations).toHaveLength(2);
     expect(typeof b2.translations[0].translated_text).toBe('string');
     for (const [body, re] of [
@@ -155,7 +158,7 @@ describe('AI routes on the local fixture models', () => {
     ] as const) {
       const r = await post(a.base, '/v1/translate', body);
       expect(r.status).toBe(400);
-      expect((await r.json()).error).toMatch(re);
+      expect((await j(r)).error).toMatch(re);
     }
   });
 
@@ -163,12 +166,12 @@ describe('AI routes on the local fixture models', () => {
     const texts = golden.single.slice(0, 3).map((g) => g.text);
     const r = await post(a.base, '/v1/embed', { texts });
     expect(r.status).toBe(200);
-    const body = await r.json();
+    const body = await j(r);
     expect(body.dimensions).toBe(384);
     body.embeddings.forEach((e: number[], i: number) => e.forEach((v, d) => expect(Math.abs(v - golden.single[i].embedding[d])).toBeLessThan(1e-5)));
     const missing = await post(a.base, '/v1/embed', { texts, model: 'all-minilm-l6-v2' });
     expect(missing.status).toBe(503);
-    expect((await missing.json()).error).toMatch(/npm run models:pull -- all-minilm-l6-v2/);
+    expect((await j(missing)).error).toMatch(/npm run models:pull -- all-minilm-l6-v2/);
     const unknown = await post(a.base, '/v1/embed', { texts, model: 'nope' });
     expect(unknown.status).toBe(400);
     expect((await post(a.base, '/v1/embed', { texts: [] })).status).toBe(400);
@@ -177,7 +180,7 @@ describe('AI routes on the local fixture models', () => {
   it('POST /v1/chat/completions: OpenAI shape, SSE streaming, json_schema, 429 with Retry-After when the queue is full', async () => {
     const msgs = [{ role: 'user', content: 'Say hi' }];
     const r = await post(a.base, '/v1/chat/completions', { model: 'whatever', messages: msgs, max_tokens: 12 });
-    const c = await r.json();
+    const c = await j(r);
     expect(c).toMatchObject({ object: 'chat.completion', model: 'qwen2-mini-random', choices: [{ index: 0, message: { role: 'assistant' }, finish_reason: 'length' }], usage: { completion_tokens: 12 } });
 
     const s = await post(a.base, '/v1/chat/completions', { messages: msgs, max_tokens: 12, stream: true, stream_options: { include_usage: true } });
@@ -193,7 +196,7 @@ describe('AI routes on the local fixture models', () => {
       max_tokens: 48,
       response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
     });
-    expect(typeof JSON.parse((await js.json()).choices[0].message.content).ok).toBe('boolean');
+    expect(typeof JSON.parse((await j(js)).choices[0].message.content).ok).toBe('boolean');
 
     // 4 sequences + 8 queued: of 16 concurrent requests some get 429.
     const long = { messages: msgs, max_tokens: 48 };
@@ -234,12 +237,12 @@ describe('AI routes on the local fixture models', () => {
     });
 
     it('summarize, analyze (json_schema), translate and streamed chat go through the other server', async () => {
-      const s = await (await post(b.base, '/v1/summarize', { text: TRANSCRIPT, max_tokens: 16 })).json();
+      const s = await j(await post(b.base, '/v1/summarize', { text: TRANSCRIPT, max_tokens: 16 }));
       expect(s).toMatchObject({ style: 'brief', model: 'remote-qwen' });
       expect(s.summary.length).toBeGreaterThan(0);
-      const an = await (await post(b.base, '/v1/analyze', { text: TRANSCRIPT, type: 'sentiment' })).json();
+      const an = await j(await post(b.base, '/v1/analyze', { text: TRANSCRIPT, type: 'sentiment' }));
       expect(['positive', 'neutral', 'negative', 'mixed']).toContain(an.result.label);
-      const tr = await (await post(b.base, '/v1/translate', { texts: ['Hello'], target: 'de' })).json();
+      const tr = await j(await post(b.base, '/v1/translate', { texts: ['Hello'], target: 'de' }));
       expect(tr.translations).toHaveLength(1);
       const events = await sse(await post(b.base, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 8, stream: true }));
       expect(events.at(-1)).toEqual({ done: true });
@@ -254,7 +257,7 @@ describe('AI routes without the models installed', () => {
     try {
       const r = await post(c.base, '/v1/summarize', { text: 'hello' });
       expect(r.status).toBe(503);
-      expect((await r.json()).error).toMatch(/npm run models:pull -- qwen2.5-1.5b-instruct/);
+      expect((await j(r)).error).toMatch(/npm run models:pull -- qwen2.5-1.5b-instruct/);
     } finally {
       await c.server.close();
       await c.models.close();

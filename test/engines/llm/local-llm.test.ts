@@ -90,3 +90,14 @@ describe('LocalLlm (qwen2-mini-random goldens)', () => {
     await expect(p).rejects.toThrow(/cancelled/);
   });
 });
+
+describe('LLM runtime missing', () => {
+  it('names the missing prebuilt package and the LLM_BASE_URL alternative, as a 503', async () => {
+    const { runtimeMissingError } = await import('../../../src/engines/llm/local-llm.ts');
+    const e = runtimeMissingError(new Error('NoBinaryFoundError'));
+    expect(e.status).toBe(503);
+    expect(e.message).toMatch(new RegExp(`@node-llama-cpp/${process.platform === 'linux' ? 'linux' : ''}`));
+    expect(e.message).toMatch(/npm ci/);
+    expect(e.message).toMatch(/LLM_BASE_URL/);
+  });
+});
