@@ -31,7 +31,7 @@ export interface AudioEnhancerOptions {
   targetLufs?: number;
   /** Sample peak ceiling in dBFS after normalisation. Default -1. */
   peakCeilingDb?: number;
-  /** Longest accepted input (the whole file is held in memory as 16-bit). Default 3 hours. */
+  /** Longest accepted input (the whole file is held in memory, ~0.4 GB per hour). Default 1 hour. */
   maxDurationS?: number;
   ffmpegPath?: string;
   /** Skip denoising (loudness only). */
@@ -60,7 +60,7 @@ export class AudioEnhancer {
     return new AudioEnhancer(rn, {
       targetLufs: opts.targetLufs ?? -23,
       peakCeilingDb: opts.peakCeilingDb ?? -1,
-      maxDurationS: opts.maxDurationS ?? 3 * 3600,
+      maxDurationS: opts.maxDurationS ?? 3600,
       denoise: opts.denoise ?? true,
       ffmpegPath: opts.ffmpegPath,
     });
