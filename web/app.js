@@ -12,7 +12,17 @@ const settings = {
   language: $('#language'),
   maxTokens: $('#max-tokens'),
   interim: $('#interim'),
+  apiKey: $('#api-key'),
 };
+
+// The key lives in this tab only (sessionStorage), never in the URL bar.
+settings.apiKey.value = sessionStorage.getItem('stt-api-key') || '';
+settings.apiKey.addEventListener('change', () => sessionStorage.setItem('stt-api-key', settings.apiKey.value.trim()));
+
+function authHeaders() {
+  const key = settings.apiKey.value.trim();
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
 
 async function loadOptions() {
   try {
@@ -123,7 +133,7 @@ async function startWebRtc(opts) {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc, 2000);
     const qs = new URLSearchParams(Object.entries(opts).map(([k, v]) => [k, String(v)]));
-    const res = await fetch(`/v1/webrtc?${qs}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const res = await fetch(`/v1/webrtc?${qs}`, { method: 'POST', headers: { 'content-type': 'application/sdp', ...authHeaders() }, body: pc.localDescription.sdp });
     if (res.status !== 201) throw new Error(await errorOf(res));
     location = res.headers.get('location');
     await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
@@ -169,7 +179,9 @@ async function startWebSocket(opts) {
     await ctx.audioWorklet.addModule('pcm-worklet.js');
     const source = ctx.createMediaStreamSource(stream);
     const node = new AudioWorkletNode(ctx, 'pcm16k', { processorOptions: { targetRate: 16000, chunkMs: 100 } });
-    const ws = new WebSocket(wsUrl('/v1/stream'));
+    // Browsers cannot set headers on a WebSocket: the key goes in the query (the server accepts ?api_key=).
+    const key = settings.apiKey.value.trim();
+    const ws = new WebSocket(wsUrl(`/v1/stream${key ? `?api_key=${encodeURIComponent(key)}` : ''}`));
     ws.binaryType = 'arraybuffer';
     const end = endWaiter(20000);
     let ready = false;
@@ -295,7 +307,7 @@ function stopPolling() {
 function pollJob(id) {
   const tick = async () => {
     try {
-      const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}`);
+      const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}`, { headers: authHeaders() });
       if (r.ok) {
         const j = await r.json();
         if (file.poll !== null) setJob(j.progress?.fraction ?? 0, j.progress?.stage);
@@ -375,6 +387,7 @@ file.form.addEventListener('submit', (e) => {
   file.xhr = xhr;
   xhr.open('POST', '/v1/transcribe');
   xhr.setRequestHeader('X-Job-Id', jobId);
+  for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
   file.transcript.hidden = true;
   file.progress.hidden = false;
   setUpload(0);

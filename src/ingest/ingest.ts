@@ -26,6 +26,14 @@ export interface LiveSessionOptions {
   maxNewTokens?: number;
 }
 
+/** Who is asking (for admission and metering by the server's AccessControl). */
+export interface IngestClient {
+  /** The Authorization header (`Bearer <api key>`), if any. */
+  authorization?: string;
+  /** Client address. */
+  ip: string;
+}
+
 /** Something that receives live audio and runs it through the streaming pipeline. */
 export interface AudioIngest {
   /** Short name for logs and metrics (`transport` label): 'websocket', 'webrtc', … */
@@ -53,10 +61,10 @@ export interface WebRtcIngest extends AudioIngest {
   readonly iceServers: ReadonlyArray<{ urls: string | string[]; username?: string; credential?: string }>;
   /**
    * Creates a session from the client's SDP offer (one audio m-line with Opus, and a data channel
-   * for the results). Throws an error with `status` (400 bad offer/options, 503 full, model not
-   * installed or decoder missing) for the HTTP layer.
+   * for the results). Throws an error with `status` (400 bad offer/options, 401/402/429 access,
+   * 503 full, model not installed or decoder missing) for the HTTP layer.
    */
-  createSession(offerSdp: string, options: LiveSessionOptions): Promise<WebRtcAnswer>;
+  createSession(offerSdp: string, options: LiveSessionOptions, client: IngestClient): Promise<WebRtcAnswer>;
   /** Ends a session: flushes its last finals, then `{"is_final":true}`, then closes. False if unknown. */
   endSession(sessionId: string): Promise<boolean>;
 }

@@ -28,12 +28,12 @@ export interface WebRtcConfig {
 export class WebRtcConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
+    this.name = 'WebRtcConfigError';
   }
 }
 
 /** The variables this module reads. */
-export const WEBRTC_ENV_VARS = ['WEBRTC_ICE_SERVERS', 'WEBRTC_PORT_MIN', 'WEBRTC_PORT_MAX', 'WEBRTC_ANNOUNCED_IP'] as const;
+export const WEBRTC_ENV_NAMES = ['WEBRTC_ICE_SERVERS', 'WEBRTC_PORT_MIN', 'WEBRTC_PORT_MAX', 'WEBRTC_ANNOUNCED_IP'] as const;
 
 const ICE_URL = /^(stun|stuns|turn|turns):[^\s]+$/;
 
@@ -101,7 +101,7 @@ const envSchema = z
  * them to its own ConfigError problems.
  */
 export function webrtcConfigFromEnv(env: Record<string, string | undefined> = process.env): WebRtcConfig {
-  const cleaned: Record<string, string | undefined> = Object.fromEntries(WEBRTC_ENV_VARS.map((k) => [k, emptyToUndefined(env[k])]));
+  const cleaned: Record<string, string | undefined> = Object.fromEntries(WEBRTC_ENV_NAMES.map((k) => [k, emptyToUndefined(env[k])]));
   const r = envSchema.safeParse(cleaned);
   if (!r.success) {
     throw new WebRtcConfigError(r.error.issues.map((i) => `${String(i.path[0])}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`));

@@ -16,12 +16,15 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RTCPeerConnection, useOPUS, type MediaStreamTrack, type RTCDataChannel, type RtpPacket } from 'werift';
 import { StreamResampler } from '../audio/resampler.ts';
+import type { AccessControl, Grant } from '../auth/index.ts';
+import type { Segment } from '../formats/transcript.ts';
+import type { TranscriptStore } from '../store/transcripts.ts';
 import { sessionSubject, type Bus } from '../bus/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SpeechModels } from '../pipeline/speech-models.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
-import type { LiveSessionOptions, WebRtcAnswer, WebRtcIngest } from './ingest.ts';
+import type { IngestClient, LiveSessionOptions, WebRtcAnswer, WebRtcIngest } from './ingest.ts';
 import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.ts';
 import { encodeServerMessage, parseControlMessage, serverMessages as msg, type ServerMessage } from './stream-protocol.ts';
 import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
@@ -29,6 +32,13 @@ import { RtpAudioTimeline } from './webrtc-rtp.ts';
 import { toServerMessage } from './ws-stream.ts';
 
 export interface WebRtcIngestOptions {
+  /**
+   * Admission and metering, as for WS /v1/stream: who may stream (API key, tier limits) and
+   * 1 credit per started minute of audio. `null` = no access control (tests, private deployments).
+   */
+  access: AccessControl | null;
+  /** Where finished sessions are saved (finals as segments), as for WS /v1/stream. */
+  transcripts?: TranscriptStore;
   models: SpeechModels;
   vad: SileroVad;
   bus: Bus;
@@ -54,6 +64,13 @@ type Phase = 'connecting' | 'streaming' | 'stopping' | 'ended' | 'closed';
 interface Peer {
   id: string;
   phase: Phase;
+  grant: Grant | null;
+  model: string;
+  language: string;
+  /** Audio seconds received (gaps included) and already charged. */
+  receivedS: number;
+  chargedS: number;
+  finals: Segment[];
   pc: RTCPeerConnection;
   session: StreamSession;
   resampler: StreamResampler;
@@ -68,7 +85,6 @@ interface Peer {
   timers: Set<NodeJS.Timeout>;
   idle: NodeJS.Timeout | null;
   decodeErrors: number;
-  audioSeconds: number;
 }
 
 const MAX_DC_MESSAGE = 64 * 1024;
@@ -101,7 +117,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     else this.o.logger.info({ iceServers: this.o.webrtc.iceServers.length, portRange: this.o.webrtc.portRange ?? null, announcedIp: this.o.webrtc.announcedIp ?? null }, 'WebRTC ingest ready');
   }
 
-  async createSession(offerSdp: string, options: LiveSessionOptions): Promise<WebRtcAnswer> {
+  async createSession(offerSdp: string, options: LiveSessionOptions, client: IngestClient): Promise<WebRtcAnswer> {
     if (this.shuttingDown) throw httpError(503, 'Server is shutting down; reconnect to another instance.');
     const avail = opusAvailability();
     if (!avail.ok) throw httpError(503, `WebRTC is unavailable on this server: ${avail.reason}.`);
@@ -113,11 +129,20 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       throw httpError(400, 'The SDP offer has no data channel: create one (e.g. pc.createDataChannel("captions")) before createOffer(); results are sent over it.');
     }
 
-    const model = await this.o.models.get(options.model);
-    if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
-      throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
+    // Admission first (401/402/429 before any work), then everything that can fail releases the grant.
+    const grant = this.o.access ? await this.o.access.admit({ authorization: client.authorization, ip: client.ip, kind: 'stream' }) : null;
+    let model;
+    let resampler;
+    try {
+      model = await this.o.models.get(options.model);
+      if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
+        throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
+      }
+      resampler = await StreamResampler.create(OPUS_SAMPLE_RATE, 16_000);
+    } catch (err) {
+      grant?.release();
+      throw err;
     }
-    const resampler = await StreamResampler.create(OPUS_SAMPLE_RATE, 16_000);
     const id = randomUUID();
     const w = this.o.webrtc;
     const pc = new RTCPeerConnection({
@@ -142,6 +167,12 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     const peer: Peer = {
       id,
       phase: 'connecting',
+      grant,
+      model: model.id,
+      language: options.language,
+      receivedS: 0,
+      chargedS: 0,
+      finals: [],
       pc,
       session,
       resampler,
@@ -154,7 +185,6 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       timers: new Set(),
       idle: null,
       decodeErrors: 0,
-      audioSeconds: 0,
     };
     this.peers.set(id, peer);
     this.o.metrics.activeStreams.inc({ transport: 'webrtc' });
@@ -266,12 +296,47 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.timeline.played(pcm.length);
     this.touch(peer);
     const audio = step.gapSamples > 0 ? concat(new Float32Array(step.gapSamples), pcm) : pcm;
-    peer.audioSeconds += audio.length / OPUS_SAMPLE_RATE;
+    peer.receivedS += audio.length / OPUS_SAMPLE_RATE;
     const out = peer.resampler.process(audio);
     if (out.length) peer.session.push(out);
+    // Metered as it goes (every 10 s of audio): a session whose account runs dry is ended.
+    if (peer.receivedS - peer.chargedS >= 10) this.meter(peer);
+  }
+
+  private meter(peer: Peer): void {
+    const seconds = peer.receivedS - peer.chargedS;
+    if (seconds <= 0 || !peer.grant) return;
+    peer.chargedS = peer.receivedS;
+    peer.grant.charge(seconds).catch((err: Error & { status?: number }) => {
+      if (err.status) this.fail(peer, err.message);
+      else this.o.logger.error({ err, session: peer.id }, 'webrtc metering failed');
+    });
+  }
+
+  /** Saves what the session produced (also after a disconnect: nothing said is lost). */
+  private save(peer: Peer): void {
+    const store = this.o.transcripts;
+    if (!store || !peer.finals.length) return;
+    const finals = peer.finals;
+    peer.finals = [];
+    store
+      .save({
+        ownerId: peer.grant?.account?.id ?? null,
+        model: peer.model,
+        language: peer.language,
+        duration: Math.round(peer.receivedS * 1000) / 1000,
+        source: 'stream',
+        segments: finals,
+        text: finals.map((f) => f.text).join(' '),
+      })
+      .catch((err) => this.o.logger.error({ err, session: peer.id }, 'saving the webrtc transcript failed'));
   }
 
   private onEvent(peer: Peer, e: StreamEvent): void {
+    if (e.type === 'final') {
+      const confidence = (e as { confidence?: number }).confidence ?? 0;
+      peer.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence, words: e.words });
+    }
     this.o.bus.publish(sessionSubject(peer.id), e).catch((err) => this.o.logger.warn({ err, session: peer.id }, 'bus publish failed'));
     this.sendMessage(peer, toServerMessage(e));
     if (e.type === 'end' || e.type === 'error') {
@@ -374,10 +439,13 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.resampler.close();
     peer.resolveEnded();
     peer.outbox.length = 0;
+    this.meter(peer);
+    this.save(peer);
+    peer.grant?.release();
     this.peers.delete(peer.id);
     this.o.metrics.activeStreams.dec({ transport: 'webrtc' });
     peer.pc.close().catch((err) => this.o.logger.debug({ err, session: peer.id }, 'peer connection close failed'));
-    this.o.logger.info({ session: peer.id, audioS: Math.round(peer.audioSeconds * 10) / 10, rtp: peer.timeline.stats, flushed: !wasLive }, 'webrtc session closed');
+    this.o.logger.info({ session: peer.id, audioS: Math.round(peer.receivedS * 10) / 10, rtp: peer.timeline.stats, flushed: !wasLive }, 'webrtc session closed');
   }
 }
 

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
+import type { AccessControl } from '../../src/auth/index.ts';
+import type { TranscriptStore } from '../../src/store/transcripts.ts';
 import { registerWebRtcRoutes } from '../../src/http/routes/webrtc-routes.ts';
 import { registerWebUi } from '../../src/http/routes/web-ui.ts';
 import { webrtcConfigFromEnv } from '../../src/ingest/webrtc-config.ts';
@@ -30,7 +32,7 @@ export interface TestServer {
 
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-e2e-'));
-  const fullEnv = { PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', INFERENCE_THREADS: '1', ...env };
+  const fullEnv = { PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', INFERENCE_THREADS: '1', ANON_DAILY_LIMIT: '1000000', ...env };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let app: App | undefined;
   let webrtc: WeriftWebRtcIngest | undefined;
@@ -43,6 +45,9 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     const config = loadConfig(fullEnv);
     app = await new App(config, { logger, gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
     webrtc = new WeriftWebRtcIngest({
+      // App's access control and transcript store, when this App has them.
+      access: (app as { access?: AccessControl }).access ?? null,
+      transcripts: (app as { stores?: { transcripts?: TranscriptStore } }).stores?.transcripts,
       models: app.speechModels,
       vad: app.vad,
       bus: app.bus,

@@ -226,6 +226,20 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
     expect(metrics).toMatch(/stt_active_streams\{transport="webrtc"\} 0/);
   });
 
+  it('admission: a server that requires API keys answers 401 before any WebRTC work', async () => {
+    const locked = await startTestServer({ ANON_DAILY_LIMIT: '0' });
+    try {
+      const c = new WebRtcTestClient();
+      const r = await fetch(`${locked.url}/v1/webrtc?language=en`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: await c.offer() });
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as { error: string }).error).toMatch(/API key required/);
+      expect(locked.webrtc.sessions()).toEqual([]);
+      await c.close();
+    } finally {
+      await locked.close();
+    }
+  });
+
   it('errors: content type 415, not SDP 400, no data channel 400, bad options 400, model not installed 503, unknown session 404', async () => {
     const post = (body: string, type = 'application/sdp', qs = '') => fetch(`${srv.url}/v1/webrtc${qs}`, { method: 'POST', headers: { 'content-type': type }, body });
     let r = await post('{}', 'application/json');

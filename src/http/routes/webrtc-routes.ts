@@ -5,7 +5,8 @@
  *   DELETE /v1/webrtc/<session_id>          → 200 after the last finals and {"is_final":true} went out
  *   GET    /v1/webrtc                        → {"ice_servers": [...], "available": bool, "reason"?}
  * Session options come as query parameters with the /v1/stream config names (language, model,
- * interim_results, partial_interval_ms, max_new_tokens). No trickle ICE: the answer carries every
+ * interim_results, partial_interval_ms, max_new_tokens). The API key: `Authorization: Bearer …`
+ * (or ?api_key=…), admitted and metered by the same AccessControl as /v1/stream. No trickle ICE: the answer carries every
  * server candidate, so clients should send their offer after ICE gathering (or send what they have:
  * the server's candidates reach them either way).
  */
@@ -30,6 +31,7 @@ function optionsFromQuery(ctx: HttpContext, defaultModel: string) {
   const raw: Record<string, unknown> = {};
   let maxNewTokens: number | undefined;
   for (const [k, v] of ctx.query) {
+    if (k === 'api_key' || k === 'token') continue;
     if (k === 'max_new_tokens') {
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > 448) throw new ApiError(400, 'max_new_tokens: expected an integer from 1 to 448');
@@ -67,7 +69,10 @@ export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps):
       const options = optionsFromQuery(ctx, deps.defaultModel);
       const offer = (await ctx.readBody()).toString('utf8');
       if (!offer.trim()) throw new ApiError(400, 'Request body is empty: send the SDP offer (application/sdp).');
-      const answer = await ingest.createSession(offer, options);
+      // Like WS /v1/stream: the API key as a Bearer header, or ?api_key= / ?token= for simple clients.
+      const token = ctx.query.get('api_key') ?? ctx.query.get('token');
+      const authorization = ctx.headers.authorization || (token ? `Bearer ${token}` : undefined);
+      const answer = await ingest.createSession(offer, options, { authorization, ip: ctx.remoteAddress });
       return {
         status: 201,
         headers: {
