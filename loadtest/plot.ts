@@ -88,7 +88,7 @@ export function renderSvg(report: LoadTestReport): string {
     if (p.target !== undefined && p.target > lo && p.target < hi) {
       const y = sy(p.target);
       parts.push(`<line x1="${p.x0}" x2="${p.x0 + p.w}" y1="${y}" y2="${y}" stroke="#777" stroke-width="1.5" stroke-dasharray="2,4"/>`);
-      parts.push(`<text x="${p.x0 + 6}" y="${y - 6}" font-size="12" fill="#555">${p.target} s target (p95)</text>`);
+      parts.push(`<text x="${p.x0 + p.w - 6}" y="${y + 16}" text-anchor="end" font-size="12" fill="#555">${p.target} s target (p95)</text>`);
     }
     runs.forEach((run, i) => {
       const color = colorOf(run, i);
