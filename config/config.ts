@@ -5,6 +5,9 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { AuthConfigError, authConfigFromEnv, AUTH_ENV_NAMES, type AuthConfig } from '../src/auth/config.ts';
+import { AiEnvSchema, aiConfigFromEnv, type AiConfig } from '../src/ai/ai-config.ts';
+import { WebRtcConfigError, webrtcConfigFromEnv, WEBRTC_ENV_NAMES, type WebRtcConfig } from '../src/ingest/webrtc-config.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
@@ -45,6 +48,8 @@ const envSchema = z.object({
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
+  DIARIZATION_MODEL: z.string().min(1).default('baseline'),
+  DIARIZATION_SEGMENTATION_MODEL: z.string().min(1).optional(),
   MAX_BATCH_SIZE: int(1, 256).default(8),
   BATCH_WINDOW_MS: int(0, 10_000).default(10),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
@@ -52,6 +57,12 @@ const envSchema = z.object({
 });
 
 export interface Config {
+  /** Tiers, quotas and signup (src/auth/config.ts: ANON_DAILY_LIMIT, FREE_MONTHLY_MINUTES, SIGNUP_ENABLED, CONCURRENCY_RETRY_AFTER_S). */
+  auth: AuthConfig;
+  /** LLM, embeddings, enhance-audio (src/ai/ai-config.ts: LLM_*, EMBED_*, AI_MAX_TEXT_CHARS, ENHANCE_TARGET_LUFS). */
+  ai: AiConfig;
+  /** WebRTC ingest (src/ingest/webrtc-config.ts: WEBRTC_ICE_SERVERS, WEBRTC_PORT_MIN/MAX, WEBRTC_ANNOUNCED_IP). */
+  webrtc: WebRtcConfig;
   server: {
     host: string;
     port: number;
@@ -63,7 +74,13 @@ export interface Config {
   paths: { modelsDir: string; dataDir: string };
   database: { url: string | null; embeddedDir: string };
   bus: { natsUrl: string | null };
-  models: { defaultModel: string };
+  models: {
+    defaultModel: string;
+    /** 'baseline' (no weights: MFCC + pitch statistics) or the id/folder of a speaker-embedding model. */
+    diarizationModel: string;
+    /** Optional pyannote segmentation model id/folder (needs diarizationModel). */
+    diarizationSegmentationModel: string | null;
+  };
   limits: {
     maxUploadBytes: number;
     maxJsonBodyBytes: number;
@@ -97,14 +114,34 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     Object.keys(envSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]),
   );
   const parsed = envSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`),
-    );
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`);
+  let auth: AuthConfig | null = null;
+  try {
+    auth = authConfigFromEnv(env);
+  } catch (err) {
+    if (!(err instanceof AuthConfigError)) throw err;
+    problems.push(...err.problems);
   }
+  let webrtc: WebRtcConfig | null = null;
+  try {
+    webrtc = webrtcConfigFromEnv(env);
+  } catch (err) {
+    if (!(err instanceof WebRtcConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  let ai: AiConfig | null = null;
+  const aiParsed = AiEnvSchema.safeParse(env);
+  if (aiParsed.success) ai = aiConfigFromEnv(env);
+  else problems.push(...aiParsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(env[String(i.path[0])])}: ${i.message}`));
+  if (!parsed.success || !auth || !webrtc || !ai) throw new ConfigError(problems);
   const e = parsed.data;
   const dataDir = path.resolve(e.DATA_DIR);
   return {
+    auth,
+    ai,
+    webrtc,
     server: {
       host: e.HOST,
       port: e.PORT,
@@ -115,7 +152,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     paths: { modelsDir: path.resolve(e.MODELS_DIR), dataDir },
     database: { url: e.DATABASE_URL ?? null, embeddedDir: path.join(dataDir, 'db') },
     bus: { natsUrl: e.NATS_URL ?? null },
-    models: { defaultModel: e.DEFAULT_MODEL },
+    models: {
+      defaultModel: e.DEFAULT_MODEL,
+      diarizationModel: e.DIARIZATION_MODEL,
+      diarizationSegmentationModel: e.DIARIZATION_SEGMENTATION_MODEL ?? null,
+    },
     limits: {
       maxUploadBytes: e.MAX_UPLOAD_MB * 1024 * 1024,
       maxJsonBodyBytes: e.MAX_JSON_BODY_KB * 1024,
@@ -135,4 +176,4 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 /** Names of every environment variable the server reads (for docs and tests). */
-export const CONFIG_ENV_NAMES = Object.keys(envSchema.shape);
+export const CONFIG_ENV_NAMES = [...Object.keys(envSchema.shape), ...AUTH_ENV_NAMES, ...Object.keys(AiEnvSchema.shape), ...WEBRTC_ENV_NAMES];

@@ -8,6 +8,7 @@ import { HttpServer } from './http/http-server.ts';
 import { registerSystemRoutes } from './http/routes/system-routes.ts';
 import { UPLOAD_TMP_SUBDIR, registerTranscribeRoutes } from './http/routes/transcribe-routes.ts';
 import { SileroVad } from './engines/vad/silero-vad.ts';
+import { createDiarizer, type Diarizer } from './engines/diarization/index.ts';
 import { FileTranscriber } from './pipeline/file-transcriber.ts';
 import { JobRegistry } from './pipeline/job-registry.ts';
 import { SpeechModels } from './pipeline/speech-models.ts';
@@ -15,6 +16,14 @@ import { TranscriptionService } from './pipeline/transcription-service.ts';
 import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
 import { WsStreamIngest } from './ingest/ws-stream.ts';
+import { AccessControl } from './auth/index.ts';
+import { registerAccountRoutes } from './http/routes/account-routes.ts';
+import { Database, createStores, type Stores } from './store/index.ts';
+import { AiModels } from './ai/ai-models.ts';
+import { registerAiRoutes } from './http/routes/ai-routes.ts';
+import { WeriftWebRtcIngest } from './ingest/webrtc.ts';
+import { registerWebRtcRoutes } from './http/routes/webrtc-routes.ts';
+import { registerWebUi } from './http/routes/web-ui.ts';
 import { loadNativeUws } from './http/uws.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -34,9 +43,15 @@ export class App {
   registry!: ModelRegistry;
   gpu!: GpuInfo;
   vad!: SileroVad;
+  diarizer!: Diarizer;
   speechModels!: SpeechModels;
   jobs!: JobRegistry;
   bus!: Bus;
+  db!: Database;
+  stores!: Stores;
+  access!: AccessControl;
+  ai!: AiModels;
+  webrtc!: WeriftWebRtcIngest;
   streams!: WsStreamIngest;
   /** Closers in creation order; run in reverse by close(). */
   private readonly closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
@@ -70,6 +85,14 @@ export class App {
       await fs.rm(tmpDir, { recursive: true, force: true });
       await fs.mkdir(tmpDir, { recursive: true });
 
+      this.db = new Database({ ...this.config.database, log: (msg: string) => this.logger.info({ component: 'db' }, msg) });
+      await this.db.start();
+      this.closers.push({ name: 'database', close: () => this.db.close() });
+      this.stores = createStores(this.db);
+      this.access = new AccessControl({ accounts: this.stores.accounts, usage: this.stores.usage, config: this.config.auth, logger: this.logger.child({ component: 'auth' }) });
+      // Pending refunds settle before the database closes (closers run in reverse).
+      this.closers.push({ name: 'access', close: () => this.access.settle() });
+
       this.bus = createBus({ natsUrl: this.config.bus.natsUrl, logger: this.logger.child({ component: 'bus' }) });
       await this.bus.start();
       this.closers.push({ name: 'bus', close: () => this.bus.close() });
@@ -89,12 +112,30 @@ export class App {
         },
       });
       this.closers.push({ name: 'speech-models', close: () => this.speechModels.close() });
+      const dm = this.config.models;
+      this.diarizer = await createDiarizer({
+        embeddingModelDir: dm.diarizationModel === 'baseline' ? null : this.registry.resolve(dm.diarizationModel, 'diarization').path,
+        segmentationModelDir: dm.diarizationSegmentationModel ? this.registry.resolve(dm.diarizationSegmentationModel, 'diarization').path : null,
+        intraOpThreads: 1,
+      });
+      this.closers.push({ name: 'diarizer', close: () => this.diarizer.close() });
+      this.logger.info({ method: this.diarizer.method }, 'diarization');
+      // AI models load on first use; closed after the HTTP server.
+      this.ai = new AiModels({
+        registry: this.registry,
+        config: this.config.ai,
+        logger: this.logger.child({ component: 'ai' }),
+        executionProvider: this.config.inference.executionProvider,
+        intraOpThreads: this.config.inference.intraOpThreads,
+      });
+      this.closers.push({ name: 'ai', close: () => this.ai.close() });
       this.jobs = new JobRegistry();
       this.closers.push({ name: 'jobs', close: () => this.jobs.close() });
       const transcription = new TranscriptionService({
         models: this.speechModels,
-        transcriber: new FileTranscriber({ vad: this.vad }),
+        transcriber: new FileTranscriber({ vad: this.vad, diarizer: this.diarizer }),
         jobs: this.jobs,
+        transcripts: this.stores.transcripts,
       });
 
       this.server = new HttpServer({
@@ -110,12 +151,22 @@ export class App {
       registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics });
       registerTranscribeRoutes(this.server, {
         service: transcription,
+        access: this.access,
         jobs: this.jobs,
         tmpDir,
         maxUploadBytes: this.config.limits.maxUploadBytes,
         defaultModel: this.config.models.defaultModel,
       });
+      registerAccountRoutes(this.server, {
+        access: this.access,
+        accounts: this.stores.accounts,
+        usage: this.stores.usage,
+        transcripts: this.stores.transcripts,
+        signupEnabled: this.config.auth.signupEnabled,
+      });
       this.streams = new WsStreamIngest({
+        access: this.access,
+        transcripts: this.stores.transcripts,
         server: this.server,
         models: this.speechModels,
         vad: this.vad,
@@ -129,8 +180,35 @@ export class App {
         maxDurationS: this.config.limits.streamMaxDurationS,
       });
       this.streams.register();
+      this.webrtc = new WeriftWebRtcIngest({
+        access: this.access,
+        transcripts: this.stores.transcripts,
+        models: this.speechModels,
+        vad: this.vad,
+        bus: this.bus,
+        logger: this.logger.child({ component: 'webrtc' }),
+        metrics: this.metrics,
+        webrtc: this.config.webrtc,
+        maxStreams: this.config.limits.maxStreams,
+        idleTimeoutS: this.config.limits.streamIdleTimeoutS,
+        maxDurationS: this.config.limits.streamMaxDurationS,
+      });
+      await this.webrtc.start();
+      registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });
+      registerAiRoutes(this.server, {
+        models: this.ai,
+        access: this.access,
+        maxTextChars: this.config.ai.maxTextChars,
+        maxTokens: this.config.ai.llm.maxTokens,
+        maxTexts: this.config.ai.embedding.maxTexts,
+        maxUploadBytes: this.config.limits.maxUploadBytes,
+        tmpDir,
+      });
+      registerWebUi(this.server);
       // On shutdown live streams are flushed (last finals, then {"is_final":true}) before the server drains.
-      this.server.onShutdown(() => this.streams.close());
+      this.server.onShutdown(async () => {
+        await Promise.all([this.streams.close(), this.webrtc.close()]);
+      });
       await this.server.start();
       this.closers.push({ name: 'http', close: () => this.server.close() });
       return this;

@@ -16,6 +16,8 @@ export interface Reply {
 }
 
 const BODY_HIGH_WATER = 1024 * 1024;
+/** A reply sent before its request body was read waits for (and discards) at most this much of the rest. */
+const DRAIN_LIMIT = 8 * 1024 * 1024;
 
 export class HttpContext {
   readonly method: string;
@@ -33,8 +35,13 @@ export class HttpContext {
   readonly startedAt = process.hrtime.bigint();
   private readonly abortController = new AbortController();
   private done = false;
+  private aborted = false;
+  private paused = false;
   private body: Readable | null = null;
   private bodyComplete = false;
+  private bodyReceived = 0;
+  /** Set while an early reply waits for the rest of the body to be drained. */
+  private afterDrain: (() => void) | null = null;
 
   constructor(
     private readonly res: HttpResponse,
@@ -53,6 +60,7 @@ export class HttpContext {
     this.remoteAddress = forwarded || direct;
     res.onAborted(() => {
       this.done = true;
+      this.aborted = true;
       this.abortController.abort(new Error('client disconnected'));
       this.body?.destroy(new Error('client disconnected'));
     });
@@ -74,18 +82,27 @@ export class HttpContext {
   attachBody(maxBytes: number, tooLargeMessage?: string): void {
     const res = this.res;
     let received = 0;
-    let paused = false;
     const stream = new Readable({
       highWaterMark: BODY_HIGH_WATER,
       read: () => {
-        if (paused && !this.done) {
-          paused = false;
+        if (this.paused && !this.done) {
+          this.paused = false;
           res.resume();
         }
       },
     });
     this.body = stream;
     res.onData((chunk, isLast) => {
+      this.bodyReceived += chunk.byteLength;
+      if (isLast) this.bodyComplete = true;
+      if (this.afterDrain) {
+        if (isLast) {
+          const reply = this.afterDrain;
+          this.afterDrain = null;
+          reply();
+        }
+        return;
+      }
       if (stream.destroyed) return;
       received += chunk.byteLength;
       if (received > maxBytes) {
@@ -95,10 +112,9 @@ export class HttpContext {
       // uWS neuters the ArrayBuffer after this callback returns: copy it.
       const ok = stream.push(Buffer.from(new Uint8Array(chunk.slice(0))));
       if (isLast) {
-        this.bodyComplete = true;
         stream.push(null);
-      } else if (!ok && !paused) {
-        paused = true;
+      } else if (!ok && !this.paused) {
+        this.paused = true;
         res.pause();
       }
     });
@@ -141,14 +157,28 @@ export class HttpContext {
     }
     this.status = status;
     this.bytesSent = Buffer.byteLength(body);
-    // A response sent before the request body was fully read cannot keep the connection: close it.
-    const closeConnection = this.body !== null && !this.bodyComplete;
+    const write = (closeConnection: boolean) => {
+      if (this.aborted) return;
+      this.res.cork(() => {
+        this.res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);
+        for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+        this.res.end(body, closeConnection);
+      });
+    };
     this.body?.destroy();
-    this.res.cork(() => {
-      this.res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`);
-      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
-      this.res.end(body, closeConnection);
-    });
+    // A body that was never attached (refused on its Content-Length alone) must not be parsed as the next request.
+    const unreadBody = Number(this.headers['content-length']) > 0 || this.headers['transfer-encoding'] !== undefined;
+    if (this.body === null) return write(unreadBody);
+    if (this.bodyComplete) return write(false);
+    // Replying before the body was read (an early 401/413/429...): clients such as fetch only see the
+    // reply if the upload may finish, so drain a modest remainder first; otherwise close after replying.
+    const declared = Number(this.headers['content-length']);
+    if (Number.isFinite(declared) && declared - this.bodyReceived <= DRAIN_LIMIT) {
+      this.afterDrain = () => write(false);
+      if (this.paused) this.res.resume();
+      return;
+    }
+    write(true);
   }
 
   /** Starts a chunked/streamed response (server-sent events, downloads). */

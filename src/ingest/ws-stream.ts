@@ -8,6 +8,7 @@
  * throws on a client's behalf, and a disconnect frees the session at once.
  */
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { Logger } from 'pino';
 import { int16LeBytesToFloat32 } from '../audio/pcm.ts';
 import { StreamResampler } from '../audio/resampler.ts';
@@ -17,6 +18,9 @@ import type { HttpServer } from '../http/http-server.ts';
 import type { WebSocket } from '../http/uws.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SpeechModels } from '../pipeline/speech-models.ts';
+import type { AccessControl, Grant } from '../auth/index.ts';
+import type { TranscriptStore } from '../store/transcripts.ts';
+import type { Segment } from '../formats/transcript.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
   CLOSE_CODES,
@@ -31,6 +35,10 @@ import {
 
 export interface WsStreamOptions {
   server: HttpServer;
+  /** Admission and metering: who may stream, and 1 credit per started minute of audio. */
+  access: AccessControl;
+  /** Where finished streams are saved (finals as segments). */
+  transcripts?: TranscriptStore;
   models: SpeechModels;
   vad: SileroVad;
   bus: Bus;
@@ -47,6 +55,14 @@ export interface WsStreamOptions {
 
 interface Conn {
   id: string;
+  grant: Grant;
+  ip: string;
+  model: string | null;
+  language: string | null;
+  /** Audio seconds received and already charged. */
+  receivedS: number;
+  chargedS: number;
+  finals: Segment[];
   phase: 'config' | 'loading' | 'streaming' | 'stopping' | 'closed';
   session: StreamSession | null;
   resampler: StreamResampler | null;
@@ -87,13 +103,41 @@ export class WsStreamIngest {
       idleTimeout: Math.max(8, o.idleTimeoutS + 8), // backstop; our own timer speaks first
       maxBackpressure: 1024 * 1024,
       upgrade: (res, req, context) => {
-        const refuse = (status: string, error: string) => {
-          res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error }));
+        const refuse = (status: string, error: string, headers: Record<string, string> = {}) => {
+          res.cork(() => {
+            res.writeStatus(status).writeHeader('content-type', 'application/json');
+            for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+            res.end(JSON.stringify({ error }));
+          });
         };
         if (o.server.isDraining) return refuse('503 Service Unavailable', 'Server is shutting down; reconnect to another instance.');
         if (this.conns.size >= o.maxStreams) return refuse('503 Service Unavailable', `Too many live streams (limit ${o.maxStreams}); retry later.`);
-        const conn: Conn = { id: randomUUID(), phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
-        res.upgrade(conn, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        // uWS's request dies with this callback: copy what the async admission needs.
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        // Browsers cannot set headers on a WebSocket: also accept ?api_key=… (or ?token=…).
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const token = query.get('api_key') ?? query.get('token');
+        const authorization = req.getHeader('authorization') || (token ? `Bearer ${token}` : undefined);
+        const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+        let aborted = false;
+        res.onAborted(() => {
+          aborted = true;
+        });
+        o.access
+          .admit({ authorization, ip, kind: 'stream' })
+          .then((grant) => {
+            if (aborted) return grant.release();
+            const conn: Conn = { id: randomUUID(), grant, ip, model: null, language: null, receivedS: 0, chargedS: 0, finals: [], phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
+            res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
+          })
+          .catch((err: Error & { status?: number; headers?: Record<string, string> }) => {
+            if (aborted) return;
+            const status = err.status ?? 500;
+            if (!err.status) o.logger.error({ err }, 'stream admission failed');
+            refuse(`${status} ${STATUS_CODES[status] ?? ''}`, err.status ? err.message : 'internal error', err.headers ?? {});
+          });
       },
       open: (ws) => {
         const conn = ws.getUserData();
@@ -211,6 +255,8 @@ export class WsStreamIngest {
             maxNewTokens,
           });
           conn.session = session;
+          conn.model = model.id;
+          conn.language = cfg.language;
           session.events$.subscribe((e) => this.onEvent(conn, e));
           conn.phase = 'streaming';
           this.send(conn, msg.ready(conn.id));
@@ -229,6 +275,9 @@ export class WsStreamIngest {
       if (!check.ok) return this.fail(conn, check.error, check.closeCode);
       const pcm = int16LeBytesToFloat32(new Uint8Array(data));
       conn.session!.push(conn.resampler ? conn.resampler.process(pcm) : pcm);
+      conn.receivedS += pcm.length / (conn.resampler?.inputRate ?? 16_000);
+      // Streams are metered as they go (every 10 s of audio): a stream whose account runs dry is closed.
+      if (conn.receivedS - conn.chargedS >= 10) this.meter(conn);
       return;
     }
     const ctl = parseControlMessage(Buffer.from(data).toString('utf8'));
@@ -240,7 +289,39 @@ export class WsStreamIngest {
     void conn.session!.stop();
   }
 
+  private meter(conn: Conn): void {
+    const seconds = conn.receivedS - conn.chargedS;
+    if (seconds <= 0) return;
+    conn.chargedS = conn.receivedS;
+    conn.grant.charge(seconds).catch((err: Error & { status?: number }) => {
+      if (err.status) this.fail(conn, err.message, CLOSE_CODES.POLICY_VIOLATION);
+      else this.o.logger.error({ err, session: conn.id }, 'stream metering failed');
+    });
+  }
+
+  /** Saves what the stream produced (also after a disconnect: nothing said is lost). */
+  private save(conn: Conn): void {
+    const store = this.o.transcripts;
+    if (!store || !conn.finals.length || !conn.model) return;
+    const finals = conn.finals;
+    conn.finals = [];
+    store
+      .save({
+        ownerId: conn.grant.account?.id ?? null,
+        model: conn.model,
+        language: conn.language ?? 'auto',
+        duration: Math.round(conn.receivedS * 1000) / 1000,
+        source: 'stream',
+        segments: finals,
+        text: finals.map((f) => f.text).join(' '),
+      })
+      .catch((err) => this.o.logger.error({ err, session: conn.id }, 'saving the stream transcript failed'));
+  }
+
   private onEvent(conn: Conn, e: StreamEvent): void {
+    if (e.type === 'final') {
+      conn.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence: e.confidence, words: e.words });
+    }
     this.o.bus.publish(sessionSubject(conn.id), e).catch((err) => this.o.logger.warn({ err, session: conn.id }, 'bus publish failed'));
     this.send(conn, toServerMessage(e));
     if (e.type === 'end') this.end(conn, this.shuttingDown ? CLOSE_CODES.GOING_AWAY : CLOSE_CODES.NORMAL, this.shuttingDown ? 'server shutting down' : 'stream complete');
@@ -316,6 +397,9 @@ export class WsStreamIngest {
     conn.session = null;
     conn.resampler?.close();
     conn.resampler = null;
+    this.meter(conn);
+    this.save(conn);
+    conn.grant.release();
     if (this.conns.delete(conn)) this.o.metrics.activeStreams.dec({ transport: 'websocket' });
   }
 }

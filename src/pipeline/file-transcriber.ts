@@ -4,6 +4,7 @@
  * → one transcript. With VAD off, the whole signal goes to the engine's long-form path (30 s
  * windows seeking by the last timestamp, as OpenAI's transcribe()).
  */
+import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
 import type { Segment, Transcript } from '../formats/transcript.ts';
@@ -23,6 +24,10 @@ export interface FileTranscribeOptions {
   maxNewTokens?: number;
   temperature?: number | number[];
   initialPrompt?: string;
+  /** Label speakers (default false here; the HTTP API defaults to true). */
+  diarize?: boolean;
+  /** Expected number of speakers; 0 = detect. */
+  speakers?: number;
 }
 
 export interface FileTranscription extends Transcript {
@@ -30,12 +35,14 @@ export interface FileTranscription extends Transcript {
   /** Generated token ids of each 30 s window / chunk, prompt excluded, timestamp tokens included. */
   tokens: number[][];
   wordTimestamps: 'cross-attention-dtw' | 'proportional' | 'none';
+  /** How speakers were found (null: not diarized). */
+  diarization: Diarizer['method'] | null;
   /** Engine segments with decoding details (OpenAI verbose_json). */
   detailed: Array<TranscribeResult['segments'][number]>;
 }
 
 export interface FileProgress {
-  stage: 'vad' | 'transcribing' | 'done';
+  stage: 'vad' | 'transcribing' | 'diarizing' | 'done';
   fraction: number;
   processedSeconds: number;
   totalSeconds: number;
@@ -49,7 +56,7 @@ export interface FileControl {
 }
 
 export class FileTranscriber {
-  constructor(private readonly deps: { vad: SileroVad }) {}
+  constructor(private readonly deps: { vad: SileroVad; diarizer?: Diarizer }) {}
 
   async transcribe(model: LoadedSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
     const sr = model.engine.info.samplingRate;
@@ -67,10 +74,12 @@ export class FileTranscriber {
     };
 
     let pieces: Array<{ offset: number; audio: Float32Array }>;
+    let speech: Array<{ start: number; end: number }> | undefined;
     if (opts.vad ?? true) {
       report({ stage: 'vad', fraction: 0, processedSeconds: 0, totalSeconds: duration });
       const chunks = await splitFileIntoSpeechChunks(samples, this.deps.vad, { signal: ctl.signal });
       pieces = chunks.map((c) => ({ offset: c.start, audio: c.audio }));
+      speech = chunks.flatMap((c) => c.segments.map((g) => ({ start: g.startSample / sr, end: g.endSample / sr })));
     } else {
       pieces = samples.length ? [{ offset: 0, audio: samples }] : [];
     }
@@ -82,6 +91,11 @@ export class FileTranscriber {
       const [det] = await model.engine.detectLanguage([pieces[0].audio.subarray(0, 30 * sr)]);
       language = det.language;
     }
+
+    // Diarization runs beside transcription (different model, other core when there is one).
+    const diarizer = opts.diarize && pieces.length ? this.deps.diarizer : undefined;
+    const turns: Promise<SpeakerTurn[]> | null = diarizer ? diarizer.diarize(samples, { speakers: opts.speakers ?? 0, signal: ctl.signal, speech }) : null;
+    turns?.catch(() => {}); // awaited below; avoid an unhandled rejection if transcription fails first
 
     const total = pieces.reduce((s, p) => s + p.audio.length / sr, 0);
     let done = 0;
@@ -118,13 +132,19 @@ export class FileTranscriber {
         detailed.push({ ...s, start: seg.start, end: seg.end, id: detailed.length });
       }
     }
+    let labelled: { segments: Segment[]; speakers: string[] } = { segments, speakers: [] };
+    if (turns) {
+      report({ stage: 'diarizing', fraction: 1, processedSeconds: total, totalSeconds: total });
+      labelled = assignSpeakers(segments, await turns);
+    }
     report({ stage: 'done', fraction: 1, processedSeconds: total, totalSeconds: total });
     return {
-      text: segments.map((s) => s.text).join(' '),
+      text: labelled.segments.map((s) => s.text).join(' '),
       language: language === 'auto' ? (results[0]?.r.language ?? 'en') : language,
       duration: round(duration, 3),
-      segments,
-      speakers: [],
+      segments: labelled.segments,
+      speakers: labelled.speakers,
+      diarization: turns ? diarizer!.method : null,
       model: model.id,
       tokens,
       wordTimestamps: wordMethod,

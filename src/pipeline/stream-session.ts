@@ -28,7 +28,7 @@ export interface StreamWord {
 
 export type StreamEvent =
   | { type: 'partial'; text: string; stable: string }
-  | { type: 'final'; text: string; start: number; end: number; words: StreamWord[]; speaker?: string | null }
+  | { type: 'final'; text: string; start: number; end: number; words: StreamWord[]; confidence: number; speaker?: string | null }
   | { type: 'end' }
   | { type: 'error'; message: string };
 
@@ -199,7 +199,9 @@ export class StreamSession {
       if (!text) return;
       const words = r.segments.flatMap((s) => (s.words ?? []).map((w) => ({ word: w.word.trim(), start: round(w.start + offset), end: round(w.end + offset) }))).filter((w) => w.word);
       this.stats.finals++;
-      this.events.next({ type: 'final', text, start: round(offset), end: round(offset + audio.length / SR), words });
+      const logprob = r.segments.length ? r.segments.reduce((a, s) => a + s.avgLogprob, 0) / r.segments.length : -Infinity;
+      const confidence = Math.round(Math.min(1, Math.max(0, Math.exp(logprob))) * 1000) / 1000;
+      this.events.next({ type: 'final', text, start: round(offset), end: round(offset + audio.length / SR), words, confidence });
     });
     this.finals.catch((err) => this.fail(errorMessage(err)));
   }

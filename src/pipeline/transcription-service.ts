@@ -6,6 +6,7 @@
 import { AudioDecodeError, decodeToPcm16k, probeAudio } from '../audio/ffmpeg.ts';
 import type { FileTranscribeOptions, FileTranscriber, FileTranscription } from './file-transcriber.ts';
 import type { JobRegistry } from './job-registry.ts';
+import type { TranscriptStore } from '../store/transcripts.ts';
 import type { SpeechModels } from './speech-models.ts';
 
 export interface TranscribeFileRequest extends FileTranscribeOptions {
@@ -13,15 +14,20 @@ export interface TranscribeFileRequest extends FileTranscribeOptions {
   model: string;
   /** Client-chosen job id (to poll progress while the request runs); generated otherwise. */
   jobId?: string;
+  /** Called once the audio's duration is known, before any model work: metering (throws 402/429 to refuse). */
+  beforeTranscribe?: (audioSeconds: number) => Promise<void>;
+  /** Save the result (with this owner; null = anonymous) when a store is configured. */
+  ownerId?: string | null;
+  filename?: string;
 }
 
 export class TranscriptionService {
   constructor(
-    private readonly deps: { models: SpeechModels; transcriber: FileTranscriber; jobs: JobRegistry },
+    private readonly deps: { models: SpeechModels; transcriber: FileTranscriber; jobs: JobRegistry; transcripts?: TranscriptStore },
   ) {}
 
   /** Resolves the model first (fast 400/503), then runs the job. `signal` cancels it (client gone). */
-  async transcribeFile(req: TranscribeFileRequest, signal?: AbortSignal): Promise<FileTranscription & { jobId: string }> {
+  async transcribeFile(req: TranscribeFileRequest, signal?: AbortSignal): Promise<FileTranscription & { jobId: string; transcriptId: string | null }> {
     const model = await this.deps.models.get(req.model);
     if (req.language !== 'auto' && !model.engine.info.languages.includes(req.language)) {
       throw Object.assign(new Error(`Model '${model.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
@@ -36,13 +42,27 @@ export class TranscriptionService {
         throw new AudioDecodeError('no_audio_stream', 'The file has no audio stream (a video without sound?). Upload a file that contains audio.');
       }
       const samples = await decodeToPcm16k(req.path, { signal: job.signal });
+      await req.beforeTranscribe?.(samples.length / model.engine.info.samplingRate);
       const result = await this.deps.transcriber.transcribe(model, samples, req, {
         signal: job.signal,
         key: job.id,
         onProgress: (p) => this.deps.jobs.progress(job.id, { stage: p.stage, fraction: p.fraction, processedSeconds: p.processedSeconds, totalSeconds: p.totalSeconds }),
       });
+      const saved = this.deps.transcripts
+        ? await this.deps.transcripts.save({
+            ownerId: req.ownerId ?? null,
+            model: result.model,
+            language: result.language,
+            duration: result.duration,
+            source: 'file',
+            filename: req.filename,
+            segments: result.segments,
+            speakers: result.speakers,
+            text: result.text,
+          })
+        : null;
       this.deps.jobs.complete(job.id);
-      return { ...result, jobId: job.id };
+      return { ...result, jobId: job.id, transcriptId: saved?.id ?? null };
     } catch (err) {
       this.deps.jobs.fail(job.id, (err as Error).message);
       throw err;

@@ -22,8 +22,8 @@ export class StreamClient {
     });
   }
 
-  static async connect(url: string): Promise<StreamClient> {
-    const c = new StreamClient(new WebSocket(url));
+  static async connect(url: string, headers: Record<string, string> = {}): Promise<StreamClient> {
+    const c = new StreamClient(new WebSocket(url, { headers }));
     await c.opened;
     return c;
   }

@@ -20,18 +20,21 @@ import {
   makeSpeechWav,
 } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR, WHISPER_FIXTURE } from '../helpers/paths.ts';
+import { paidKey } from '../helpers/accounts.ts';
 
 let app: App;
 let base: string;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-transcribe-'));
 const golden = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'golden/golden.json'), 'utf8'));
 let speech: { path: string; durationS: number };
+let key: string;
 
 beforeAll(async () => {
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random' });
   app = await new App(config, { logger: pino({ level: 'silent' }) }).start();
   base = `http://127.0.0.1:${app.port}`;
   speech = await makeSpeechWav(TEXTS.hello, { padStartS: 0.5, padEndS: 0.5 });
+  key = await paidKey(app);
 });
 afterAll(async () => {
   await app?.close();
@@ -42,7 +45,8 @@ async function upload(file: string | null, fields: Record<string, string | strin
   const form = new FormData();
   if (file) form.append('file', await fs.openAsBlob(file), path.basename(file));
   for (const [k, v] of Object.entries(fields)) for (const x of [v].flat()) form.append(k, x);
-  return fetch(`${base}${opts.endpoint ?? '/v1/transcribe'}`, { method: 'POST', body: form, signal: opts.signal, headers: opts.headers });
+  const headers = { authorization: `Bearer ${key}`, ...opts.headers };
+  return fetch(`${base}${opts.endpoint ?? '/v1/transcribe'}`, { method: 'POST', body: form, signal: opts.signal, headers });
 }
 
 /** Small budget: random weights never stop early, and the tests only need the pipeline to run. */
@@ -87,11 +91,39 @@ describe('POST /v1/transcribe', () => {
     expect(body.text).toBe(body.segments.map((s: { text: string }) => s.text).join(' '));
   });
 
-  it('diarize=true does not fail before diarization exists (no speakers claimed)', async () => {
-    const r = await upload(speech.path, { ...FAST, language: 'en', diarize: 'true', speakers: '2' });
+  it('diarize=true labels two alternating voices as two speakers, in order of appearance', async () => {
+    const m = await makeSpeechWav(TEXTS.hello, { voice: 'en+m3' });
+    const f = await makeSpeechWav(TEXTS.second, { voice: 'en+f4' });
+    const dialogue = await concatWithGaps([m.path, f.path, m.path, f.path], 1.2, { padStartS: 0.3, padEndS: 0.5 });
+    // Random weights: no timestamps, so each VAD chunk is one segment whose words are spread over it
+    // (proportional word times); a budget large enough that every turn gets words.
+    const r = await upload(dialogue.path, { language: 'en', temperature: '0', timestamps: 'false', max_new_tokens: '96', diarize: 'true' });
     expect(r.status).toBe(200);
+    expect(r.headers.get('x-diarization')).toBe('baseline-mfcc');
     const body = await r.json();
-    expect(body.speakers).toEqual([]);
+    expect(body.speakers).toEqual(['Speaker 1', 'Speaker 2']);
+    // Segments are split at speaker changes: the speaker sequence follows the turns m, f, m, f.
+    // Every word that lies mostly inside one reference turn carries that turn's speaker (m = 1, f = 2),
+    // and segments never mix speakers (they are split at changes).
+    const spans = dialogue.spans as Array<[number, number]>;
+    const expected = ['Speaker 1', 'Speaker 2', 'Speaker 1', 'Speaker 2'];
+    let checked = 0;
+    for (const seg of body.segments) {
+      for (const w of seg.words) {
+        expect(w.speaker).toBe(seg.speaker);
+        const d = w.end - w.start;
+        const k = spans.findIndex(([a, b]) => d > 0 && Math.min(b, w.end) - Math.max(a, w.start) > 0.7 * d);
+        if (k >= 0) {
+          expect(w.speaker, `word ${w.word} ${w.start}-${w.end}`).toBe(expected[k]);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(5);
+    const plain = await upload(dialogue.path, { ...FAST, language: 'en', diarize: 'false' });
+    const p = await plain.json();
+    expect(p.speakers).toEqual([]);
+    expect(p.segments.every((s: { speaker: unknown }) => s.speaker === null)).toBe(true);
   });
 
   it('returns txt, SRT and VTT that parsers accept', async () => {
@@ -142,13 +174,14 @@ describe('POST /v1/transcribe', () => {
     }).start();
     try {
       const model = await wide.speechModels.get('whisper-mini-random');
+      const wideKey = await paidKey(wide);
       const form = async () => {
         const f = new FormData();
         f.append('file', await fs.openAsBlob(speech.path), 'speech.wav');
         for (const [k, v] of Object.entries({ ...FAST, language: 'en' })) f.append(k, v);
         return f;
       };
-      const results = await Promise.all([0, 1, 2, 3].map(async () => fetch(`http://127.0.0.1:${wide.port}/v1/transcribe`, { method: 'POST', body: await form() })));
+      const results = await Promise.all([0, 1, 2, 3].map(async () => fetch(`http://127.0.0.1:${wide.port}/v1/transcribe`, { method: 'POST', body: await form(), headers: { authorization: `Bearer ${wideKey}` } })));
       expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
       const { requests, batches, maxBatchSize } = model.scheduler.stats;
       expect(requests).toBe(4);
@@ -297,5 +330,55 @@ describe('POST /v1/audio/transcriptions (OpenAI-compatible)', () => {
     expect((await g.json()).error).toMatch(/word and\/or segment/);
     const t = await oa({ temperature: '3' });
     expect((await t.json()).error).toMatch(/temperature must be a number from 0 to 1/);
+  });
+});
+
+describe('POST /v1/transcribe with accounts (tiers, credits, saved transcripts)', () => {
+  it('anonymous: ANON_DAILY_LIMIT per IP, then 429 with Retry-After; bad key 401; no credits 402', async () => {
+    const anon = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: path.join(dataDir, 'anon'), DEFAULT_MODEL: 'whisper-mini-random', ANON_DAILY_LIMIT: '2' }), {
+      logger: pino({ level: 'silent' }),
+      gpu: app.gpu,
+    }).start();
+    try {
+      const send = async (headers: Record<string, string> = {}) => {
+        const form = new FormData();
+        form.append('file', await fs.openAsBlob(speech.path), 'speech.wav');
+        for (const [k, v] of Object.entries({ ...FAST, language: 'en' })) form.append(k, v);
+        return fetch(`http://127.0.0.1:${anon.port}/v1/transcribe`, { method: 'POST', body: form, headers });
+      };
+      expect((await send()).status).toBe(200);
+      expect((await send()).status).toBe(200);
+      const third = await send();
+      expect(third.status).toBe(429);
+      expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect((await third.json()).error).toMatch(/anonymous|per day|API key/i);
+      const bad = await send({ authorization: 'Bearer stt_not-a-real-key' });
+      expect(bad.status).toBe(401);
+      expect((await bad.json()).error.length).toBeGreaterThan(5);
+      const broke = await paidKey(anon, 0);
+      const r402 = await send({ authorization: `Bearer ${broke}` });
+      expect(r402.status).toBe(402);
+    } finally {
+      await anon.close();
+    }
+  });
+
+  it('charges 1 credit per started minute and saves the transcript for its owner only', async () => {
+    const mine = await paidKey(app, 10);
+    const other = await paidKey(app, 10);
+    const before = await (await fetch(`${base}/api/v1/account/`, { headers: { authorization: `Bearer ${mine}` } })).json();
+    const r = await upload(speech.path, { ...FAST, language: 'en' }, { headers: { authorization: `Bearer ${mine}` } });
+    expect(r.status).toBe(200);
+    const id = r.headers.get('x-transcript-id');
+    expect(id).toBeTruthy();
+    const after = await (await fetch(`${base}/api/v1/account/`, { headers: { authorization: `Bearer ${mine}` } })).json();
+    expect(before.credits - after.credits).toBe(1);
+    const saved = await fetch(`${base}/api/v1/transcripts/${id}/`, { headers: { authorization: `Bearer ${mine}` } });
+    expect(saved.status).toBe(200);
+    const t = await saved.json();
+    expect(t.segments.length).toBeGreaterThan(0);
+    expect(t.model).toBe('whisper-mini-random');
+    const theirs = await fetch(`${base}/api/v1/transcripts/${id}/`, { headers: { authorization: `Bearer ${other}` } });
+    expect(theirs.status).toBe(404);
   });
 });

@@ -9,6 +9,7 @@ import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { StreamClient } from '../helpers/ws-client.ts';
+import { paidKey } from '../helpers/accounts.ts';
 import { startNatsServer, type TestNatsServer } from '../bus/nats-server.ts';
 
 const dirs: string[] = [];
@@ -21,6 +22,9 @@ async function startApp(env: Record<string, string> = {}): Promise<App> {
 
 let app: App;
 let url: string;
+let key: string;
+/** Streams of the main app authenticate as a paid account (anonymous callers get one stream at a time). */
+const connect = (u: string = url) => StreamClient.connect(u, { authorization: `Bearer ${key}` });
 let dialogue: { pcm: Float32Array; spans: Array<[number, number]> };
 let single: Float32Array;
 const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8 };
@@ -28,6 +32,7 @@ const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8
 beforeAll(async () => {
   app = await startApp();
   url = `ws://127.0.0.1:${app.port}/v1/stream`;
+  key = await paidKey(app);
   const a = await makeSpeechWav(TEXTS.hello);
   const b = await makeSpeechWav(TEXTS.second);
   const joined = await concatWithGaps([a.path, b.path], 2, { padStartS: 0.5, padEndS: 1.5 });
@@ -48,7 +53,7 @@ async function ready(c: StreamClient, config: Record<string, unknown> = CONFIG):
 
 describe('WS /v1/stream protocol', () => {
   it('config → ready → PCM → finals per utterance → stop → is_final → close 1000', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     const id = await ready(c);
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     await c.sendPcm(dialogue.pcm, { frameMs: 100, pace: 8 });
@@ -69,7 +74,7 @@ describe('WS /v1/stream protocol', () => {
   });
 
   it('sends stabilised partials while speech goes on (real-time pace)', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     await ready(c, { ...CONFIG, partial_interval_ms: 200 });
     await c.sendPcm(single, { frameMs: 100, pace: 1 });
     c.json({ action: 'stop' });
@@ -87,7 +92,7 @@ describe('WS /v1/stream protocol', () => {
   });
 
   it('stop flushes the last words when audio ends mid-utterance', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     await ready(c);
     await c.sendPcm(single.subarray(0, Math.round(single.length * 0.8)));
     c.json({ action: 'stop' });
@@ -96,7 +101,7 @@ describe('WS /v1/stream protocol', () => {
   });
 
   it('accepts 48 kHz audio when the config says so (resampled)', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     await ready(c, { ...CONFIG, sample_rate: 48000 });
     const up = new Float32Array(single.length * 3);
     for (let i = 0; i < up.length; i++) up[i] = single[Math.floor(i / 3)];
@@ -109,7 +114,7 @@ describe('WS /v1/stream protocol', () => {
   });
 
   it('serves several streams at once', async () => {
-    const clients = await Promise.all([0, 1, 2, 3].map(() => StreamClient.connect(url)));
+    const clients = await Promise.all([0, 1, 2, 3].map(() => connect()));
     await Promise.all(clients.map((c) => ready(c)));
     await Promise.all(clients.map(async (c) => {
       await c.sendPcm(dialogue.pcm, { pace: 8 });
@@ -120,7 +125,7 @@ describe('WS /v1/stream protocol', () => {
   });
 
   it('frees a stream at once when the client disconnects mid-utterance', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     await ready(c);
     await c.sendPcm(single.subarray(0, single.length / 2));
     expect(app.streams.active).toBeGreaterThanOrEqual(1);
@@ -130,7 +135,7 @@ describe('WS /v1/stream protocol', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text();
     expect(metrics).toMatch(/stt_active_streams\{transport="websocket"\} 0/);
     // The server is fine: the next stream works.
-    const d = await StreamClient.connect(url);
+    const d = await connect();
     await ready(d);
     d.json({ action: 'stop' });
     await d.next((m) => m.is_final === true);
@@ -145,46 +150,46 @@ describe('WS /v1/stream errors', () => {
   };
 
   it('audio before the config → 1003', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     c.ws.send(Buffer.alloc(320));
     await expectError(c, /expected the JSON config message first/, 1003);
   });
 
   it('bad config: not JSON, unknown language, bad sample rate → 1007 naming the field', async () => {
-    let c = await StreamClient.connect(url);
+    let c = await connect();
     c.ws.send('{nope');
     await expectError(c, /not valid JSON/, 1007);
-    c = await StreamClient.connect(url);
+    c = await connect();
     c.json({ ...CONFIG, language: 'xx' });
     await expectError(c, /^language: /, 1007);
-    c = await StreamClient.connect(url);
+    c = await connect();
     c.json({ ...CONFIG, sample_rate: 96000 });
     await expectError(c, /^sample_rate: /, 1007);
   });
 
   it('a model that is not installed → error with the pull command', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     c.json({ ...CONFIG, model: 'small' });
     await expectError(c, /npm run models:pull -- small/, 1011);
   });
 
   it('odd byte counts → 1007, oversized frames → 1009, text instead of audio → 1003', async () => {
-    let c = await StreamClient.connect(url);
+    let c = await connect();
     await ready(c);
     c.ws.send(Buffer.alloc(321));
     await expectError(c, /odd byte count/, 1007);
-    c = await StreamClient.connect(url);
+    c = await connect();
     await ready(c);
     c.ws.send(Buffer.alloc(300 * 1024));
     await expectError(c, /exceeds the limit/, 1009);
-    c = await StreamClient.connect(url);
+    c = await connect();
     await ready(c);
     c.ws.send('hello there');
     await expectError(c, /control messages are \{"action":"stop"\}/, 1003);
   });
 
   it('idle streams are closed with a message (1008)', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     await ready(c);
     await expectError(c, /no data for 2 s/, 1008);
   });
@@ -214,18 +219,46 @@ describe('WS /v1/stream errors', () => {
   });
 });
 
+describe('WS /v1/stream accounts', () => {
+  it('refuses a bad key at the upgrade (401) and accepts ?api_key= for browsers', async () => {
+    await expect(StreamClient.connect(url, { authorization: 'Bearer stt_nope' })).rejects.toThrow(/HTTP 401/);
+    const c = await StreamClient.connect(`${url}?api_key=${key}`);
+    await ready(c);
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+  });
+
+  it('saves the stream as a transcript of its owner', async () => {
+    const own = await paidKey(app);
+    const c = await StreamClient.connect(url, { authorization: `Bearer ${own}` });
+    await ready(c);
+    await c.sendPcm(dialogue.pcm, { pace: 8 });
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true);
+    let list: { count: number; results: Array<{ id: string }> } = { count: 0, results: [] };
+    for (let i = 0; i < 50 && list.count === 0; i++) {
+      list = await (await fetch(`http://127.0.0.1:${app.port}/api/v1/transcripts/`, { headers: { authorization: `Bearer ${own}` } })).json();
+      if (!list.count) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(list.count).toBe(1);
+    const t = await (await fetch(`http://127.0.0.1:${app.port}/api/v1/transcripts/${list.results[0].id}/`, { headers: { authorization: `Bearer ${own}` } })).json();
+    expect(t.source).toBe('stream');
+    expect(t.segments.map((s: { text: string }) => s.text)).toEqual(c.finals().map((f) => f.text));
+  });
+});
+
 describe('captions followers (bus fan-out)', () => {
   it('a follower of /v1/stream/:id/captions sees the same finals; replay=true gets them afterwards', async () => {
-    const c = await StreamClient.connect(url);
+    const c = await connect();
     const id = await ready(c);
-    const follower = await StreamClient.connect(`${url}/${id}/captions`);
+    const follower = await connect(`${url}/${id}/captions`);
     await new Promise((r) => setTimeout(r, 100));
     await c.sendPcm(dialogue.pcm, { pace: 8 });
     c.json({ action: 'stop' });
     await c.next((m) => m.is_final === true);
     await follower.next((m) => m.is_final === true);
     expect(follower.finals()).toEqual(c.finals());
-    const late = await StreamClient.connect(`${url}/${id}/captions?replay=true`);
+    const late = await connect(`${url}/${id}/captions?replay=true`);
     await late.next((m) => m.is_final === true);
     expect(late.finals()).toEqual(c.finals());
   });

@@ -5,6 +5,8 @@
  * call the services in src/ai and the engines, format. Models load on first use (AiModels).
  */
 import { randomUUID } from 'node:crypto';
+import type { AccessControl } from '../../auth/index.ts';
+import type { Method } from '../router.ts';
 import { z } from 'zod';
 import type { AiModels } from '../../ai/ai-models.ts';
 import { AiService } from '../../ai/ai-service.ts';
@@ -15,7 +17,7 @@ import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage,
 import { receiveMultipart } from '../../ingest/upload.ts';
 import { ApiError } from '../api-error.ts';
 import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
-import type { HttpServer } from '../http-server.ts';
+import type { Handler, HttpServer, RouteOptions } from '../http-server.ts';
 
 export interface AiRouteDeps {
   /** Lazily loaded models (chat backend, embedders, enhancer). */
@@ -31,6 +33,8 @@ export interface AiRouteDeps {
   tmpDir: string;
   /** Translation engine; default: the chat backend (LlmTranslator). */
   translator?: () => Promise<Translator>;
+  /** Same keys, tiers and concurrency limits as /v1/transcribe (AI calls are counted, not billed by the minute). */
+  access?: AccessControl;
 }
 
 type Parsed<T extends z.ZodType> = z.infer<T>;
@@ -97,6 +101,10 @@ function mapError(err: unknown): never {
 }
 
 export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
+  // Every AI route passes the same admission as /v1/transcribe: key, tier, concurrency slot.
+  const route = (method: Method, pattern: string, handler: Handler, opts?: RouteOptions) =>
+    server.route(method, pattern, deps.access ? guarded(deps.access, handler) : handler, opts);
+
   const maxTexts = deps.maxTexts ?? 256;
   let service: { backend: ChatBackend; ai: AiService } | null = null;
   const ai = async (): Promise<AiService> => {
@@ -117,19 +125,19 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
   const maxTokens = maxTokensField(deps.maxTokens);
 
   const summarizeBody = z.object({ text, style: enumOf('style', SUMMARY_STYLES, 'brief'), max_tokens: maxTokens });
-  server.route('POST', '/v1/summarize', async (ctx) => {
+  route('POST', '/v1/summarize', async (ctx) => {
     const b = parse(summarizeBody, await ctx.readJson());
     return { body: await run(async () => (await ai()).summarize(b.text, b.style, { signal: ctx.signal, maxTokens: b.max_tokens })) };
   });
 
   const analyzeBody = z.object({ text, type: enumOf('type', ANALYSIS_TYPES), max_tokens: maxTokens });
-  server.route('POST', '/v1/analyze', async (ctx) => {
+  route('POST', '/v1/analyze', async (ctx) => {
     const b = parse(analyzeBody, await ctx.readJson());
     return { body: await run(async () => (await ai()).analyze(b.text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
   });
 
   const generateBody = z.object({ text, type: enumOf('type', GENERATE_TYPES), max_tokens: maxTokens });
-  server.route('POST', '/v1/generate', async (ctx) => {
+  route('POST', '/v1/generate', async (ctx) => {
     const b = parse(generateBody, await ctx.readJson());
     return { body: await run(async () => (await ai()).generate(b.text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
   });
@@ -169,7 +177,7 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       }
       return { batch: false as const, texts: [t.data], target: b.target, source: b.source };
     });
-  server.route('POST', '/v1/translate', async (ctx) => {
+  route('POST', '/v1/translate', async (ctx) => {
     const b = parse(translateBody, await ctx.readJson());
     const out = await run(async () => (await translator()).translate(b.texts, b.source, b.target, ctx.signal));
     if (b.batch) return { body: { translations: out.map((t) => ({ translated_text: t })) } };
@@ -196,14 +204,14 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
     }),
     model: z.string().optional(),
   });
-  server.route('POST', '/v1/embed', async (ctx) => {
+  route('POST', '/v1/embed', async (ctx) => {
     const b = parse(embedBody, await ctx.readJson());
     const embedder = await deps.models.embedder(b.model);
     const vectors = await embedder.embed(b.texts, ctx.signal);
     return { body: { embeddings: vectors.map((v) => Array.from(v)), dimensions: embedder.dimensions, model: embedder.modelId } };
   });
 
-  server.route(
+  route(
     'POST',
     '/v1/enhance-audio',
     async (ctx) => {
@@ -267,7 +275,9 @@ const chatBody = (cap: number, maxChars: number) =>
 
 function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>(fn: () => Promise<T>) => Promise<T>): void {
   const schema = chatBody(deps.maxTokens, deps.maxTextChars);
-  server.route('POST', '/v1/chat/completions', async (ctx: HttpContext): Promise<Reply | void> => {
+  const handler: Handler = async (ctx) => chatCompletion(ctx);
+  server.route('POST', '/v1/chat/completions', deps.access ? guarded(deps.access, handler) : handler);
+  async function chatCompletion(ctx: HttpContext): Promise<Reply | void> {
     const b = parse(schema, await ctx.readJson());
     const backend = await deps.models.llm();
     const messages: ChatMessage[] = b.messages.map((m) => ({
@@ -328,5 +338,17 @@ function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>
         s.end();
       }
     }
-  });
+  }
+}
+
+function guarded(access: AccessControl, handler: Handler): Handler {
+  return async (ctx) => {
+    const grant = await access.admit({ authorization: ctx.headers.authorization, ip: ctx.remoteAddress, kind: 'ai' });
+    try {
+      await grant.charge(0);
+      return await handler(ctx);
+    } finally {
+      grant.release();
+    }
+  };
 }

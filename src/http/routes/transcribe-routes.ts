@@ -12,12 +12,15 @@ import { WHISPER_LANGUAGES, isWhisperLanguage } from '../../languages.ts';
 import type { FileTranscription } from '../../pipeline/file-transcriber.ts';
 import type { JobRegistry } from '../../pipeline/job-registry.ts';
 import type { TranscriptionService } from '../../pipeline/transcription-service.ts';
+import type { AccessControl, Grant } from '../../auth/index.ts';
 import { ApiError } from '../api-error.ts';
 import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
 
 export interface TranscribeRouteDeps {
   service: TranscriptionService;
+  /** Who may transcribe, how much, and what it costs (tiers, keys, credits). */
+  access: AccessControl;
   jobs: JobRegistry;
   tmpDir: string;
   maxUploadBytes: number;
@@ -143,13 +146,26 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
   const tooLargeMessage = `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.`;
   const tmpDir = deps.tmpDir;
 
-  async function withUpload(ctx: HttpContext, fn: (u: Upload & { file: NonNullable<Upload['file']> }) => Promise<Reply>): Promise<Reply> {
-    const upload = await receiveMultipart(ctx, { tmpDir, maxFileBytes: deps.maxUploadBytes });
+  /** Admission (key, tier, concurrency, quota) before a byte of the upload is read; the slot is freed at the end. */
+  async function withUpload(ctx: HttpContext, fn: (u: Upload & { file: NonNullable<Upload['file']> }, grant: Grant) => Promise<Reply>): Promise<Reply> {
+    const declared = Number(ctx.headers['content-length']);
+    const grant = await deps.access.admit({
+      authorization: ctx.headers.authorization,
+      ip: ctx.remoteAddress,
+      kind: 'transcribe',
+      declaredBytes: Number.isFinite(declared) ? Math.max(0, declared - 64 * 1024) : undefined,
+    });
     try {
-      if (!upload.file) throw new ApiError(400, "Missing file: send the audio or video as a multipart field named 'file'.");
-      return await fn(upload as Upload & { file: NonNullable<Upload['file']> });
+      const maxFileBytes = Math.min(grant.maxFileBytes, deps.maxUploadBytes);
+      const upload = await receiveMultipart(ctx, { tmpDir, maxFileBytes });
+      try {
+        if (!upload.file) throw new ApiError(400, "Missing file: send the audio or video as a multipart field named 'file'.");
+        return await fn(upload as Upload & { file: NonNullable<Upload['file']> }, grant);
+      } finally {
+        await upload.cleanup();
+      }
     } finally {
-      await upload.cleanup();
+      grant.release();
     }
   }
 
@@ -157,7 +173,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
     'POST',
     '/v1/transcribe',
     (ctx) =>
-      withUpload(ctx, async (upload) => {
+      withUpload(ctx, async (upload, grant) => {
         const f = parseFields(transcribeFields, upload.fields);
         const result = await deps.service.transcribeFile(
           {
@@ -171,11 +187,18 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             beamSize: f.beam_size,
             maxNewTokens: f.max_new_tokens,
             temperature: f.temperature,
+            diarize: f.diarize,
+            speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
+            beforeTranscribe: (seconds) => grant.charge(seconds),
+            ownerId: grant.account?.id ?? null,
+            filename: upload.file.filename,
           },
           ctx.signal,
         );
-        const headers = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
+        const headers: Record<string, string> = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
+        if (result.diarization) headers['x-diarization'] = result.diarization;
+        if (result.transcriptId) headers['x-transcript-id'] = result.transcriptId;
         const t = publicTranscript(result);
         switch (f.response_format) {
           case 'txt':
@@ -195,7 +218,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
     'POST',
     '/v1/audio/transcriptions',
     (ctx) =>
-      withUpload(ctx, async (upload) => {
+      withUpload(ctx, async (upload, grant) => {
         const f = parseFields(openAiFields, upload.fields);
         const granularities = [f['timestamp_granularities[]'] ?? f.timestamp_granularities ?? []].flat();
         for (const g of granularities) {
@@ -213,6 +236,9 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             temperature: f.temperature,
             initialPrompt: f.prompt,
             jobId: jobIdOf(ctx, undefined),
+            beforeTranscribe: (seconds) => grant.charge(seconds),
+            ownerId: grant.account?.id ?? null,
+            filename: upload.file.filename,
           },
           ctx.signal,
         );
