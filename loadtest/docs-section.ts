@@ -93,7 +93,6 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
     '- A final also waits for the stream\'s VAD, which runs on the same CPU: when VAD falls behind real time, the end of an utterance is detected late.',
     `- RSS is the server's resident memory over the run; compare "RSS MB max" across N for growth.`,
   );
-  if (c.serverWorkaround) lines.push(`- ${c.serverWorkaround.replace(/^server/, 'The server was')}; see loadtest/interop/register.mjs.`);
   if (extraNotes.trim()) lines.push('', '#### Notes on this run', '', extraNotes.trim());
   lines.push('', `Raw results: [loadtest.json](loadtest.json) (${report.createdAt}).`);
   return `${START}\n${lines.join('\n')}\n${END}`;

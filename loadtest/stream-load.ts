@@ -108,8 +108,6 @@ export interface LoadTestReport {
     targetP95FinalS: number;
     /** How long each stream waited for its close after {"action":"stop"}. */
     drainTimeoutS: number;
-    /** Set when the server child needed loadtest/interop/register.mjs to start (see there). */
-    serverWorkaround: string | null;
   };
   definitions: Record<string, string>;
   runs: BatchRun[];
@@ -195,30 +193,6 @@ interface Server {
   dataDir: string;
 }
 
-const WORKAROUND =
-  "server started with --import ./loadtest/interop/register.mjs: plain `npx tsx src/main.ts` crashes at start-up (src/audio/resampler.ts: named import of 'ConverterType' from the UMD package @alexanderolsen/libsamplerate-js)";
-let interopNeeded: boolean | null = null;
-/**
- * Whether the server needs loadtest/interop/register.mjs to start under plain Node: true while
- * src/audio/resampler.ts's named import from the UMD package '@alexanderolsen/libsamplerate-js'
- * fails outside vitest (checked exactly that way, in a throw-away node process).
- */
-export function serverNeedsInterop(): boolean {
-  if (interopNeeded === null) {
-    try {
-      execFileSync(process.execPath, ['--input-type=module', '-e', "import { ConverterType, create } from '@alexanderolsen/libsamplerate-js';"], {
-        cwd: REPO,
-        stdio: 'ignore',
-        timeout: 30_000,
-      });
-      interopNeeded = false;
-    } catch {
-      interopNeeded = true;
-    }
-  }
-  return interopNeeded;
-}
-
 /** Server children alive now: killed if the runner is interrupted. */
 const liveChildren = new Set<ChildProcess>();
 function killChildrenOnSignal(): void {
@@ -275,7 +249,7 @@ async function startServer(o: { batch: number; modelsDir: string; model: string;
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
-  const args = ['--import', 'tsx', ...(serverNeedsInterop() ? ['--import', './loadtest/interop/register.mjs'] : []), 'src/main.ts'];
+  const args = ['--import', 'tsx', 'src/main.ts'];
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   child.on('exit', () => liveChildren.delete(child));
@@ -784,8 +758,6 @@ async function main(): Promise<void> {
       `${audio.durationS.toFixed(1)} s of audio per stream (${audio.spans.length} utterances), 100 ms frames at real-time pace`,
   );
   console.log(`${cpus[0]?.model ?? 'cpu'} × ${cpus.length}, node ${process.version}, load average before ${loadavgBefore.join(' ')}\n`);
-
-  if (!values.url && serverNeedsInterop()) console.log(`! ${WORKAROUND}\n`);
   killChildrenOnSignal();
   // With --url: keys to use (each ≤ STREAMS_PER_KEY streams; the first also warms up). Also STT_API_KEYS=k1,k2.
   const apiKeys = (values['api-key'] ?? (process.env.STT_API_KEYS ? process.env.STT_API_KEYS.split(',') : [])).flatMap((k) => k.split(',')).filter(Boolean);
@@ -889,7 +861,6 @@ async function main(): Promise<void> {
       quick,
       targetP95FinalS: TARGET_P95_FINAL_S,
       drainTimeoutS: drainTimeoutFor(audio.durationS) / 1000,
-      serverWorkaround: !values.url && serverNeedsInterop() ? WORKAROUND : null,
     },
     definitions: {
       firstPartial: 'seconds from sending the 100 ms frame that holds the utterance speech start until the first {"partial"} of that utterance arrives',
