@@ -15,9 +15,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RTCPeerConnection, useOPUS, type MediaStreamTrack, type RTCDataChannel, type RtpPacket } from 'werift';
+import { LiveRecorder } from './live-recorder.ts';
 import { StreamResampler } from '../audio/resampler.ts';
-import type { AccessControl, Grant } from '../auth/index.ts';
-import type { Segment } from '../formats/transcript.ts';
+import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { sessionSubject, type Bus } from '../bus/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
@@ -64,13 +64,8 @@ type Phase = 'connecting' | 'streaming' | 'stopping' | 'ended' | 'closed';
 interface Peer {
   id: string;
   phase: Phase;
-  grant: Grant | null;
-  model: string;
-  language: string;
-  /** Audio seconds received (gaps included) and already charged. */
-  receivedS: number;
-  chargedS: number;
-  finals: Segment[];
+  /** Metering (audio received, gaps included) and the saved transcript. */
+  recorder: LiveRecorder;
   pc: RTCPeerConnection;
   session: StreamSession;
   resampler: StreamResampler;
@@ -167,12 +162,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     const peer: Peer = {
       id,
       phase: 'connecting',
-      grant,
-      model: model.id,
-      language: options.language,
-      receivedS: 0,
-      chargedS: 0,
-      finals: [],
+      recorder: null as unknown as LiveRecorder,
       pc,
       session,
       resampler,
@@ -186,6 +176,15 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       idle: null,
       decodeErrors: 0,
     };
+    peer.recorder = new LiveRecorder({
+      sessionId: id,
+      grant,
+      transcripts: this.o.transcripts,
+      logger: this.o.logger,
+      onRefused: (message) => this.fail(peer, message),
+    });
+    peer.recorder.model = model.id;
+    peer.recorder.language = options.language;
     this.peers.set(id, peer);
     this.o.metrics.activeStreams.inc({ transport: 'webrtc' });
     session.events$.subscribe({ next: (e) => this.onEvent(peer, e), complete: () => peer.resolveEnded() });
@@ -296,47 +295,14 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.timeline.played(pcm.length);
     this.touch(peer);
     const audio = step.gapSamples > 0 ? concat(new Float32Array(step.gapSamples), pcm) : pcm;
-    peer.receivedS += audio.length / OPUS_SAMPLE_RATE;
     const out = peer.resampler.process(audio);
     if (out.length) peer.session.push(out);
-    // Metered as it goes (every 10 s of audio): a session whose account runs dry is ended.
-    if (peer.receivedS - peer.chargedS >= 10) this.meter(peer);
-  }
-
-  private meter(peer: Peer): void {
-    const seconds = peer.receivedS - peer.chargedS;
-    if (seconds <= 0 || !peer.grant) return;
-    peer.chargedS = peer.receivedS;
-    peer.grant.charge(seconds).catch((err: Error & { status?: number }) => {
-      if (err.status) this.fail(peer, err.message);
-      else this.o.logger.error({ err, session: peer.id }, 'webrtc metering failed');
-    });
-  }
-
-  /** Saves what the session produced (also after a disconnect: nothing said is lost). */
-  private save(peer: Peer): void {
-    const store = this.o.transcripts;
-    if (!store || !peer.finals.length) return;
-    const finals = peer.finals;
-    peer.finals = [];
-    store
-      .save({
-        ownerId: peer.grant?.account?.id ?? null,
-        model: peer.model,
-        language: peer.language,
-        duration: Math.round(peer.receivedS * 1000) / 1000,
-        source: 'stream',
-        segments: finals,
-        text: finals.map((f) => f.text).join(' '),
-      })
-      .catch((err) => this.o.logger.error({ err, session: peer.id }, 'saving the webrtc transcript failed'));
+    // Metered as it goes: a session whose account runs dry is ended.
+    peer.recorder.addAudio(audio.length / OPUS_SAMPLE_RATE);
   }
 
   private onEvent(peer: Peer, e: StreamEvent): void {
-    if (e.type === 'final') {
-      const confidence = (e as { confidence?: number }).confidence ?? 0;
-      peer.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence, words: e.words });
-    }
+    peer.recorder.record(e);
     this.o.bus.publish(sessionSubject(peer.id), e).catch((err) => this.o.logger.warn({ err, session: peer.id }, 'bus publish failed'));
     this.sendMessage(peer, toServerMessage(e));
     if (e.type === 'end' || e.type === 'error') {
@@ -439,13 +405,11 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.resampler.close();
     peer.resolveEnded();
     peer.outbox.length = 0;
-    this.meter(peer);
-    this.save(peer);
-    peer.grant?.release();
+    peer.recorder.finish();
     this.peers.delete(peer.id);
     this.o.metrics.activeStreams.dec({ transport: 'webrtc' });
     peer.pc.close().catch((err) => this.o.logger.debug({ err, session: peer.id }, 'peer connection close failed'));
-    this.o.logger.info({ session: peer.id, audioS: Math.round(peer.receivedS * 10) / 10, rtp: peer.timeline.stats, flushed: !wasLive }, 'webrtc session closed');
+    this.o.logger.info({ session: peer.id, audioS: Math.round(peer.recorder.receivedS * 10) / 10, rtp: peer.timeline.stats, flushed: !wasLive }, 'webrtc session closed');
   }
 }
 

@@ -18,9 +18,9 @@ import type { HttpServer } from '../http/http-server.ts';
 import type { WebSocket } from '../http/uws.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SpeechModels } from '../pipeline/speech-models.ts';
-import type { AccessControl, Grant } from '../auth/index.ts';
+import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
-import type { Segment } from '../formats/transcript.ts';
+import { LiveRecorder } from './live-recorder.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
   CLOSE_CODES,
@@ -55,14 +55,9 @@ export interface WsStreamOptions {
 
 interface Conn {
   id: string;
-  grant: Grant;
   ip: string;
-  model: string | null;
-  language: string | null;
-  /** Audio seconds received and already charged. */
-  receivedS: number;
-  chargedS: number;
-  finals: Segment[];
+  /** Metering and the saved transcript. */
+  recorder: LiveRecorder;
   phase: 'config' | 'loading' | 'streaming' | 'stopping' | 'closed';
   session: StreamSession | null;
   resampler: StreamResampler | null;
@@ -129,7 +124,15 @@ export class WsStreamIngest {
           .admit({ authorization, ip, kind: 'stream' })
           .then((grant) => {
             if (aborted) return grant.release();
-            const conn: Conn = { id: randomUUID(), grant, ip, model: null, language: null, receivedS: 0, chargedS: 0, finals: [], phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
+            const id = randomUUID();
+            const conn: Conn = { id, ip, recorder: null as unknown as LiveRecorder, phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
+            conn.recorder = new LiveRecorder({
+              sessionId: id,
+              grant,
+              transcripts: o.transcripts,
+              logger: o.logger,
+              onRefused: (message) => this.fail(conn, message, CLOSE_CODES.POLICY_VIOLATION),
+            });
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           })
           .catch((err: Error & { status?: number; headers?: Record<string, string> }) => {
@@ -255,8 +258,8 @@ export class WsStreamIngest {
             maxNewTokens,
           });
           conn.session = session;
-          conn.model = model.id;
-          conn.language = cfg.language;
+          conn.recorder.model = model.id;
+          conn.recorder.language = cfg.language;
           session.events$.subscribe((e) => this.onEvent(conn, e));
           conn.phase = 'streaming';
           this.send(conn, msg.ready(conn.id));
@@ -275,9 +278,8 @@ export class WsStreamIngest {
       if (!check.ok) return this.fail(conn, check.error, check.closeCode);
       const pcm = int16LeBytesToFloat32(new Uint8Array(data));
       conn.session!.push(conn.resampler ? conn.resampler.process(pcm) : pcm);
-      conn.receivedS += pcm.length / (conn.resampler?.inputRate ?? 16_000);
-      // Streams are metered as they go (every 10 s of audio): a stream whose account runs dry is closed.
-      if (conn.receivedS - conn.chargedS >= 10) this.meter(conn);
+      // Metered as it goes: a stream whose account runs dry is closed.
+      conn.recorder.addAudio(pcm.length / (conn.resampler?.inputRate ?? 16_000));
       return;
     }
     const ctl = parseControlMessage(Buffer.from(data).toString('utf8'));
@@ -289,39 +291,8 @@ export class WsStreamIngest {
     void conn.session!.stop();
   }
 
-  private meter(conn: Conn): void {
-    const seconds = conn.receivedS - conn.chargedS;
-    if (seconds <= 0) return;
-    conn.chargedS = conn.receivedS;
-    conn.grant.charge(seconds).catch((err: Error & { status?: number }) => {
-      if (err.status) this.fail(conn, err.message, CLOSE_CODES.POLICY_VIOLATION);
-      else this.o.logger.error({ err, session: conn.id }, 'stream metering failed');
-    });
-  }
-
-  /** Saves what the stream produced (also after a disconnect: nothing said is lost). */
-  private save(conn: Conn): void {
-    const store = this.o.transcripts;
-    if (!store || !conn.finals.length || !conn.model) return;
-    const finals = conn.finals;
-    conn.finals = [];
-    store
-      .save({
-        ownerId: conn.grant.account?.id ?? null,
-        model: conn.model,
-        language: conn.language ?? 'auto',
-        duration: Math.round(conn.receivedS * 1000) / 1000,
-        source: 'stream',
-        segments: finals,
-        text: finals.map((f) => f.text).join(' '),
-      })
-      .catch((err) => this.o.logger.error({ err, session: conn.id }, 'saving the stream transcript failed'));
-  }
-
   private onEvent(conn: Conn, e: StreamEvent): void {
-    if (e.type === 'final') {
-      conn.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence: e.confidence, words: e.words });
-    }
+    conn.recorder.record(e);
     this.o.bus.publish(sessionSubject(conn.id), e).catch((err) => this.o.logger.warn({ err, session: conn.id }, 'bus publish failed'));
     this.send(conn, toServerMessage(e));
     if (e.type === 'end') this.end(conn, this.shuttingDown ? CLOSE_CODES.GOING_AWAY : CLOSE_CODES.NORMAL, this.shuttingDown ? 'server shutting down' : 'stream complete');
@@ -397,9 +368,7 @@ export class WsStreamIngest {
     conn.session = null;
     conn.resampler?.close();
     conn.resampler = null;
-    this.meter(conn);
-    this.save(conn);
-    conn.grant.release();
+    conn.recorder.finish();
     if (this.conns.delete(conn)) this.o.metrics.activeStreams.dec({ transport: 'websocket' });
   }
 }

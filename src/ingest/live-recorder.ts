@@ -1,0 +1,82 @@
+/**
+ * What every live session (WebSocket or WebRTC) owes the account layer: metering as audio arrives
+ * (charged every `meterEveryS` seconds; a refused charge ends the session) and, at the end, its
+ * finals saved as a `stream` transcript — also after a disconnect, so nothing said is lost.
+ */
+import type { Logger } from 'pino';
+import type { Grant } from '../auth/index.ts';
+import type { Segment } from '../formats/transcript.ts';
+import type { StreamEvent } from '../pipeline/stream-session.ts';
+import type { TranscriptStore } from '../store/transcripts.ts';
+
+export interface LiveRecorderOptions {
+  sessionId: string;
+  grant: Grant | null;
+  transcripts?: TranscriptStore;
+  logger: Logger;
+  /** Called when the account cannot pay for more audio (402/429 message). */
+  onRefused: (message: string) => void;
+  meterEveryS?: number;
+}
+
+export class LiveRecorder {
+  model: string | null = null;
+  language: string | null = null;
+  /** Audio seconds received, and the part already charged. */
+  receivedS = 0;
+  private chargedS = 0;
+  private finals: Segment[] = [];
+  private finished = false;
+
+  constructor(private readonly o: LiveRecorderOptions) {}
+
+  /** Counts received audio; charges each `meterEveryS` seconds. */
+  addAudio(seconds: number): void {
+    this.receivedS += seconds;
+    if (this.receivedS - this.chargedS >= (this.o.meterEveryS ?? 10)) this.meter();
+  }
+
+  /** Keeps the finals of the session's events for the saved transcript. */
+  record(e: StreamEvent): void {
+    if (e.type === 'final') {
+      this.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence: e.confidence, words: e.words });
+    }
+  }
+
+  /** End of the session (however it ended): charge the rest, save, free the concurrency slot. Idempotent. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.meter();
+    this.save();
+    this.o.grant?.release();
+  }
+
+  private meter(): void {
+    const seconds = this.receivedS - this.chargedS;
+    if (seconds <= 0 || !this.o.grant) return;
+    this.chargedS = this.receivedS;
+    this.o.grant.charge(seconds).catch((err: Error & { status?: number }) => {
+      if (err.status) this.o.onRefused(err.message);
+      else this.o.logger.error({ err, session: this.o.sessionId }, 'live session metering failed');
+    });
+  }
+
+  private save(): void {
+    const store = this.o.transcripts;
+    if (!store || !this.finals.length || !this.model) return;
+    const finals = this.finals;
+    this.finals = [];
+    store
+      .save({
+        ownerId: this.o.grant?.account?.id ?? null,
+        model: this.model,
+        language: this.language ?? 'auto',
+        duration: Math.round(this.receivedS * 1000) / 1000,
+        source: 'stream',
+        segments: finals,
+        text: finals.map((f) => f.text).join(' '),
+      })
+      .catch((err) => this.o.logger.error({ err, session: this.o.sessionId }, 'saving the live transcript failed'));
+  }
+}
