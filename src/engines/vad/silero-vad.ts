@@ -194,22 +194,44 @@ export class SileroVad {
   /**
    * Speech probability for every 512-sample frame of a whole 16 kHz mono signal
    * (frame i covers samples [512 i, 512 (i+1)); the last partial frame is zero-padded).
-   * Uses a fresh stream, so it is independent of any live stream.
+   * Uses fresh streams, so it is independent of any live stream.
+   *
+   * Long files are cut into `lanes` contiguous parts evaluated side by side in one ORT call per
+   * step (batching is ~3× cheaper per frame than one stream). Each part after the first starts
+   * `warmupFrames` early, so its recurrent state has settled by the frames it reports; the
+   * probabilities then match the sequential pass closely (see the tests), and `lanes: 1` is exact.
+   * Files under ~65 s run as one lane.
    */
-  async speechProbabilities(samples: Float32Array, opts: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+  async speechProbabilities(samples: Float32Array, opts: { signal?: AbortSignal; lanes?: number; warmupFrames?: number } = {}): Promise<Float32Array> {
     const n = Math.ceil(samples.length / VAD_FRAME_SAMPLES);
     const probs = new Float32Array(n);
-    const stream = this.createStream();
-    const pad = new Float32Array(VAD_FRAME_SAMPLES);
-    for (let i = 0; i < n; i++) {
-      if ((i & 255) === 0 && opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+    // Silero's recurrent state has a long memory: 256 frames (8 s) of warm-up bring a lane within
+    // 0.03 of the sequential probabilities (measured on espeak speech); parts are kept ≥ 4× that.
+    const warmup = opts.warmupFrames ?? 256;
+    const lanes = opts.lanes !== undefined ? Math.max(1, opts.lanes) : Math.max(1, Math.min(16, Math.floor(n / (4 * warmup))));
+    const per = Math.ceil(n / lanes);
+    const parts = Array.from({ length: lanes }, (_, k) => {
+      const first = k * per;
+      const from = k === 0 ? 0 : Math.max(0, first - warmup);
+      return { stream: this.createStream(), from, first, end: Math.min(n, first + per) };
+    }).filter((p) => p.first < p.end);
+    const frameAt = (i: number): Float32Array => {
       const start = i * VAD_FRAME_SAMPLES;
-      let frame = samples.subarray(start, start + VAD_FRAME_SAMPLES);
-      if (frame.length < VAD_FRAME_SAMPLES) {
-        pad.set(frame);
-        frame = pad;
-      }
-      probs[i] = await this.process(stream, frame);
+      const frame = samples.subarray(start, start + VAD_FRAME_SAMPLES);
+      if (frame.length === VAD_FRAME_SAMPLES) return frame;
+      const pad = new Float32Array(VAD_FRAME_SAMPLES);
+      pad.set(frame);
+      return pad;
+    };
+    const steps = Math.max(...parts.map((p) => p.end - p.from));
+    for (let t = 0; t < steps; t++) {
+      if ((t & 255) === 0 && opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+      const live = parts.filter((p) => p.from + t < p.end);
+      const out = await this.processBatch(live.map((p) => ({ stream: p.stream, frame: frameAt(p.from + t) })));
+      live.forEach((p, j) => {
+        const i = p.from + t;
+        if (i >= p.first) probs[i] = out[j];
+      });
     }
     return probs;
   }
