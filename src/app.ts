@@ -21,6 +21,7 @@ import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
 import { AiModels } from './ai/ai-models.ts';
 import { registerAiRoutes } from './http/routes/ai-routes.ts';
+import { registerTranscriptAiRoutes } from './http/routes/transcript-ai-routes.ts';
 import { WeriftWebRtcIngest } from './ingest/webrtc.ts';
 import { registerWebRtcRoutes } from './http/routes/webrtc-routes.ts';
 import { registerWebUi } from './http/routes/web-ui.ts';
@@ -164,6 +165,7 @@ export class App {
         transcripts: this.stores.transcripts,
         signupEnabled: this.config.auth.signupEnabled,
       });
+      registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai });
       this.streams = new WsStreamIngest({
         access: this.access,
         transcripts: this.stores.transcripts,
