@@ -95,9 +95,10 @@ export class WhisperOnnxModel {
     let layout: DecoderLayout;
     const want = opts.decoderLayout ?? 'auto';
     if (want === 'auto') {
-      // Split is faster per cached step on onnxruntime (bench:asr), so it wins when both exist.
-      if (hasSplit) layout = 'split';
-      else if (hasMerged) layout = 'merged';
+      // Merged (what most hub exports ship and transformers.js uses) once its cached steps fetch only
+      // what they need: then as fast as split (bench:asr, docs/benchmarks.md), with one session less.
+      if (hasMerged) layout = 'merged';
+      else if (hasSplit) layout = 'split';
       else throw new Error(`no decoder${q} ONNX files in ${onnxDir}`);
     } else {
       layout = want;
