@@ -128,8 +128,6 @@ export function kaldiFbank(samples: Float32Array, o: FbankOptions = WESPEAKER_FB
   const nBins = nFft / 2;
   const re = new Float64Array(nFft);
   const im = new Float64Array(nFft);
-  const oRe = new Float64Array(nFft);
-  const oIm = new Float64Array(nFft);
   const pa = new Float64Array(nBins);
   const pb = new Float64Array(nBins);
   const frame = new Float64Array(L);
@@ -163,20 +161,7 @@ export function kaldiFbank(samples: Float32Array, o: FbankOptions = WESPEAKER_FB
     prep(t, re);
     if (hasB) prep(t + 1, im);
     else im.fill(0);
-    dft.transform(re, im, oRe, oIm);
-    for (let k = 0; k < nBins; k++) {
-      const nk = k === 0 ? 0 : nFft - k;
-      const zr = oRe[k];
-      const zi = oIm[k];
-      const cr = oRe[nk];
-      const ci = -oIm[nk];
-      const ar = (zr + cr) / 2;
-      const ai = (zi + ci) / 2;
-      const br = (zi - ci) / 2;
-      const bi = -(zr - cr) / 2;
-      pa[k] = ar * ar + ai * ai;
-      pb[k] = br * br + bi * bi;
-    }
+    dft.powerSpectra2(re, im, pa, pb);
     melOut(pa, t);
     if (hasB) melOut(pb, t + 1);
   }

@@ -194,6 +194,34 @@ export class Dft {
       outIm[k] = xr * ci[k] + xi * cr[k];
     }
   }
+
+  private spRe: Float64Array | null = null;
+  private spIm: Float64Array | null = null;
+
+  /**
+   * Power spectra (bins 0..powA.length-1) of two real frames with one complex transform:
+   * z = a + i b  =>  A_k = (Z_k + conj Z_{N-k}) / 2,  B_k = (Z_k - conj Z_{N-k}) / (2i).
+   * `re` holds frame a, `im` frame b (zeros when there is no second frame).
+   */
+  powerSpectra2(re: Float64Array, im: Float64Array, powA: Float64Array, powB: Float64Array): void {
+    const n = this.n;
+    const oRe = (this.spRe ??= new Float64Array(n));
+    const oIm = (this.spIm ??= new Float64Array(n));
+    this.transform(re, im, oRe, oIm);
+    for (let k = 0; k < powA.length; k++) {
+      const nk = k === 0 ? 0 : n - k;
+      const zr = oRe[k];
+      const zi = oIm[k];
+      const cr = oRe[nk];
+      const ci = -oIm[nk];
+      const ar = (zr + cr) / 2;
+      const ai = (zi + ci) / 2;
+      const br = (zi - ci) / 2;
+      const bi = -(zr - cr) / 2;
+      powA[k] = ar * ar + ai * ai;
+      powB[k] = br * br + bi * bi;
+    }
+  }
 }
 
 // ---- log-mel ----
@@ -244,8 +272,6 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
   const mel = new Float64Array(nMels * nOut);
   const re = new Float64Array(nFft);
   const im = new Float64Array(nFft);
-  const oRe = new Float64Array(nFft);
-  const oIm = new Float64Array(nFft);
   const powA = new Float64Array(nFreq);
   const powB = new Float64Array(nFreq);
 
@@ -278,20 +304,7 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
       re[i] = sample(sa + i) * window[i];
       im[i] = hasB ? sample(sb + i) * window[i] : 0;
     }
-    dft.transform(re, im, oRe, oIm);
-    for (let k = 0; k < nFreq; k++) {
-      const nk = k === 0 ? 0 : nFft - k;
-      const zr = oRe[k];
-      const zi = oIm[k];
-      const cr = oRe[nk];
-      const ci = -oIm[nk];
-      const ar = (zr + cr) / 2;
-      const ai = (zi + ci) / 2;
-      const br = (zi - ci) / 2;
-      const bi = -(zr - cr) / 2;
-      powA[k] = ar * ar + ai * ai;
-      powB[k] = br * br + bi * bi;
-    }
+    dft.powerSpectra2(re, im, powA, powB);
     melFrame(powA, t);
     if (hasB) melFrame(powB, t + 1);
   }
