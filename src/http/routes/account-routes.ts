@@ -15,6 +15,7 @@ import type { Account, AccountStore, ApiKeyRecord } from '../../store/accounts.t
 import { TRANSCRIPT_STATUSES, type TranscriptRecord, type TranscriptStore, type TranscriptSummary } from '../../store/transcripts.ts';
 import { utcMonth, type UsageStore } from '../../store/usage.ts';
 import { ApiError } from '../api-error.ts';
+import { intField } from '../form-fields.ts';
 import type { HttpContext, Reply } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
 
@@ -220,20 +221,6 @@ function badRequest(error: z.ZodError): ApiError {
   return new ApiError(400, error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; '));
 }
 
-const positiveInt = (name: string, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be an integer from ${min} to ${max} (got '${v}')` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
 /** A date (YYYY-MM-DD, UTC midnight) or an ISO 8601 date-time. */
 const dateField = (name: string) =>
   z
@@ -250,8 +237,8 @@ const dateField = (name: string) =>
     });
 
 const listQuery = z.object({
-  page: positiveInt('page', 1, 1_000_000),
-  page_size: positiveInt('page_size', 1, MAX_PAGE_SIZE),
+  page: intField('page', 1, 1_000_000),
+  page_size: intField('page_size', 1, MAX_PAGE_SIZE),
   status: z.enum(TRANSCRIPT_STATUSES as [string, ...string[]], { message: `status must be one of ${TRANSCRIPT_STATUSES.join(', ')}` }).optional(),
   language: z.string().regex(/^[a-z]{2,3}$/, 'language must be a language code such as en').optional(),
   created_after: dateField('created_after'),

@@ -14,6 +14,7 @@ import type { JobRegistry } from '../../pipeline/job-registry.ts';
 import type { TranscriptionService } from '../../pipeline/transcription-service.ts';
 import type { AccessControl, Grant } from '../../auth/index.ts';
 import { ApiError } from '../api-error.ts';
+import { boolField, enumField, intField } from '../form-fields.ts';
 import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
 
@@ -30,43 +31,6 @@ export interface TranscribeRouteDeps {
 const JOB_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const FORMATS = ['json', 'txt', 'srt', 'vtt'] as const;
 const OPENAI_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
-
-const boolField = (name: string, dflt: boolean) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return dflt;
-      if (/^(true|1|yes|on)$/i.test(v)) return true;
-      if (/^(false|0|no|off)$/i.test(v)) return false;
-      ctx.addIssue({ code: 'custom', message: `${name} must be true or false (got '${v}')` });
-      return z.NEVER;
-    });
-
-const intField = (name: string, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be an integer from ${min} to ${max} (got '${v}')` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-const enumField = <T extends readonly [string, ...string[]]>(name: string, values: T, dflt: T[number]) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return dflt;
-      if ((values as readonly string[]).includes(v)) return v as T[number];
-      ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got '${v}')` });
-      return z.NEVER;
-    });
 
 const languageField = z
   .string()

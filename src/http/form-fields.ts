@@ -1,0 +1,42 @@
+/**
+ * zod fields for values that arrive as strings (multipart form fields, query parameters), with
+ * messages that name the field and what is allowed.
+ */
+import { z } from 'zod';
+
+export const boolField = (name: string, dflt: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      if (/^(true|1|yes|on)$/i.test(v)) return true;
+      if (/^(false|0|no|off)$/i.test(v)) return false;
+      ctx.addIssue({ code: 'custom', message: `${name} must be true or false (got '${v}')` });
+      return z.NEVER;
+    });
+
+export const intField = (name: string, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return undefined;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be an integer from ${min} to ${max} (got '${v}')` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+export const enumField = <T extends readonly [string, ...string[]]>(name: string, values: T, dflt: T[number]) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      if ((values as readonly string[]).includes(v)) return v as T[number];
+      ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got '${v}')` });
+      return z.NEVER;
+    });
