@@ -4,7 +4,8 @@
  * WebSocket (AudioWorklet, resampled in the page), the captions viewer following a live session,
  * and the file upload with progress bars and the transcript view. The random-weight model writes
  * gibberish, so the tests assert that captions appear and finals arrive, not their words.
- * A screenshot of the live page is kept at docs/screenshot-live.png.
+ * Each run writes a screenshot of the live page to .tmp/screenshot-live.png (the build artefact);
+ * `UPDATE_SCREENSHOT=1 npm test` also refreshes the README's copy in docs/.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +21,8 @@ import { startTestServer, type TestServer } from './test-server.ts';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type El = any;
 
-const SCREENSHOT = path.join(REPO_ROOT, 'docs', 'screenshot-live.png');
+const SCREENSHOT = path.join(REPO_ROOT, '.tmp', 'screenshot-live.png');
+const README_SCREENSHOT = path.join(REPO_ROOT, 'docs', 'screenshot-live.png');
 const hasModel = fs.existsSync(WHISPER_FIXTURE);
 const tools = await hasAudioTools();
 
@@ -155,6 +157,7 @@ describe.skipIf(skipBrowser !== null)(`web page in Chromium${skipBrowser ? ` —
     await page.waitForSelector('#live-captions .partial:not([hidden])', { timeout: 8000 }).catch(() => {});
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: false });
+    if (process.env.UPDATE_SCREENSHOT) fs.copyFileSync(SCREENSHOT, README_SCREENSHOT);
 
     await page.click('#live-stop');
     await page.waitForSelector('section[data-state="ended"]', { timeout: 30_000 });
