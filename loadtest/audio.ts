@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readWav } from '../src/audio/pcm.ts';
+import { encodeWav, float32ToInt16LeBytes, int16LeBytesToFloat32, readWav } from '../src/audio/pcm.ts';
 
 export const SR = 16_000;
 
@@ -108,7 +108,7 @@ export function loadAudio(o: LoadAudioOptions): LoadAudio {
   if (existsSync(pcmPath) && existsSync(spansPath)) {
     const meta = JSON.parse(readFileSync(spansPath, 'utf8')) as { spans: Array<[number, number]>; texts: string[] };
     const pcm16 = readFileSync(pcmPath);
-    return { samples: pcm16ToFloat(pcm16), pcm16, durationS: pcm16.length / 2 / SR, spans: meta.spans, texts: meta.texts, wavPath, pcmPath, spansPath };
+    return { samples: int16LeBytesToFloat32(pcm16), pcm16, durationS: pcm16.length / 2 / SR, spans: meta.spans, texts: meta.texts, wavPath, pcmPath, spansPath };
   }
 
   const parts: Float32Array[] = [];
@@ -141,11 +141,11 @@ export function loadAudio(o: LoadAudioOptions): LoadAudio {
     samples.set(p, off);
     off += p.length;
   }
-  const pcm16 = floatToPcm16(samples);
+  const pcm16 = Buffer.from(float32ToInt16LeBytes(samples));
   const round = (x: number) => Math.round(x * 1e4) / 1e4;
   const roundedSpans = spans.map(([a, b]) => [round(a), round(b)] as [number, number]);
   atomicWrite(pcmPath, pcm16);
-  atomicWrite(wavPath, wavFile(pcm16));
+  atomicWrite(wavPath, encodeWav(samples, SR));
   atomicWrite(
     spansPath,
     JSON.stringify({ sampleRate: SR, format: 'pcm_s16le mono', durationS: n / SR, gapS, spans: roundedSpans, texts }, null, 2) + '\n',
@@ -159,32 +159,3 @@ function atomicWrite(path: string, data: string | Buffer): void {
   renameSync(tmp, path);
 }
 
-export function floatToPcm16(x: Float32Array): Buffer {
-  const out = Buffer.alloc(x.length * 2);
-  for (let i = 0; i < x.length; i++) out.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(x[i] * 32767))), i * 2);
-  return out;
-}
-
-function pcm16ToFloat(b: Buffer): Float32Array {
-  const out = new Float32Array(b.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = b.readInt16LE(i * 2) / 32768;
-  return out;
-}
-
-function wavFile(pcm16: Buffer): Buffer {
-  const h = Buffer.alloc(44);
-  h.write('RIFF', 0);
-  h.writeUInt32LE(36 + pcm16.length, 4);
-  h.write('WAVE', 8);
-  h.write('fmt ', 12);
-  h.writeUInt32LE(16, 16);
-  h.writeUInt16LE(1, 20);
-  h.writeUInt16LE(1, 22);
-  h.writeUInt32LE(SR, 24);
-  h.writeUInt32LE(SR * 2, 28);
-  h.writeUInt16LE(2, 32);
-  h.writeUInt16LE(16, 34);
-  h.write('data', 36);
-  h.writeUInt32LE(pcm16.length, 40);
-  return Buffer.concat([h, pcm16]);
-}

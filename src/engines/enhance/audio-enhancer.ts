@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import createRNNWasmModuleSync from '@jitsi/rnnoise-wasm/dist/rnnoise-sync.js';
 import { AudioDecodeError, classifyFfmpegFailure, probeAudio } from '../../audio/ffmpeg.ts';
 import { LoudnessMeter } from './loudness.ts';
+import { encodeWav } from '../../audio/pcm.ts';
 
 export const ENHANCE_SAMPLE_RATE = 48000;
 export const RNNOISE_FRAME = 480;
@@ -91,7 +92,7 @@ export class AudioEnhancer {
     const out = this.applyGainLimited(denoised, 10 ** (gainDb / 20) / 32768);
     const after = new LoudnessMeter();
     after.push(out);
-    const wav = encodeWav16(out, ENHANCE_SAMPLE_RATE);
+    const wav = encodeWav(out, ENHANCE_SAMPLE_RATE);
     return { wav, sampleRate: ENHANCE_SAMPLE_RATE, samples: n, durationS: n / ENHANCE_SAMPLE_RATE, inputLufs, outputLufs: after.integrated(), gainDb };
   }
 
@@ -212,26 +213,4 @@ export class AudioEnhancer {
   }
 
   async close(): Promise<void> {}
-}
-
-function encodeWav16(samples: Float32Array, sampleRate: number): Buffer {
-  const buf = Buffer.alloc(44 + samples.length * 2);
-  buf.write('RIFF', 0, 'ascii');
-  buf.writeUInt32LE(36 + samples.length * 2, 4);
-  buf.write('WAVEfmt ', 8, 'ascii');
-  buf.writeUInt32LE(16, 16);
-  buf.writeUInt16LE(1, 20);
-  buf.writeUInt16LE(1, 22);
-  buf.writeUInt32LE(sampleRate, 24);
-  buf.writeUInt32LE(sampleRate * 2, 28);
-  buf.writeUInt16LE(2, 32);
-  buf.writeUInt16LE(16, 34);
-  buf.write('data', 36, 'ascii');
-  buf.writeUInt32LE(samples.length * 2, 40);
-  const pcm = new Int16Array(buf.buffer, buf.byteOffset + 44, samples.length);
-  for (let i = 0; i < samples.length; i++) {
-    const v = Math.round(samples[i] * 32767);
-    pcm[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
-  }
-  return buf;
 }
