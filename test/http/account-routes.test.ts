@@ -2,19 +2,16 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import mammoth from 'mammoth';
-import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccessControl } from '../../src/auth/access-control.ts';
 import { issueKey } from '../../src/auth/keys.ts';
 import type { Segment } from '../../src/formats/transcript.ts';
-import { HttpServer } from '../../src/http/http-server.ts';
+import type { HttpServer } from '../../src/http/http-server.ts';
+import { testHttpServer } from '../helpers/http-server.ts';
 import { registerAccountRoutes } from '../../src/http/routes/account-routes.ts';
-import { loadNativeUws } from '../../src/http/uws.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 
-const uws = loadNativeUws();
 
 const SEGMENTS: Segment[] = [
   {
@@ -72,16 +69,7 @@ for (const variant of DB_VARIANTS) {
       t = await variant.open();
       s = createStores(t.db, clock);
       access = new AccessControl({ accounts: s.accounts, usage: s.usage, now: clock, config: { signupEnabled: true } });
-      server = new HttpServer({
-        uws,
-        host: '127.0.0.1',
-        port: 0,
-        logger: pino({ level: 'silent' }),
-        metrics: new Metrics({ processMetrics: false }),
-        trustProxy: false,
-        maxJsonBodyBytes: 64 * 1024,
-        shutdownTimeoutMs: 5000,
-      });
+      server = testHttpServer();
       registerAccountRoutes(server, { access, ...s, cloud: [], now: clock });
       await server.start();
       base = `http://127.0.0.1:${server.port}`;
@@ -319,7 +307,7 @@ describe('signup is off by default', () => {
     const { Database } = await import('../../src/store/database.ts');
     const db = new Database({ url: null, embeddedDir: 'memory://' }); // never started: the route must not touch it
     const s = createStores(db);
-    const server = new HttpServer({ uws, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), metrics: new Metrics({ processMetrics: false }), trustProxy: false, maxJsonBodyBytes: 1024, shutdownTimeoutMs: 1000 });
+    const server = testHttpServer({ maxJsonBodyBytes: 1024, shutdownTimeoutMs: 1000 });
     registerAccountRoutes(server, { access: new AccessControl({ accounts: s.accounts, usage: s.usage }), ...s });
     await server.start();
     try {

@@ -1,20 +1,17 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
-import { HttpServer } from '../../src/http/http-server.ts';
+import type { HttpServer } from '../../src/http/http-server.ts';
+import { testHttpServer } from '../helpers/http-server.ts';
 import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
-import { loadNativeUws } from '../../src/http/uws.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
 import { readWav } from '../../src/audio/pcm.ts';
 import { makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 
-const uws = loadNativeUws();
 const MAX_CHARS = 20_000;
 const golden = JSON.parse(readFileSync(join(MODELS_DIR, 'minilm-mini-random', 'golden', 'golden.json'), 'utf8')) as { single: { text: string; embedding: number[] }[] };
 
@@ -28,16 +25,7 @@ async function startInstance(env: Record<string, string>): Promise<Instance> {
   const registry = await ModelRegistry.create(MODELS_DIR);
   const config = aiConfigFromEnv({ LLM_MODEL: 'qwen2-mini-random', EMBED_MODEL: 'minilm-mini-random', LLM_CONTEXT_SIZE: '512', LLM_THREADS: '1', LLM_MAX_TOKENS: '48', ...env });
   const models = new AiModels({ registry, config, intraOpThreads: 1 });
-  const server = new HttpServer({
-    uws,
-    host: '127.0.0.1',
-    port: 0,
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics({ processMetrics: false }),
-    trustProxy: false,
-    maxJsonBodyBytes: 1024 * 1024,
-    shutdownTimeoutMs: 5000,
-  });
+  const server = testHttpServer({ maxJsonBodyBytes: 1024 * 1024 });
   registerAiRoutes(server, {
     models,
     maxTextChars: MAX_CHARS,

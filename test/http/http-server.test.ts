@@ -1,25 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { ApiError } from '../../src/http/api-error.ts';
-import { HttpServer } from '../../src/http/http-server.ts';
+import type { HttpServer } from '../../src/http/http-server.ts';
+import { testHttpServer } from '../helpers/http-server.ts';
 import { Router } from '../../src/http/router.ts';
-import { loadNativeUws } from '../../src/http/uws.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
 
-const uws = loadNativeUws();
 let server: HttpServer | null = null;
 
 async function startServer(setup: (s: HttpServer) => void, maxJsonBodyBytes = 1024): Promise<string> {
-  server = new HttpServer({
-    uws,
-    host: '127.0.0.1',
-    port: 0,
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics({ processMetrics: false }),
-    trustProxy: false,
-    maxJsonBodyBytes,
-    shutdownTimeoutMs: 5000,
-  });
+  server = testHttpServer({ maxJsonBodyBytes });
   setup(server);
   await server.start();
   return `http://127.0.0.1:${server.port}`;

@@ -1,5 +1,4 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- response bodies are checked by the assertions */
-import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
@@ -7,16 +6,14 @@ import { AccessControl } from '../../src/auth/access-control.ts';
 import { issueKey } from '../../src/auth/keys.ts';
 import type { ChatBackend, ChatMessage } from '../../src/engines/llm/chat-backend.ts';
 import type { Segment } from '../../src/formats/transcript.ts';
-import { HttpServer } from '../../src/http/http-server.ts';
+import type { HttpServer } from '../../src/http/http-server.ts';
+import { testHttpServer } from '../helpers/http-server.ts';
 import { registerTranscriptAiRoutes, type TranscriptAiRouteDeps } from '../../src/http/routes/transcript-ai-routes.ts';
-import { loadNativeUws } from '../../src/http/uws.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
-import { Metrics } from '../../src/observability/metrics.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 
-const uws = loadNativeUws();
 
 const seg = (start: number, text: string, speaker: string): Segment => ({ start, end: start + 2, text, speaker, confidence: 0.9, words: [] });
 const SEGMENTS: Segment[] = [
@@ -32,16 +29,7 @@ const TEXT = SEGMENTS.map((s) => s.text.trim()).filter(Boolean).join(' ');
 const j = (r: Response): Promise<any> => r.json();
 
 async function startServer(deps: TranscriptAiRouteDeps): Promise<{ server: HttpServer; base: string }> {
-  const server = new HttpServer({
-    uws,
-    host: '127.0.0.1',
-    port: 0,
-    logger: pino({ level: 'silent' }),
-    metrics: new Metrics({ processMetrics: false }),
-    trustProxy: false,
-    maxJsonBodyBytes: 64 * 1024,
-    shutdownTimeoutMs: 5000,
-  });
+  const server = testHttpServer();
   registerTranscriptAiRoutes(server, deps);
   await server.start();
   return { server, base: `http://127.0.0.1:${server.port}` };
