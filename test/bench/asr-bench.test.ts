@@ -31,7 +31,11 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('bench:asr --quick', () => {
       const json = JSON.parse(readFileSync(out, 'utf8'));
       expect(json.meta.tokenBudget).toBeGreaterThan(0);
       expect(json.encoder.length).toBeGreaterThan(0);
-      expect(json.throughput.every((r: { sameTokens: boolean }) => r.sameTokens)).toBe(true);
+      // fp32 batching is exact; int8 quantizes activations per batch tensor, so it is only close.
+      const tp = json.throughput as { precision: string; sameTokens: boolean; tokenAgreement: number }[];
+      expect(tp.some((r) => r.precision === 'fp32')).toBe(true);
+      for (const r of tp.filter((r) => r.precision === 'fp32')) expect(r.sameTokens).toBe(true);
+      for (const r of tp) expect(r.tokenAgreement === 1).toBe(r.sameTokens);
       expect(json.baseline.tokens.oursEqTheirs).toBe(true);
       expect(json.shortAudio.rows.find((r: { frames: number }) => r.frames === 3000).ok).toBe(true);
     },
