@@ -45,6 +45,7 @@ const envSchema = z.object({
   STREAM_MAX_FRAME_KB: int(1, 16 * 1024).default(256),
   STREAM_IDLE_TIMEOUT_S: int(1, 3600).default(30),
   STREAM_MAX_DURATION_MIN: int(1, 24 * 60).default(240),
+  STREAM_MAX_FINAL_WAIT_MS: int(0, 600_000).default(3000),
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
@@ -88,6 +89,8 @@ export interface Config {
     streamMaxFrameBytes: number;
     streamIdleTimeoutS: number;
     streamMaxDurationS: number;
+    /** New live streams are refused while finals wait longer than this for the model (0 = never refuse). */
+    streamMaxFinalWaitMs: number;
   };
   inference: {
     executionProvider: 'cpu' | 'cuda';
@@ -164,6 +167,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       streamMaxFrameBytes: e.STREAM_MAX_FRAME_KB * 1024,
       streamIdleTimeoutS: e.STREAM_IDLE_TIMEOUT_S,
       streamMaxDurationS: e.STREAM_MAX_DURATION_MIN * 60,
+      streamMaxFinalWaitMs: e.STREAM_MAX_FINAL_WAIT_MS,
     },
     inference: {
       executionProvider: e.EXECUTION_PROVIDER,

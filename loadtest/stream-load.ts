@@ -238,6 +238,9 @@ async function startServer(o: { batch: number; modelsDir: string; model: string;
     DATA_DIR: dataDir,
     MAX_BATCH_SIZE: String(o.batch),
     DEFAULT_MODEL: o.model,
+    // The runner measures latency past the knee, so the server's admission control (which refuses new
+    // streams once finals are late) is off unless the caller sets it.
+    STREAM_MAX_FINAL_WAIT_MS: process.env.STREAM_MAX_FINAL_WAIT_MS ?? '0',
     // The port comes from the "listening" line, an info line: never quieter than info.
     LOG_LEVEL: ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') ? process.env.LOG_LEVEL! : 'info',
   };

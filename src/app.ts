@@ -180,6 +180,7 @@ export class App {
         maxFrameBytes: this.config.limits.streamMaxFrameBytes,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
+        maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs,
       });
       this.streams.register();
       this.webrtc = new WeriftWebRtcIngest({
@@ -194,6 +195,7 @@ export class App {
         maxStreams: this.config.limits.maxStreams,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
+        maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs,
       });
       await this.webrtc.start();
       registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });

@@ -27,6 +27,8 @@ export const CLOSE_CODES = {
   INVALID_PAYLOAD: 1007,
   /** Policy violation: idle timeout, maximum duration, too many streams. */
   POLICY_VIOLATION: 1008,
+  /** Try again later: the server is at capacity (finals are already late); retry or use another instance. */
+  TRY_AGAIN_LATER: 1013,
   /** A frame larger than the limit. */
   MESSAGE_TOO_BIG: 1009,
   /** Unexpected server error. */

@@ -29,6 +29,7 @@ import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.
 import { encodeServerMessage, parseControlMessage, serverMessages as msg, type ServerMessage } from './stream-protocol.ts';
 import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
 import { RtpAudioTimeline } from './webrtc-rtp.ts';
+import { streamCapacity } from '../pipeline/stream-admission.ts';
 import { toServerMessage } from './ws-stream.ts';
 
 export interface WebRtcIngestOptions {
@@ -49,6 +50,8 @@ export interface WebRtcIngestOptions {
   maxStreams: number;
   idleTimeoutS: number;
   maxDurationS: number;
+  /** Refuse new sessions (503 + Retry-After) while the model's finals wait longer than this, ms; 0 = never. */
+  maxFinalWaitMs?: number;
   /** Token budget per decode when the client names none (undefined = the engine default). */
   maxNewTokens?: number;
   /** How long the answer waits for ICE candidate gathering (default 3000 ms). */
@@ -132,6 +135,12 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       model = await this.o.models.get(options.model);
       if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
         throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
+      }
+      const capacity = streamCapacity(model.id, model.scheduler.finalWaitMs(), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+      if (!capacity.ok) {
+        this.o.metrics.streamsRefused.inc({ transport: 'webrtc', reason: 'capacity' });
+        this.o.logger.warn({ model: model.id }, capacity.message);
+        throw Object.assign(httpError(503, capacity.message), { headers: { 'retry-after': String(capacity.retryAfterS) }, expected: true });
       }
       resampler = await StreamResampler.create(OPUS_SAMPLE_RATE, 16_000);
     } catch (err) {

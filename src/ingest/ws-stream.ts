@@ -21,6 +21,7 @@ import type { SpeechModels } from '../pipeline/speech-models.ts';
 import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
+import { streamCapacity } from '../pipeline/stream-admission.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
   CLOSE_CODES,
@@ -49,6 +50,8 @@ export interface WsStreamOptions {
   maxFrameBytes: number;
   idleTimeoutS: number;
   maxDurationS: number;
+  /** Refuse new streams (close 1013) while the model's finals wait longer than this, ms; 0 = never. */
+  maxFinalWaitMs?: number;
   /** Token budget per decode for live streams (undefined = the engine default). */
   maxNewTokens?: number;
 }
@@ -246,6 +249,13 @@ export class WsStreamIngest {
           if (cfg.language !== 'auto' && !model.engine.info.languages.includes(cfg.language)) {
             resampler.close();
             return this.fail(conn, `language: model '${model.id}' does not support '${cfg.language}'`, CLOSE_CODES.INVALID_PAYLOAD);
+          }
+          const capacity = streamCapacity(model.id, model.scheduler.finalWaitMs(), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+          if (!capacity.ok) {
+            resampler.close();
+            this.o.metrics.streamsRefused.inc({ transport: 'websocket', reason: 'capacity' });
+            this.o.logger.warn({ session: conn.id, model: model.id }, capacity.message);
+            return this.fail(conn, capacity.message, CLOSE_CODES.TRY_AGAIN_LATER);
           }
           conn.resampler = resampler;
           const session = new StreamSession({

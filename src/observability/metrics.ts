@@ -37,6 +37,18 @@ export class Metrics {
     labelNames: ['model', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly finalWait = new Gauge({
+    name: 'stt_final_wait_seconds',
+    help: 'How long finals wait for a model call (longest of the oldest queued and the p90 of the last 10 s); admission control refuses new streams above STREAM_MAX_FINAL_WAIT_MS.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+  readonly streamsRefused = new Counter({
+    name: 'stt_streams_refused_total',
+    help: 'New live streams refused because the model was behind (reason capacity).',
+    labelNames: ['transport', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly batchSize = new Histogram({
     name: 'stt_batch_size',
     help: 'Requests per model call of a batching scheduler.',

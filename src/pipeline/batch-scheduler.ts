@@ -8,6 +8,7 @@
  * - Partials are disposable: a newer partial of the same key replaces the queued one, and partials
  *   older than `partialMaxAgeMs` are dropped under load. Finals and file chunks are never dropped.
  * - One batch runs at a time: the engine already uses every core.
+ * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
  */
 export type Priority = 'final' | 'file' | 'partial';
 const PRIORITIES: Priority[] = ['final', 'file', 'partial'];
@@ -40,6 +41,8 @@ export interface BatchSchedulerOptions<Req, Res> {
   onDrop?: (reason: 'superseded' | 'stale') => void;
   /** Called after every batch (benchmarks, metrics). */
   onBatch?: (info: { size: number; ms: number; priorities: Record<Priority, number> }) => void;
+  /** How far back `finalWaitMs()` looks at the waits of finals already started (default 10 s). */
+  waitWindowMs?: number;
 }
 
 interface Pending<Req, Res> {
@@ -57,6 +60,9 @@ export class BatchScheduler<Req, Res> {
   private readonly maxBatch: number;
   private readonly windowMs: number;
   private readonly partialMaxAgeMs: number;
+  private readonly waitWindowMs: number;
+  /** Queue waits (enqueue → model call) of finals started recently, oldest first. */
+  private readonly finalWaits: { at: number; ms: number }[] = [];
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private timerDelay = 0;
@@ -71,6 +77,24 @@ export class BatchScheduler<Req, Res> {
     this.maxBatch = opts.maxBatch ?? 8;
     this.windowMs = opts.windowMs ?? 10;
     this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
+    this.waitWindowMs = opts.waitWindowMs ?? 10_000;
+  }
+
+  /**
+   * How far behind the model is for finals, in ms: the longer of the wait of the oldest final still
+   * queued and the 90th percentile of the waits of finals started in the last `waitWindowMs`.
+   * A model that keeps up shows at most about one batch duration; more means finals queue up.
+   */
+  finalWaitMs(now = Date.now()): number {
+    this.pruneWaits(now);
+    const oldest = this.queues.final.length ? now - Math.min(...this.queues.final.map((p) => p.enqueuedAt)) : 0;
+    const waits = this.finalWaits.map((w) => w.ms).sort((a, b) => a - b);
+    const p90 = waits.length ? waits[Math.min(waits.length - 1, Math.floor(waits.length * 0.9))] : 0;
+    return Math.max(oldest, p90);
+  }
+
+  private pruneWaits(now: number): void {
+    while (this.finalWaits.length && now - this.finalWaits[0].at > this.waitWindowMs) this.finalWaits.shift();
   }
 
   get depth(): Record<Priority, number> {
@@ -186,6 +210,9 @@ export class BatchScheduler<Req, Res> {
     const batch = this.take();
     this.reportDepth();
     if (!batch.length) return;
+    const startedAt = Date.now();
+    for (const b of batch) if (b.priority === 'final') this.finalWaits.push({ at: startedAt, ms: startedAt - b.enqueuedAt });
+    this.pruneWaits(startedAt);
     this.running = true;
     this.stats.batches++;
     this.stats.requests += batch.length;

@@ -68,6 +68,7 @@ export class SpeechModels {
       onBatch: ({ size, ms }) => {
         metrics?.batchSize.observe({ model: id }, size);
         metrics?.batchSeconds.observe({ model: id }, ms / 1000);
+        metrics?.finalWait.set({ model: id }, scheduler.finalWaitMs() / 1000);
       },
       onDepth: (d) => {
         for (const [priority, n] of Object.entries(d)) metrics?.queueDepth.set({ model: id, priority }, n);

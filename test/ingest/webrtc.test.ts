@@ -240,6 +240,28 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
     }
   });
 
+  it('admission: 503 with Retry-After and the reason while finals are late (STREAM_MAX_FINAL_WAIT_MS)', async () => {
+    const busy = await startTestServer({ STREAM_MAX_FINAL_WAIT_MS: '100', MAX_BATCH_SIZE: '1' });
+    const c = new WebRtcTestClient();
+    try {
+      const model = await busy.app.speechModels.get('whisper-mini-random');
+      const window = new Float32Array(16_000 * 3);
+      const backlog = Array.from({ length: 12 }, (_, i) =>
+        model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const r = await fetch(`${busy.url}/v1/webrtc?language=en`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: await c.offer() });
+      expect(r.status).toBe(503);
+      expect(r.headers.get('retry-after')).toBe('5');
+      expect(((await r.json()) as { error: string }).error).toMatch(/Server at capacity: live results of model 'whisper-mini-random' are [\d.]+ s behind/);
+      expect(busy.webrtc.sessions()).toEqual([]);
+      await Promise.all(backlog);
+    } finally {
+      await c.close();
+      await busy.close();
+    }
+  });
+
   it('errors: content type 415, not SDP 400, no data channel 400, bad options 400, model not installed 503, unknown session 404', async () => {
     const post = (body: string, type = 'application/sdp', qs = '') => fetch(`${srv.url}/v1/webrtc${qs}`, { method: 'POST', headers: { 'content-type': type }, body });
     let r = await post('{}', 'application/json');

@@ -206,6 +206,39 @@ describe('WS /v1/stream errors', () => {
     }
   });
 
+  it('refuses new streams with 1013 while finals are late (STREAM_MAX_FINAL_WAIT_MS); a running stream keeps its finals', async () => {
+    const busy = await startApp({ STREAM_MAX_FINAL_WAIT_MS: '100', MAX_BATCH_SIZE: '1', ANON_DAILY_LIMIT: '100' });
+    try {
+      const u = `ws://127.0.0.1:${busy.port}/v1/stream`;
+      const k = await paidKey(busy);
+      const running = await StreamClient.connect(u, { authorization: `Bearer ${k}` });
+      await ready(running);
+      // A backlog of finals on the model's scheduler, one per model call.
+      const model = await busy.speechModels.get('whisper-mini-random');
+      const window = single.subarray(0, 16_000 * 3);
+      const backlog = Array.from({ length: 12 }, (_, i) =>
+        model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      expect(model.scheduler.finalWaitMs()).toBeGreaterThan(100);
+      const refused = await StreamClient.connect(u, { authorization: `Bearer ${k}` });
+      refused.json(CONFIG);
+      const err = await refused.next((m) => 'error' in m || m.status === 'ready');
+      expect(err.error).toMatch(/Server at capacity: live results of model 'whisper-mini-random' are [\d.]+ s behind \(limit 0\.1 s\)/);
+      expect((await refused.closed).code).toBe(1013);
+      const metrics = await (await fetch(`http://127.0.0.1:${busy.port}/metrics`)).text();
+      expect(metrics).toMatch(/stt_streams_refused_total\{transport="websocket",reason="capacity"\} 1/);
+      // The stream admitted before the overload still gets its final.
+      await running.sendPcm(single, { pace: 8 });
+      running.json({ action: 'stop' });
+      await running.next((m) => m.is_final === true);
+      expect(running.finals().length).toBe(1);
+      await Promise.all(backlog);
+    } finally {
+      await busy.close();
+    }
+  });
+
   it('shutdown flushes live streams: finals, is_final, close 1001', async () => {
     const other = await startApp();
     const c = await StreamClient.connect(`ws://127.0.0.1:${other.port}/v1/stream`);

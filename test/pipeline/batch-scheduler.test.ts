@@ -66,6 +66,36 @@ describe('BatchScheduler', () => {
     expect(batches.flat()).toEqual(['final', 'p-new']);
   });
 
+  it('finalWaitMs: zero when idle, the backlog of queued finals while behind, back to zero after its window', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const s = new BatchScheduler<string, string>({
+      name: 'test',
+      maxBatch: 1,
+      windowMs: 0,
+      waitWindowMs: 200,
+      run: async (reqs) => {
+        await gate;
+        return reqs;
+      },
+    });
+    expect(s.finalWaitMs()).toBe(0);
+    const done = ['f1', 'f2', 'f3'].map((r) => s.submit(r, { priority: 'final', key: r }));
+    s.submit('p', { priority: 'partial', key: 'p' }).catch(() => undefined);
+    await sleep(120); // f1 runs (blocked); f2, f3 have waited ~120 ms
+    const behind = s.finalWaitMs();
+    expect(behind).toBeGreaterThanOrEqual(100);
+    expect(behind).toBeLessThan(1000);
+    release();
+    await Promise.all(done);
+    // All started; the recent waits (f2, f3 waited ≥ 100 ms) still count within the window…
+    expect(s.finalWaitMs()).toBeGreaterThanOrEqual(100);
+    // …and age out after it.
+    await sleep(250);
+    expect(s.finalWaitMs()).toBe(0);
+    await s.close();
+  });
+
   it('drops partials that waited too long under load, but runs every final', async () => {
     const { s } = recording({ maxBatch: 1, windowMs: 1, ms: 40, partialMaxAgeMs: 30 });
     const finals = ['f1', 'f2', 'f3'].map((r, i) => s.submit(r, { priority: 'final', key: `s${i}` }));
