@@ -436,17 +436,17 @@ export class WhisperEngine {
       if (text.length) {
         const prompt = this.buildPrompt({ language: s.language!, task: s.opts.task, timestamps: false }).prompt;
         const out = await this.model.prefill(enc, [[...prompt, ...text, tok.eot]]);
+        if (!out.crossAttentions) throw new Error('decoder reported cross-attention outputs but returned none');
         const seq = out.seqLen;
         const frames = enc.frames;
-        const first = prompt.length - 1;
-        const nTok = text.length + 1;
+        // OpenAI normalises over every row of [sot, lang, task, notimestamps, text…, eot], then aligns
+        // rows from <|notimestamps|> (its attention places text token 0) to the last text token.
         const heads = this.config.gen.alignmentHeads.map(([layer, head]) => {
           const a = out.crossAttentions![layer];
-          const m = new Float32Array(nTok * frames);
-          for (let t = 0; t < nTok; t++) m.set(a.subarray((head * seq + first + t) * frames, (head * seq + first + t + 1) * frames), t * frames);
-          return m;
+          if (!a || a.length !== this.config.decoderHeads * seq * frames) throw new Error(`cross_attentions.${layer}: unexpected size ${a?.length}`);
+          return a.subarray(head * seq * frames, (head + 1) * seq * frames);
         });
-        const times = alignTokens(heads, nTok, frames, numFrames, this.config.medianFilterWidth);
+        const times = alignTokens(heads, seq, frames, numFrames, this.config.medianFilterWidth, prompt.length - 1, text.length + 1);
         let k = 0;
         segs.forEach((seg, j) => {
           const words = splitWords(parts[j].toks, parts[j].lps, decode);

@@ -60,7 +60,7 @@ export interface DecoderStepOutput {
   seqLen: number;
   vocab: number;
   cache: KVCache;
-  /** Per layer [batch, heads, seqLen, frames] when the export exposes cross-attentions, else null. */
+  /** Per layer [batch, heads, seqLen, frames] when the export exposes cross-attentions (prefill only), else null. */
   crossAttentions: Float32Array[] | null;
 }
 
@@ -178,7 +178,12 @@ export class WhisperOnnxModel {
     // decoder_with_past does not return encoder presents: keep the first step's.
     // (the merged graph's cache branch only passes it through, so keeping the old tensors is equivalent).
     const enc = prev ? prev.encoder : encoder;
-    const cross = this.crossAttentionOutputs.length ? this.crossAttentionOutputs.map((n) => out[n].data as Float32Array) : null;
+    // Only the first-step graph is required to expose them (split: decoder_with_past has none; merged cached
+    // steps do not fetch them), so they are returned when this run produced them.
+    const cross =
+      this.crossAttentionOutputs.length && this.crossAttentionOutputs.every((n) => out[n])
+        ? this.crossAttentionOutputs.map((n) => out[n].data as Float32Array)
+        : null;
     return {
       logits: logitsT.data as Float32Array,
       seqLen: logitsT.dims[1],
@@ -210,7 +215,7 @@ export class WhisperOnnxModel {
   /** Outputs to fetch on cached merged-decoder steps (null = all). */
   private get cachedStepOutputs(): string[] | null {
     if (this.layout !== 'merged') return null;
-    return (this.stepFetches ??= this.decoderPast.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n)));
+    return (this.stepFetches ??= this.decoderPast.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n) && !/^cross_attentions\./.test(n)));
   }
   private stepFetches: string[] | undefined;
 
@@ -224,7 +229,8 @@ export class WhisperOnnxModel {
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([1]), [1]);
     }
     // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, 1500, d] per
-    // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV.
+    // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV
+    // (and not cross-attentions, which only the teacher-forced alignment pass reads, via prefill).
     const out = this.cachedStepOutputs
       ? await this.decoderPast.run(feeds, this.cachedStepOutputs)
       : await this.decoderPast.run(feeds);

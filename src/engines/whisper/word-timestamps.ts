@@ -1,11 +1,13 @@
 /**
  * Word-level timestamps.
  *
- * Preferred: cross-attention DTW (OpenAI timing.py / HF `_extract_token_timestamps`): take the
- * cross-attention weights of generation_config `alignment_heads` for the text tokens, standardise
- * each head over tokens, median-filter over time, average heads, run DTW on the negated matrix
- * and read word boundaries off the token→frame path. This needs an export that returns
- * `cross_attentions.{i}` (Optimum `--output_attentions`); the stock onnx-community exports do not.
+ * Preferred: cross-attention DTW (OpenAI timing.py `find_alignment`): take the cross-attention
+ * weights of generation_config `alignment_heads` over the teacher-forced sequence, cut them to the
+ * window's audio and re-normalise, standardise each head over tokens, median-filter over time,
+ * average heads, run DTW on the negated matrix and read word boundaries off the token→frame path.
+ * This needs an export that returns `cross_attentions.{i}` (Optimum `--output_attentions`); the stock
+ * onnx-community exports do not. Checked end to end against a numpy port of timing.py in
+ * test/engines/whisper/word-timestamps-dtw.test.ts (patched fixture graph).
  *
  * Fallback ('proportional'): split the segment's time span over its words in proportion to their
  * character length. Honest but coarse; the result reports which method was used.
@@ -62,7 +64,8 @@ export function medianFilter(x: Float32Array, rows: number, cols: number, width:
  */
 export function dtw(cost: Float32Array | Float64Array, n: number, m: number): { textIndices: number[]; timeIndices: number[] } {
   const W = m + 1;
-  const acc = new Float64Array((n + 1) * W).fill(Infinity);
+  // float32 accumulated cost, as OpenAI's dtw_cpu (np.float32 array): ties and near-ties resolve the same way
+  const acc = new Float32Array((n + 1) * W).fill(Infinity);
   const trace = new Int8Array((n + 1) * W).fill(-1);
   acc[0] = 0;
   for (let j = 1; j <= m; j++) {
@@ -152,34 +155,56 @@ export function proportionalWordTimes(words: Word[], start: number, end: number)
 }
 
 /**
- * Token→time alignment from cross-attention of the alignment heads.
- * `heads`: one [nTokens, nFrames] attention matrix per alignment head (rows = the text tokens
- * followed by EOT, prompt rows already removed); `numFrames`: mel frames of real audio in the
- * window (attention is cut to numFrames/2 encoder positions, 50 per second).
- * Returns, per text token, the time (s, relative to the window) where it starts, plus the final end time.
+ * Token→time alignment from cross-attention of the alignment heads (OpenAI `timing.find_alignment`).
+ * `heads`: one [nRows, nFrames] attention-probability matrix per alignment head, over the whole
+ * teacher-forced sequence `[sot, lang, task, <|notimestamps|>, text…, <|endoftext|>]`; `numFrames`: mel
+ * frames of real audio in the window. As OpenAI: cut to numFrames/2 encoder positions (50 per second)
+ * and re-normalise each row over them (softmax of the cut logits), standardise every column over all
+ * rows (unbiased=False), median-filter along time, average the heads, keep rows
+ * [first, first + count) (OpenAI: from `<|notimestamps|>` to the last text token), DTW on the negation.
+ * Returns, per kept row, the time (s, relative to the window) of its first DTW path point. With OpenAI's
+ * rows [<|notimestamps|>, text_0 … text_{n-1}] (the row of the token that predicts the next one), entry k
+ * is the start of text token k and entry n ends the last word. Defaults (first 0, count nRows): every row.
  */
-export function alignTokens(heads: Float32Array[], nTokens: number, nFrames: number, numFrames: number, medianWidth: number): number[] {
-  const cols = Math.min(nFrames, Math.floor(numFrames / 2));
-  const matrix = new Float64Array(nTokens * cols);
+export function alignTokens(
+  heads: Float32Array[],
+  nRows: number,
+  nFrames: number,
+  numFrames: number,
+  medianWidth: number,
+  first = 0,
+  count = nRows - first,
+): number[] {
+  if (first < 0 || count < 1 || first + count > nRows) throw new Error(`alignTokens: rows [${first}, ${first + count}) outside 0..${nRows}`);
+  const cols = Math.max(1, Math.min(nFrames, Math.floor(numFrames / 2)));
+  const sum = new Float64Array(count * cols);
   for (const h of heads) {
-    // cut to the audio part, then standardise each time column over the token axis (unbiased=False)
-    const w = new Float32Array(nTokens * cols);
-    for (let t = 0; t < nTokens; t++) for (let c = 0; c < cols; c++) w[t * cols + c] = h[t * nFrames + c];
+    // cut to the audio part and re-normalise each row (OpenAI re-applies softmax to the cut logits)
+    const w = new Float32Array(nRows * cols);
+    for (let t = 0; t < nRows; t++) {
+      let z = 0;
+      for (let c = 0; c < cols; c++) z += h[t * nFrames + c];
+      const inv = z > 0 ? 1 / z : 0;
+      for (let c = 0; c < cols; c++) w[t * cols + c] = h[t * nFrames + c] * inv;
+    }
+    // standardise each time column over all rows (torch.std_mean(dim=-2, unbiased=False))
     for (let c = 0; c < cols; c++) {
       let mean = 0;
-      for (let t = 0; t < nTokens; t++) mean += w[t * cols + c];
-      mean /= nTokens;
+      for (let t = 0; t < nRows; t++) mean += w[t * cols + c];
+      mean /= nRows;
       let v = 0;
-      for (let t = 0; t < nTokens; t++) v += (w[t * cols + c] - mean) ** 2;
-      const std = Math.sqrt(v / nTokens) || 1;
-      for (let t = 0; t < nTokens; t++) w[t * cols + c] = (w[t * cols + c] - mean) / std;
+      for (let t = 0; t < nRows; t++) v += (w[t * cols + c] - mean) ** 2;
+      const std = Math.sqrt(v / nRows) || 1;
+      for (let t = 0; t < nRows; t++) w[t * cols + c] = (w[t * cols + c] - mean) / std;
     }
-    const f = medianFilter(w, nTokens, cols, medianWidth);
-    for (let i = 0; i < f.length; i++) matrix[i] += f[i] / heads.length;
+    const f = medianFilter(w, nRows, cols, medianWidth);
+    for (let i = 0; i < sum.length; i++) sum[i] += f[first * cols + i];
   }
-  for (let i = 0; i < matrix.length; i++) matrix[i] = -matrix[i];
-  const { textIndices, timeIndices } = dtw(matrix, nTokens, cols);
-  // jumps: first path point of every token row
+  // negated head mean, float32 like torch's matrix
+  const matrix = new Float32Array(count * cols);
+  for (let i = 0; i < matrix.length; i++) matrix[i] = -(sum[i] / heads.length);
+  const { textIndices, timeIndices } = dtw(matrix, count, cols);
+  // jumps: first path point of every row
   const times: number[] = [];
   let prev = -1;
   for (let k = 0; k < textIndices.length; k++) {
@@ -188,7 +213,7 @@ export function alignTokens(heads: Float32Array[], nTokens: number, nFrames: num
       prev = textIndices[k];
     }
   }
-  return times; // length nTokens (text tokens + EOT): start of each token; the EOT start ends the last word
+  return times;
 }
 
 /** Group per-token start times into word timings (OpenAI: word start = first token's jump, end = next word's). */
