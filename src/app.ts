@@ -206,6 +206,7 @@ export class App {
         maxTokens: this.config.ai.llm.maxTokens,
         maxTexts: this.config.ai.embedding.maxTexts,
         maxUploadBytes: this.config.limits.maxUploadBytes,
+        maxTtsChars: this.config.ai.tts.maxChars,
         tmpDir,
       });
       registerWebUi(this.server);

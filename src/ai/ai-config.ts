@@ -21,6 +21,7 @@ export const AiEnvSchema = z.object({
   EMBED_MAX_TEXTS: int(1, 10000, 256),
   AI_MAX_TEXT_CHARS: int(1, 50_000_000, 500_000),
   ENHANCE_TARGET_LUFS: z.coerce.number().min(-70).max(-5).default(-23),
+  TTS_MAX_CHARS: int(1, 1_000_000, 5000),
 });
 
 export interface AiConfig {
@@ -38,6 +39,8 @@ export interface AiConfig {
   embedding: { model: string; quantized: boolean; maxTexts: number };
   maxTextChars: number;
   enhance: { targetLufs: number };
+  /** /v1/tts: longest text (characters); longer → 413. */
+  tts: { maxChars: number };
 }
 
 export function aiConfigFromEnv(env: Record<string, string | undefined> = process.env): AiConfig {
@@ -59,5 +62,6 @@ export function aiConfigFromEnv(env: Record<string, string | undefined> = proces
     embedding: { model: e.EMBED_MODEL, quantized: e.EMBED_QUANTIZED === 'true', maxTexts: e.EMBED_MAX_TEXTS },
     maxTextChars: e.AI_MAX_TEXT_CHARS,
     enhance: { targetLufs: e.ENHANCE_TARGET_LUFS },
+    tts: { maxChars: e.TTS_MAX_CHARS },
   };
 }

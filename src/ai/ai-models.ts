@@ -12,6 +12,7 @@ import { AudioEnhancer, type AudioEnhancerOptions } from '../engines/enhance/aud
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
 import { LocalLlm } from '../engines/llm/local-llm.ts';
 import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
+import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { AiConfig } from './ai-config.ts';
 
@@ -37,6 +38,7 @@ export class AiModels {
   private llmPromise: Promise<ChatBackend> | null = null;
   private readonly embedders = new Map<string, Promise<EmbeddingService>>();
   private enhancerPromise: Promise<AudioEnhancer> | null = null;
+  private synthesizerPromise: Promise<EspeakSynthesizer> | null = null;
   private closed = false;
 
   constructor(private readonly opts: AiModelsOptions) {}
@@ -108,12 +110,22 @@ export class AiModels {
     );
   }
 
+  /** Text to speech (espeak-ng matched to the reference voice; see EspeakSynthesizer). */
+  synthesizer(): Promise<EspeakSynthesizer> {
+    return this.cached(
+      () => this.synthesizerPromise,
+      (p) => (this.synthesizerPromise = p),
+      () => EspeakSynthesizer.load(),
+    );
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const all: Promise<{ close(): Promise<void> }>[] = [];
     if (this.llmPromise) all.push(this.llmPromise);
     all.push(...this.embedders.values());
     if (this.enhancerPromise) all.push(this.enhancerPromise);
+    if (this.synthesizerPromise) all.push(this.synthesizerPromise);
     await Promise.all(all.map((p) => p.then((m) => m.close(), () => {})));
   }
 }

@@ -9,7 +9,10 @@ import { testHttpServer } from '../helpers/http-server.ts';
 import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { readWav } from '../../src/audio/pcm.ts';
-import { makeSpeechWav } from '../helpers/audio-fixtures.ts';
+import { makeSilenceWav, makeSpeechWav } from '../helpers/audio-fixtures.ts';
+import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
+import { StreamResampler } from '../../src/audio/resampler.ts';
+import { medianF0Hz, speechRms } from '../../src/engines/tts/espeak-synthesizer.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 
 const MAX_CHARS = 20_000;
@@ -212,6 +215,60 @@ describe('AI routes on the local fixture models', () => {
     const none = new FormData();
     none.append('x', '1');
     expect((await fetch(`${a.base}/v1/enhance-audio`, { method: 'POST', body: none })).status).toBe(400);
+  });
+
+  it('POST /v1/tts: reference + text → WAV in a voice of matching pitch, X-Duration and X-Generation-Time', async () => {
+    const REF = 'Hello there, this is my voice. I am recording a short sample for the speech synthesizer.';
+    const tts = async (voice: string) => {
+      const ref = await makeSpeechWav(REF, { voice, sampleRate: 16000 });
+      const form = new FormData();
+      form.append('reference', new Blob([readFileSync(ref.path)], { type: 'audio/wav' }), 'ref.wav');
+      form.append('text', 'Good morning everyone, and welcome to the weekly meeting.');
+      const r = await fetch(`${a.base}/v1/tts`, { method: 'POST', body: form });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('content-type')).toBe('audio/wav');
+      const wav = readWav(Buffer.from(await r.arrayBuffer()));
+      expect(Number(r.headers.get('x-duration'))).toBeCloseTo(wav.durationS, 2);
+      expect(wav.durationS).toBeGreaterThan(1.5);
+      expect(Number(r.headers.get('x-generation-time'))).toBeGreaterThan(0);
+      const to16k = await StreamResampler.create(wav.sampleRate, 16_000);
+      const out16k = to16k.process(wav.samples);
+      to16k.close();
+      const refF0 = medianF0Hz(await decodeToPcm16k(ref.path))!;
+      return { refF0, outF0: medianF0Hz(out16k)!, engine: r.headers.get('x-tts-engine')!, refRms: speechRms(await decodeToPcm16k(ref.path), 16_000), outRms: speechRms(out16k, 16_000) };
+    };
+    const high = await tts('en+f4');
+    const low = await tts('en-us+m7');
+    expect(high.refF0).toBeGreaterThan(low.refF0 * 1.4);
+    for (const v of [high, low]) {
+      expect(Math.abs(v.outF0 - v.refF0) / v.refF0).toBeLessThan(0.1); // the voice's pitch is matched
+      expect(Math.abs(20 * Math.log10(v.outRms / v.refRms))).toBeLessThan(1.5); // and its loudness
+      expect(v.engine).toMatch(/^espeak-ng voice .* \(matched to the reference: pitch \d+ Hz, loudness; not a voice clone\)$/);
+    }
+    expect(high.engine).toMatch(/voice en\+f3/);
+    expect(low.engine).toMatch(/voice en pitch/);
+  });
+
+  it('POST /v1/tts errors: no text, no reference, too short/long, silent, not audio, unknown language, text too long', async () => {
+    const ref = readFileSync((await makeSpeechWav('Hello there, this is my voice. I am recording a short sample for the test of errors.', { sampleRate: 16000 })).path);
+    const send = async (fields: Record<string, string>, reference: Buffer | null = ref) => {
+      const form = new FormData();
+      if (reference) form.append('reference', new Blob([reference], { type: 'audio/wav' }), 'ref.wav');
+      for (const [k, v] of Object.entries(fields)) form.append(k, v);
+      const r = await fetch(`${a.base}/v1/tts`, { method: 'POST', body: form });
+      return { status: r.status, error: (await j(r)).error as string };
+    };
+    expect(await send({})).toEqual({ status: 400, error: expect.stringMatching(/Missing text/) });
+    expect(await send({ text: 'hi' }, null)).toEqual({ status: 400, error: expect.stringMatching(/Missing reference: send 3–10 s/) });
+    const short = readFileSync((await makeSpeechWav('Hi.', { sampleRate: 16000 })).path);
+    expect(await send({ text: 'hi' }, short)).toEqual({ status: 400, error: expect.stringMatching(/reference is [\d.]+ s long; send 3–10 s/) });
+    const long = readFileSync(await makeSilenceWav(31));
+    expect(await send({ text: 'hi' }, long)).toEqual({ status: 400, error: expect.stringMatching(/reference is 31\.0 s long/) });
+    const silent = readFileSync(await makeSilenceWav(5, { noiseAmplitude: 0.05 }));
+    expect(await send({ text: 'hi' }, silent)).toEqual({ status: 400, error: expect.stringMatching(/no voiced speech/) });
+    expect((await send({ text: 'hi' }, Buffer.from('this is not audio at all'))).status).toBe(400);
+    expect(await send({ text: 'hi', language: 'xx' })).toEqual({ status: 400, error: expect.stringMatching(/language: espeak-ng has no voice for 'xx'/) });
+    expect(await send({ text: 'x'.repeat(5001) })).toEqual({ status: 413, error: expect.stringMatching(/text is 5001 characters long; the limit is 5000/) });
   });
 
   describe('with LLM_BASE_URL pointing at a second instance (external OpenAI-compatible backend)', () => {

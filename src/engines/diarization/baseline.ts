@@ -38,7 +38,13 @@ export function mfccFromFbank(fb: Fbank, nCeps = BASELINE_CEPS): Float32Array {
  * log-F0 per fbank frame (10 ms hop) or NaN where unvoiced: normalised autocorrelation over
  * 25 ms at 8 kHz, lags for 80–500 Hz, voiced when the peak exceeds 0.7.
  */
-export function logF0Track(samples: Float32Array, frames: number, hop = 160): Float64Array {
+/**
+ * `octaveGuard` (e.g. 0.9): take the shortest lag whose correlation is a local peak within that
+ * fraction of the best, instead of the best itself: a periodic signal correlates as well at twice
+ * its period, and rounding of the lag can make the double period win (an octave-low error). Off by
+ * default: the diarization baseline's features and its measured DER were made without it.
+ */
+export function logF0Track(samples: Float32Array, frames: number, hop = 160, opts: { octaveGuard?: number } = {}): Float64Array {
   const n = samples.length >> 1;
   const d = new Float32Array(n);
   for (let i = 0; i < n; i++) d[i] = 0.5 * (samples[2 * i] + samples[2 * i + 1]);
@@ -58,6 +64,7 @@ export function logF0Track(samples: Float32Array, frames: number, hop = 160): Fl
     for (let i = 0; i < W; i++) e1 += d[a + minL + i] * d[a + minL + i];
     let best = 0;
     let bl = 0;
+    const rs = opts.octaveGuard ? new Float64Array(maxL + 2) : null;
     for (let L = minL; L <= maxL; L++) {
       if (L > minL) {
         const o = d[a + L - 1];
@@ -67,9 +74,18 @@ export function logF0Track(samples: Float32Array, frames: number, hop = 160): Fl
       let c = 0;
       for (let i = 0; i < W; i++) c += d[a + i] * d[a + i + L];
       const r = c / Math.sqrt(e0 * Math.max(e1, 1e-12));
+      if (rs) rs[L] = r;
       if (r > best) {
         best = r;
         bl = L;
+      }
+    }
+    if (rs && best > 0.7) {
+      for (let L = minL + 1; L < bl; L++) {
+        if (rs[L] >= opts.octaveGuard! * best && rs[L] >= rs[L - 1] && rs[L] >= rs[L + 1]) {
+          bl = L;
+          break;
+        }
       }
     }
     if (best > 0.7) out[t] = Math.log(8000 / bl);

@@ -1,5 +1,6 @@
 /**
- * AI endpoints: POST /v1/summarize, /v1/analyze, /v1/generate, /v1/translate, /v1/embed, /v1/enhance-audio
+ * AI endpoints: POST /v1/summarize, /v1/analyze, /v1/generate, /v1/translate, /v1/embed, /v1/enhance-audio,
+ * /v1/tts
  * (the API reference's shapes; see docs/ai-endpoints.md for what the reference leaves open) and
  * POST /v1/chat/completions (OpenAI-compatible, `stream: true` as server-sent events). Parse, validate,
  * call the services in src/ai and the engines, format. Models load on first use (AiModels).
@@ -15,13 +16,15 @@ import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts
 import { LlmTranslator, type Translator } from '../../ai/translate.ts';
 import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
 import { receiveMultipart } from '../../ingest/upload.ts';
+import { decodeToPcm16k } from '../../audio/ffmpeg.ts';
+import { encodeWav } from '../../audio/pcm.ts';
 import { ApiError } from '../api-error.ts';
 import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
 import type { Handler, HttpServer, RouteOptions } from '../http-server.ts';
 
 export interface AiRouteDeps {
   /** Lazily loaded models (chat backend, embedders, enhancer). */
-  models: Pick<AiModels, 'llm' | 'embedder' | 'enhancer'>;
+  models: Pick<AiModels, 'llm' | 'embedder' | 'enhancer' | 'synthesizer'>;
   /** Longest accepted `text` (characters); longer → 413. */
   maxTextChars: number;
   /** Output cap per model call; requests may ask for less with `max_tokens`. */
@@ -31,6 +34,8 @@ export interface AiRouteDeps {
   /** Upload limit and temp folder for /v1/enhance-audio. */
   maxUploadBytes: number;
   tmpDir: string;
+  /** /v1/tts: longest text in characters (default 5000). */
+  maxTtsChars?: number;
   /** Translation engine; default: the chat backend (LlmTranslator). */
   translator?: () => Promise<Translator>;
   /** Same keys, tiers and concurrency limits as /v1/transcribe (AI calls are counted, not billed by the minute). */
@@ -237,8 +242,57 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
     { maxBodyBytes: deps.maxUploadBytes + 1024 * 1024, tooLargeMessage: `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.` },
   );
 
+  // Spec: multipart `reference` (3–10 s of the voice) + `text` → audio/wav, X-Duration, X-Generation-Time.
+  const maxTtsChars = deps.maxTtsChars ?? 5000;
+  const maxReferenceBytes = Math.min(deps.maxUploadBytes, 50 * 1024 * 1024);
+  route(
+    'POST',
+    '/v1/tts',
+    async (ctx) => {
+      const t0 = performance.now();
+      const upload = await receiveMultipart(ctx, { tmpDir: deps.tmpDir, maxFileBytes: maxReferenceBytes, fileField: 'reference' });
+      try {
+        const field = (name: string) => {
+          const v = upload.fields[name];
+          return Array.isArray(v) ? v[0] : v;
+        };
+        const text = field('text');
+        if (text === undefined || text.trim() === '') throw new ApiError(400, "Missing text: send the words to speak as a multipart field named 'text'.");
+        if (text.length > maxTtsChars) throw new ApiError(413, `text is ${text.length} characters long; the limit is ${maxTtsChars}. Split it into several requests.`);
+        if (!upload.file) throw new ApiError(400, "Missing reference: send 3–10 s of the voice to imitate as a multipart file field named 'reference'.");
+        const language = field('language') || 'en';
+        const pcm = await decodeToPcm16k(upload.file.path, { signal: ctx.signal });
+        const seconds = pcm.length / 16_000;
+        if (seconds < TTS_REFERENCE_MIN_S) throw new ApiError(400, `reference is ${seconds.toFixed(1)} s long; send ${TTS_REFERENCE_MIN_S}–10 s of clear speech.`);
+        if (seconds > TTS_REFERENCE_MAX_S) throw new ApiError(400, `reference is ${seconds.toFixed(1)} s long; send 3–10 s of clear speech (at most ${TTS_REFERENCE_MAX_S} s are accepted; the first 10 s are used).`);
+        const reference = pcm.subarray(0, 10 * 16_000);
+        const synth = await deps.models.synthesizer();
+        const r = await synth.synthesize(text, reference, { language, signal: ctx.signal });
+        const durationS = r.samples.length / r.sampleRate;
+        return {
+          headers: {
+            'content-type': 'audio/wav',
+            'content-disposition': 'attachment; filename="speech.wav"',
+            'access-control-expose-headers': 'x-duration, x-generation-time, x-tts-engine, x-request-id',
+            'x-duration': durationS.toFixed(3),
+            'x-generation-time': ((performance.now() - t0) / 1000).toFixed(3),
+            'x-tts-engine': `espeak-ng voice ${r.voice} pitch ${r.pitch} (matched to the reference: pitch ${r.referenceF0Hz.toFixed(0)} Hz, loudness; not a voice clone)`,
+          },
+          body: encodeWav(r.samples, r.sampleRate),
+        };
+      } finally {
+        await upload.cleanup();
+      }
+    },
+    { maxBodyBytes: maxReferenceBytes + 1024 * 1024, tooLargeMessage: `reference is larger than ${formatBytes(maxReferenceBytes)}: send 3–10 s of speech.` },
+  );
+
   registerChatCompletions(server, deps, run);
 }
+
+/** Shortest and longest reference the TTS accepts (the spec asks for 3–10 s; up to 30 s are taken, the first 10 s used). */
+const TTS_REFERENCE_MIN_S = 3;
+const TTS_REFERENCE_MAX_S = 30;
 
 const chatBody = (cap: number, maxChars: number) =>
   z.object({
