@@ -120,3 +120,20 @@ describe('npm start', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('the API reference', () => {
+  it('every HTTP endpoint and method it lists is routed (no "Not found" route miss, no 405)', async () => {
+    const spec = fs.readFileSync(path.join(REPO_ROOT, '..', 'shared', 'spec', 'stt-api-reference.txt'), 'utf8');
+    const endpoints = [...spec.matchAll(/^((?:GET|POST|PUT|DELETE)(?: (?:GET|POST|PUT|DELETE))*) https:\/\/[^/\s]+(\/\S*)$/gm)].flatMap((m) =>
+      m[1].split(' ').map((method) => ({ method, path: m[2].replace(':format', 'txt').replace(':id', '00000000-0000-0000-0000-000000000000') })),
+    );
+    expect(endpoints.length).toBeGreaterThanOrEqual(25);
+    expect(endpoints.map((e) => e.path)).toContain('/v1/tts');
+    for (const e of endpoints) {
+      const r = await fetch(`${base}${e.path}`, { method: e.method, headers: e.method === 'GET' || e.method === 'DELETE' ? {} : { 'content-type': 'application/json' }, body: e.method === 'GET' || e.method === 'DELETE' ? undefined : '{}' });
+      const text = await r.text();
+      expect({ ...e, status: r.status, routed: !text.includes('Not found: ') }).toMatchObject({ routed: true });
+      expect(r.status, `${e.method} ${e.path}`).not.toBe(405);
+    }
+  });
+});
