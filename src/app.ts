@@ -16,7 +16,7 @@ import { TranscriptionService } from './pipeline/transcription-service.ts';
 import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
 import { WsStreamIngest } from './ingest/ws-stream.ts';
-import { AccessControl } from './auth/index.ts';
+import { AccessControl, createConcurrencySlots } from './auth/index.ts';
 import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
 import { AiModels } from './ai/ai-models.ts';
@@ -90,9 +90,12 @@ export class App {
       await this.db.start();
       this.closers.push({ name: 'database', close: () => this.db.close() });
       this.stores = createStores(this.db);
-      this.access = new AccessControl({ accounts: this.stores.accounts, usage: this.stores.usage, config: this.config.auth, logger: this.logger.child({ component: 'auth' }) });
-      // Pending refunds settle before the database closes (closers run in reverse).
-      this.closers.push({ name: 'access', close: () => this.access.settle() });
+      const authLogger = this.logger.child({ component: 'auth' });
+      // Concurrency slots: leases in the shared database on PostgreSQL (several servers), in-process on PGlite.
+      const slots = createConcurrencySlots(this.db, { leaseTtlS: this.config.auth.concurrencyLeaseTtlS, logger: authLogger });
+      this.access = new AccessControl({ accounts: this.stores.accounts, usage: this.stores.usage, config: this.config.auth, logger: authLogger, slots });
+      // Pending refunds settle and leases are freed before the database closes (closers run in reverse).
+      this.closers.push({ name: 'access', close: () => this.access.close() });
 
       this.bus = createBus({ natsUrl: this.config.bus.natsUrl, logger: this.logger.child({ component: 'bus' }) });
       await this.bus.start();

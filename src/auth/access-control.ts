@@ -9,15 +9,18 @@
  * `admit()` runs before the upload is read; the Grant it returns holds a concurrency slot until
  * `release()`, and `charge(seconds)` meters the audio (1 credit / free minute per started minute).
  *
- * Concurrency slots are in-process counters: correct for one server. Several servers behind a load
- * balancer need the counters in a shared place (a `slots` table with leases, or NATS KV with TTLs);
- * quotas and credits are already atomic in SQL and safe across servers.
+ * Concurrency slots come from a `ConcurrencySlots` (./concurrency-slots.ts): in-process counters by
+ * default (one server, PGlite), or leases in the shared database (`createConcurrencySlots`, chosen
+ * for PostgreSQL) so that several servers behind a load balancer share the limits. If the slot store
+ * fails, admit() answers 503 (never a crash, never a request let through unlimited). Quotas and
+ * credits are atomic in SQL and safe across servers.
  */
 import type { Logger } from 'pino';
 import { ApiError } from '../http/api-error.ts';
 import { formatBytes } from '../http/http-context.ts';
 import type { Account, AccountStore, Plan } from '../store/accounts.ts';
 import { utcDay, utcMonth, type UsageKind, type UsageStore } from '../store/usage.ts';
+import { InProcessConcurrencySlots, type ConcurrencySlots, type SlotLease } from './concurrency-slots.ts';
 import { DEFAULT_AUTH_CONFIG, DEFAULT_TIER_LIMITS, type AuthConfig, type Tier, type TierLimits } from './config.ts';
 import { bearerToken, verifyKey } from './keys.ts';
 
@@ -54,28 +57,11 @@ export interface AccessControlOptions {
   tiers?: Partial<Record<Tier, Partial<TierLimits>>>;
   now?: () => Date;
   logger?: Logger;
-}
-
-/** In-process concurrency counters, keyed by account or client address. */
-export class ConcurrencyLimiter {
-  private readonly counts = new Map<string, number>();
-
-  tryAcquire(key: string, limit: number): boolean {
-    const n = this.counts.get(key) ?? 0;
-    if (n >= limit) return false;
-    this.counts.set(key, n + 1);
-    return true;
-  }
-
-  release(key: string): void {
-    const n = this.counts.get(key) ?? 0;
-    if (n <= 1) this.counts.delete(key);
-    else this.counts.set(key, n - 1);
-  }
-
-  inUse(key: string): number {
-    return this.counts.get(key) ?? 0;
-  }
+  /**
+   * Where concurrency slots are counted (default: in this process). Servers sharing a PostgreSQL
+   * database pass `createConcurrencySlots(db, …)`. AccessControl owns it: close() closes it.
+   */
+  slots?: ConcurrencySlots;
 }
 
 function secondsUntil(from: Date, to: Date): number {
@@ -98,9 +84,10 @@ export function billableMinutes(seconds: number): number {
 export class AccessControl {
   readonly config: AuthConfig;
   readonly tiers: Record<Tier, TierLimits>;
-  readonly slots = new ConcurrencyLimiter();
+  readonly slots: ConcurrencySlots;
   private readonly now: () => Date;
   private readonly background = new Set<Promise<unknown>>();
+  private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: AccessControlOptions) {
     this.config = { ...DEFAULT_AUTH_CONFIG, ...opts.config };
@@ -110,6 +97,7 @@ export class AccessControl {
       paid: { ...DEFAULT_TIER_LIMITS.paid, ...opts.tiers?.paid },
     };
     this.now = opts.now ?? (() => new Date());
+    this.slots = opts.slots ?? new InProcessConcurrencySlots();
   }
 
   /**
@@ -145,7 +133,17 @@ export class AccessControl {
     }
 
     const slotKey = account ? `account:${account.id}` : `ip:${req.ip}`;
-    if (!this.slots.tryAcquire(slotKey, limits.concurrent)) {
+    let lease: SlotLease | null;
+    try {
+      lease = await this.slots.acquire(slotKey, limits.concurrent);
+    } catch (err) {
+      // Fail closed: without a slot store the limits cannot be enforced, so nothing is admitted.
+      this.opts.logger?.error({ err, key: slotKey }, 'could not reserve a concurrency slot');
+      throw new ApiError(503, 'Could not reserve a concurrency slot: the account database is unavailable. Retry shortly.', {
+        'retry-after': String(this.config.concurrencyRetryAfterS),
+      });
+    }
+    if (!lease) {
       throw new ApiError(
         429,
         `Too many concurrent requests: the ${tier} tier allows ${limits.concurrent} at a time. Retry when one has finished.`,
@@ -175,9 +173,10 @@ export class AccessControl {
         }
       }
     } catch (err) {
-      this.slots.release(slotKey);
+      this.releaseSlot(lease);
       throw err;
     }
+    const slot: SlotLease = lease;
 
     let totalSeconds = 0;
     let chargedMinutes = 0;
@@ -232,7 +231,7 @@ export class AccessControl {
       release(): void {
         if (released) return;
         released = true;
-        self.slots.release(slotKey);
+        self.releaseSlot(slot);
         const reservation = anonReservation;
         if (reservation) {
           // Wait for charges in flight: a charge that lands clears the reservation.
@@ -249,6 +248,21 @@ export class AccessControl {
   /** Resolves when background bookkeeping (refunds of released anonymous requests) is done: call before closing the database. */
   async settle(): Promise<void> {
     while (this.background.size) await Promise.allSettled([...this.background]);
+  }
+
+  /** Settles, then closes the slot store (stops lease heartbeats, frees leases still held). Idempotent; call before closing the database. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.settle();
+      await this.slots.close();
+      await this.settle();
+    })();
+    return this.closing;
+  }
+
+  private releaseSlot(lease: SlotLease): void {
+    // In-process slots are freed synchronously here; database leases are deleted in the background (settle() waits).
+    this.track(this.slots.release(lease).catch((err) => this.opts.logger?.warn({ err }, 'could not release concurrency slot')));
   }
 
   private track(p: Promise<unknown>): void {

@@ -32,6 +32,12 @@ export interface AuthConfig {
   signupEnabled: boolean;
   /** Retry-After (seconds) of a 429 for a full concurrency slot. CONCURRENCY_RETRY_AFTER_S, default 5. */
   concurrencyRetryAfterS: number;
+  /**
+   * Lifetime (seconds) of a concurrency lease in the shared database (PostgreSQL) without renewal;
+   * held leases are renewed every third of it. A crashed server's slots free themselves after it.
+   * CONCURRENCY_LEASE_TTL_S, default 60.
+   */
+  concurrencyLeaseTtlS: number;
 }
 
 export const DEFAULT_AUTH_CONFIG: AuthConfig = {
@@ -39,6 +45,7 @@ export const DEFAULT_AUTH_CONFIG: AuthConfig = {
   freeMonthlyMinutes: 600,
   signupEnabled: false,
   concurrencyRetryAfterS: 5,
+  concurrencyLeaseTtlS: 60,
 };
 
 const bool = z
@@ -53,6 +60,7 @@ export const authEnvSchema = z.object({
   FREE_MONTHLY_MINUTES: int(0, 100_000_000).default(DEFAULT_AUTH_CONFIG.freeMonthlyMinutes),
   SIGNUP_ENABLED: bool.default(false),
   CONCURRENCY_RETRY_AFTER_S: int(1, 3600).default(DEFAULT_AUTH_CONFIG.concurrencyRetryAfterS),
+  CONCURRENCY_LEASE_TTL_S: int(3, 86_400).default(DEFAULT_AUTH_CONFIG.concurrencyLeaseTtlS),
 });
 
 /** Names of the environment variables read here (for the README table and config tests). */
@@ -78,5 +86,6 @@ export function authConfigFromEnv(env: Record<string, string | undefined> = proc
     freeMonthlyMinutes: e.FREE_MONTHLY_MINUTES,
     signupEnabled: e.SIGNUP_ENABLED,
     concurrencyRetryAfterS: e.CONCURRENCY_RETRY_AFTER_S,
+    concurrencyLeaseTtlS: e.CONCURRENCY_LEASE_TTL_S,
   };
 }

@@ -1,3 +1,4 @@
 export * from './access-control.ts';
+export * from './concurrency-slots.ts';
 export * from './config.ts';
 export * from './keys.ts';

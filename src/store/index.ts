@@ -6,6 +6,7 @@ import { TranscriptStore } from './transcripts.ts';
 import { UsageStore } from './usage.ts';
 
 export * from './accounts.ts';
+export * from './concurrency-leases.ts';
 export * from './database.ts';
 export * from './transcript-chat.ts';
 export * from './transcripts.ts';

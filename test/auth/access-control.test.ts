@@ -44,7 +44,9 @@ describe('keys and config (pure)', () => {
   });
 
   it('authConfigFromEnv: defaults, overrides, errors naming the variable', () => {
-    expect(authConfigFromEnv({})).toEqual({ anonDailyLimit: 3, freeMonthlyMinutes: 600, signupEnabled: false, concurrencyRetryAfterS: 5 });
+    expect(authConfigFromEnv({})).toEqual({ anonDailyLimit: 3, freeMonthlyMinutes: 600, signupEnabled: false, concurrencyRetryAfterS: 5, concurrencyLeaseTtlS: 60 });
+    expect(authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '15' }).concurrencyLeaseTtlS).toBe(15);
+    expect(() => authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '0' })).toThrow(/CONCURRENCY_LEASE_TTL_S="0"/);
     expect(authConfigFromEnv({ ANON_DAILY_LIMIT: '10', FREE_MONTHLY_MINUTES: '', SIGNUP_ENABLED: 'true' })).toMatchObject({ anonDailyLimit: 10, freeMonthlyMinutes: 600, signupEnabled: true });
     expect(() => authConfigFromEnv({ ANON_DAILY_LIMIT: '-1' })).toThrow(AuthConfigError);
     expect(() => authConfigFromEnv({ ANON_DAILY_LIMIT: 'x', SIGNUP_ENABLED: 'maybe' })).toThrow(/ANON_DAILY_LIMIT="x".*\n.*SIGNUP_ENABLED="maybe"/);
@@ -174,7 +176,7 @@ for (const variant of DB_VARIANTS) {
       for (let i = 0; i < 5; i++) five.push(await ac.admit({ authorization: paid.authorization, ip: '9.9.9.9', kind: 'transcribe' }));
       expect((await apiError(ac.admit({ authorization: paid.authorization, ip: '9.9.9.9', kind: 'transcribe' }))).status).toBe(429);
       five.forEach((g) => g.release());
-      expect(ac.slots.inUse(`account:${paid.account.id}`)).toBe(0);
+      expect(await ac.slots.inUse(`account:${paid.account.id}`)).toBe(0);
     });
 
     it('free: 600 minutes per UTC month; 429 until next month at admit and at charge; minutes rounded up', async () => {
