@@ -24,10 +24,14 @@ import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOu
 import { windowSegments } from './segments.ts';
 import { TIME_PRECISION, WhisperTokenizer } from './tokenizer.ts';
 import {
+  addWordTimestamps,
   alignTokens,
+  alignWords,
+  lastSpeechEnd,
+  mergePunctuations,
   proportionalWordTimes,
   splitWords,
-  wordTimesFromTokenTimes,
+  withoutEmpty,
   type WordTimestampMethod,
   type WordTiming,
 } from './word-timestamps.ts';
@@ -121,6 +125,8 @@ interface StreamState {
   segments: TranscriptSegment[];
   tokensPerWindow: number[][];
   wordMethod?: WordTimestampMethod;
+  /** OpenAI `last_speech_timestamp`: end of the last word so far (word timestamps only) */
+  lastSpeechTimestamp: number;
 }
 
 export class WhisperEngine {
@@ -268,6 +274,7 @@ export class WhisperEngine {
         promptResetSince: 0,
         initialPromptLength: initial.length,
         segments: [],
+        lastSpeechTimestamp: 0,
         tokensPerWindow: [],
       };
     });
@@ -375,21 +382,21 @@ export class WhisperEngine {
     });
     s.seek += seekAdvance;
 
-    const newSegs: TranscriptSegment[] = [];
+    // OpenAI builds every piece, adds word timestamps over all of them (they can move segment times), and only
+    // then clears segments that are instantaneous or without text.
+    const candidates: TranscriptSegment[] = [];
     const segLogprobs: number[][] = [];
     for (const p of pieces) {
       const segTokens = tokens.slice(p.from, p.to);
-      const text = tok.decode(segTokens);
       // timestamps are clamped to the audio of this window (random or confused models overshoot)
       const start = Math.min(Math.max(timeOffset + p.start, timeOffset), windowEnd);
       const end = Math.min(Math.max(timeOffset + p.end, start), windowEnd);
-      if (start === end || text.trim() === '') continue;
-      newSegs.push({
-        id: s.segments.length + newSegs.length,
+      candidates.push({
+        id: 0,
         seek: previousSeek,
         start: round3(start),
         end: round3(end),
-        text,
+        text: tok.decode(segTokens),
         tokens: segTokens,
         avgLogprob: r.avgLogprob,
         noSpeechProb: r.noSpeechProb,
@@ -399,9 +406,15 @@ export class WhisperEngine {
       segLogprobs.push(r.tokenLogprobs.slice(p.from, p.to));
     }
 
-    if (s.opts.wordTimestamps && newSegs.length) {
-      s.wordMethod = await this.addWordTimestamps(s, newSegs, segLogprobs, enc, segmentSize, timeOffset);
+    if (s.opts.wordTimestamps && candidates.length) {
+      // OpenAI time_offset = seek * HOP_LENGTH / SAMPLE_RATE (not seek * 0.01: the doubles differ)
+      const wordOffset = (previousSeek * fc.hopLength) / fc.samplingRate;
+      s.wordMethod = await this.addWordTimestamps(s, candidates, segLogprobs, enc, segmentSize, wordOffset);
+      const end = lastSpeechEnd(candidates);
+      if (end !== undefined) s.lastSpeechTimestamp = end;
     }
+    const newSegs = candidates.filter((x) => x.start !== x.end && x.text.trim() !== '');
+    newSegs.forEach((x, k) => (x.id = s.segments.length + k));
 
     s.segments.push(...newSegs);
     s.allTokens.push(...newSegs.flatMap((x) => x.tokens));
@@ -418,6 +431,7 @@ export class WhisperEngine {
   ): Promise<WordTimestampMethod> {
     const tok = this.tokenizer;
     const decode = (ids: number[]) => tok.decode(ids);
+    const language = s.language ?? undefined;
     const textOf = (seg: TranscriptSegment, k: number) => {
       const toks: number[] = [];
       const lps: number[] = [];
@@ -429,10 +443,12 @@ export class WhisperEngine {
       });
       return { toks, lps };
     };
+    const parts = segs.map(textOf);
     if (this.model.hasCrossAttentions && this.config.gen.alignmentHeads.length) {
-      // teacher-forced pass over [sot…, notimestamps, text…, eot] (OpenAI find_alignment)
-      const parts = segs.map(textOf);
+      // OpenAI add_word_timestamps: one teacher-forced pass over [sot…, notimestamps, text…, eot] with the text of
+      // every segment of the window, words split over that text as a whole
       const text = parts.flatMap((p) => p.toks);
+      let alignment: ReturnType<typeof alignWords> = [];
       if (text.length) {
         const prompt = this.buildPrompt({ language: s.language!, task: s.opts.task, timestamps: false }).prompt;
         const out = await this.model.prefill(enc, [[...prompt, ...text, tok.eot]]);
@@ -446,23 +462,41 @@ export class WhisperEngine {
           if (!a || a.length !== this.config.decoderHeads * seq * frames) throw new Error(`cross_attentions.${layer}: unexpected size ${a?.length}`);
           return a.subarray(head * seq * frames, (head + 1) * seq * frames);
         });
-        const times = alignTokens(heads, seq, frames, numFrames, this.config.medianFilterWidth, prompt.length - 1, text.length + 1);
-        let k = 0;
-        segs.forEach((seg, j) => {
-          const words = splitWords(parts[j].toks, parts[j].lps, decode);
-          const n = parts[j].toks.length;
-          seg.words = wordTimesFromTokenTimes(words, times.slice(k, k + n + 1), timeOffset);
-          k += n;
-        });
-        return 'cross-attention-dtw';
+        const jumps = alignTokens(heads, seq, frames, numFrames, this.config.medianFilterWidth, prompt.length - 1, text.length + 1);
+        // word probability: OpenAI's softmax over the text vocabulary (< EOT) of this pass, row k predicting text token k
+        const probs = textTokenProbs(out.logits, out.vocab, prompt.length - 1, text, tok.eot);
+        alignment = alignWords(splitWords(text, [], decode, language), jumps, probs);
       }
+      const placed = addWordTimestamps(
+        segs.map((seg, j) => ({ start: seg.start, end: seg.end, textTokens: parts[j].toks.length })),
+        alignment,
+        { timeOffset, lastSpeechTimestamp: s.lastSpeechTimestamp },
+      );
+      segs.forEach((seg, j) => {
+        seg.start = placed[j].start;
+        seg.end = placed[j].end;
+        seg.words = placed[j].words;
+      });
+      return 'cross-attention-dtw';
     }
     segs.forEach((seg, j) => {
-      const { toks, lps } = textOf(seg, j);
-      seg.words = proportionalWordTimes(splitWords(toks, lps, decode), seg.start, seg.end);
+      const words = withoutEmpty(mergePunctuations(splitWords(parts[j].toks, parts[j].lps, decode, language)));
+      seg.words = proportionalWordTimes(words, seg.start, seg.end);
     });
     return 'proportional';
   }
+}
+
+/** Softmax over logits[row, 0..eot) for rows first…first+n-1, probability of text[k] at row first+k (float32 like torch). */
+function textTokenProbs(logits: Float32Array, vocab: number, first: number, text: number[], eot: number): number[] {
+  return text.map((t, k) => {
+    const base = (first + k) * vocab;
+    let max = -Infinity;
+    for (let v = 0; v < eot; v++) max = Math.max(max, logits[base + v]);
+    let z = 0;
+    for (let v = 0; v < eot; v++) z += Math.exp(logits[base + v] - max);
+    return Math.fround(Math.exp(logits[base + t] - max) / z);
+  });
 }
 
 function round3(x: number): number {
