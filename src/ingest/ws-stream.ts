@@ -239,6 +239,9 @@ export class WsStreamIngest {
         /* parseConfigMessage already validated the JSON */
       }
       conn.phase = 'loading';
+      // Loading the model (seconds for a large one, on first use) is the server's time, not the client's silence.
+      if (conn.idle) clearTimeout(conn.idle);
+      conn.idle = null;
       Promise.resolve()
         .then(() => Promise.all([this.o.models.get(cfg.model), StreamResampler.create(cfg.sampleRate, 16_000)]))
         .then(([model, resampler]) => {
@@ -272,6 +275,7 @@ export class WsStreamIngest {
           conn.recorder.language = cfg.language;
           session.events$.subscribe((e) => this.onEvent(conn, e));
           conn.phase = 'streaming';
+          this.touch(conn);
           this.send(conn, msg.ready(conn.id));
           this.o.logger.info({ session: conn.id, model: model.id, language: cfg.language, notices: cfg.notices }, 'stream started');
         })

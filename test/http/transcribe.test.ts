@@ -307,7 +307,7 @@ describe('POST /v1/audio/transcriptions (OpenAI-compatible)', () => {
     expect(t.headers.get('content-type')).toMatch(/text\/plain/);
     expect((await oa({ language: 'en', response_format: 'srt' })).headers.get('content-type')).toMatch(/subrip/);
     expect((await oa({ language: 'en', response_format: 'vtt' })).headers.get('content-type')).toMatch(/vtt/);
-  });
+  }, 150_000); // four full transcriptions (the random model spends its whole token budget each time)
 
   it('verbose_json with segments and word timestamps', async () => {
     const r = await oa({ language: 'en', response_format: 'verbose_json', 'timestamp_granularities[]': ['word', 'segment'] });

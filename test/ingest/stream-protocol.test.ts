@@ -214,6 +214,7 @@ describe('close codes and reasons', () => {
       POLICY_VIOLATION: 1008,
       MESSAGE_TOO_BIG: 1009,
       INTERNAL_ERROR: 1011,
+      TRY_AGAIN_LATER: 1013,
     });
   });
 
