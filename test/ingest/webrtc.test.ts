@@ -246,7 +246,7 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
     try {
       const model = await busy.app.speechModels.get('whisper-mini-random');
       const window = new Float32Array(16_000 * 3);
-      const backlog = Array.from({ length: 12 }, (_, i) =>
+      const backlog = Array.from({ length: 8 }, (_, i) =>
         model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }),
       );
       await new Promise((r) => setTimeout(r, 300));

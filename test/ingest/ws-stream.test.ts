@@ -216,7 +216,7 @@ describe('WS /v1/stream errors', () => {
       // A backlog of finals on the model's scheduler, one per model call.
       const model = await busy.speechModels.get('whisper-mini-random');
       const window = single.subarray(0, 16_000 * 3);
-      const backlog = Array.from({ length: 12 }, (_, i) =>
+      const backlog = Array.from({ length: 8 }, (_, i) =>
         model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }),
       );
       await new Promise((r) => setTimeout(r, 300));
