@@ -2,14 +2,17 @@
  * `npm run models:pull -- <id> [<id>…] [--quantized] [--force] [--allow-unverified]`
  * `npm run models:list [-- --json]`
  * `tsx src/cli/models.ts verify <id>`
+ * `npm run models:attentions -- <id or folder> [--no-check]`
  *
  * Environment: MODELS_DIR (default ./data/models), HF_ENDPOINT (default https://huggingface.co), HF_TOKEN.
  */
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
 import { pullModel, type PullProgress } from '../models/downloader.ts';
 import { UnknownModelError } from '../models/errors.ts';
+import { patchWhisperFolder, UnsupportedGraphError } from '../models/onnx-attentions.ts';
 import { ModelRegistry, type ModelEntry } from '../models/registry.ts';
 
 export const DEFAULT_MODELS_DIR = './data/models';
@@ -18,6 +21,9 @@ const USAGE = `Usage:
   npm run models:pull -- <id> [<id>...] [--quantized] [--force] [--allow-unverified]
   npm run models:list [-- --json]
   tsx src/cli/models.ts verify <id>
+  npm run models:attentions -- <id or folder> [--no-check]
+      add cross_attentions.{i} outputs to a Whisper model's decoders (word timestamps by DTW);
+      originals kept as *.orig.onnx
 
 Environment: MODELS_DIR (default ${DEFAULT_MODELS_DIR}), HF_ENDPOINT (default https://huggingface.co), HF_TOKEN`;
 
@@ -159,6 +165,67 @@ async function cmdVerify(registry: ModelRegistry, ids: string[]): Promise<number
   return rc;
 }
 
+/** onnxruntime check of a patched graph, opened from its temp path so that external data resolves as it will. */
+async function ortCheck(tmpPath: string, expected: string[]): Promise<void> {
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(tmpPath, { graphOptimizationLevel: 'disabled' });
+  try {
+    const missing = expected.filter((n) => !session.outputNames.includes(n));
+    if (missing.length) throw new Error(`onnxruntime does not see the outputs ${missing.join(', ')}`);
+  } finally {
+    await session.release();
+  }
+}
+
+class NoSuchFolderError extends Error {}
+
+/** A folder path (absolute, relative, or containing a slash) or a model id / folder name of MODELS_DIR. */
+function resolveModelFolder(registry: ModelRegistry, arg: string): { dir: string; label: string } {
+  if (arg.includes('/') || arg.startsWith('.')) {
+    const dir = resolve(arg);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new NoSuchFolderError(`No such folder: ${dir}`);
+    return { dir, label: dir };
+  }
+  const entry = registry.resolve(arg, 'asr');
+  return { dir: entry.path!, label: arg };
+}
+
+async function cmdAttentions(registry: ModelRegistry, args: string[], flags: Set<string>): Promise<number> {
+  if (args.length !== 1) {
+    process.stderr.write(`models:attentions needs one Whisper model id or folder.\n${USAGE}\n`);
+    return 2;
+  }
+  let target: { dir: string; label: string };
+  try {
+    target = resolveModelFolder(registry, args[0]);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return e instanceof UnknownModelError || e instanceof NoSuchFolderError ? 2 : 1;
+  }
+  try {
+    const r = await patchWhisperFolder(target.dir, { check: flags.has('--no-check') ? undefined : ortCheck });
+    for (const f of r.files) {
+      const ext = f.externalData ? ' (external data left as is)' : '';
+      if (f.status === 'patched') process.stdout.write(`${f.file}: patched, ${f.layers} cross_attentions outputs${ext}; original kept as ${f.original}\n`);
+      else process.stdout.write(`${f.file}: already patched (${f.layers} cross_attentions outputs)\n`);
+    }
+    const changed = r.files.some((f) => f.status === 'patched');
+    process.stdout.write(
+      changed
+        ? `${target.label}: word timestamps will use cross-attention DTW${r.alignmentHeads ? '' : ' once generation_config.json has alignment_heads (it has none: the engine stays proportional)'}. ` +
+            `\`models verify\` now reports the patched files as changed; the verified originals are the *.orig.onnx files.\n`
+        : `${target.label}: already patched, nothing to do.\n`,
+    );
+    if (!r.alignmentHeads && !changed) process.stdout.write(`note: generation_config.json has no alignment_heads, so the engine cannot use the outputs.\n`);
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    process.stderr.write(`models:attentions ${target.label}: ${err.message}\n`);
+    if (err instanceof UnsupportedGraphError) process.stderr.write(`Nothing was changed.\n`);
+    return 1;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
@@ -184,6 +251,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'pull':
       return cmdPull(registry, args, flags);
+    case 'attentions':
+      return cmdAttentions(registry, args, flags);
     case 'verify':
       try {
         return await cmdVerify(registry, args);
