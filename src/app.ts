@@ -131,6 +131,7 @@ export class App {
         logger: this.logger.child({ component: 'ai' }),
         executionProvider: this.config.inference.executionProvider,
         intraOpThreads: this.config.inference.intraOpThreads,
+        metrics: this.metrics,
       });
       this.closers.push({ name: 'ai', close: () => this.ai.close() });
       this.jobs = new JobRegistry();

@@ -14,6 +14,7 @@ import { LocalLlm } from '../engines/llm/local-llm.ts';
 import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
 import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { AiConfig } from './ai-config.ts';
 
 export interface AiModelsOptions {
@@ -24,6 +25,8 @@ export interface AiModelsOptions {
   /** onnxruntime intra-op threads for the embedder (0 = all cores). */
   intraOpThreads?: number;
   enhance?: Omit<AudioEnhancerOptions, 'targetLufs'>;
+  /** LLM request, token and queue metrics (stt_llm_*); none recorded without it. */
+  metrics?: Metrics;
 }
 
 /** The .gguf file of an LLM model folder (the largest one when several: a split or mmproj file is smaller). */
@@ -65,7 +68,13 @@ export class AiModels {
       async () => {
         const c = this.opts.config.llm;
         if (c.baseUrl) {
-          return new OpenAiChatBackend({ baseUrl: c.baseUrl, model: c.model, apiKey: c.apiKey ?? undefined, contextSize: c.contextSize });
+          return new OpenAiChatBackend({
+            baseUrl: c.baseUrl,
+            model: c.model,
+            apiKey: c.apiKey ?? undefined,
+            contextSize: c.contextSize,
+            observer: this.opts.metrics?.llmObserver(c.model, 'remote'),
+          });
         }
         const entry = this.opts.registry.resolve(c.model, 'llm');
         const t0 = performance.now();
@@ -78,6 +87,7 @@ export class AiModels {
           threads: c.threads,
           gpu: c.gpu,
           log: (level, message) => this.opts.logger?.[level]({ component: 'llama.cpp' }, message.trim()),
+          observer: this.opts.metrics?.llmObserver(entry.id, 'local'),
         });
         this.opts.logger?.info({ model: entry.id, ms: Math.round(performance.now() - t0), contextSize: llm.contextSize, sequences: llm.sequences }, 'LLM loaded');
         return llm;

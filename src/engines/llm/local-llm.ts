@@ -24,6 +24,7 @@ import {
 import {
   LlmAbortedError,
   LlmQueueFullError,
+  llmOutcome,
   LlmUnavailableError,
   PromptTooLongError,
   type ChatBackend,
@@ -31,6 +32,7 @@ import {
   type ChatOptions,
   type ChatResult,
   type JsonSchema,
+  type LlmObserver,
 } from './chat-backend.ts';
 
 export interface LocalLlmOptions {
@@ -50,6 +52,8 @@ export interface LocalLlmOptions {
   gpu?: 'auto' | false;
   /** Receives llama.cpp's warnings and errors (default: dropped). */
   log?: (level: 'warn' | 'error', message: string) => void;
+  /** Receives every finished request and every queue change (metrics). */
+  observer?: LlmObserver;
 }
 
 const CHATML_TEMPLATE =
@@ -117,10 +121,12 @@ export class LocalLlm implements ChatBackend {
     templateSource: string,
     private readonly bosToken: string,
     private readonly eosToken: string,
+    private readonly observer: LlmObserver | undefined,
   ) {
     this.template = new Template(templateSource);
     // All sequences up front: a disposed sequence frees its slot asynchronously, a pool never races.
     for (let i = 0; i < sequences; i++) this.freeSequences.push(context.getSequence());
+    this.notifyQueue();
   }
 
   static async load(opts: LocalLlmOptions): Promise<LocalLlm> {
@@ -139,7 +145,7 @@ export class LocalLlm implements ChatBackend {
       const meta = model.fileInfo.metadata as { tokenizer?: { chat_template?: unknown } };
       const tpl = typeof meta.tokenizer?.chat_template === 'string' ? meta.tokenizer.chat_template : CHATML_TEMPLATE;
       const tokText = (t: Token | null) => (t === null ? '' : model!.detokenize([t], true));
-      return new LocalLlm(llama, model, context, opts.modelId, sequences, opts.maxQueue ?? 32, tpl, tokText(model.tokens.bos), tokText(model.tokens.eos));
+      return new LocalLlm(llama, model, context, opts.modelId, sequences, opts.maxQueue ?? 32, tpl, tokText(model.tokens.bos), tokText(model.tokens.eos), opts.observer);
     } catch (err) {
       await model?.dispose().catch(() => {});
       await llama.dispose().catch(() => {});
@@ -188,6 +194,25 @@ export class LocalLlm implements ChatBackend {
 
   /** Generates from prompt token ids (the fixture contract is tested through this). */
   async generate(promptIds: number[], opts: ChatOptions): Promise<ChatResult> {
+    const t0 = performance.now();
+    const progress = { started: false, completionTokens: 0 };
+    let r: ChatResult;
+    try {
+      r = await this.run(promptIds, opts, progress);
+    } catch (err) {
+      this.observer?.request?.({
+        outcome: llmOutcome(err),
+        seconds: (performance.now() - t0) / 1000,
+        promptTokens: progress.started ? promptIds.length : 0,
+        completionTokens: progress.completionTokens,
+      });
+      throw err;
+    }
+    this.observer?.request?.({ outcome: 'ok', seconds: (performance.now() - t0) / 1000, promptTokens: r.promptTokens, completionTokens: r.completionTokens });
+    return r;
+  }
+
+  private async run(promptIds: number[], opts: ChatOptions, progress: { started: boolean; completionTokens: number }): Promise<ChatResult> {
     if (this.closed) throw new LlmUnavailableError('The language model is shutting down; retry shortly.');
     const maxTokens = Math.max(1, Math.floor(opts.maxTokens));
     if (promptIds.length + maxTokens > this.contextSize) throw new PromptTooLongError(promptIds.length, maxTokens, this.contextSize);
@@ -196,6 +221,7 @@ export class LocalLlm implements ChatBackend {
     this.stats.requests++;
     this.stats.maxConcurrent = Math.max(this.stats.maxConcurrent, this.active);
     const seq = this.freeSequences.pop()!;
+    progress.started = true;
     try {
       const out: Token[] = [];
       let text = '';
@@ -213,6 +239,7 @@ export class LocalLlm implements ChatBackend {
         if (opts.signal?.aborted) throw new LlmAbortedError();
         if (this.llamaModel.isEogToken(token)) break;
         out.push(token);
+        progress.completionTokens = out.length;
         const full = this.llamaModel.detokenize(out);
         // Hold back an incomplete UTF-8 sequence until the next token completes it.
         if (!full.endsWith('\uFFFD')) {
@@ -270,6 +297,7 @@ export class LocalLlm implements ChatBackend {
     if (signal?.aborted) return Promise.reject(new LlmAbortedError());
     if (this.active < this.sequences && this.waiting.length === 0) {
       this.active++;
+      this.notifyQueue();
       return Promise.resolve();
     }
     if (this.waiting.length >= this.maxQueue) {
@@ -281,11 +309,13 @@ export class LocalLlm implements ChatBackend {
         w.onAbort = () => {
           const i = this.waiting.indexOf(w);
           if (i >= 0) this.waiting.splice(i, 1);
+          this.notifyQueue();
           reject(new LlmAbortedError());
         };
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
       this.waiting.push(w);
+      this.notifyQueue();
     });
   }
 
@@ -297,6 +327,11 @@ export class LocalLlm implements ChatBackend {
     } else {
       this.active--;
     }
+    this.notifyQueue();
+  }
+
+  private notifyQueue(): void {
+    this.observer?.queue?.({ waiting: this.waiting.length, busy: this.active });
   }
 
   async close(): Promise<void> {
@@ -306,6 +341,7 @@ export class LocalLlm implements ChatBackend {
       if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
       w.reject(new LlmUnavailableError('The language model is shutting down; retry shortly.'));
     }
+    this.notifyQueue();
     // Let running generations finish (they are bounded by maxTokens), at most 10 s.
     for (let i = 0; i < 200 && this.active > 0; i++) await new Promise((r) => setTimeout(r, 50));
     await this.context.dispose().catch(() => {});

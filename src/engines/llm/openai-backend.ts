@@ -6,11 +6,13 @@
 import {
   LlmAbortedError,
   LlmQueueFullError,
+  llmOutcome,
   LlmUnavailableError,
   type ChatBackend,
   type ChatMessage,
   type ChatOptions,
   type ChatResult,
+  type LlmObserver,
 } from './chat-backend.ts';
 
 export interface OpenAiBackendOptions {
@@ -23,6 +25,8 @@ export interface OpenAiBackendOptions {
   contextSize?: number;
   /** Per-request timeout (ms). Default 10 minutes. */
   timeoutMs?: number;
+  /** Receives every finished request (metrics). */
+  observer?: LlmObserver;
 }
 
 interface CompletionBody {
@@ -49,6 +53,25 @@ export class OpenAiChatBackend implements ChatBackend {
   }
 
   async chat(messages: ChatMessage[], opts: ChatOptions): Promise<ChatResult> {
+    const t0 = performance.now();
+    let r: ChatResult;
+    try {
+      r = await this.request(messages, opts);
+    } catch (err) {
+      this.opts.observer?.request?.({ outcome: llmOutcome(err), seconds: (performance.now() - t0) / 1000 });
+      throw err;
+    }
+    // Token counts only where the server reported usage (0 = not reported).
+    this.opts.observer?.request?.({
+      outcome: 'ok',
+      seconds: (performance.now() - t0) / 1000,
+      promptTokens: r.promptTokens || undefined,
+      completionTokens: r.completionTokens || undefined,
+    });
+    return r;
+  }
+
+  private async request(messages: ChatMessage[], opts: ChatOptions): Promise<ChatResult> {
     const stream = opts.onText !== undefined;
     const body: Record<string, unknown> = {
       model: this.model,
