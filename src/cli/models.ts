@@ -152,13 +152,18 @@ async function cmdVerify(registry: ModelRegistry, ids: string[]): Promise<number
     const r = await registry.verify(id);
     if (r.source === 'none') {
       process.stdout.write(`${id}: nothing to verify against (no files.json or ${'.stt-model.json'})\n`);
-    } else if (r.ok) {
-      process.stdout.write(`${id}: ok (${r.checked} files checked against ${r.source})\n`);
     } else {
-      rc = 1;
-      process.stdout.write(`${id}: ${r.mismatches.length} problem(s) (checked against ${r.source})\n`);
+      const patched = r.patched.length ? `; ${r.patched.length} patched by models:attentions, original verified` : '';
+      if (r.ok) process.stdout.write(`${id}: ok (${r.checked} files checked against ${r.source}${patched})\n`);
+      else {
+        rc = 1;
+        process.stdout.write(`${id}: ${r.mismatches.length} problem(s) (checked against ${r.source}${patched})\n`);
+      }
+      for (const p of r.patched) {
+        process.stdout.write(`  ${p.path}: patched (original verified: ${p.original}; ${p.layers} cross_attentions outputs)\n`);
+      }
       for (const m of r.mismatches) {
-        process.stdout.write(`  ${m.path}: ${m.problem} expected ${m.expected} got ${m.actual ?? '(missing)'}\n`);
+        process.stdout.write(`  ${m.path}: ${m.problem} expected ${m.expected} got ${m.actual ?? '(missing)'}${m.detail ? ` (${m.detail})` : ''}\n`);
       }
     }
   }
@@ -213,7 +218,7 @@ async function cmdAttentions(registry: ModelRegistry, args: string[], flags: Set
     process.stdout.write(
       changed
         ? `${target.label}: word timestamps will use cross-attention DTW${r.alignmentHeads ? '' : ' once generation_config.json has alignment_heads (it has none: the engine stays proportional)'}. ` +
-            `\`models verify\` now reports the patched files as changed; the verified originals are the *.orig.onnx files.\n`
+            `\`models verify\` reports the patched files as "patched (original verified)": it checks each *.orig.onnx against the install record and that the file is exactly its patch.\n`
         : `${target.label}: already patched, nothing to do.\n`,
     );
     if (!r.alignmentHeads && !changed) process.stdout.write(`note: generation_config.json has no alignment_heads, so the engine cannot use the outputs.\n`);

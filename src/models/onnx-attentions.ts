@@ -19,8 +19,10 @@
  *    branch output; on the If node an extra output `cross_attentions.{i}` (If outputs map to branch outputs
  *    by position); a top-level graph output.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { sha256File } from './integrity.ts';
 
 // ---- protobuf wire format ----
 
@@ -451,4 +453,34 @@ export async function patchWhisperFolder(dir: string, opts: PatchFolderOptions =
     files.push({ file: rel(p.f.name), layout: p.f.layout, status: 'patched', layers: p.outputs, original: rel(originalName(p.f.name)), externalData: p.external });
   }
   return { dir, heads, layers, files, alignmentHeads };
+}
+
+/** The outcome of `checkPatchedDecoder`. */
+export type PatchCheck = { ok: true; original: string; layers: number } | { ok: false; reason: string };
+
+/**
+ * Is `file` (a first-step decoder, path relative to the model folder `dir`) exactly what `patchWhisperFolder`
+ * writes from the original kept next to it as `*.orig.onnx`? The patch is a pure function of the original's
+ * bytes and `decoder_attention_heads`, so it is recomputed in memory and its sha256 compared with the file's
+ * (the original must have been verified by the caller). Memory as when patching: about 3× the graph file.
+ */
+export async function checkPatchedDecoder(dir: string, file: string): Promise<PatchCheck> {
+  const layout = DECODER_FILES.find((f) => f.name === basename(file))?.layout;
+  if (!layout) return { ok: false, reason: 'not a first-step decoder file that models:attentions patches' };
+  const original = join(dirname(file), originalName(basename(file)));
+  const origPath = join(dir, original);
+  if (!existsSync(origPath)) return { ok: false, reason: `no ${original}` };
+  const heads = Number(readJson(join(dir, 'config.json'))?.decoder_attention_heads);
+  if (!(heads > 0)) return { ok: false, reason: 'config.json lacks decoder_attention_heads' };
+  let patched: Uint8Array;
+  try {
+    const bytes = readFileSync(origPath);
+    patched = layout === 'split' ? patchDecoder(bytes, heads) : patchMergedDecoder(bytes, heads);
+  } catch (e) {
+    return { ok: false, reason: `${original} cannot be patched (${(e as Error).message})` };
+  }
+  const path = join(dir, file);
+  const same = statSync(path).size === patched.length && createHash('sha256').update(patched).digest('hex') === (await sha256File(path));
+  if (!same) return { ok: false, reason: `not ${original} as models:attentions patches it` };
+  return { ok: true, original, layers: crossAttentionOutputs(patched).length };
 }

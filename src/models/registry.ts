@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { ModelNotInstalledError, UnknownModelError } from './errors.ts';
 import { LOCK_FILE, LockFileSchema, sha256File } from './integrity.ts';
+import { checkPatchedDecoder, originalName } from './onnx-attentions.ts';
 import {
   DEFAULT_MANIFEST_PATH,
   filesForVariant,
@@ -45,6 +46,17 @@ export interface VerifyMismatch {
   problem: 'missing' | 'size' | 'sha256';
   expected: string | number;
   actual: string | number | null;
+  /** Why a changed decoder with a kept `*.orig.onnx` still fails (the original differs too, or the file is not its patch). */
+  detail?: string;
+}
+
+/** A Whisper decoder patched by `models:attentions`: differs from its entry, but its kept original matches it and the file is exactly that original patched. */
+export interface VerifyPatched {
+  path: string;
+  /** the verified original, e.g. `onnx/decoder_model.orig.onnx` */
+  original: string;
+  /** `cross_attentions.{i}` outputs of the patched file */
+  layers: number;
 }
 
 export interface VerifyResult {
@@ -54,6 +66,8 @@ export interface VerifyResult {
   source: 'files.json' | 'lock' | 'none';
   checked: number;
   mismatches: VerifyMismatch[];
+  /** Files reported as "patched (original verified)": not mismatches. */
+  patched: VerifyPatched[];
 }
 
 const SKIP_DIR = /(^\.)|(\.partial$)|(\.old-\d+-\d+$)/;
@@ -241,6 +255,10 @@ export class ModelRegistry {
    * Checks an installed model's files: against `files.json` (`path -> [size, sha256]`, fixture folders) when
    * present, else against the install lock file `.stt-model.json`. `ok` with `source: 'none'` means there was
    * nothing to check against. Throws like `resolve` for unknown / not installed ids.
+   *
+   * A Whisper decoder `X.onnx` patched by `models:attentions` differs from its entry; it counts as `patched`
+   * (not a mismatch) when `X.orig.onnx` exists and matches the entry and `X.onnx` is exactly that original
+   * patched (recomputed, see `checkPatchedDecoder`). Anything else stays a mismatch, with a `detail`.
    */
   async verify(idOrFolder: string): Promise<VerifyResult> {
     const entry = this.resolve(idOrFolder);
@@ -262,6 +280,7 @@ export class ModelRegistry {
       }
     }
     const mismatches: VerifyMismatch[] = [];
+    const patched: VerifyPatched[] = [];
     let checked = 0;
     if (expected) {
       const root = resolvePath(dir);
@@ -277,14 +296,31 @@ export class ModelRegistry {
           continue;
         }
         const size = statSync(abs).size;
-        if (size !== e.size) {
-          mismatches.push({ path: p, problem: 'size', expected: e.size, actual: size });
-          continue;
+        let mismatch: VerifyMismatch | null = null;
+        if (size !== e.size) mismatch = { path: p, problem: 'size', expected: e.size, actual: size };
+        else {
+          const sha = await sha256File(abs);
+          if (sha !== e.sha256.toLowerCase()) mismatch = { path: p, problem: 'sha256', expected: e.sha256, actual: sha };
         }
-        const sha = await sha256File(abs);
-        if (sha !== e.sha256.toLowerCase()) mismatches.push({ path: p, problem: 'sha256', expected: e.sha256, actual: sha });
+        if (!mismatch) continue;
+        // A decoder patched by models:attentions: its original is kept next to it.
+        const orig = p.endsWith('.onnx') && !p.endsWith('.orig.onnx') ? originalName(p) : null;
+        if (orig && isFile(resolvePath(root, orig))) {
+          const origAbs = resolvePath(root, orig);
+          if (statSync(origAbs).size !== e.size || (await sha256File(origAbs)) !== e.sha256.toLowerCase()) {
+            mismatch.detail = `${orig} does not match this entry either`;
+          } else {
+            const c = await checkPatchedDecoder(root, p);
+            if (c.ok) {
+              patched.push({ path: p, original: c.original, layers: c.layers });
+              continue;
+            }
+            mismatch.detail = `${orig} matches this entry, but the file is ${c.reason}`;
+          }
+        }
+        mismatches.push(mismatch);
       }
     }
-    return { id: entry.id, ok: mismatches.length === 0, source, checked, mismatches };
+    return { id: entry.id, ok: mismatches.length === 0, source, checked, mismatches, patched };
   }
 }

@@ -122,6 +122,7 @@ describe('models:attentions (ONNX cross-attention outputs for stock Whisper expo
     const r1 = await cli(['attentions', 'whisper-copy'], env);
     expect(r1.stderr).not.toMatch(/failed|Error/);
     expect(r1.code).toBe(0);
+    expect(r1.stdout).toContain('`models verify` reports the patched files as "patched (original verified)"');
     for (const f of ['decoder_model.onnx', 'decoder_model_merged.onnx', 'decoder_model_quantized.onnx']) {
       expect(r1.stdout).toContain(`onnx/${f}: patched, 2 cross_attentions outputs; original kept as onnx/${f.replace('.onnx', '.orig.onnx')}`);
       // the original is kept byte for byte; the patched file has the outputs

@@ -154,7 +154,7 @@ describe('ModelRegistry on /work/shared/models', () => {
 
   it('verify(whisper-mini-random) is clean against files.json', async () => {
     const r = await reg.verify('whisper-mini-random');
-    expect(r).toEqual({ id: 'whisper-mini-random', ok: true, source: 'files.json', checked: 21, mismatches: [] });
+    expect(r).toEqual({ id: 'whisper-mini-random', ok: true, source: 'files.json', checked: 21, mismatches: [], patched: [] });
     expect((await reg.verify('qwen2-mini-random')).ok).toBe(true);
     expect(await reg.verify('wespeaker-resnet34-random')).toMatchObject({ ok: true, source: 'none', checked: 0 });
   });
