@@ -74,6 +74,8 @@ export interface RunResult {
   wallSeconds: number;
   errorCount: number;
   errors: string[];
+  /** Streams refused by admission control (STREAM_MAX_FINAL_WAIT_MS); their utterances are not counted. */
+  refusedStreams?: number;
 }
 
 export interface BatchRun {
@@ -394,6 +396,8 @@ interface StreamOutcome {
   extraFinals: number;
   lagMs: number[];
   errors: string[];
+  /** Refused by the server's admission control ("Server at capacity", close 1013): not an error. */
+  refused?: string;
 }
 
 function frameOf(sample: number): number {
@@ -407,6 +411,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
   const sentAt = new Float64Array(nFrames).fill(NaN);
   const lagMs: number[] = [];
   const errors: string[] = [];
+  let refused: string | undefined;
   const partialTimes: number[] = [];
   const finals: Array<{ t: number; start: number; end: number }> = [];
   let isFinal = false;
@@ -430,6 +435,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
     else if (typeof m.partial === 'string') partialTimes.push(t);
     else if (typeof m.text === 'string') finals.push({ t, start: Number(m.start), end: Number(m.end) });
     else if (m.is_final === true) isFinal = true;
+    else if ('error' in m && /^Server at capacity/.test(String(m.error))) refused = String(m.error);
     else if ('error' in m) errors.push(`server error message: ${String(m.error)}`);
   });
 
@@ -447,6 +453,10 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
   }
   ws.send(JSON.stringify(o.config));
   const gotReady = await Promise.race([readyP.then(() => true), closed.then(() => false), deadline(60_000).then(() => false)]);
+  if (!gotReady && refused) {
+    ws.terminate();
+    return { firstPartial: [], final: [], finalsMatched: 0, extraFinals: 0, lagMs, errors, refused };
+  }
   if (!gotReady) {
     errors.push('no {"status":"ready"} within 60 s');
     ws.terminate();
@@ -560,7 +570,8 @@ async function runLevel(o: {
   const finals = outcomes.flatMap((s) => s.final);
   const finalLat = finals.filter((x): x is number => x !== null);
   const errors = outcomes.flatMap((s, i) => s.errors.map((e) => `stream ${i}: ${e}`));
-  const utterances = o.n * o.audio.spans.length;
+  const refusedStreams = outcomes.filter((s) => s.refused).length;
+  const utterances = (o.n - refusedStreams) * o.audio.spans.length;
   const missingFinals = finals.filter((x) => x === null).length;
   if (missingFinals) errors.push(`${missingFinals} of ${utterances} utterances got no final`);
   const lag = percentiles(outcomes.flatMap((s) => s.lagMs));
@@ -578,6 +589,7 @@ async function runLevel(o: {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   return {
     streams: o.n,
+    refusedStreams,
     utterances,
     finalsMatched: outcomes.reduce((a, s) => a + s.finalsMatched, 0),
     missingFinals,
@@ -657,6 +669,7 @@ export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
     'RSS MB max',
     'dropped partials',
     'mean batch',
+    'refused',
     'errors',
   ];
   const rows = run.results.map((r) => [
@@ -671,6 +684,7 @@ export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
     r.rssMB ? String(r.rssMB.max) : 'n/a',
     r.droppedPartials ?? 'n/a',
     r.meanBatchSize === null ? 'n/a' : r.meanBatchSize.toFixed(2),
+    r.refusedStreams ?? 0,
     r.errorCount,
   ]);
   const line = (r: (string | number)[]) => `| ${r.join(' | ')} |`;
@@ -802,7 +816,7 @@ async function main(): Promise<void> {
         run.results.push(r);
         console.log(
           `p95 first partial ${fmtS(r.firstPartial.p95)} s, p95 final ${fmtS(r.final.p95)} s, RTF ${r.rtf ?? 'n/a'}, ` +
-            `finals ${r.finalsMatched}/${r.utterances}, errors ${r.errorCount}, ${r.wallSeconds.toFixed(0)} s`,
+            `finals ${r.finalsMatched}/${r.utterances}, refused ${r.refusedStreams ?? 0}, errors ${r.errorCount}, ${r.wallSeconds.toFixed(0)} s`,
         );
         for (const e of r.errors.slice(0, 5)) console.log(`   ! ${e}`);
         if (r.activeStreamsAfter) console.log(`   ! stt_active_streams still ${r.activeStreamsAfter} after the run`);
