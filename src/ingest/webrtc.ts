@@ -29,7 +29,7 @@ import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.
 import { encodeServerMessage, parseControlMessage, serverMessages as msg, type ServerMessage } from './stream-protocol.ts';
 import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
 import { RtpAudioTimeline } from './webrtc-rtp.ts';
-import { streamCapacity } from '../pipeline/stream-admission.ts';
+import { liveLagMs, streamCapacity } from '../pipeline/stream-admission.ts';
 import { toServerMessage } from './ws-stream.ts';
 
 export interface WebRtcIngestOptions {
@@ -136,7 +136,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
         throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
       }
-      const capacity = streamCapacity(model.id, model.scheduler.finalWaitMs(), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+      const capacity = streamCapacity(model.id, liveLagMs(model), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
       if (!capacity.ok) {
         this.o.metrics.streamsRefused.inc({ transport: 'webrtc', reason: 'capacity' });
         this.o.logger.warn({ model: model.id }, capacity.message);

@@ -21,7 +21,7 @@ import type { SpeechModels } from '../pipeline/speech-models.ts';
 import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
-import { streamCapacity } from '../pipeline/stream-admission.ts';
+import { liveLagMs, streamCapacity } from '../pipeline/stream-admission.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
   CLOSE_CODES,
@@ -253,7 +253,7 @@ export class WsStreamIngest {
             resampler.close();
             return this.fail(conn, `language: model '${model.id}' does not support '${cfg.language}'`, CLOSE_CODES.INVALID_PAYLOAD);
           }
-          const capacity = streamCapacity(model.id, model.scheduler.finalWaitMs(), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+          const capacity = streamCapacity(model.id, liveLagMs(model), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
           if (!capacity.ok) {
             resampler.close();
             this.o.metrics.streamsRefused.inc({ transport: 'websocket', reason: 'capacity' });

@@ -44,6 +44,13 @@ export class Metrics {
     labelNames: ['model'] as const,
     registers: [this.registry],
   });
+  readonly finalLag = new Histogram({
+    name: 'stt_final_lag_seconds',
+    help: 'Live finals: from the arrival of the audio that ended the utterance (after the end-of-speech silence) to the final being sent. Includes VAD backlog, queue wait and decoding.',
+    labelNames: ['model'] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 60],
+    registers: [this.registry],
+  });
   readonly streamsRefused = new Counter({
     name: 'stt_streams_refused_total',
     help: 'New live streams refused because the model was behind (reason capacity).',

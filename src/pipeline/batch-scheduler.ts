@@ -10,6 +10,8 @@
  * - One batch runs at a time: the engine already uses every core.
  * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
  */
+import { RecentWindow } from './recent-window.ts';
+
 export type Priority = 'final' | 'file' | 'partial';
 const PRIORITIES: Priority[] = ['final', 'file', 'partial'];
 
@@ -60,9 +62,8 @@ export class BatchScheduler<Req, Res> {
   private readonly maxBatch: number;
   private readonly windowMs: number;
   private readonly partialMaxAgeMs: number;
-  private readonly waitWindowMs: number;
-  /** Queue waits (enqueue → model call) of finals started recently, oldest first. */
-  private readonly finalWaits: { at: number; ms: number }[] = [];
+  /** Queue waits (enqueue → model call) of finals started recently. */
+  private readonly finalWaits: RecentWindow;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private timerDelay = 0;
@@ -77,7 +78,7 @@ export class BatchScheduler<Req, Res> {
     this.maxBatch = opts.maxBatch ?? 8;
     this.windowMs = opts.windowMs ?? 10;
     this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
-    this.waitWindowMs = opts.waitWindowMs ?? 10_000;
+    this.finalWaits = new RecentWindow(opts.waitWindowMs ?? 10_000);
   }
 
   /**
@@ -86,15 +87,8 @@ export class BatchScheduler<Req, Res> {
    * A model that keeps up shows at most about one batch duration; more means finals queue up.
    */
   finalWaitMs(now = Date.now()): number {
-    this.pruneWaits(now);
     const oldest = this.queues.final.length ? now - Math.min(...this.queues.final.map((p) => p.enqueuedAt)) : 0;
-    const waits = this.finalWaits.map((w) => w.ms).sort((a, b) => a - b);
-    const p90 = waits.length ? waits[Math.min(waits.length - 1, Math.floor(waits.length * 0.9))] : 0;
-    return Math.max(oldest, p90);
-  }
-
-  private pruneWaits(now: number): void {
-    while (this.finalWaits.length && now - this.finalWaits[0].at > this.waitWindowMs) this.finalWaits.shift();
+    return Math.max(oldest, this.finalWaits.quantile(0.9, now));
   }
 
   get depth(): Record<Priority, number> {
@@ -211,8 +205,7 @@ export class BatchScheduler<Req, Res> {
     this.reportDepth();
     if (!batch.length) return;
     const startedAt = Date.now();
-    for (const b of batch) if (b.priority === 'final') this.finalWaits.push({ at: startedAt, ms: startedAt - b.enqueuedAt });
-    this.pruneWaits(startedAt);
+    for (const b of batch) if (b.priority === 'final') this.finalWaits.add(startedAt - b.enqueuedAt, startedAt);
     this.running = true;
     this.stats.batches++;
     this.stats.requests += batch.length;

@@ -8,11 +8,21 @@ import { WhisperEngine, type TranscribeRequest, type TranscribeResult, type Whis
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler } from './batch-scheduler.ts';
+import { RecentWindow } from './recent-window.ts';
+
+/** How late live finals are, per model: what admission control and `stt_final_lag_seconds` see. */
+export interface LiveLag {
+  /** A live final reached its stream `ms` after the audio that ended its utterance had arrived. */
+  record(ms: number): void;
+  /** 90th percentile over the last 10 s (0 when none). */
+  p90Ms(): number;
+}
 
 export interface LoadedSpeechModel {
   id: string;
   engine: WhisperEngine;
   scheduler: BatchScheduler<TranscribeRequest, TranscribeResult>;
+  liveLag: LiveLag;
 }
 
 export interface SpeechModelsOptions {
@@ -76,7 +86,15 @@ export class SpeechModels {
     });
     metrics?.modelLoaded.set({ model: id, kind: 'asr' }, 1);
     this.opts.logger.info({ model: id, dir, layout: engine.info.layout, quantized: engine.info.quantized, ms: Math.round(performance.now() - t0) }, 'speech model loaded');
-    return { id, engine, scheduler };
+    const lags = new RecentWindow(10_000);
+    const liveLag: LiveLag = {
+      record: (ms) => {
+        lags.add(ms);
+        metrics?.finalLag.observe({ model: id }, ms / 1000);
+      },
+      p90Ms: () => lags.quantile(0.9),
+    };
+    return { id, engine, scheduler, liveLag };
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,15 @@ export interface StreamCapacityOptions {
   retryAfterS?: number;
 }
 
+/**
+ * How far behind live results of a model are (ms): the longer of how long finals wait for a model
+ * call (BatchScheduler.finalWaitMs) and how late finals reach their streams (p90 of the last 10 s,
+ * which also sees a VAD backlog that the scheduler cannot).
+ */
+export function liveLagMs(model: { scheduler: { finalWaitMs(): number }; liveLag: { p90Ms(): number } }): number {
+  return Math.max(model.scheduler.finalWaitMs(), model.liveLag.p90Ms());
+}
+
 export type CapacityVerdict = { ok: true } | { ok: false; message: string; retryAfterS: number };
 
 /** Pure decision from the model's current final wait (BatchScheduler.finalWaitMs()). */

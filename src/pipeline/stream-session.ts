@@ -77,6 +77,8 @@ export class StreamSession {
   private lastPartialAt = 0;
   private partialIntervalMs: number;
   private readonly abort = new AbortController();
+  /** When received audio arrived: [end sample (exclusive), performance.now()] per push, oldest first. */
+  private readonly arrivals: Array<[number, number]> = [];
   readonly stats = { partials: 0, finals: 0, droppedPartials: 0 };
 
   constructor(private readonly opts: StreamSessionOptions) {
@@ -101,6 +103,7 @@ export class StreamSession {
       return;
     }
     this.pending = concat(this.pending, pcm);
+    this.arrivals.push([this.totalSamples + this.pending.length, performance.now()]);
     this.work = this.work.then(() => this.drainFrames()).catch((err) => this.fail(errorMessage(err)));
   }
 
@@ -115,7 +118,7 @@ export class StreamSession {
       this.seg = step.state;
       this.appendAudio(this.pending);
       this.pending = new Float32Array(0);
-      this.handle(step.events);
+      this.handle(step.events, this.arrivalOf(this.totalSamples));
       await this.finals;
       if (!this.closed) {
         this.events.next({ type: 'end' });
@@ -151,7 +154,7 @@ export class StreamSession {
       this.pending = this.pending.slice(FRAME);
       const step = segmenterReducer(this.seg, { prob, frameIndex: this.frameIndex++ });
       this.seg = step.state;
-      this.handle(step.events);
+      this.handle(step.events, this.arrivalOf(this.totalSamples));
       this.maybePartial();
     }
   }
@@ -167,7 +170,14 @@ export class StreamSession {
     return this.buf.read(start, end);
   }
 
-  private handle(events: SegmenterEvent[]): void {
+  /** When the audio up to `sample` had arrived (performance.now()); forgets older pushes. */
+  private arrivalOf(sample: number): number {
+    while (this.arrivals.length > 1 && this.arrivals[0][0] < sample) this.arrivals.shift();
+    return this.arrivals[0]?.[1] ?? performance.now();
+  }
+
+  /** `decidedAt`: when the audio that completed these events had arrived (for the live-lag measure). */
+  private handle(events: SegmenterEvent[], decidedAt: number): void {
     for (const e of events) {
       if (e.type === 'speech_start') {
         this.uttStart = e.sample;
@@ -176,13 +186,13 @@ export class StreamSession {
         const audio = this.audio(e.startSample, e.endSample);
         this.uttStart = null;
         this.stabilizer.reset();
-        this.finalize(audio, e.startSample);
+        this.finalize(audio, e.startSample, decidedAt);
       }
     }
   }
 
   /** Decodes a finished utterance; finals are emitted in order. */
-  private finalize(audio: Float32Array, startSample: number): void {
+  private finalize(audio: Float32Array, startSample: number, decidedAt: number): void {
     if (audio.length < FRAME) return;
     const decode = this.decode(audio, 'final', { timestamps: true, wordTimestamps: true });
     this.finals = this.finals.then(async () => {
@@ -199,6 +209,7 @@ export class StreamSession {
       if (!text) return;
       const words = r.segments.flatMap((s) => (s.words ?? []).map((w) => ({ word: w.word.trim(), start: round(w.start + offset), end: round(w.end + offset) }))).filter((w) => w.word);
       this.stats.finals++;
+      this.opts.model.liveLag.record(performance.now() - decidedAt);
       const logprob = r.segments.length ? r.segments.reduce((a, s) => a + s.avgLogprob, 0) / r.segments.length : -Infinity;
       const confidence = Math.round(Math.min(1, Math.max(0, Math.exp(logprob))) * 1000) / 1000;
       this.events.next({ type: 'final', text, start: round(offset), end: round(offset + audio.length / SR), words, confidence });

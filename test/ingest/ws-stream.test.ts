@@ -234,6 +234,9 @@ describe('WS /v1/stream errors', () => {
       await running.next((m) => m.is_final === true);
       expect(running.finals().length).toBe(1);
       await Promise.all(backlog);
+      // Its lateness was measured (arrival of the audio that ended the utterance → final sent).
+      const after = await (await fetch(`http://127.0.0.1:${busy.port}/metrics`)).text();
+      expect(Number(after.match(/stt_final_lag_seconds_count\{model="whisper-mini-random"\} (\d+)/)?.[1])).toBe(1);
     } finally {
       await busy.close();
     }
