@@ -47,7 +47,8 @@ function readVarint(b: Uint8Array, pos: number): [number, number] {
   }
 }
 
-function varint(n: number): Uint8Array {
+/** Protobuf base-128 varint. */
+export function varint(n: number): Uint8Array {
   const out: number[] = [];
   if (n < 0 || !Number.isSafeInteger(n)) throw new Error(`varint out of range: ${n}`);
   do {

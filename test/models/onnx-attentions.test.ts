@@ -14,6 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperEngine } from '../../src/engines/whisper/engine.ts';
 import {
+  varint,
   crossAttentionOutputs,
   decodeMessage,
   encodeMessage,
@@ -61,16 +62,6 @@ function copyFixture(modelsDir: string, name: string, files = FILES): string {
 const same = (a: string, b: string) => Buffer.compare(readFileSync(a), readFileSync(b)) === 0;
 
 // ---- minimal protobuf writers for the external-data conversion (test only) ----
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let c = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) c |= 0x80;
-    out.push(c);
-  } while (n > 0);
-  return Buffer.from(out);
-}
 function lenField(no: number, payload: Uint8Array): WireField {
   const raw = Buffer.concat([varint(no * 8 + 2), varint(payload.length), payload]);
   return { no, wt: 2, raw, value: raw.subarray(raw.length - payload.length) };

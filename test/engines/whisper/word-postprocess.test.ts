@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../../src/engines/whisper/generate.ts';
 import {
   addWordTimestamps,
   alignWords,
@@ -159,22 +160,11 @@ describe('word splitting and the proportional fallback', () => {
   });
 });
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('add_word_timestamps vs the numpy port of timing.py on random hand-made alignments', () => {
   it.skipIf(!pythonOk)('300 random windows: identical words, word times and segment times', () => {
     const POOL = [' the', ' cat', 'sat', '.', ',', ' (', ')', ' "', '"', "'", ' ¿', '?', '!', '。', '、', ' -', '-', '”', ':', ' Mr', '.', ' on', 'x'];
-    const r = rng(12345);
+    const r = mulberry32(12345);
     const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
     const cases: object[] = [];
     const ours: unknown[] = [];
