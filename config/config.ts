@@ -55,6 +55,10 @@ const envSchema = z.object({
   BATCH_WINDOW_MS: int(0, 10_000).default(10),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
   TRUST_PROXY: bool.default(false),
+  WORK_QUEUE: z.enum(['local', 'nats'], { message: "expected 'local' or 'nats'" }).default('local'),
+  WORKER: bool.default(true),
+  WORK_ACK_WAIT_S: int(1, 3600).default(60),
+  WORK_TIMEOUT_S: int(1, 86_400).default(120),
 });
 
 export interface Config {
@@ -75,6 +79,17 @@ export interface Config {
   paths: { modelsDir: string; dataDir: string };
   database: { url: string | null; embeddedDir: string };
   bus: { natsUrl: string | null };
+  /** Where file-transcription chunks are decoded (README "Scaling out"). */
+  work: {
+    /** 'local': this server's schedulers; 'nats': the JetStream work queue STT_WORK (needs bus.natsUrl). */
+    queue: 'local' | 'nats';
+    /** Consume chunks from the work queue (nats mode); false = API-only server for files. */
+    worker: boolean;
+    /** A chunk taken by a worker that neither acks nor reports progress for this long goes to another worker. */
+    ackWaitMs: number;
+    /** A dispatched chunk fails with 503 when no worker takes it or reports on it for this long. */
+    timeoutMs: number;
+  };
   models: {
     defaultModel: string;
     /** 'baseline' (no weights: MFCC + pitch statistics) or the id/folder of a speaker-embedding model. */
@@ -138,7 +153,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const aiParsed = AiEnvSchema.safeParse(env);
   if (aiParsed.success) ai = aiConfigFromEnv(env);
   else problems.push(...aiParsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(env[String(i.path[0])])}: ${i.message}`));
-  if (!parsed.success || !auth || !webrtc || !ai) throw new ConfigError(problems);
+  if (parsed.success) {
+    const w = parsed.data;
+    if (w.WORK_QUEUE === 'nats' && !w.NATS_URL) {
+      problems.push('WORK_QUEUE="nats" needs NATS_URL: set it to the NATS server (with JetStream) that carries the work, or use WORK_QUEUE=local');
+    }
+    if (!w.WORKER && w.WORK_QUEUE !== 'nats') {
+      problems.push('WORKER="false" makes an API-only server, which needs WORK_QUEUE=nats (and NATS_URL) so that workers elsewhere transcribe its files');
+    }
+  }
+  if (!parsed.success || !auth || !webrtc || !ai || problems.length) throw new ConfigError(problems);
   const e = parsed.data;
   const dataDir = path.resolve(e.DATA_DIR);
   return {
@@ -155,6 +179,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     paths: { modelsDir: path.resolve(e.MODELS_DIR), dataDir },
     database: { url: e.DATABASE_URL ?? null, embeddedDir: path.join(dataDir, 'db') },
     bus: { natsUrl: e.NATS_URL ?? null },
+    work: { queue: e.WORK_QUEUE, worker: e.WORKER, ackWaitMs: e.WORK_ACK_WAIT_S * 1000, timeoutMs: e.WORK_TIMEOUT_S * 1000 },
     models: {
       defaultModel: e.DEFAULT_MODEL,
       diarizationModel: e.DIARIZATION_MODEL,

@@ -13,6 +13,8 @@ import { FileTranscriber } from './pipeline/file-transcriber.ts';
 import { JobRegistry } from './pipeline/job-registry.ts';
 import { SpeechModels } from './pipeline/speech-models.ts';
 import { TranscriptionService } from './pipeline/transcription-service.ts';
+import { LocalSpeechWork, QueuedSpeechWork, speechWorkHandler, type SpeechWork } from './pipeline/speech-work.ts';
+import { NatsWorkQueue } from './bus/work-queue.ts';
 import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
 import { WsStreamIngest } from './ingest/ws-stream.ts';
@@ -54,6 +56,8 @@ export class App {
   ai!: AiModels;
   webrtc!: WeriftWebRtcIngest;
   streams!: WsStreamIngest;
+  /** The JetStream work queue (WORK_QUEUE=nats), else null. */
+  workQueue: NatsWorkQueue | null = null;
   /** Closers in creation order; run in reverse by close(). */
   private readonly closers: Array<{ name: string; close: () => Promise<void> | void }> = [];
   private closed = false;
@@ -116,6 +120,7 @@ export class App {
         },
       });
       this.closers.push({ name: 'speech-models', close: () => this.speechModels.close() });
+      const work = await this.startWork();
       const dm = this.config.models;
       this.diarizer = await createDiarizer({
         embeddingModelDir: dm.diarizationModel === 'baseline' ? null : this.registry.resolve(dm.diarizationModel, 'diarization').path,
@@ -138,7 +143,7 @@ export class App {
       this.closers.push({ name: 'jobs', close: () => this.jobs.close() });
       const transcription = new TranscriptionService({
         models: this.speechModels,
-        transcriber: new FileTranscriber({ vad: this.vad, diarizer: this.diarizer }),
+        transcriber: new FileTranscriber({ vad: this.vad, diarizer: this.diarizer, work }),
         jobs: this.jobs,
         transcripts: this.stores.transcripts,
       });
@@ -225,6 +230,27 @@ export class App {
       await this.close();
       throw err;
     }
+  }
+
+  /**
+   * WORK_QUEUE=nats: file chunks go through the JetStream work queue; with WORKER=true this server
+   * also serves it, for every ASR model installed here (loaded on its first chunk). Closed before
+   * the speech models, so chunks in progress finish (or go back to the queue) first.
+   */
+  private async startWork(): Promise<SpeechWork | undefined> {
+    const w = this.config.work;
+    if (w.queue !== 'nats') return undefined;
+    const queue = new NatsWorkQueue({ url: this.config.bus.natsUrl!, logger: this.logger.child({ component: 'work' }), ackWaitMs: w.ackWaitMs, timeoutMs: w.timeoutMs });
+    await queue.start();
+    this.workQueue = queue;
+    this.closers.push({ name: 'work-queue', close: () => queue.close() });
+    if (w.worker) {
+      const handler = speechWorkHandler(this.speechModels);
+      const models = this.registry.list().filter((m) => m.kind === 'asr' && m.installed).map((m) => m.id);
+      for (const id of models) await queue.serve(id, handler, { concurrency: 2 * this.config.inference.maxBatchSize });
+      if (!models.length) this.logger.warn('WORKER=true but no speech model is installed here: this server takes no work');
+    }
+    return new QueuedSpeechWork(queue, w.worker ? new LocalSpeechWork() : null);
   }
 
   get port(): number {

@@ -3,12 +3,16 @@
  * skipped) → the model's BatchScheduler (priority `file`, so chunks of many uploads share batches)
  * → one transcript. With VAD off, the whole signal goes to the engine's long-form path (30 s
  * windows seeking by the last timestamp, as OpenAI's transcribe()).
+ *
+ * The model work (chunks, language detection) goes through a SpeechWork: this server's scheduler by
+ * default, or the NATS work queue (WORK_QUEUE=nats) so that workers elsewhere decode the chunks.
  */
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
 import type { Segment, Transcript } from '../formats/transcript.ts';
 import type { LoadedSpeechModel } from './speech-models.ts';
+import { LocalSpeechWork, type SpeechWork } from './speech-work.ts';
 import { splitFileIntoSpeechChunks } from './vad-chunker.ts';
 
 export interface FileTranscribeOptions {
@@ -56,7 +60,11 @@ export interface FileControl {
 }
 
 export class FileTranscriber {
-  constructor(private readonly deps: { vad: SileroVad; diarizer?: Diarizer }) {}
+  private readonly work: SpeechWork;
+
+  constructor(private readonly deps: { vad: SileroVad; diarizer?: Diarizer; work?: SpeechWork }) {
+    this.work = deps.work ?? new LocalSpeechWork();
+  }
 
   async transcribe(model: LoadedSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
     const sr = model.engine.info.samplingRate;
@@ -88,8 +96,7 @@ export class FileTranscriber {
     // One language for the whole file: the one detected on its first speech.
     let language = opts.language;
     if (language === 'auto' && pieces.length) {
-      const [det] = await model.engine.detectLanguage([pieces[0].audio.subarray(0, 30 * sr)]);
-      language = det.language;
+      language = await this.work.detectLanguage(model, pieces[0].audio.subarray(0, 30 * sr), { key, signal: ctl.signal });
     }
 
     // Diarization runs beside transcription (different model, other core when there is one).
@@ -103,7 +110,7 @@ export class FileTranscriber {
     const results = await Promise.all(
       pieces.map(async (p) => {
         const options: TranscribeOptions = { ...base, language, conditionOnPrevious: !(opts.vad ?? true) };
-        const r = await model.scheduler.submit({ audio: p.audio, options }, { priority: 'file', key, signal: ctl.signal });
+        const r = await this.work.transcribe(model, { audio: p.audio, options }, { key, signal: ctl.signal });
         done += p.audio.length / sr;
         report({ stage: 'transcribing', fraction: total ? done / total : 1, processedSeconds: done, totalSeconds: total });
         return { offset: p.offset, r };
