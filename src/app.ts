@@ -243,6 +243,7 @@ export class App {
     const queue = new NatsWorkQueue({ url: this.config.bus.natsUrl!, logger: this.logger.child({ component: 'work' }), ackWaitMs: w.ackWaitMs, timeoutMs: w.timeoutMs });
     await queue.start();
     this.workQueue = queue;
+    this.metrics.watchWorkQueue(queue);
     this.closers.push({ name: 'work-queue', close: () => queue.close() });
     if (w.worker) {
       const handler = speechWorkHandler(this.speechModels);

@@ -175,6 +175,11 @@ export class NatsWorkQueue {
   /** Dispatcher: items sent, results taken, duplicate results dropped. Worker: items served, of which redeliveries (another worker took them first and never acked). */
   readonly stats = { dispatched: 0, results: 0, duplicates: 0, served: 0, redelivered: 0 };
 
+  /** Dispatched chunks still waiting for their result. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
   constructor(private readonly opts: NatsWorkQueueOptions) {
     this.log = opts.logger;
     this.serverId = opts.serverId ?? randomUUID().replace(/-/g, '');

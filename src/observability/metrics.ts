@@ -144,6 +144,31 @@ export class Metrics {
     };
   }
 
+  /**
+   * Exports a work queue's own counters (WORK_QUEUE=nats), read at scrape time:
+   * stt_work_chunks_total{event} and stt_work_chunks_waiting.
+   */
+  watchWorkQueue(source: { stats: Readonly<Record<'dispatched' | 'results' | 'duplicates' | 'served' | 'redelivered', number>>; waiting: number }): void {
+    new Counter({
+      name: 'stt_work_chunks_total',
+      help: 'File chunks over the JetStream work queue: dispatched and results (this server sent them), duplicates (redelivered results dropped), served and redelivered (this server decoded them as a worker; redelivered = another worker took it first and never acked).',
+      labelNames: ['event'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [event, n] of Object.entries(source.stats)) this.inc({ event }, n);
+      },
+    });
+    new Gauge({
+      name: 'stt_work_chunks_waiting',
+      help: 'Chunks this server dispatched that are still waiting for a worker result.',
+      registers: [this.registry],
+      collect() {
+        this.set(source.waiting);
+      },
+    });
+  }
+
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'stt_' });
   }

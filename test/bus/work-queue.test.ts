@@ -205,6 +205,12 @@ describe('API server + worker over NATS', () => {
     expect(auto.status).toBe(200);
     expect(auto.body).toEqual(autoLocal.body);
     expect(await requests(api)).toBe(0);
+    // Both sides export their counts on /metrics.
+    const scrape = async (app: App, event: string) => Number((await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text()).match(new RegExp(`stt_work_chunks_total\\{event="${event}"\\} (\\d+)`))?.[1]);
+    expect(await scrape(api, 'dispatched')).toBe(api.workQueue!.stats.dispatched);
+    expect(api.workQueue!.stats.dispatched).toBeGreaterThanOrEqual(2);
+    expect(await scrape(worker, 'served')).toBe(worker.workQueue!.stats.served);
+    expect((await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text())).toMatch(/stt_work_chunks_waiting 0/);
     await worker.close();
   });
 
