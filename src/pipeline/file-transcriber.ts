@@ -6,12 +6,14 @@
  *
  * The model work (chunks, language detection) goes through a SpeechWork: this server's scheduler by
  * default, or the NATS work queue (WORK_QUEUE=nats) so that workers elsewhere decode the chunks.
+ * The model is a loaded one where chunks may be decoded here (`decodesLocally`), else only its
+ * descriptor (id, sampling rate): an API-only server loads no engine for files.
  */
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
 import type { Segment, Transcript } from '../formats/transcript.ts';
-import type { LoadedSpeechModel } from './speech-models.ts';
+import { speechModelInfo, type FileSpeechModel } from './speech-models.ts';
 import { LocalSpeechWork, type SpeechWork } from './speech-work.ts';
 import { splitFileIntoSpeechChunks } from './vad-chunker.ts';
 
@@ -66,8 +68,13 @@ export class FileTranscriber {
     this.work = deps.work ?? new LocalSpeechWork();
   }
 
-  async transcribe(model: LoadedSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
-    const sr = model.engine.info.samplingRate;
+  /** Whether `transcribe` needs a loaded model (SpeechModels.get); false: a descriptor (SpeechModels.describe) is enough. */
+  get decodesLocally(): boolean {
+    return this.work.decodesLocally;
+  }
+
+  async transcribe(model: FileSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
+    const sr = speechModelInfo(model).samplingRate;
     const duration = samples.length / sr;
     const key = ctl.key ?? 'file';
     const report = (p: FileProgress) => ctl.onProgress?.(p);

@@ -2,9 +2,13 @@
  * Loaded speech models: one WhisperEngine and one BatchScheduler per model, loaded on first use
  * (single-flight: concurrent first requests share one load) and closed with the app. Every stream
  * and file job submits its windows here, so all of them share the model's batches.
+ *
+ * `describe` answers what a model is (id, languages, sampling rate) from its config files alone,
+ * without ONNX sessions: what an API-only server (WORK_QUEUE=nats, WORKER=false) needs for files,
+ * whose chunks are decoded by workers.
  */
 import type { Logger } from 'pino';
-import { WhisperEngine, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
+import { loadWhisperConfig, WhisperEngine, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler } from './batch-scheduler.ts';
@@ -25,6 +29,31 @@ export interface LoadedSpeechModel {
   liveLag: LiveLag;
 }
 
+/** What a model is, without loading it: read from the folder's config files. */
+export interface SpeechModelInfo {
+  id: string;
+  dir: string;
+  /** Language codes the model accepts ("en", …), as the engine's tokenizer lists them. */
+  languages: string[];
+  multilingual: boolean;
+  samplingRate: number;
+}
+
+/** A model as file transcription takes it: loaded (decoded on this server) or only described (decoded by workers). */
+export type FileSpeechModel = LoadedSpeechModel | SpeechModelInfo;
+
+/** The descriptor of either form (a loaded model's comes from its engine). */
+export function speechModelInfo(m: FileSpeechModel): SpeechModelInfo {
+  if (!('engine' in m)) return m;
+  const i = m.engine.info;
+  return { id: m.id, dir: i.dir, languages: i.languages, multilingual: i.multilingual, samplingRate: i.samplingRate };
+}
+
+/** The loaded model, or null for a descriptor. */
+export function loadedSpeechModel(m: FileSpeechModel): LoadedSpeechModel | null {
+  return 'engine' in m ? m : null;
+}
+
 export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
@@ -38,8 +67,30 @@ export interface SpeechModelsOptions {
 
 export class SpeechModels {
   private readonly loaded = new Map<string, Promise<LoadedSpeechModel>>();
+  private readonly described = new Map<string, Promise<SpeechModelInfo>>();
 
   constructor(private readonly opts: SpeechModelsOptions) {}
+
+  /** Models loaded or loading (engines with ONNX sessions). */
+  get loadedCount(): number {
+    return this.loaded.size;
+  }
+
+  /**
+   * Resolves an id or folder name (throws 400 unknown / 503 not installed, as `get`) and reads its
+   * descriptor from the config files (once per folder); creates no ONNX session.
+   */
+  describe(idOrFolder: string): Promise<SpeechModelInfo> {
+    const entry = this.opts.registry.resolve(idOrFolder, 'asr');
+    const key = entry.path!;
+    let p = this.described.get(key);
+    if (!p) {
+      p = describeFolder(entry.id, key);
+      this.described.set(key, p);
+      p.catch(() => this.described.delete(key));
+    }
+    return p;
+  }
 
   /** Resolves an id or folder name (throws 400 unknown / 503 not installed) and loads it once. */
   get(idOrFolder: string): Promise<LoadedSpeechModel> {
@@ -100,6 +151,7 @@ export class SpeechModels {
   async close(): Promise<void> {
     const all = [...this.loaded.values()];
     this.loaded.clear();
+    this.described.clear();
     for (const p of all) {
       try {
         const m = await p;
@@ -111,4 +163,12 @@ export class SpeechModels {
       }
     }
   }
+}
+
+/** The descriptor from config.json / generation_config.json / preprocessor_config.json (what WhisperEngine.load reads first). */
+async function describeFolder(id: string, dir: string): Promise<SpeechModelInfo> {
+  const config = await loadWhisperConfig(dir);
+  // Language codes as WhisperTokenizer derives them: "<|en|>" -> "en", in the config's order.
+  const languages = Object.keys(config.gen.langToId).map((t) => t.replace(/^<\|/, '').replace(/\|>$/, ''));
+  return { id, dir, languages: [...new Set(languages)], multilingual: config.gen.isMultilingual, samplingRate: config.features.samplingRate };
 }

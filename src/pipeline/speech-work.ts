@@ -7,7 +7,7 @@
  */
 import type { TranscribeRequest, TranscribeResult } from '../engines/whisper/index.ts';
 import type { NatsWorkQueue, WorkHandler } from '../bus/work-queue.ts';
-import type { LoadedSpeechModel, SpeechModels } from './speech-models.ts';
+import { loadedSpeechModel, speechModelInfo, type FileSpeechModel, type LoadedSpeechModel, type SpeechModels } from './speech-models.ts';
 
 export interface SpeechWorkControl {
   /** Fairness key (job id): round-robin between jobs in the scheduler. */
@@ -16,22 +16,35 @@ export interface SpeechWorkControl {
 }
 
 export interface SpeechWork {
+  /**
+   * Whether pieces may be decoded on this server's engine: then callers pass a loaded model; when
+   * false (API-only server) a descriptor (`SpeechModels.describe`) is enough and nothing is loaded.
+   */
+  readonly decodesLocally: boolean;
   /** Transcribes one piece (a VAD chunk, or the whole file with VAD off). */
-  transcribe(model: LoadedSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult>;
+  transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult>;
   /** The language spoken in `audio` (its first 30 s). */
-  detectLanguage(model: LoadedSpeechModel, audio: Float32Array, ctl: SpeechWorkControl): Promise<string>;
+  detectLanguage(model: FileSpeechModel, audio: Float32Array, ctl: SpeechWorkControl): Promise<string>;
 }
 
 /** This server's scheduler and engine: exactly what FileTranscriber always did. */
 export class LocalSpeechWork implements SpeechWork {
-  transcribe(model: LoadedSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
-    return model.scheduler.submit(req, { priority: 'file', key: ctl.key, signal: ctl.signal });
+  readonly decodesLocally = true;
+
+  transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
+    return loaded(model).scheduler.submit(req, { priority: 'file', key: ctl.key, signal: ctl.signal });
   }
 
-  async detectLanguage(model: LoadedSpeechModel, audio: Float32Array): Promise<string> {
-    const [det] = await model.engine.detectLanguage([audio]);
+  async detectLanguage(model: FileSpeechModel, audio: Float32Array): Promise<string> {
+    const [det] = await loaded(model).engine.detectLanguage([audio]);
     return det.language;
   }
+}
+
+function loaded(model: FileSpeechModel): LoadedSpeechModel {
+  const m = loadedSpeechModel(model);
+  if (!m) throw new Error(`Model '${model.id}' is not loaded on this server: local decoding needs SpeechModels.get, not describe`);
+  return m;
 }
 
 /**
@@ -40,18 +53,22 @@ export class LocalSpeechWork implements SpeechWork {
  * max_payload.
  */
 export class QueuedSpeechWork implements SpeechWork {
+  readonly decodesLocally: boolean;
+
   constructor(
     private readonly queue: NatsWorkQueue,
     private readonly fallback: SpeechWork | null,
-  ) {}
+  ) {
+    this.decodesLocally = fallback?.decodesLocally ?? false;
+  }
 
-  transcribe(model: LoadedSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
+  transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
     if (this.fallback && !this.queue.fits(req.audio.length)) return this.fallback.transcribe(model, req, ctl);
     return this.queue.dispatch<TranscribeResult>('transcribe', model.id, req.audio, { jobId: ctl.key, options: req.options, signal: ctl.signal });
   }
 
-  detectLanguage(model: LoadedSpeechModel, audio: Float32Array, ctl: SpeechWorkControl): Promise<string> {
-    return this.queue.dispatch<string>('detect', model.id, audio.subarray(0, 30 * model.engine.info.samplingRate), { jobId: ctl.key, signal: ctl.signal });
+  detectLanguage(model: FileSpeechModel, audio: Float32Array, ctl: SpeechWorkControl): Promise<string> {
+    return this.queue.dispatch<string>('detect', model.id, audio.subarray(0, 30 * speechModelInfo(model).samplingRate), { jobId: ctl.key, signal: ctl.signal });
   }
 }
 

@@ -2,12 +2,15 @@
  * Uploaded file → transcript, as a job with progress: probe, decode (ffmpeg, from the file), then
  * the FileTranscriber on the model's shared scheduler. The HTTP routes and anything else that takes
  * files (the account API's saved uploads later) call this; it knows nothing of HTTP.
+ *
+ * Where chunks are decoded elsewhere (WORK_QUEUE=nats, WORKER=false) the model is only described
+ * (config files: id, languages, sampling rate), never loaded here.
  */
 import { AudioDecodeError, decodeToPcm16k, probeAudio } from '../audio/ffmpeg.ts';
 import type { FileTranscribeOptions, FileTranscriber, FileTranscription } from './file-transcriber.ts';
 import type { JobRegistry } from './job-registry.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
-import type { SpeechModels } from './speech-models.ts';
+import { speechModelInfo, type FileSpeechModel, type SpeechModels } from './speech-models.ts';
 
 export interface TranscribeFileRequest extends FileTranscribeOptions {
   path: string;
@@ -28,9 +31,10 @@ export class TranscriptionService {
 
   /** Resolves the model first (fast 400/503), then runs the job. `signal` cancels it (client gone). */
   async transcribeFile(req: TranscribeFileRequest, signal?: AbortSignal): Promise<FileTranscription & { jobId: string; transcriptId: string | null }> {
-    const model = await this.deps.models.get(req.model);
-    if (req.language !== 'auto' && !model.engine.info.languages.includes(req.language)) {
-      throw Object.assign(new Error(`Model '${model.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
+    const model: FileSpeechModel = this.deps.transcriber.decodesLocally ? await this.deps.models.get(req.model) : await this.deps.models.describe(req.model);
+    const info = speechModelInfo(model);
+    if (req.language !== 'auto' && !info.languages.includes(req.language)) {
+      throw Object.assign(new Error(`Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
     }
     const job = this.deps.jobs.create(req.jobId);
     const onAbort = () => this.deps.jobs.cancel(job.id, 'client disconnected');
@@ -42,7 +46,7 @@ export class TranscriptionService {
         throw new AudioDecodeError('no_audio_stream', 'The file has no audio stream (a video without sound?). Upload a file that contains audio.');
       }
       const samples = await decodeToPcm16k(req.path, { signal: job.signal });
-      await req.beforeTranscribe?.(samples.length / model.engine.info.samplingRate);
+      await req.beforeTranscribe?.(samples.length / info.samplingRate);
       const result = await this.deps.transcriber.transcribe(model, samples, req, {
         signal: job.signal,
         key: job.id,

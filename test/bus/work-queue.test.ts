@@ -1,8 +1,9 @@
 /**
  * File transcription scaled out over the JetStream work queue (WORK_QUEUE=nats), on a nats-server
  * spawned here (so streams and consumers start empty): an API-only server dispatches chunks, a
- * worker decodes them, the answer is the same as a single local server's; a chunk taken by a worker
- * that dies without acking is redelivered and the request still completes.
+ * worker decodes them, the answer is the same as a single local server's, and the API server loads
+ * no model for it (only its config files are read); a chunk taken by a worker that dies without
+ * acking is redelivered and the request still completes.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -55,6 +56,13 @@ async function transcribe(app: App, file: string, fields: Record<string, string>
 
 async function requests(app: App): Promise<number> {
   return (await app.speechModels.get(MODEL)).scheduler.stats.requests;
+}
+
+/** The API-only server has no engine loaded: none in its SpeechModels, none on /metrics. */
+async function expectNothingLoaded(app: App): Promise<void> {
+  expect(app.speechModels.loadedCount).toBe(0);
+  const text = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text();
+  expect(text).not.toMatch(/stt_model_loaded\{[^}]*model="whisper-mini-random"[^}]*\} 1/);
 }
 
 const FIELDS = { language: 'en', max_new_tokens: '8', temperature: '0', diarize: 'false' };
@@ -197,14 +205,14 @@ describe('API server + worker over NATS', () => {
     expect(r.body.text).toBe(expected.text);
     expect(r.body.segments).toEqual(expected.segments);
     expect(await requests(worker)).toBeGreaterThanOrEqual(2);
-    expect(await requests(api)).toBe(0);
+    await expectNothingLoaded(api);
     expect(worker.workQueue!.stats.served).toBeGreaterThanOrEqual(2);
     // language=auto: detection is work too.
     const auto = await transcribe(api, dialogue, { ...FIELDS, language: 'auto' });
     const autoLocal = await transcribe(local, dialogue, { ...FIELDS, language: 'auto' });
     expect(auto.status).toBe(200);
     expect(auto.body).toEqual(autoLocal.body);
-    expect(await requests(api)).toBe(0);
+    await expectNothingLoaded(api);
     // Both sides export their counts on /metrics.
     const scrape = async (app: App, event: string) => Number((await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text()).match(new RegExp(`stt_work_chunks_total\\{event="${event}"\\} (\\d+)`))?.[1]);
     expect(await scrape(api, 'dispatched')).toBe(api.workQueue!.stats.dispatched);
@@ -240,9 +248,24 @@ describe('API server + worker over NATS', () => {
       const ci = await jsm.consumers.info(WORK_STREAM, workConsumerName(MODEL));
       expect(ci.num_ack_pending).toBe(0);
       expect(ci.num_pending).toBe(0);
-      expect(await requests(api)).toBe(0);
+      await expectNothingLoaded(api);
     } finally {
       await nc.close();
     }
+  });
+
+  it('the API-only server answers model and language errors as a local one, loading nothing', async () => {
+    const dispatched = api.workQueue!.stats.dispatched;
+    const unknown = await transcribe(api, dialogue, { ...FIELDS, model: 'whisper-huge-v9' });
+    expect(unknown.status).toBe(400);
+    expect(JSON.stringify(unknown.body)).toMatch(/whisper-mini-random/);
+    const missing = await transcribe(api, dialogue, { ...FIELDS, model: 'small' });
+    expect(missing.status).toBe(503);
+    expect(JSON.stringify(missing.body)).toContain('npm run models:pull -- small');
+    const badLanguage = await transcribe(api, dialogue, { ...FIELDS, language: 'zz' });
+    expect(badLanguage.status).toBe(400);
+    expect(badLanguage).toEqual(await transcribe(local, dialogue, { ...FIELDS, language: 'zz' }));
+    expect(api.workQueue!.stats.dispatched).toBe(dispatched);
+    await expectNothingLoaded(api);
   });
 });
