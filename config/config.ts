@@ -46,6 +46,7 @@ const envSchema = z.object({
   STREAM_IDLE_TIMEOUT_S: int(1, 3600).default(30),
   STREAM_MAX_DURATION_MIN: int(1, 24 * 60).default(240),
   STREAM_MAX_FINAL_WAIT_MS: int(0, 600_000).default(3000),
+  STREAM_RAMP_INTERVAL_MS: int(0, 600_000).default(5000),
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
@@ -106,6 +107,8 @@ export interface Config {
     streamMaxDurationS: number;
     /** New live streams are refused while finals wait longer than this for the model (0 = never refuse). */
     streamMaxFinalWaitMs: number;
+    /** Above half that lag, admit at most one new stream per this many ms (0 = no slow start). */
+    streamRampIntervalMs: number;
   };
   inference: {
     executionProvider: 'cpu' | 'cuda';
@@ -193,6 +196,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       streamIdleTimeoutS: e.STREAM_IDLE_TIMEOUT_S,
       streamMaxDurationS: e.STREAM_MAX_DURATION_MIN * 60,
       streamMaxFinalWaitMs: e.STREAM_MAX_FINAL_WAIT_MS,
+      streamRampIntervalMs: e.STREAM_RAMP_INTERVAL_MS,
     },
     inference: {
       executionProvider: e.EXECUTION_PROVIDER,

@@ -435,7 +435,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
     else if (typeof m.partial === 'string') partialTimes.push(t);
     else if (typeof m.text === 'string') finals.push({ t, start: Number(m.start), end: Number(m.end) });
     else if (m.is_final === true) isFinal = true;
-    else if ('error' in m && /^Server at capacity/.test(String(m.error))) refused = String(m.error);
+    else if ('error' in m && /^Server (at|near) capacity/.test(String(m.error))) refused = String(m.error);
     else if ('error' in m) errors.push(`server error message: ${String(m.error)}`);
   });
 

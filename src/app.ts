@@ -18,6 +18,7 @@ import { NatsWorkQueue } from './bus/work-queue.ts';
 import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
 import { WsStreamIngest } from './ingest/ws-stream.ts';
+import { StreamAdmission } from './pipeline/stream-admission.ts';
 import { AccessControl, createConcurrencySlots } from './auth/index.ts';
 import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
@@ -175,6 +176,8 @@ export class App {
         signupEnabled: this.config.auth.signupEnabled,
       });
       registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai });
+      // One admission decision for both ingests (slow start counts streams of either kind).
+      const admission = new StreamAdmission({ maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs });
       this.streams = new WsStreamIngest({
         access: this.access,
         transcripts: this.stores.transcripts,
@@ -189,7 +192,7 @@ export class App {
         maxFrameBytes: this.config.limits.streamMaxFrameBytes,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
-        maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs,
+        admission,
       });
       this.streams.register();
       this.webrtc = new WeriftWebRtcIngest({
@@ -204,7 +207,7 @@ export class App {
         maxStreams: this.config.limits.maxStreams,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
-        maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs,
+        admission,
       });
       await this.webrtc.start();
       registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });

@@ -29,7 +29,7 @@ import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.
 import { encodeServerMessage, parseControlMessage, serverMessages as msg, type ServerMessage } from './stream-protocol.ts';
 import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
 import { RtpAudioTimeline } from './webrtc-rtp.ts';
-import { liveLagMs, streamCapacity } from '../pipeline/stream-admission.ts';
+import type { StreamAdmission } from '../pipeline/stream-admission.ts';
 import { toServerMessage } from './ws-stream.ts';
 
 export interface WebRtcIngestOptions {
@@ -50,8 +50,8 @@ export interface WebRtcIngestOptions {
   maxStreams: number;
   idleTimeoutS: number;
   maxDurationS: number;
-  /** Refuse new sessions (503 + Retry-After) while the model's finals wait longer than this, ms; 0 = never. */
-  maxFinalWaitMs?: number;
+  /** Load-based admission (503 + Retry-After when live results are late); none = always admit. */
+  admission?: StreamAdmission;
   /** Token budget per decode when the client names none (undefined = the engine default). */
   maxNewTokens?: number;
   /** How long the answer waits for ICE candidate gathering (default 3000 ms). */
@@ -136,9 +136,9 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
         throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
       }
-      const capacity = streamCapacity(model.id, liveLagMs(model), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+      const capacity = this.o.admission?.admit(model) ?? { ok: true as const };
       if (!capacity.ok) {
-        this.o.metrics.streamsRefused.inc({ transport: 'webrtc', reason: 'capacity' });
+        this.o.metrics.streamsRefused.inc({ transport: 'webrtc', reason: capacity.message.startsWith('Server near capacity') ? 'slow_start' : 'capacity' });
         this.o.logger.warn({ model: model.id }, capacity.message);
         throw Object.assign(httpError(503, capacity.message), { headers: { 'retry-after': String(capacity.retryAfterS) }, expected: true });
       }

@@ -21,7 +21,7 @@ import type { SpeechModels } from '../pipeline/speech-models.ts';
 import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
-import { liveLagMs, streamCapacity } from '../pipeline/stream-admission.ts';
+import type { StreamAdmission } from '../pipeline/stream-admission.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
   CLOSE_CODES,
@@ -50,8 +50,8 @@ export interface WsStreamOptions {
   maxFrameBytes: number;
   idleTimeoutS: number;
   maxDurationS: number;
-  /** Refuse new streams (close 1013) while the model's finals wait longer than this, ms; 0 = never. */
-  maxFinalWaitMs?: number;
+  /** Load-based admission (close 1013 when live results are late); none = always admit. */
+  admission?: StreamAdmission;
   /** Token budget per decode for live streams (undefined = the engine default). */
   maxNewTokens?: number;
 }
@@ -253,10 +253,10 @@ export class WsStreamIngest {
             resampler.close();
             return this.fail(conn, `language: model '${model.id}' does not support '${cfg.language}'`, CLOSE_CODES.INVALID_PAYLOAD);
           }
-          const capacity = streamCapacity(model.id, liveLagMs(model), { maxFinalWaitMs: this.o.maxFinalWaitMs ?? 0 });
+          const capacity = this.o.admission?.admit(model) ?? { ok: true as const };
           if (!capacity.ok) {
             resampler.close();
-            this.o.metrics.streamsRefused.inc({ transport: 'websocket', reason: 'capacity' });
+            this.o.metrics.streamsRefused.inc({ transport: 'websocket', reason: capacity.message.startsWith('Server near capacity') ? 'slow_start' : 'capacity' });
             this.o.logger.warn({ session: conn.id, model: model.id }, capacity.message);
             return this.fail(conn, capacity.message, CLOSE_CODES.TRY_AGAIN_LATER);
           }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { streamCapacity } from '../../src/pipeline/stream-admission.ts';
+import { StreamAdmission, streamCapacity } from '../../src/pipeline/stream-admission.ts';
 
 describe('streamCapacity', () => {
   it('admits up to the limit, refuses above it with the lag, the limit and when to retry', () => {
@@ -15,5 +15,36 @@ describe('streamCapacity', () => {
 
   it('0 turns the check off', () => {
     expect(streamCapacity('m', 1e9, { maxFinalWaitMs: 0 })).toEqual({ ok: true });
+  });
+});
+
+describe('slow start', () => {
+  const opts = { maxFinalWaitMs: 3000, rampIntervalMs: 5000 };
+  it('below half the limit admits freely; above it, one stream per rampIntervalMs with the time to wait', () => {
+    expect(streamCapacity('m', 1400, opts, { lastAdmittedAt: 1000, now: 1001 })).toEqual({ ok: true });
+    expect(streamCapacity('m', 1600, opts, { lastAdmittedAt: null, now: 1001 })).toEqual({ ok: true });
+    expect(streamCapacity('m', 1600, opts, { lastAdmittedAt: 1000, now: 6000 })).toEqual({ ok: true });
+    expect(streamCapacity('m', 1600, opts, { lastAdmittedAt: 1000, now: 3500 })).toEqual({
+      ok: false,
+      retryAfterS: 3,
+      message: "Server near capacity: live results of model 'm' are 1.6 s behind (limit 3.0 s), so new streams are admitted one per 5 s. Retry in 3 s or connect to another instance.",
+    });
+    expect(streamCapacity('m', 1600, { ...opts, rampIntervalMs: 0 }, { lastAdmittedAt: 1000, now: 1001 })).toEqual({ ok: true });
+  });
+
+  it('StreamAdmission remembers admissions per model', () => {
+    let lag = 0;
+    const a = { id: 'a', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
+    const b = { id: 'b', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
+    const adm = new StreamAdmission(opts);
+    expect(adm.admit(a, 0).ok).toBe(true);
+    expect(adm.admit(a, 100).ok).toBe(true); // no lag: no slow start
+    lag = 2000;
+    expect(adm.admit(a, 200).ok).toBe(false); // 100 ms after the last admission of a
+    expect(adm.admit(b, 200).ok).toBe(true); // b never admitted one
+    expect(adm.admit(a, 5100).ok).toBe(true);
+    expect(adm.admit(a, 5200).ok).toBe(false);
+    lag = 3500;
+    expect(adm.admit(a, 20_000)).toMatchObject({ ok: false, message: expect.stringMatching(/^Server at capacity/) });
   });
 });
