@@ -184,23 +184,29 @@ export class ModelRegistry {
     const out: ModelEntry[] = [];
     for (const name of listNames(this.modelsDir).sort()) {
       if (SKIP_DIR.test(name) || !MODEL_ID_RE.test(name) || this.manifestModel(name)) continue;
-      const dir = join(this.modelsDir, name);
-      if (!isDir(dir)) continue;
-      const info = detectFolderModel(dir);
-      if (!info) continue;
-      out.push({
-        id: name,
-        name,
-        kind: info.kind,
-        languages: info.languages,
-        speed: null,
-        installed: true,
-        path: dir,
-        source: 'folder',
-        ...(info.role ? { role: info.role } : {}),
-      });
+      const entry = this.folderEntry(name);
+      if (entry) out.push(entry);
     }
     return out;
+  }
+
+  /** The entry of a model folder of MODELS_DIR (not in the manifest); undefined when it holds no model we know. */
+  private folderEntry(name: string): ModelEntry | undefined {
+    const dir = join(this.modelsDir, name);
+    if (!isDir(dir)) return undefined;
+    const info = detectFolderModel(dir);
+    if (!info) return undefined;
+    return {
+      id: name,
+      name,
+      kind: info.kind,
+      languages: info.languages,
+      speed: null,
+      installed: true,
+      path: dir,
+      source: 'folder',
+      ...(info.role ? { role: info.role } : {}),
+    };
   }
 
   /** Every manifest model (installed or not) followed by every model folder of MODELS_DIR not in the manifest. */
@@ -214,21 +220,8 @@ export class ModelRegistry {
     if (!MODEL_ID_RE.test(idOrFolder)) return undefined;
     const m = this.manifestModel(idOrFolder);
     if (m) return this.manifestEntry(idOrFolder, m);
-    const dir = join(this.modelsDir, idOrFolder);
-    if (!isDir(dir) || SKIP_DIR.test(idOrFolder)) return undefined;
-    const info = detectFolderModel(dir);
-    if (!info) return undefined;
-    return {
-      id: idOrFolder,
-      name: idOrFolder,
-      kind: info.kind,
-      languages: info.languages,
-      speed: null,
-      installed: true,
-      path: dir,
-      source: 'folder',
-      ...(info.role ? { role: info.role } : {}),
-    };
+    if (SKIP_DIR.test(idOrFolder)) return undefined;
+    return this.folderEntry(idOrFolder);
   }
 
   /**

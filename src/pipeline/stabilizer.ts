@@ -37,8 +37,7 @@ interface Tail {
   norm: readonly string[];
 }
 
-export interface StabilizerStep {
-  state: StabilizerState;
+export interface StabilizerOutput {
   /** Every committed word of the utterance so far (monotonic: only ever grows). */
   committed: string[];
   /** The rest of the newest hypothesis, beyond the committed words (may change next time). */
@@ -50,13 +49,8 @@ export interface StabilizerStep {
   newlyCommittedWords: TimedWord[];
 }
 
-export interface StabilizerOutput {
-  committed: string[];
-  tail: string[];
-  newlyCommitted: string[];
-  committedWords: TimedWord[];
-  tailWords: TimedWord[];
-  newlyCommittedWords: TimedWord[];
+export interface StabilizerStep extends StabilizerOutput {
+  state: StabilizerState;
 }
 
 /** Comparison key of a word: NFKC, lower-cased, punctuation and surrounding space removed ("Don't," → "dont"). */
