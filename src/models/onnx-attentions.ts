@@ -91,11 +91,12 @@ export function encodeMessage(fields: WireField[]): Uint8Array {
 }
 
 /** A length-delimited field (message, string or bytes). */
-function lenField(no: number, payload: Uint8Array): WireField {
+export function lenField(no: number, payload: Uint8Array): WireField {
   const raw = Buffer.concat([varint(no * 8 + 2), varint(payload.length), payload]);
   return { no, wt: 2, raw, value: raw.subarray(raw.length - payload.length) };
 }
-function varintField(no: number, n: number): WireField {
+/** A varint field. */
+export function varintField(no: number, n: number): WireField {
   const v = varint(n);
   return { no, wt: 0, raw: Buffer.concat([varint(no * 8), v]), value: v };
 }

@@ -14,14 +14,14 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperEngine } from '../../src/engines/whisper/engine.ts';
 import {
-  varint,
+  lenField,
+  varintField,
   crossAttentionOutputs,
   decodeMessage,
   encodeMessage,
   modelGraph,
   patchWhisperFolder,
   usesExternalData,
-  type WireField,
 } from '../../src/models/onnx-attentions.ts';
 import { loadAudio, MODEL_DIR } from '../engines/whisper/helpers.ts';
 
@@ -62,14 +62,6 @@ function copyFixture(modelsDir: string, name: string, files = FILES): string {
 const same = (a: string, b: string) => Buffer.compare(readFileSync(a), readFileSync(b)) === 0;
 
 // ---- minimal protobuf writers for the external-data conversion (test only) ----
-function lenField(no: number, payload: Uint8Array): WireField {
-  const raw = Buffer.concat([varint(no * 8 + 2), varint(payload.length), payload]);
-  return { no, wt: 2, raw, value: raw.subarray(raw.length - payload.length) };
-}
-function varintField(no: number, n: number): WireField {
-  const v = varint(n);
-  return { no, wt: 0, raw: Buffer.concat([varint(no * 8), v]), value: v };
-}
 const entry = (k: string, v: string) => lenField(13, encodeMessage([lenField(1, Buffer.from(k)), lenField(2, Buffer.from(v))]));
 
 /**
