@@ -177,7 +177,10 @@ export class App {
       });
       registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai });
       // One admission decision for both ingests (slow start counts streams of either kind).
-      const admission = new StreamAdmission({ maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs });
+      const admission = new StreamAdmission(
+        { maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs },
+        { metrics: this.metrics, logger: this.logger.child({ component: 'admission' }) },
+      );
       this.streams = new WsStreamIngest({
         access: this.access,
         transcripts: this.stores.transcripts,

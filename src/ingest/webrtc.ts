@@ -136,10 +136,8 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       if (options.language !== 'auto' && !model.engine.info.languages.includes(options.language)) {
         throw httpError(400, `language: model '${model.id}' does not support '${options.language}'`);
       }
-      const capacity = this.o.admission?.admit(model) ?? { ok: true as const };
+      const capacity = this.o.admission?.admit(model, 'webrtc') ?? { ok: true as const };
       if (!capacity.ok) {
-        this.o.metrics.streamsRefused.inc({ transport: 'webrtc', reason: capacity.message.startsWith('Server near capacity') ? 'slow_start' : 'capacity' });
-        this.o.logger.warn({ model: model.id }, capacity.message);
         throw Object.assign(httpError(503, capacity.message), { headers: { 'retry-after': String(capacity.retryAfterS) }, expected: true });
       }
       resampler = await StreamResampler.create(OPUS_SAMPLE_RATE, 16_000);

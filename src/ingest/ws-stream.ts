@@ -253,11 +253,9 @@ export class WsStreamIngest {
             resampler.close();
             return this.fail(conn, `language: model '${model.id}' does not support '${cfg.language}'`, CLOSE_CODES.INVALID_PAYLOAD);
           }
-          const capacity = this.o.admission?.admit(model) ?? { ok: true as const };
+          const capacity = this.o.admission?.admit(model, 'websocket') ?? { ok: true as const };
           if (!capacity.ok) {
             resampler.close();
-            this.o.metrics.streamsRefused.inc({ transport: 'websocket', reason: capacity.message.startsWith('Server near capacity') ? 'slow_start' : 'capacity' });
-            this.o.logger.warn({ session: conn.id, model: model.id }, capacity.message);
             return this.fail(conn, capacity.message, CLOSE_CODES.TRY_AGAIN_LATER);
           }
           conn.resampler = resampler;

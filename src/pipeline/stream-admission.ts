@@ -9,6 +9,9 @@
  * it were admitted. Slow start: once the lag passes half the limit, at most one new stream per
  * `rampIntervalMs` is admitted, which gives the measure time to catch up before more streams join.
  */
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.ts';
+
 export interface StreamCapacityOptions {
   /** Refuse new streams when finals wait longer than this (ms); 0 turns the check off. */
   maxFinalWaitMs: number;
@@ -33,7 +36,10 @@ export function liveLagMs(model: { scheduler: { finalWaitMs(): number }; liveLag
   return Math.max(model.scheduler.finalWaitMs(), model.liveLag.p90Ms());
 }
 
-export type CapacityVerdict = { ok: true } | { ok: false; message: string; retryAfterS: number };
+/** Why a stream was refused: the lag is over the limit, or slow start (over half of it, too soon after the last one). */
+export type RefusalReason = 'capacity' | 'slow_start';
+
+export type CapacityVerdict = { ok: true } | { ok: false; reason: RefusalReason; message: string; retryAfterS: number };
 
 /** Pure decision from the model's current lag (liveLagMs) and, for slow start, when it last admitted a stream. */
 export function streamCapacity(modelId: string, finalWaitMs: number, opts: StreamCapacityOptions, ramp?: RampState): CapacityVerdict {
@@ -46,6 +52,7 @@ export function streamCapacity(modelId: string, finalWaitMs: number, opts: Strea
     const retryAfterS = Math.max(1, Math.ceil(wait / 1000));
     return {
       ok: false,
+      reason: 'slow_start',
       retryAfterS,
       message: `Server near capacity: live results of model '${modelId}' are ${(finalWaitMs / 1000).toFixed(1)} s behind (limit ${(opts.maxFinalWaitMs / 1000).toFixed(1)} s), so new streams are admitted one per ${(interval / 1000).toFixed(0)} s. Retry in ${retryAfterS} s or connect to another instance.`,
     };
@@ -53,6 +60,7 @@ export function streamCapacity(modelId: string, finalWaitMs: number, opts: Strea
   const retryAfterS = opts.retryAfterS ?? 5;
   return {
     ok: false,
+    reason: 'capacity',
     retryAfterS,
     message: `Server at capacity: live results of model '${modelId}' are ${(finalWaitMs / 1000).toFixed(1)} s behind (limit ${(opts.maxFinalWaitMs / 1000).toFixed(1)} s). Retry in ${retryAfterS} s or connect to another instance.`,
   };
@@ -65,12 +73,20 @@ export function streamCapacity(modelId: string, finalWaitMs: number, opts: Strea
 export class StreamAdmission {
   private readonly lastAdmitted = new WeakMap<object, number>();
 
-  constructor(readonly opts: StreamCapacityOptions) {}
+  constructor(
+    readonly opts: StreamCapacityOptions,
+    /** Refusals are counted (stt_streams_refused_total) and logged here. */
+    private readonly observe: { metrics?: Metrics; logger?: Logger } = {},
+  ) {}
 
-  /** Decides for one new stream of `model`; an admitted stream is remembered for slow start. */
-  admit(model: { id: string; scheduler: { finalWaitMs(): number }; liveLag: { p90Ms(): number } }, now = Date.now()): CapacityVerdict {
+  /** Decides for one new stream of `model`; an admitted stream is remembered for slow start, a refusal counted and logged. */
+  admit(model: { id: string; scheduler: { finalWaitMs(): number }; liveLag: { p90Ms(): number } }, transport: 'websocket' | 'webrtc', now = Date.now()): CapacityVerdict {
     const verdict = streamCapacity(model.id, liveLagMs(model), this.opts, { lastAdmittedAt: this.lastAdmitted.get(model) ?? null, now });
     if (verdict.ok) this.lastAdmitted.set(model, now);
+    else {
+      this.observe.metrics?.streamsRefused.inc({ transport, reason: verdict.reason });
+      this.observe.logger?.warn({ model: model.id, transport }, verdict.message);
+    }
     return verdict;
   }
 }

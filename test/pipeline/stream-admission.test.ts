@@ -8,6 +8,7 @@ describe('streamCapacity', () => {
     const v = streamCapacity('large-v3', 4250, { maxFinalWaitMs: 3000, retryAfterS: 7 });
     expect(v).toEqual({
       ok: false,
+      reason: 'capacity',
       retryAfterS: 7,
       message: "Server at capacity: live results of model 'large-v3' are 4.3 s behind (limit 3.0 s). Retry in 7 s or connect to another instance.",
     });
@@ -26,6 +27,7 @@ describe('slow start', () => {
     expect(streamCapacity('m', 1600, opts, { lastAdmittedAt: 1000, now: 6000 })).toEqual({ ok: true });
     expect(streamCapacity('m', 1600, opts, { lastAdmittedAt: 1000, now: 3500 })).toEqual({
       ok: false,
+      reason: 'slow_start',
       retryAfterS: 3,
       message: "Server near capacity: live results of model 'm' are 1.6 s behind (limit 3.0 s), so new streams are admitted one per 5 s. Retry in 3 s or connect to another instance.",
     });
@@ -37,14 +39,14 @@ describe('slow start', () => {
     const a = { id: 'a', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
     const b = { id: 'b', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
     const adm = new StreamAdmission(opts);
-    expect(adm.admit(a, 0).ok).toBe(true);
-    expect(adm.admit(a, 100).ok).toBe(true); // no lag: no slow start
+    expect(adm.admit(a, 'websocket', 0).ok).toBe(true);
+    expect(adm.admit(a, 'websocket', 100).ok).toBe(true); // no lag: no slow start
     lag = 2000;
-    expect(adm.admit(a, 200).ok).toBe(false); // 100 ms after the last admission of a
-    expect(adm.admit(b, 200).ok).toBe(true); // b never admitted one
-    expect(adm.admit(a, 5100).ok).toBe(true);
-    expect(adm.admit(a, 5200).ok).toBe(false);
+    expect(adm.admit(a, 'websocket', 200).ok).toBe(false); // 100 ms after the last admission of a
+    expect(adm.admit(b, 'websocket', 200).ok).toBe(true); // b never admitted one
+    expect(adm.admit(a, 'websocket', 5100).ok).toBe(true);
+    expect(adm.admit(a, 'websocket', 5200).ok).toBe(false);
     lag = 3500;
-    expect(adm.admit(a, 20_000)).toMatchObject({ ok: false, message: expect.stringMatching(/^Server at capacity/) });
+    expect(adm.admit(a, 'websocket', 20_000)).toMatchObject({ ok: false, reason: 'capacity', message: expect.stringMatching(/^Server at capacity/) });
   });
 });
