@@ -35,8 +35,6 @@ export interface SynthesisResult {
   pitch: number;
   /** Median pitch of the reference's voiced frames (Hz). */
   referenceF0Hz: number;
-  /** Median pitch of the synthesized speech (Hz). */
-  outputF0Hz: number | null;
 }
 
 /** Below this median pitch a reference is given the male voice, above it the female one. */
@@ -122,7 +120,6 @@ export function matchLoudness(samples: Float32Array, sampleRate: number, targetR
 export class EspeakSynthesizer {
   /** voice → [(pitch setting, measured F0 Hz)] */
   private readonly calibrations = new Map<string, Promise<Array<[number, number]>>>();
-  private to16k: StreamResampler | null = null;
 
   private constructor(
     private readonly binary: string,
@@ -170,12 +167,11 @@ export class EspeakSynthesizer {
     const pitch = pitchSettingFor(referenceF0Hz, calibration);
     const wav = await this.speak(text, voice, pitch, opts.signal);
     const samples = matchLoudness(wav.samples, wav.sampleRate, speechRms(reference16k, 16_000));
-    return { samples, sampleRate: wav.sampleRate, voice, pitch, referenceF0Hz, outputF0Hz: await this.f0Of(samples, wav.sampleRate) };
+    return { samples, sampleRate: wav.sampleRate, voice, pitch, referenceF0Hz };
   }
 
   async close(): Promise<void> {
-    this.to16k?.close();
-    this.to16k = null;
+    // Nothing held: espeak-ng runs per request, and resamplers are made per measurement.
   }
 
   /** Measures espeak's F0 at a few pitch settings, once per voice. */
