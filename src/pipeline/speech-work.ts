@@ -74,12 +74,11 @@ export class QueuedSpeechWork implements SpeechWork {
 
 /** The worker's handler: work items of any served model go to this server's models. */
 export function speechWorkHandler(models: SpeechModels): WorkHandler {
+  const local = new LocalSpeechWork();
   return async ({ head, audio }) => {
     const model = await models.get(head.model);
-    if (head.op === 'detect') {
-      const [det] = await model.engine.detectLanguage([audio]);
-      return det.language;
-    }
-    return model.scheduler.submit({ audio, options: head.options as TranscribeRequest['options'] }, { priority: 'file', key: head.jobId });
+    const ctl = { key: head.jobId };
+    if (head.op === 'detect') return local.detectLanguage(model, audio);
+    return local.transcribe(model, { audio, options: head.options as TranscribeRequest['options'] }, ctl);
   };
 }
