@@ -5,16 +5,7 @@
  * The patch keeps the protobuf byte length (dim_value varint → dim_param string of equal size), so
  * no enclosing length prefixes change. Returns null if the pattern is not found.
  */
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  out.push(n);
-  return out;
-}
+import { varint } from '../../src/models/onnx-attentions.ts';
 
 /** Dimension message: field 1 (dim_value, varint). */
 function dimValue(n: number): number[] {
