@@ -9,7 +9,8 @@
 
 CREATE TABLE credit_reservations (
   id          uuid PRIMARY KEY,
-  account_id  uuid REFERENCES accounts (id) ON DELETE CASCADE,
+  -- no foreign key: TRUNCATE accounts must keep working; refunds to a deleted account change nothing
+  account_id  uuid,
   ip          text,
   kind        text NOT NULL CHECK (kind IN ('transcribe', 'stream', 'ai')),
   -- what `amount` counts: credits of a paid account, minutes of a free account's `month`, or the
