@@ -90,7 +90,7 @@ describe('file transcription money flow (embedded database, local work)', () => 
     await until(async () => (await acct.credits()) === CREDITS, 'the refund of the cancelled job');
     expect(await app.stores.usage.reservations.list(acct.id)).toEqual([]);
     expect(await app.stores.usage.daily(acct.id, new Date(Date.now() - 86_400_000), new Date(Date.now() + 86_400_000))).toEqual([]);
-  });
+  }, 180_000);
 
   it('a client that disconnects mid-job is refunded in full', async () => {
     const acct = await paidAccount(app, CREDITS);
@@ -101,7 +101,7 @@ describe('file transcription money flow (embedded database, local work)', () => 
     expect(await response).toBeInstanceOf(Error);
     await until(async () => (await acct.credits()) === CREDITS, 'the refund of the abandoned job');
     expect(await app.stores.usage.reservations.list(acct.id)).toEqual([]);
-  });
+  }, 180_000);
 });
 
 describe('file transcription money flow (work queue without a worker)', () => {
