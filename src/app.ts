@@ -19,7 +19,7 @@ import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
 import { WsStreamIngest } from './ingest/ws-stream.ts';
 import { StreamAdmission } from './pipeline/stream-admission.ts';
-import { AccessControl, createConcurrencySlots } from './auth/index.ts';
+import { AccessControl, CreditLedger, createConcurrencySlots } from './auth/index.ts';
 import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
 import { AiModels } from './ai/ai-models.ts';
@@ -98,9 +98,13 @@ export class App {
       const authLogger = this.logger.child({ component: 'auth' });
       // Concurrency slots: leases in the shared database on PostgreSQL (several servers), in-process on PGlite.
       const slots = createConcurrencySlots(this.db, { leaseTtlS: this.config.auth.concurrencyLeaseTtlS, logger: authLogger });
-      this.access = new AccessControl({ accounts: this.stores.accounts, usage: this.stores.usage, config: this.config.auth, logger: authLogger, slots });
+      // Credit reservations: refunded when their server dies (lease expiry); with the embedded
+      // database this process is the only user, so what a previous run left is refunded at start.
+      const ledger = new CreditLedger(this.stores.usage.reservations, { ttlS: this.config.auth.concurrencyLeaseTtlS, soleServer: this.db.kind === 'pglite', logger: authLogger });
+      this.access = new AccessControl({ accounts: this.stores.accounts, usage: this.stores.usage, config: this.config.auth, logger: authLogger, slots, ledger });
       // Pending refunds settle and leases are freed before the database closes (closers run in reverse).
       this.closers.push({ name: 'access', close: () => this.access.close() });
+      await this.access.start();
 
       this.bus = createBus({ natsUrl: this.config.bus.natsUrl, logger: this.logger.child({ component: 'bus' }) });
       await this.bus.start();

@@ -7,7 +7,9 @@
  *   402  paid account without credits
  *
  * `admit()` runs before the upload is read; the Grant it returns holds a concurrency slot until
- * `release()`, and `charge(seconds)` meters the audio (1 credit / free minute per started minute).
+ * `release()`. Audio costs 1 credit / free minute per started minute. Files reserve before the work
+ * and settle after (`reserve(seconds)`, `settle(deliveredSeconds)`; see ./credit-ledger.ts): a job
+ * that fails, is cancelled or dies with its server is refunded. Streams pay as they go (`charge`).
  *
  * Concurrency slots come from a `ConcurrencySlots` (./concurrency-slots.ts): in-process counters by
  * default (one server, PGlite), or leases in the shared database (`createConcurrencySlots`, chosen
@@ -19,8 +21,10 @@ import type { Logger } from 'pino';
 import { ApiError } from '../http/api-error.ts';
 import { formatBytes } from '../http/http-context.ts';
 import type { Account, AccountStore, Plan } from '../store/accounts.ts';
+import type { Settlement } from '../store/credit-reservations.ts';
 import { utcDay, utcMonth, type UsageKind, type UsageStore } from '../store/usage.ts';
 import { InProcessConcurrencySlots, type ConcurrencySlots, type SlotLease } from './concurrency-slots.ts';
+import { CreditLedger } from './credit-ledger.ts';
 import { DEFAULT_AUTH_CONFIG, DEFAULT_TIER_LIMITS, type AuthConfig, type Tier, type TierLimits } from './config.ts';
 import { bearerToken, verifyKey } from './keys.ts';
 
@@ -45,7 +49,24 @@ export interface Grant {
    * charged then. Call charge(0) for requests with no audio (AI calls) so that they are counted.
    */
   charge(audioSeconds: number): Promise<void>;
-  /** Frees the concurrency slot (idempotent). An anonymous request released before any charge gets its daily unit back. */
+  /**
+   * Reserves what `audioSeconds` more audio may cost (files: before the model work; call again to
+   * top up when the audio turns out longer). Reservations add up like charges: ceil(total / 60)
+   * minutes. Throws ApiError 402 (paid) or 429 (free) with charge()'s messages and reserves nothing
+   * more then. Do not mix with charge() on one grant.
+   */
+  reserve(audioSeconds: number): Promise<void>;
+  /**
+   * The job finished having delivered `deliveredSeconds` of audio: charges billableMinutes of it (at
+   * most what was reserved), refunds the rest and logs the usage, once (later calls do nothing).
+   * Resolves null when nothing was reserved, the lease had expired (refunded by the sweeper) or the
+   * database failed (logged; release() then refunds).
+   */
+  settle(deliveredSeconds: number): Promise<Settlement | null>;
+  /**
+   * Frees the concurrency slot (idempotent). A reservation not settled is refunded in full (failed,
+   * cancelled or refused job); an anonymous request released before any charge gets its daily unit back.
+   */
   release(): void;
 }
 
@@ -62,6 +83,11 @@ export interface AccessControlOptions {
    * database pass `createConcurrencySlots(db, …)`. AccessControl owns it: close() closes it.
    */
   slots?: ConcurrencySlots;
+  /**
+   * Credit reservations of file transcriptions (default: on `usage`'s database, leases of
+   * config.concurrencyLeaseTtlS). AccessControl owns it: start() sweeps, close() closes it.
+   */
+  ledger?: CreditLedger;
 }
 
 function secondsUntil(from: Date, to: Date): number {
@@ -85,6 +111,7 @@ export class AccessControl {
   readonly config: AuthConfig;
   readonly tiers: Record<Tier, TierLimits>;
   readonly slots: ConcurrencySlots;
+  readonly ledger: CreditLedger;
   private readonly now: () => Date;
   private readonly background = new Set<Promise<unknown>>();
   private closing: Promise<void> | null = null;
@@ -98,6 +125,12 @@ export class AccessControl {
     };
     this.now = opts.now ?? (() => new Date());
     this.slots = opts.slots ?? new InProcessConcurrencySlots();
+    this.ledger = opts.ledger ?? new CreditLedger(opts.usage.reservations, { ttlS: this.config.concurrencyLeaseTtlS, logger: opts.logger });
+  }
+
+  /** Refunds the reservations of jobs that died with their server and starts the sweeper. */
+  async start(): Promise<void> {
+    await this.ledger.start();
   }
 
   /**
@@ -218,6 +251,62 @@ export class AccessControl {
       anonReservation = null; // the daily unit is used for good
     };
 
+    let reservationId: string | null = null;
+    let reservedSeconds = 0;
+    let settled = false;
+    const ledger = this.ledger;
+
+    const reserveOnce = async (audioSeconds: number): Promise<void> => {
+      if (!Number.isFinite(audioSeconds) || audioSeconds < 0) throw new Error(`reserve: audioSeconds must be a finite number >= 0 (got ${audioSeconds})`);
+      if (settled) throw new Error('reserve: this request is already settled');
+      if (charges > 0) throw new Error('reserve: this request is metered by charge()');
+      const at = self.now();
+      const newTotal = reservedSeconds + audioSeconds;
+      const minutes = billableMinutes(newTotal) - billableMinutes(reservedSeconds);
+      const refused = () =>
+        account?.plan === 'free'
+          ? self.freeQuotaError(at)
+          : new ApiError(402, `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
+      // Anonymous: the reservation holds the daily unit admit counted (amount 1, no minutes).
+      const amount = account ? minutes : 0;
+      if (reservationId === null) {
+        if (!account && !anonReservation) throw new Error('reserve: no anonymous daily unit to hold');
+        const id = await ledger.reserve({
+          accountId: account?.id ?? null,
+          ip: account ? null : req.ip,
+          kind: req.kind,
+          unit: !account ? 'anonymous' : account.plan === 'free' ? 'minutes' : 'credits',
+          month: utcMonth(at),
+          day: anonReservation?.day,
+          amount: account ? amount : 1,
+          seconds: audioSeconds,
+          limit: config.freeMonthlyMinutes,
+        });
+        if (id === null) throw refused();
+        reservationId = id;
+        anonReservation = null; // the ledger refunds the daily unit now
+      } else {
+        const r = await ledger.topUp(reservationId, amount, audioSeconds, config.freeMonthlyMinutes);
+        if (r === 'short') throw refused();
+        if (r === 'gone') throw new ApiError(503, 'The credit reservation of this request expired (the account database was unreachable). Retry the request.');
+      }
+      reservedSeconds = newTotal;
+    };
+
+    const settleOnce = async (deliveredSeconds: number): Promise<Settlement | null> => {
+      if (!Number.isFinite(deliveredSeconds) || deliveredSeconds < 0) throw new Error(`settle: deliveredSeconds must be a finite number >= 0 (got ${deliveredSeconds})`);
+      if (settled || reservationId === null) return null;
+      const seconds = Math.min(deliveredSeconds, reservedSeconds);
+      try {
+        const result = await ledger.settle(reservationId, { seconds, minutes: billableMinutes(seconds), at: self.now() });
+        settled = true;
+        return result;
+      } catch (err) {
+        self.opts.logger?.error({ err, reservation: reservationId }, 'could not settle a credit reservation; it is refunded');
+        return null;
+      }
+    };
+
     return {
       account: account ? { id: account.id, email: account.email, plan: account.plan } : null,
       tier,
@@ -228,10 +317,26 @@ export class AccessControl {
         chain = next.catch(() => {});
         return next;
       },
+      reserve(audioSeconds: number): Promise<void> {
+        const next = chain.then(() => reserveOnce(audioSeconds));
+        chain = next.catch(() => {});
+        return next;
+      },
+      settle(deliveredSeconds: number): Promise<Settlement | null> {
+        const next = chain.then(() => settleOnce(deliveredSeconds));
+        chain = next.then(() => {}, () => {});
+        return next;
+      },
       release(): void {
         if (released) return;
         released = true;
         self.releaseSlot(slot);
+        // Wait for a reserve or settle in flight; a reservation never settled is refunded in full.
+        self.track(
+          chain
+            .then(() => (reservationId !== null && !settled ? ledger.release(reservationId) : null))
+            .catch((err) => self.opts.logger?.warn({ err, reservation: reservationId }, `could not refund a credit reservation; the sweeper refunds it within ${config.concurrencyLeaseTtlS} s`)),
+        );
         const reservation = anonReservation;
         if (reservation) {
           // Wait for charges in flight: a charge that lands clears the reservation.
@@ -255,6 +360,7 @@ export class AccessControl {
     this.closing ??= (async () => {
       await this.settle();
       await this.slots.close();
+      await this.ledger.close();
       await this.settle();
     })();
     return this.closing;

@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { ConcurrencyLeaseStore, type LeaseDatabase } from '../store/concurrency-leases.ts';
+import { LeaseHeartbeat } from './lease-heartbeat.ts';
 
 export interface SlotLease {
   readonly key: string;
@@ -97,11 +98,9 @@ export class SqlConcurrencySlots implements ConcurrencySlots {
   readonly kind = 'database' as const;
   readonly holder: string;
   private readonly ttlS: number;
-  private readonly heartbeatMs: number;
-  /** Leases held by this server: id → key. */
-  private readonly held = new Map<string, string>();
-  private timer: NodeJS.Timeout | null = null;
-  private beat: Promise<void> | null = null;
+  /** Keys of the leases this server holds (id → key), for log lines. */
+  private readonly keys = new Map<string, string>();
+  private readonly leases: LeaseHeartbeat;
   private closed = false;
 
   constructor(
@@ -110,18 +109,31 @@ export class SqlConcurrencySlots implements ConcurrencySlots {
   ) {
     if (!(opts.ttlS > 0)) throw new Error(`SqlConcurrencySlots: ttlS must be > 0 (got ${opts.ttlS})`);
     this.ttlS = opts.ttlS;
-    this.heartbeatMs = Math.max(10, Math.round((opts.heartbeatS ?? opts.ttlS / 3) * 1000));
     this.holder = opts.holder ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.leases = new LeaseHeartbeat({
+      ttlS: opts.ttlS,
+      heartbeatS: opts.heartbeatS,
+      what: 'concurrency leases',
+      logger: opts.logger,
+      renew: (ids) => this.store.renew(ids, this.ttlS),
+      afterBeat: () => this.store.purgeExpired(),
+      // Not renewed for longer than the TTL (database unreachable, event loop blocked): another
+      // server may have taken the slot. The request keeps running; the slot is no longer counted.
+      onLost: (id) => {
+        this.opts.logger?.warn({ key: this.keys.get(id), lease: id }, 'concurrency lease expired while held; the slot is no longer reserved');
+        this.keys.delete(id);
+      },
+    });
   }
 
   /** Leases this server holds now. */
   get heldCount(): number {
-    return this.held.size;
+    return this.leases.size;
   }
 
   /** Whether the heartbeat timer is running (it runs only while leases are held). */
   get heartbeatRunning(): boolean {
-    return this.timer !== null;
+    return this.leases.running;
   }
 
   async acquire(key: string, limit: number): Promise<SlotLease | null> {
@@ -132,14 +144,14 @@ export class SqlConcurrencySlots implements ConcurrencySlots {
       await this.deleteLeases([id]);
       throw new Error('Concurrency slots are closed (server shutting down).');
     }
-    this.held.set(id, key);
-    this.startHeartbeat();
+    this.keys.set(id, key);
+    this.leases.add(id);
     return { key, id };
   }
 
   async release(lease: SlotLease): Promise<void> {
-    if (!this.held.delete(lease.id)) return;
-    if (this.held.size === 0) this.stopHeartbeat();
+    if (!this.leases.delete(lease.id)) return;
+    this.keys.delete(lease.id);
     await this.deleteLeases([lease.id]);
   }
 
@@ -149,50 +161,14 @@ export class SqlConcurrencySlots implements ConcurrencySlots {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.stopHeartbeat();
-    await this.beat;
-    const ids = [...this.held.keys()];
-    this.held.clear();
+    const ids = await this.leases.stop();
+    this.keys.clear();
     await this.deleteLeases(ids);
   }
 
   /** One renewal round (the timer calls it; tests may too). */
   heartbeat(): Promise<void> {
-    if (this.beat) return this.beat;
-    this.beat = this.renewAll().finally(() => {
-      this.beat = null;
-    });
-    return this.beat;
-  }
-
-  private async renewAll(): Promise<void> {
-    const ids = [...this.held.keys()];
-    if (ids.length === 0) return;
-    try {
-      const kept = new Set(await this.store.renew(ids, this.ttlS));
-      for (const id of ids) {
-        if (kept.has(id) || !this.held.has(id)) continue;
-        // Not renewed for longer than the TTL (database unreachable, event loop blocked): another
-        // server may have taken the slot. The request keeps running; the slot is no longer counted.
-        this.opts.logger?.warn({ key: this.held.get(id), lease: id }, 'concurrency lease expired while held; the slot is no longer reserved');
-        this.held.delete(id);
-      }
-      if (this.held.size === 0) this.stopHeartbeat();
-      await this.store.purgeExpired();
-    } catch (err) {
-      this.opts.logger?.warn({ err }, 'could not renew concurrency leases; retrying at the next heartbeat');
-    }
-  }
-
-  private startHeartbeat(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
-    this.timer.unref();
-  }
-
-  private stopHeartbeat(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    return this.leases.beat();
   }
 
   private async deleteLeases(ids: string[]): Promise<void> {

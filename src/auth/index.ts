@@ -2,3 +2,5 @@ export * from './access-control.ts';
 export * from './concurrency-slots.ts';
 export * from './config.ts';
 export * from './keys.ts';
+export * from './credit-ledger.ts';
+export * from './lease-heartbeat.ts';

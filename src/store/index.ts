@@ -7,6 +7,7 @@ import { UsageStore } from './usage.ts';
 
 export * from './accounts.ts';
 export * from './concurrency-leases.ts';
+export * from './credit-reservations.ts';
 export * from './database.ts';
 export * from './transcript-chat.ts';
 export * from './transcripts.ts';

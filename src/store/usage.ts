@@ -7,6 +7,7 @@
  */
 import type { Queryable } from './database.ts';
 import type { Executor } from './database.ts';
+import { CreditReservationStore } from './credit-reservations.ts';
 
 export type UsageKind = 'transcribe' | 'stream' | 'ai';
 
@@ -43,9 +44,14 @@ export function utcMonth(d: Date): string {
 }
 
 export class UsageStore {
+  /** Reserve-then-settle of file transcriptions (credits, monthly minutes, anonymous units). */
+  readonly reservations: CreditReservationStore;
+
   constructor(
     private readonly db: Queryable & { transaction: Tx },
-  ) {}
+  ) {
+    this.reservations = new CreditReservationStore(db);
+  }
 
   /** Takes one of `limit` anonymous transcriptions of `ip` on `day`; false when none is left. */
   async reserveAnonymous(ip: string, day: string, limit: number): Promise<boolean> {
@@ -125,7 +131,8 @@ export class UsageStore {
   }
 }
 
-async function insertEvent(db: Queryable, e: UsageEvent): Promise<void> {
+/** Appends one row to the usage log (also used by settled reservations, src/store/credit-reservations.ts). */
+export async function insertEvent(db: Queryable, e: UsageEvent): Promise<void> {
   await db.query(
     `INSERT INTO usage_events (account_id, ip, kind, seconds, minutes, credits, requests, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [e.accountId, e.ip, e.kind, e.seconds, e.minutes, e.credits, e.requests, e.at],

@@ -110,7 +110,12 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
   const tooLargeMessage = `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.`;
   const tmpDir = deps.tmpDir;
 
-  /** Admission (key, tier, concurrency, quota) before a byte of the upload is read; the slot is freed at the end. */
+  /**
+   * Admission (key, tier, concurrency, quota) before a byte of the upload is read; the slot is freed
+   * at the end. Money: the service's hook reserves what the audio may cost before the model work;
+   * the route settles what was delivered once the transcript is ready. Any other ending (error,
+   * cancellation, client gone, no worker) reaches release() unsettled, which refunds everything.
+   */
   async function withUpload(ctx: HttpContext, fn: (u: Upload & { file: NonNullable<Upload['file']> }, grant: Grant) => Promise<Reply>): Promise<Reply> {
     const declared = Number(ctx.headers['content-length']);
     const grant = await deps.access.admit({
@@ -154,12 +159,13 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             diarize: f.diarize,
             speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
-            beforeTranscribe: (seconds) => grant.charge(seconds),
+            beforeTranscribe: (seconds) => grant.reserve(seconds),
             ownerId: grant.account?.id ?? null,
             filename: upload.file.filename,
           },
           ctx.signal,
         );
+        await grant.settle(result.duration);
         const headers: Record<string, string> = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
         if (result.diarization) headers['x-diarization'] = result.diarization;
         if (result.transcriptId) headers['x-transcript-id'] = result.transcriptId;
@@ -200,12 +206,13 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             temperature: f.temperature,
             initialPrompt: f.prompt,
             jobId: jobIdOf(ctx, undefined),
-            beforeTranscribe: (seconds) => grant.charge(seconds),
+            beforeTranscribe: (seconds) => grant.reserve(seconds),
             ownerId: grant.account?.id ?? null,
             filename: upload.file.filename,
           },
           ctx.signal,
         );
+        await grant.settle(result.duration);
         const t = publicTranscript(result);
         switch (f.response_format) {
           case 'text':
