@@ -50,7 +50,7 @@ export class ServerProcess {
   private constructor(opts: ServerProcessOptions) {
     installExitHook();
     this.name = opts.name ?? 'server';
-    const env = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...opts.env };
+    const env: Record<string, string | undefined> = { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...opts.env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
     this.child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     alive.add(this.child);
