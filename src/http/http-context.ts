@@ -25,6 +25,8 @@ export class HttpContext {
   readonly query: URLSearchParams;
   readonly headers: Record<string, string> = {};
   readonly remoteAddress: string;
+  /** Size of the request line and headers as received (for the header limit). */
+  readonly headerBytes: number;
   params: Record<string, string> = {};
   /** Route pattern, for metrics labels (bounded cardinality). */
   route = 'unmatched';
@@ -38,6 +40,8 @@ export class HttpContext {
   private aborted = false;
   private paused = false;
   private body: Readable | null = null;
+  /** Why the body can no longer be read (client gone, over the limit): every later read rejects with it. */
+  private bodyFailure: Error | null = null;
   private bodyComplete = false;
   private bodyReceived = 0;
   /** Set while an early reply waits for the rest of the body to be drained. */
@@ -51,18 +55,23 @@ export class HttpContext {
   ) {
     this.method = req.getMethod().toUpperCase();
     this.path = req.getUrl();
-    this.query = new URLSearchParams(req.getQuery() ?? '');
+    const query = req.getQuery() ?? '';
+    this.query = new URLSearchParams(query);
+    let headerBytes = this.method.length + this.path.length + query.length + 12;
     req.forEach((k, v) => {
       this.headers[k.toLowerCase()] = v;
+      headerBytes += k.length + v.length + 4;
     });
+    this.headerBytes = headerBytes;
     const direct = Buffer.from(res.getRemoteAddressAsText()).toString();
     const forwarded = trustProxy ? this.headers['x-forwarded-for']?.split(',')[0]?.trim() : undefined;
     this.remoteAddress = forwarded || direct;
     res.onAborted(() => {
       this.done = true;
       this.aborted = true;
-      this.abortController.abort(new Error('client disconnected'));
-      this.body?.destroy(new Error('client disconnected'));
+      const gone = new ClientDisconnectedError();
+      this.abortController.abort(gone);
+      this.failBody(gone);
     });
   }
 
@@ -92,6 +101,11 @@ export class HttpContext {
       },
     });
     this.body = stream;
+    // The body can fail before any handler reads it (client gone during an async admission check,
+    // a chunked body over the limit): a Readable without an 'error' listener would then take the
+    // whole process down. Failures are kept in bodyFailure and handed to every reader instead.
+    stream.on('error', () => {});
+    if (this.bodyFailure) stream.destroy(this.bodyFailure);
     res.onData((chunk, isLast) => {
       this.bodyReceived += chunk.byteLength;
       if (isLast) this.bodyComplete = true;
@@ -106,7 +120,7 @@ export class HttpContext {
       if (stream.destroyed) return;
       received += chunk.byteLength;
       if (received > maxBytes) {
-        stream.destroy(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBytes));
+        this.failBody(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBytes));
         return;
       }
       // uWS neuters the ArrayBuffer after this callback returns: copy it.
@@ -120,9 +134,24 @@ export class HttpContext {
     });
   }
 
-  /** The request body as a stream (for multipart uploads). Empty for requests without a body. */
+  /**
+   * The request body as a stream (for multipart uploads). Empty for requests without a body.
+   * Throws the failure (client disconnected, body too large) when the body can no longer be read,
+   * so that a consumer that starts late is rejected at once instead of waiting for data that never comes.
+   */
   bodyStream(): Readable {
+    if (this.bodyFailure) throw this.bodyFailure;
     return this.body ?? Readable.from([]);
+  }
+
+  /** The reason the body can no longer be read, or null while it can. */
+  get bodyError(): Error | null {
+    return this.bodyFailure;
+  }
+
+  private failBody(err: Error): void {
+    this.bodyFailure ??= err;
+    this.body?.destroy(err);
   }
 
   async readBody(): Promise<Buffer> {
@@ -205,6 +234,14 @@ export class HttpContext {
         this.res.cork(() => this.res.end());
       },
     };
+  }
+}
+
+/** The client closed the connection before its request was answered (logged as 499, never sent). */
+export class ClientDisconnectedError extends ApiError {
+  constructor() {
+    super(499, 'Client closed the connection before the request was complete.');
+    this.name = 'ClientDisconnectedError';
   }
 }
 
