@@ -16,6 +16,13 @@ export interface Reply {
 }
 
 const BODY_HIGH_WATER = 1024 * 1024;
+/**
+ * uWS closes a connection that has received nothing for 10 s, even while we paused it. While a body
+ * waits for a slow reader (an admission check under load), take in one more read every few seconds,
+ * up to this much beyond the high-water mark; a client that sends nothing still times out.
+ */
+const PAUSE_NUDGE_MS = 4000;
+const PAUSE_NUDGE_MAX_BYTES = 16 * 1024 * 1024;
 /** A reply sent before its request body was read waits for (and discards) at most this much of the rest. */
 const DRAIN_LIMIT = 8 * 1024 * 1024;
 
@@ -101,6 +108,23 @@ export class HttpContext {
       },
     });
     this.body = stream;
+    let nudge: NodeJS.Timeout | null = null;
+    const stopNudging = () => {
+      if (nudge) clearInterval(nudge);
+      nudge = null;
+    };
+    const pause = () => {
+      this.paused = true;
+      res.pause();
+      nudge ??= setInterval(() => {
+        if (this.done || stream.destroyed || this.bodyComplete) return stopNudging();
+        if (this.paused && stream.readableLength < BODY_HIGH_WATER + PAUSE_NUDGE_MAX_BYTES) {
+          this.paused = false;
+          res.resume();
+        }
+      }, PAUSE_NUDGE_MS).unref();
+    };
+    stream.once('close', stopNudging);
     // The body can fail before any handler reads it (client gone during an async admission check,
     // a chunked body over the limit): a Readable without an 'error' listener would then take the
     // whole process down. Failures are kept in bodyFailure and handed to every reader instead.
@@ -108,7 +132,10 @@ export class HttpContext {
     if (this.bodyFailure) stream.destroy(this.bodyFailure);
     res.onData((chunk, isLast) => {
       this.bodyReceived += chunk.byteLength;
-      if (isLast) this.bodyComplete = true;
+      if (isLast) {
+        this.bodyComplete = true;
+        stopNudging();
+      }
       if (this.afterDrain) {
         if (isLast) {
           const reply = this.afterDrain;
@@ -124,12 +151,11 @@ export class HttpContext {
         return;
       }
       // uWS neuters the ArrayBuffer after this callback returns: copy it.
-      const ok = stream.push(Buffer.from(new Uint8Array(chunk.slice(0))));
+      const ok = stream.push(Buffer.from(chunk.slice(0)));
       if (isLast) {
         stream.push(null);
       } else if (!ok && !this.paused) {
-        this.paused = true;
-        res.pause();
+        pause();
       }
     });
   }
