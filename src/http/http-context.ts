@@ -16,6 +16,13 @@ export interface Reply {
 }
 
 const BODY_HIGH_WATER = 1024 * 1024;
+/**
+ * uWS closes a connection that has received nothing for 10 s, even while we paused it. While a body
+ * waits for a slow reader (an admission check under load), take in one more read every few seconds,
+ * up to this much beyond the high-water mark; a client that sends nothing still times out.
+ */
+const PAUSE_NUDGE_MS = 4000;
+const PAUSE_NUDGE_MAX_BYTES = 16 * 1024 * 1024;
 /** A reply sent before its request body was read waits for (and discards) at most this much of the rest. */
 const DRAIN_LIMIT = 8 * 1024 * 1024;
 
@@ -25,6 +32,8 @@ export class HttpContext {
   readonly query: URLSearchParams;
   readonly headers: Record<string, string> = {};
   readonly remoteAddress: string;
+  /** Size of the request line and headers as received (for the header limit). */
+  readonly headerBytes: number;
   params: Record<string, string> = {};
   /** Route pattern, for metrics labels (bounded cardinality). */
   route = 'unmatched';
@@ -38,6 +47,8 @@ export class HttpContext {
   private aborted = false;
   private paused = false;
   private body: Readable | null = null;
+  /** Why the body can no longer be read (client gone, over the limit): every later read rejects with it. */
+  private bodyFailure: Error | null = null;
   private bodyComplete = false;
   private bodyReceived = 0;
   /** Set while an early reply waits for the rest of the body to be drained. */
@@ -51,18 +62,23 @@ export class HttpContext {
   ) {
     this.method = req.getMethod().toUpperCase();
     this.path = req.getUrl();
-    this.query = new URLSearchParams(req.getQuery() ?? '');
+    const query = req.getQuery() ?? '';
+    this.query = new URLSearchParams(query);
+    let headerBytes = this.method.length + this.path.length + query.length + 12;
     req.forEach((k, v) => {
       this.headers[k.toLowerCase()] = v;
+      headerBytes += k.length + v.length + 4;
     });
+    this.headerBytes = headerBytes;
     const direct = Buffer.from(res.getRemoteAddressAsText()).toString();
     const forwarded = trustProxy ? this.headers['x-forwarded-for']?.split(',')[0]?.trim() : undefined;
     this.remoteAddress = forwarded || direct;
     res.onAborted(() => {
       this.done = true;
       this.aborted = true;
-      this.abortController.abort(new Error('client disconnected'));
-      this.body?.destroy(new Error('client disconnected'));
+      const gone = new ClientDisconnectedError();
+      this.abortController.abort(gone);
+      this.failBody(gone);
     });
   }
 
@@ -92,9 +108,34 @@ export class HttpContext {
       },
     });
     this.body = stream;
+    let nudge: NodeJS.Timeout | null = null;
+    const stopNudging = () => {
+      if (nudge) clearInterval(nudge);
+      nudge = null;
+    };
+    const pause = () => {
+      this.paused = true;
+      res.pause();
+      nudge ??= setInterval(() => {
+        if (this.done || stream.destroyed || this.bodyComplete) return stopNudging();
+        if (this.paused && stream.readableLength < BODY_HIGH_WATER + PAUSE_NUDGE_MAX_BYTES) {
+          this.paused = false;
+          res.resume();
+        }
+      }, PAUSE_NUDGE_MS).unref();
+    };
+    stream.once('close', stopNudging);
+    // The body can fail before any handler reads it (client gone during an async admission check,
+    // a chunked body over the limit): a Readable without an 'error' listener would then take the
+    // whole process down. Failures are kept in bodyFailure and handed to every reader instead.
+    stream.on('error', () => {});
+    if (this.bodyFailure) stream.destroy(this.bodyFailure);
     res.onData((chunk, isLast) => {
       this.bodyReceived += chunk.byteLength;
-      if (isLast) this.bodyComplete = true;
+      if (isLast) {
+        this.bodyComplete = true;
+        stopNudging();
+      }
       if (this.afterDrain) {
         if (isLast) {
           const reply = this.afterDrain;
@@ -106,23 +147,37 @@ export class HttpContext {
       if (stream.destroyed) return;
       received += chunk.byteLength;
       if (received > maxBytes) {
-        stream.destroy(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBytes));
+        this.failBody(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBytes));
         return;
       }
       // uWS neuters the ArrayBuffer after this callback returns: copy it.
-      const ok = stream.push(Buffer.from(new Uint8Array(chunk.slice(0))));
+      const ok = stream.push(Buffer.from(chunk.slice(0)));
       if (isLast) {
         stream.push(null);
       } else if (!ok && !this.paused) {
-        this.paused = true;
-        res.pause();
+        pause();
       }
     });
   }
 
-  /** The request body as a stream (for multipart uploads). Empty for requests without a body. */
+  /**
+   * The request body as a stream (for multipart uploads). Empty for requests without a body.
+   * Throws the failure (client disconnected, body too large) when the body can no longer be read,
+   * so that a consumer that starts late is rejected at once instead of waiting for data that never comes.
+   */
   bodyStream(): Readable {
+    if (this.bodyFailure) throw this.bodyFailure;
     return this.body ?? Readable.from([]);
+  }
+
+  /** The reason the body can no longer be read, or null while it can. */
+  get bodyError(): Error | null {
+    return this.bodyFailure;
+  }
+
+  private failBody(err: Error): void {
+    this.bodyFailure ??= err;
+    this.body?.destroy(err);
   }
 
   async readBody(): Promise<Buffer> {
@@ -205,6 +260,14 @@ export class HttpContext {
         this.res.cork(() => this.res.end());
       },
     };
+  }
+}
+
+/** The client closed the connection before its request was answered (logged as 499, never sent). */
+export class ClientDisconnectedError extends ApiError {
+  constructor() {
+    super(499, 'Client closed the connection before the request was complete.');
+    this.name = 'ClientDisconnectedError';
   }
 }
 

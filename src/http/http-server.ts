@@ -9,7 +9,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { ApiError, toApiError } from './api-error.ts';
 import { HttpContext, type Reply, formatBytes, tooLarge } from './http-context.ts';
 import { type Method, Router } from './router.ts';
-import type { TemplatedApp, Uws, us_listen_socket } from './uws.ts';
+import { NATIVE_MAX_CONTENT_LENGTH, type TemplatedApp, type Uws, type us_listen_socket } from './uws.ts';
 
 export type Handler = (ctx: HttpContext) => Promise<Reply | void> | Reply | void;
 
@@ -29,6 +29,8 @@ export interface HttpServerOptions {
   trustProxy: boolean;
   maxJsonBodyBytes: number;
   shutdownTimeoutMs: number;
+  /** Largest request line + headers answered normally; larger ones get 431 (default 16 KB). */
+  maxHeaderBytes?: number;
 }
 
 interface RouteEntry {
@@ -37,6 +39,7 @@ interface RouteEntry {
   tooLargeMessage?: string;
 }
 
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const CORS_HEADERS = {
   'access-control-allow-origin': '*',
@@ -135,6 +138,18 @@ export class HttpServer {
       ctx.send({ status: error.status, headers: error.headers, body: { error: error.message } }, baseHeaders);
     };
 
+    const maxHeaderBytes = this.opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    if (ctx.headerBytes > maxHeaderBytes) {
+      fail(
+        new ApiError(
+          431,
+          `Request headers are ${formatBytes(ctx.headerBytes)}, over the limit of ${formatBytes(maxHeaderBytes)}: send fewer or shorter headers (cookies, long tokens).`,
+        ),
+      );
+      finish();
+      return;
+    }
+
     if (ctx.method === 'OPTIONS') {
       ctx.send(
         {
@@ -175,7 +190,16 @@ export class HttpServer {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       const declared = Number(ctx.headers['content-length']);
       if (Number.isFinite(declared) && declared > maxBodyBytes) {
+        if (declared > NATIVE_MAX_CONTENT_LENGTH) this.warnUnparsableLength(ctx);
         fail(tooLargeMessage ? new ApiError(413, tooLargeMessage) : tooLarge(maxBodyBytes));
+        finish();
+        return;
+      }
+      if (Number.isFinite(declared) && declared > NATIVE_MAX_CONTENT_LENGTH) {
+        // uWS drops this connection as soon as we return (see uws.ts): running the route would only
+        // do admission work for a client that is already gone. The reply is for a build that can send it.
+        this.warnUnparsableLength(ctx);
+        fail(new ApiError(413, `A Content-Length of 1 GB or more cannot be received: send bodies this large with Transfer-Encoding: chunked.`));
         finish();
         return;
       }
@@ -197,6 +221,13 @@ export class HttpServer {
         fail(err);
       })
       .finally(finish);
+  }
+
+  private warnUnparsableLength(ctx: HttpContext): void {
+    this.opts.logger.warn(
+      { reqId: ctx.requestId, path: ctx.path, contentLength: ctx.headers['content-length'], ip: ctx.remoteAddress },
+      'Content-Length of 10+ digits: the HTTP parser closes this connection without a reply; clients must send bodies of 1 GB or more with Transfer-Encoding: chunked',
+    );
   }
 
   private record(ctx: HttpContext): void {

@@ -16,6 +16,20 @@ export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
 
 const require = createRequire(import.meta.url);
 
+/**
+ * Limits of this uWS build's HTTP parser (v20.30), measured in test/http/http-edge-limits.test.ts.
+ * It cannot be configured (no UWS_HTTP_MAX_HEADERS_SIZE in this build), and when it refuses a
+ * request it closes the connection without writing a status, so HttpServer keeps its own limits
+ * below these and answers them properly.
+ *
+ * - Content-Length: at most 9 digits. With 10 or more it still calls the route handler, then closes
+ *   the connection as soon as the handler returns: nothing written there reaches the client.
+ *   Bodies of 1 GB or more must therefore use `Transfer-Encoding: chunked`, which it parses.
+ * - Request line + headers: about 4 KB when they arrive in more than one read, more (~128 KB on
+ *   loopback) when they come in one; at most ~45 header fields.
+ */
+export const NATIVE_MAX_CONTENT_LENGTH = 999_999_999;
+
 export class NativeUwsUnavailableError extends Error {
   constructor(detail: string) {
     super(

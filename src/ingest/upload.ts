@@ -41,6 +41,10 @@ export async function receiveMultipart(ctx: HttpContext, opts: UploadOptions): P
     throw new ApiError(400, `Send the request as multipart/form-data with the audio in a '${fileField}' field (got Content-Type: ${contentType || 'none'}).`);
   }
   await fsp.mkdir(opts.tmpDir, { recursive: true });
+  // Throws at once when the body already failed (client gone during admission, over the limit);
+  // piping a destroyed stream into busboy would otherwise wait forever for its end.
+  const body = ctx.bodyStream();
+  if (body.destroyed) throw ctx.bodyError ?? new ApiError(400, 'The request body was already consumed or closed.');
   const fields: Record<string, string | string[]> = {};
   let file: UploadedFile | null = null;
   let tmpPath: string | null = null;
@@ -61,7 +65,7 @@ export async function receiveMultipart(ctx: HttpContext, opts: UploadOptions): P
   const writes: Promise<void>[] = [];
   const done = new Promise<void>((resolve, reject) => {
     const fail = (err: unknown) => {
-      ctx.bodyStream().unpipe(bb);
+      body.unpipe(bb);
       bb.removeAllListeners('file');
       reject(err);
     };
@@ -89,7 +93,6 @@ export async function receiveMultipart(ctx: HttpContext, opts: UploadOptions): P
     bb.on('fieldsLimit', () => fail(new ApiError(413, `Too many form fields (limit ${opts.maxFields ?? 50}).`)));
     bb.on('error', (err) => fail(new ApiError(400, `Malformed multipart request: ${(err as Error).message}`)));
     bb.on('close', () => resolve());
-    const body = ctx.bodyStream();
     body.on('error', (err) => fail(err));
     body.pipe(bb);
   });
