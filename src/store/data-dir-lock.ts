@@ -96,8 +96,12 @@ export class DataDirLock {
   static async acquire(dataDir: string, role: string): Promise<DataDirLock> {
     const dir = path.resolve(dataDir);
     const runDir = path.join(dir, RUN_DIR);
-    await fs.mkdir(runDir, { recursive: true, mode: 0o700 });
-    await fs.chmod(runDir, 0o700);
+    try {
+      await fs.mkdir(runDir, { recursive: true, mode: 0o700 });
+      await fs.chmod(runDir, 0o700);
+    } catch (err) {
+      throw new Error(`cannot use ${runDir} for DATA_DIR's lock (${(err as Error).message}): run as the user that owns DATA_DIR`);
+    }
     const address = ownerSocketPath(dir);
     const lock = new DataDirLock(dir, { pid: process.pid, role, since: new Date().toISOString() });
     let mine = await lock.tryListen(address);

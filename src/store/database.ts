@@ -2,6 +2,7 @@
  * The one database handle: PostgreSQL through `pg` when a URL is configured, otherwise an embedded
  * PGlite (PostgreSQL compiled to WASM, in-process, data in DATA_DIR/db). Both run the same SQL and
  * the same migrations. All SQL lives in src/store; everything else talks to the repositories.
+ * An embedded database on disk is opened by one process only (DataDirLock, taken in start()).
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
