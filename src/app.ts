@@ -22,6 +22,7 @@ import { StreamAdmission } from './pipeline/stream-admission.ts';
 import { AccessControl, CreditLedger, createConcurrencySlots } from './auth/index.ts';
 import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
+import { serveAdminChannel } from './cli/admin-channel.ts';
 import { AiModels } from './ai/ai-models.ts';
 import { registerAiRoutes } from './http/routes/ai-routes.ts';
 import { registerTranscriptAiRoutes } from './http/routes/transcript-ai-routes.ts';
@@ -75,6 +76,20 @@ export class App {
     try {
       const uws = loadNativeUws();
       await fs.mkdir(this.config.paths.dataDir, { recursive: true });
+      // First, before anything in DATA_DIR is touched: an embedded database takes DATA_DIR's single-owner
+      // lock (DataDirLockedError when another live process has it) and answers the admin CLI on it.
+      this.db = new Database({
+        ...this.config.database,
+        owner: { dir: this.config.paths.dataDir, role: 'server' },
+        log: (msg: string) => this.logger.info({ component: 'db' }, msg),
+      });
+      await this.db.start();
+      this.closers.push({ name: 'database', close: () => this.db.close() });
+      this.stores = createStores(this.db);
+      if (this.db.lock) {
+        const channel = serveAdminChannel(this.db.lock, this.stores);
+        this.closers.push({ name: 'admin-channel', close: () => channel.close() });
+      }
       this.gpu = this.opts.gpu ?? (await detectGpu());
       this.logger.info({ gpu: this.gpu, executionProvider: this.config.inference.executionProvider }, 'accelerator');
       if (this.config.inference.executionProvider === 'cuda' && !this.gpu.available) {
@@ -91,10 +106,6 @@ export class App {
       await fs.rm(tmpDir, { recursive: true, force: true });
       await fs.mkdir(tmpDir, { recursive: true });
 
-      this.db = new Database({ ...this.config.database, log: (msg: string) => this.logger.info({ component: 'db' }, msg) });
-      await this.db.start();
-      this.closers.push({ name: 'database', close: () => this.db.close() });
-      this.stores = createStores(this.db);
       const authLogger = this.logger.child({ component: 'auth' });
       // Concurrency slots: leases in the shared database on PostgreSQL (several servers), in-process on PGlite.
       const slots = createConcurrencySlots(this.db, { leaseTtlS: this.config.auth.concurrencyLeaseTtlS, logger: authLogger });

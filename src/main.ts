@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { App } from './app.ts';
 import { NativeUwsUnavailableError } from './http/uws.ts';
+import { DataDirLockedError } from './store/data-dir-lock.ts';
 
 async function main(): Promise<void> {
   let config;
@@ -21,6 +22,11 @@ async function main(): Promise<void> {
     if (err instanceof NativeUwsUnavailableError) {
       app.logger.fatal(err.message);
       process.exit(3);
+    }
+    if (err instanceof DataDirLockedError) {
+      // Another live process owns the embedded database: refuse before opening it (exit status 4).
+      app.logger.fatal({ dataDir: err.dataDir, owner: err.owner }, err.message);
+      process.exit(4);
     }
     app.logger.fatal({ err }, 'start-up failed');
     process.exit(1);

@@ -9,129 +9,38 @@
  *   npm run admin -- list-accounts [--json]
  *
  * A new API key is printed once and cannot be shown again (only its hash is stored).
- * With the embedded database, stop the server first: PGlite allows one process per data folder.
+ * PostgreSQL: the command runs on the database, servers may be running. Embedded database (one
+ * process per DATA_DIR): when a server owns DATA_DIR the command goes to it over the admin channel
+ * (src/cli/admin-channel.ts); otherwise the CLI takes DATA_DIR's lock and works on the database.
  */
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { loadConfig } from '../../config/config.ts';
-import { issueKey } from '../auth/keys.ts';
+import { loadConfig, type Config } from '../../config/config.ts';
+import { DataDirLockedError, OwnerGoneError } from '../store/data-dir-lock.ts';
 import { Database } from '../store/database.ts';
-import { createStores, PLANS, type Account, type Plan, type Stores } from '../store/index.ts';
+import { createStores } from '../store/index.ts';
+import { sendAdminCommand } from './admin-channel.ts';
+import { ADMIN_USAGE, executeAdmin, type AdminResult } from './admin-commands.ts';
 
-export const ADMIN_USAGE = `Usage: npm run admin -- <command> [options]
+export { ADMIN_USAGE, UsageError, runAdmin, executeAdmin, type AdminIo, type AdminResult } from './admin-commands.ts';
 
-  create-account --email EMAIL [--plan free|paid] [--credits N] [--name NAME] [--no-key]
-  set-plan       (--email EMAIL | --account ID) --plan free|paid
-  add-credits    (--email EMAIL | --account ID) --credits N   (remove: --credits=-N)
-  issue-key      (--email EMAIL | --account ID) [--name NAME]
-  revoke-key     (--email EMAIL | --account ID) --key KEY_ID
-  list-accounts  [--json]
-
-The raw API key is printed once. Database: DATABASE_URL, or the embedded one in DATA_DIR/db.`;
-
-export class UsageError extends Error {}
-
-export interface AdminIo {
-  out: (line: string) => void;
-}
-
-function accountLine(a: Account): string {
-  return `${a.id}  ${a.email}  plan=${a.plan}  credits=${a.credits}${a.name ? `  name=${JSON.stringify(a.name)}` : ''}`;
-}
-
-function int(name: string, v: string | undefined): number {
-  const n = Number(v);
-  if (v === undefined || v === '' || !Number.isInteger(n)) throw new UsageError(`--${name} must be an integer (got ${v === undefined ? 'nothing' : `'${v}'`})`);
-  return n;
-}
-
-function plan(v: string | undefined): Plan {
-  if (!PLANS.includes(v as Plan)) throw new UsageError(`--plan must be one of ${PLANS.join(', ')} (got ${v === undefined ? 'nothing' : `'${v}'`})`);
-  return v as Plan;
-}
-
-/** Runs one admin command against the stores; throws UsageError for bad arguments. */
-export async function runAdmin(argv: string[], stores: Stores, io: AdminIo): Promise<void> {
-  const [command, ...rest] = argv;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      email: { type: 'string' },
-      account: { type: 'string' },
-      plan: { type: 'string' },
-      credits: { type: 'string' },
-      name: { type: 'string' },
-      key: { type: 'string' },
-      'no-key': { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-
-  const target = async (): Promise<Account> => {
-    if (!values.email && !values.account) throw new UsageError('name the account with --email EMAIL or --account ID');
-    const a = values.account ? await stores.accounts.get(values.account) : await stores.accounts.findByEmail(values.email!);
-    if (!a) throw new UsageError(`no account ${values.account ?? values.email}`);
-    return a;
-  };
-  const printKey = (key: string, id: string) => {
-    io.out(`api key (shown once, store it now): ${key}`);
-    io.out(`key id: ${id}`);
-  };
-
-  switch (command) {
-    case 'create-account': {
-      if (!values.email || !/^[^\s@]+@[^\s@]+$/.test(values.email)) throw new UsageError('--email must be an email address');
-      const a = await stores.accounts.create({
-        email: values.email,
-        plan: values.plan === undefined ? 'free' : plan(values.plan),
-        credits: values.credits === undefined ? 0 : Math.max(0, int('credits', values.credits)),
-        name: values.name,
-      });
-      io.out(`created ${accountLine(a)}`);
-      if (!values['no-key']) {
-        const { key, record } = await issueKey(stores.accounts, a.id, values.name ?? 'admin');
-        printKey(key, record.id);
+/** The database itself (PostgreSQL, or an embedded one this process now owns), else the process that owns it. */
+async function runCommand(config: Config, argv: string[]): Promise<AdminResult> {
+  // An owner may stop between our refused lock and our request: then try the lock again (bounded).
+  for (let attempt = 1; ; attempt++) {
+    const db = new Database({ ...config.database, owner: { dir: config.paths.dataDir, role: 'admin' } });
+    try {
+      await db.start();
+      return await executeAdmin(argv, createStores(db));
+    } catch (err) {
+      if (!(err instanceof DataDirLockedError)) throw err;
+      try {
+        return await sendAdminCommand(config.paths.dataDir, argv);
+      } catch (sendErr) {
+        if (!(sendErr instanceof OwnerGoneError) || attempt >= 5) throw sendErr;
       }
-      return;
+    } finally {
+      await db.close();
     }
-    case 'set-plan': {
-      const p = plan(values.plan);
-      const a = await stores.accounts.setPlan((await target()).id, p);
-      io.out(`updated ${accountLine(a!)}`);
-      return;
-    }
-    case 'add-credits': {
-      const n = int('credits', values.credits);
-      const a = await stores.accounts.addCredits((await target()).id, n);
-      io.out(`updated ${accountLine(a!)}`);
-      return;
-    }
-    case 'issue-key': {
-      const a = await target();
-      const { key, record } = await issueKey(stores.accounts, a.id, values.name ?? 'admin');
-      io.out(`new key for ${a.email}`);
-      printKey(key, record.id);
-      return;
-    }
-    case 'revoke-key': {
-      const a = await target();
-      if (!values.key) throw new UsageError('--key KEY_ID is required (see the key ids in GET /api/v1/keys/)');
-      if (!(await stores.accounts.revokeKey(a.id, values.key))) throw new UsageError(`account ${a.email} has no key ${values.key}`);
-      io.out(`revoked key ${values.key} of ${a.email}`);
-      return;
-    }
-    case 'list-accounts': {
-      const all = await stores.accounts.list();
-      if (values.json) {
-        io.out(JSON.stringify(all.map((a) => ({ id: a.id, email: a.email, name: a.name, plan: a.plan, credits: a.credits, created_at: a.createdAt.toISOString() }))));
-      } else if (all.length === 0) io.out('no accounts');
-      else all.forEach((a) => io.out(accountLine(a)));
-      return;
-    }
-    default:
-      throw new UsageError(command ? `unknown command '${command}'` : 'no command given');
   }
 }
 
@@ -141,22 +50,14 @@ async function main(): Promise<number> {
     console.log(ADMIN_USAGE);
     return argv.length === 0 ? 2 : 0;
   }
-  const config = loadConfig();
-  const db = new Database(config.database);
   try {
-    await db.start();
-    await runAdmin(argv, createStores(db), { out: (l) => console.log(l) });
-    return 0;
+    const result = await runCommand(loadConfig(), argv);
+    result.stdout.forEach((l) => console.log(l));
+    result.stderr.forEach((l) => console.error(l));
+    return result.code;
   } catch (err) {
-    const e = err as Error & { code?: string; status?: number };
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS') || e.status === 409) {
-      console.error(`error: ${e.message}\n\n${ADMIN_USAGE}`);
-      return 2;
-    }
-    console.error(`error: ${e.message}`);
+    console.error(`error: ${(err as Error).message}`);
     return 1;
-  } finally {
-    await db.close();
   }
 }
 

@@ -2,10 +2,13 @@
  * The one database handle: PostgreSQL through `pg` when a URL is configured, otherwise an embedded
  * PGlite (PostgreSQL compiled to WASM, in-process, data in DATA_DIR/db). Both run the same SQL and
  * the same migrations. All SQL lives in src/store; everything else talks to the repositories.
+ * An embedded database on disk is opened by one process only (DataDirLock, taken in start()).
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import type { PGlite, Transaction as PGliteTransaction } from '@electric-sql/pglite';
+import { DataDirLock } from './data-dir-lock.ts';
 import { migrate, type MigrationLog } from './migrate.ts';
 
 export interface DatabaseOptions {
@@ -19,6 +22,12 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** Where migration progress is reported (default: nowhere). */
   log?: MigrationLog;
+  /**
+   * Single-owner lock of an embedded database on disk (src/store/data-dir-lock.ts), taken before it
+   * opens and released after it closes: the folder that holds it (default: the parent of
+   * `embeddedDir`, i.e. DATA_DIR) and what this process is, for the refusal message (default 'process').
+   */
+  owner?: { dir?: string; role?: string };
 }
 
 /** Something that runs parameterised SQL ($1, $2 …) and returns rows. */
@@ -41,6 +50,7 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export class Database implements Queryable {
   private pool: pg.Pool | null = null;
   private lite: PGlite | null = null;
+  private ownerLock: DataDirLock | null = null;
   private started = false;
 
   constructor(private readonly opts: DatabaseOptions) {
@@ -51,6 +61,11 @@ export class Database implements Queryable {
 
   get kind(): 'postgres' | 'pglite' {
     return this.opts.url ? 'postgres' : 'pglite';
+  }
+
+  /** The data-dir lock this process holds for an embedded database on disk (null otherwise, or before start). */
+  get lock(): DataDirLock | null {
+    return this.ownerLock;
   }
 
   /** Connects (or opens the embedded database) and applies pending migrations. */
@@ -83,10 +98,20 @@ export class Database implements Queryable {
     } else {
       const { PGlite } = await import('@electric-sql/pglite');
       const dir = this.opts.embeddedDir;
-      if (!dir.includes('://')) await fs.mkdir(dir, { recursive: true });
-      this.lite = await PGlite.create(dir);
-      if (schema) await this.lite.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema};`);
-      await migrate(liteSession(this.lite), { lock: false, log: this.opts.log });
+      if (!dir.includes('://')) {
+        // PGlite has no lock of its own: a second process would work on its own copy and overwrite ours.
+        // Throws DataDirLockedError before anything is opened when a live process owns the folder.
+        this.ownerLock = await DataDirLock.acquire(this.opts.owner?.dir ?? path.dirname(path.resolve(dir)), this.opts.owner?.role ?? 'process');
+        await fs.mkdir(dir, { recursive: true });
+      }
+      try {
+        this.lite = await PGlite.create(dir);
+        if (schema) await this.lite.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema};`);
+        await migrate(liteSession(this.lite), { lock: false, log: this.opts.log });
+      } catch (err) {
+        await this.close();
+        throw err;
+      }
     }
     this.started = true;
   }
@@ -95,10 +120,17 @@ export class Database implements Queryable {
     this.started = false;
     const pool = this.pool;
     const lite = this.lite;
+    const lock = this.ownerLock;
     this.pool = null;
     this.lite = null;
-    await pool?.end();
-    await lite?.close();
+    this.ownerLock = null;
+    try {
+      await pool?.end();
+      await lite?.close();
+    } finally {
+      // Only once the files are closed may another process open them.
+      await lock?.release();
+    }
   }
 
   async query<R = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<R[]> {
