@@ -230,7 +230,7 @@ describe('API server + worker over NATS', () => {
       const jsm = await jetstreamManager(nc);
       // The "crashing worker" is alive when the upload is admitted (it answers presence, see
       // ensureWorker); no real worker runs, so the upload's chunks wait in the stream.
-      const presence = nc.subscribe(workPresenceSubject(MODEL), { queue: 'workers', callback: (_e, m) => m.respond('{}') });
+      const presence = nc.subscribe(workPresenceSubject(MODEL), { queue: 'workers', callback: (_e, m) => void m.respond('{}') });
       await nc.flush();
       const answer = transcribe(api, dialogue, FIELDS);
       // It takes one chunk on the shared consumer and dies without acking it.

@@ -24,6 +24,8 @@ export interface ChatOptions {
   jsonSchema?: JsonSchema;
   stop?: string[];
   signal?: AbortSignal;
+  /** Fairness key of the wait queue (see tenant.ts); default: the request's tenant from the async context. */
+  tenant?: string;
   /** Streaming: called with each new piece of text as it is generated. */
   onText?: (delta: string) => void;
 }
