@@ -5,6 +5,7 @@
  * budget cuts them (see structured.ts), so they always have the documented shape.
  */
 import type { CountryCode } from 'libphonenumber-js';
+import { from, lastValueFrom, mergeMap, toArray } from 'rxjs';
 import type { ChatBackend, ChatMessage, JsonSchema } from '../engines/llm/chat-backend.ts';
 import { splitByTokens } from './chunking.ts';
 import { detectPii, findNameSpans, redact, resolveOverlaps, type PiiSpan } from './pii.ts';
@@ -39,6 +40,18 @@ export interface CallOptions {
 }
 
 const MAX_DEPTH = 4;
+/**
+ * Model calls one request keeps in flight over the chunks of a long text: enough to fill the local
+ * model's batch, few enough that a long text does not fill the queue (its share of LLM_MAX_QUEUE).
+ */
+export const CHUNK_CONCURRENCY = 4;
+
+/** `fn` over `items`, at most `limit` at once, results in input order. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  if (items.length <= 1) return Promise.all(items.map(fn));
+  const done = await lastValueFrom(from(items.map((item, i) => ({ item, i }))).pipe(mergeMap(async ({ item, i }) => ({ i, r: await fn(item) }), limit), toArray()));
+  return done.sort((a, b) => a.i - b.i).map((d) => d.r);
+}
 /** Chat-template tokens around the messages (role markers etc.). */
 const TEMPLATE_OVERHEAD = 32;
 
@@ -93,14 +106,14 @@ export class AiService {
     return this.overLongText(notes, instruction, maxTokens, signal, depth + 1);
   }
 
-  /** The map step: notes of each chunk (all chunks at once: the local model batches them as sequences). */
+  /** The map step: notes of each chunk (CHUNK_CONCURRENCY at once: the local model batches them as sequences). */
   private async mapNotes(text: string, maxTokens: number, signal?: AbortSignal): Promise<string> {
     // Notes are at most a quarter of their chunk, so every round shrinks the text.
     const probe = this.budget(MAP_INSTRUCTION, 16);
     const mapMax = Math.max(16, Math.min(maxTokens, Math.floor(probe / 5)));
     const chunkTokens = this.budget(MAP_INSTRUCTION, mapMax);
     const chunks = splitByTokens(text, chunkTokens, (s) => this.backend.countTokens(s));
-    const notes = await Promise.all(chunks.map((c) => this.call(MAP_INSTRUCTION, c, mapMax, signal)));
+    const notes = await mapLimited(chunks, CHUNK_CONCURRENCY, (c) => this.call(MAP_INSTRUCTION, c, mapMax, signal));
     return notes.map((n, i) => `Part ${i + 1}:\n${n.trim()}`).join('\n\n');
   }
 
@@ -118,7 +131,7 @@ export class AiService {
   private async structured<T>(text: string, instruction: string, schema: JsonSchema, o: CallOptions): Promise<T[]> {
     const maxTokens = this.cap(o);
     const parts = this.chunks(text, instruction, maxTokens);
-    return Promise.all(parts.map(async (c) => parseStructured<T>(await this.call(instruction, c, maxTokens, o.signal, schema), schema)));
+    return mapLimited(parts, CHUNK_CONCURRENCY, async (c) => parseStructured<T>(await this.call(instruction, c, maxTokens, o.signal, schema), schema));
   }
 
   async analyze(text: string, type: AnalysisType, o: CallOptions = {}): Promise<{ type: AnalysisType; result: Record<string, unknown>; model: string }> {

@@ -205,6 +205,7 @@ export class AccessControl {
           throw new ApiError(402, 'No credits remaining. Upgrade your plan.');
         }
       }
+      if (req.kind === 'ai' && !account) await this.reserveAnonymousAi(req.ip, now);
     } catch (err) {
       this.releaseSlot(lease);
       throw err;
@@ -374,6 +375,25 @@ export class AccessControl {
   private track(p: Promise<unknown>): void {
     this.background.add(p);
     void p.finally(() => this.background.delete(p));
+  }
+
+  // ───────────── anonymous AI allowance ─────────────
+
+  /**
+   * Takes one of the anonymous client's daily AI calls (ANON_DAILY_AI_LIMIT, its own counter apart
+   * from transcriptions). The unit is spent at admission: an AI call costs model time from its
+   * first token, whatever its outcome. 401 when the limit is 0 (keys required), 429 when used up.
+   */
+  private async reserveAnonymousAi(ip: string, now: Date): Promise<void> {
+    const limit = this.config.anonDailyAiLimit;
+    if (limit === 0) throw new ApiError(401, "API key required for the AI endpoints: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    if (!(await this.opts.usage.reserveAnonymousAi(ip, utcDay(now), limit))) {
+      throw new ApiError(
+        429,
+        `Anonymous limit of ${limit} AI requests per day reached. Sign up for an API key or retry tomorrow (UTC).`,
+        { 'retry-after': String(secondsUntil(now, nextUtcDay(now))) },
+      );
+    }
   }
 
   private freeQuotaError(now: Date): ApiError {

@@ -38,6 +38,16 @@ export interface AuthConfig {
    * CONCURRENCY_LEASE_TTL_S, default 60.
    */
   concurrencyLeaseTtlS: number;
+  /**
+   * AI calls (summarize, analyze, generate, translate, chat, embed, tts, enhance-audio) per UTC day
+   * per client address without a key; counted apart from transcriptions. ANON_DAILY_AI_LIMIT,
+   * default 50; 0 = a key is required for them.
+   */
+  anonDailyAiLimit: number;
+  /** Largest JSON body of an anonymous AI call (keys get AI_MAX_TEXT_CHARS). ANON_AI_MAX_REQUEST_KB, default 32. */
+  anonAiMaxRequestBytes: number;
+  /** Largest upload of an anonymous /v1/enhance-audio or /v1/tts. ANON_AI_MAX_UPLOAD_MB, default 10. */
+  anonAiMaxUploadBytes: number;
 }
 
 export const DEFAULT_AUTH_CONFIG: AuthConfig = {
@@ -46,6 +56,9 @@ export const DEFAULT_AUTH_CONFIG: AuthConfig = {
   signupEnabled: false,
   concurrencyRetryAfterS: 5,
   concurrencyLeaseTtlS: 60,
+  anonDailyAiLimit: 50,
+  anonAiMaxRequestBytes: 32 * 1024,
+  anonAiMaxUploadBytes: 10 * MB,
 };
 
 const bool = z
@@ -61,6 +74,9 @@ export const authEnvSchema = z.object({
   SIGNUP_ENABLED: bool.default(false),
   CONCURRENCY_RETRY_AFTER_S: int(1, 3600).default(DEFAULT_AUTH_CONFIG.concurrencyRetryAfterS),
   CONCURRENCY_LEASE_TTL_S: int(3, 86_400).default(DEFAULT_AUTH_CONFIG.concurrencyLeaseTtlS),
+  ANON_DAILY_AI_LIMIT: int(0, 1_000_000).default(DEFAULT_AUTH_CONFIG.anonDailyAiLimit),
+  ANON_AI_MAX_REQUEST_KB: int(1, 1_000_000).default(DEFAULT_AUTH_CONFIG.anonAiMaxRequestBytes / 1024),
+  ANON_AI_MAX_UPLOAD_MB: int(1, 100_000).default(DEFAULT_AUTH_CONFIG.anonAiMaxUploadBytes / MB),
 });
 
 /** Names of the environment variables read here (for the README table and config tests). */
@@ -87,5 +103,8 @@ export function authConfigFromEnv(env: Record<string, string | undefined> = proc
     signupEnabled: e.SIGNUP_ENABLED,
     concurrencyRetryAfterS: e.CONCURRENCY_RETRY_AFTER_S,
     concurrencyLeaseTtlS: e.CONCURRENCY_LEASE_TTL_S,
+    anonDailyAiLimit: e.ANON_DAILY_AI_LIMIT,
+    anonAiMaxRequestBytes: e.ANON_AI_MAX_REQUEST_KB * 1024,
+    anonAiMaxUploadBytes: e.ANON_AI_MAX_UPLOAD_MB * MB,
   };
 }

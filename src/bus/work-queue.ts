@@ -8,6 +8,12 @@
  * aborts (client gone) stops waiting and the queued message is deleted; a chunk that no worker takes
  * or reports on within `timeoutMs` fails with a 503.
  *
+ * Presence: a durable consumer outlives its workers, so "is anyone serving model M" is asked on core
+ * NATS instead: every worker answers requests on `stt.work.presence.<model>` (one queue group) while it
+ * serves M. No subscriber → NATS answers "no responders" at once, and `ensureWorker()` fails with 503
+ * before the caller charges anything. A worker killed with -9 loses its connection and its
+ * subscription with it.
+ *
  * Worker: `serve()` pulls from a model's consumer (only as many messages as it has free slots),
  * runs the handler, publishes the result, then acks. While the handler runs it sends in-progress
  * acks (`msg.working()`) and tells the dispatcher it is alive. A worker that dies before acking
@@ -18,7 +24,7 @@
  * nats-server's default max_payload of 1 MiB fits one 30 s chunk, which start() checks).
  */
 import { randomUUID } from 'node:crypto';
-import { connect, headers, nanos, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node';
+import { connect, headers, nanos, RequestError, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node';
 import {
   jetstream,
   jetstreamManager,
@@ -40,6 +46,7 @@ import type { Logger } from 'pino';
 export const WORK_STREAM = 'STT_WORK';
 export const WORK_SUBJECT_PREFIX = 'stt.work.asr';
 export const WORK_RESULT_PREFIX = 'stt.work.result';
+export const WORK_PRESENCE_PREFIX = 'stt.work.presence';
 export const WORK_MAX_DELIVER = 3;
 /** Bytes of one 30 s chunk (16 kHz int16) plus room for its JSON head and NATS headers. */
 export const MIN_WORK_PAYLOAD = 30 * 16_000 * 2 + 16 * 1024;
@@ -67,9 +74,13 @@ export interface WorkItem {
 
 /** Failures of the work queue itself (no worker, timeout, payload too large): 503 to HTTP clients. */
 export class WorkQueueError extends Error {
+  /** An operational condition, not a bug: not logged as an internal error. */
+  readonly expected = true;
   constructor(
     message: string,
     readonly status = 503,
+    /** Response headers for HTTP clients (Retry-After). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = 'WorkQueueError';
@@ -82,6 +93,9 @@ export function modelToken(model: string): string {
 }
 export const workSubject = (model: string) => `${WORK_SUBJECT_PREFIX}.${modelToken(model)}`;
 export const workConsumerName = (model: string) => `asr-${modelToken(model)}`;
+export const workPresenceSubject = (model: string) => `${WORK_PRESENCE_PREFIX}.${modelToken(model)}`;
+/** Retry-After (seconds) of the 503 for "no live worker". */
+export const NO_WORKER_RETRY_AFTER_S = 30;
 
 /** float32 [-1, 1] → int16 LE. Exact for samples of 16-bit sources (k / 32768), as ffmpeg decodes them. */
 export function encodeWork(head: WorkHead, audio: Float32Array): Uint8Array {
@@ -161,6 +175,8 @@ export class NatsWorkQueue {
   private resultsSub: NatsSubscription | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly consumerSeen = new Map<string, number>();
+  private readonly workerSeen = new Map<string, number>();
+  private readonly presenceSubs: NatsSubscription[] = [];
   private readonly fetches = new Set<ConsumerMessages>();
   private readonly loops: Promise<void>[] = [];
   private readonly inflight = new Set<Promise<void>>();
@@ -286,6 +302,33 @@ export class NatsWorkQueue {
   }
 
   /**
+   * Fails fast (503 + Retry-After) unless a live worker serves `model` right now: one presence
+   * request on core NATS. No subscriber → "no responders" at once (every worker of the model is gone,
+   * even though its durable consumer remains). A subscriber that does not answer in time (its event
+   * loop busy) counts as alive: the dispatch timeout still covers a worker that is really stuck.
+   * A positive answer is cached for 1 s.
+   */
+  async ensureWorker(model: string): Promise<void> {
+    const { nc } = this.conn();
+    const subject = workPresenceSubject(model);
+    if ((this.workerSeen.get(subject) ?? 0) > Date.now()) return;
+    try {
+      await nc.request(subject, '', { timeout: 3000 });
+    } catch (err) {
+      if (!(err instanceof RequestError && err.isNoResponders())) {
+        this.log.warn({ err, model }, 'work presence request got no answer; assuming a busy worker');
+        return;
+      }
+      throw new WorkQueueError(
+        `No worker is running for model '${model}' (work queue ${WORK_STREAM}): nothing was charged. Retry later, or start a server with WORKER=true that has this model installed.`,
+        503,
+        { 'retry-after': String(NO_WORKER_RETRY_AFTER_S) },
+      );
+    }
+    this.workerSeen.set(subject, Date.now() + 1000);
+  }
+
+  /**
    * Publishes one work item and resolves with the first result a worker sends for it.
    * Rejects with `signal.reason` on abort, or WorkQueueError on timeout / too large / no worker.
    */
@@ -394,6 +437,17 @@ export class NatsWorkQueue {
       this.log.info({ consumer: name, ackWaitMs: this.ackWaitMs }, 'updated work consumer');
     }
     const consumer = await js.consumers.get(WORK_STREAM, name);
+    // Presence: answer "serving" while this process pulls for the model (see ensureWorker).
+    const nc = this.nc!;
+    this.presenceSubs.push(
+      nc.subscribe(workPresenceSubject(model), {
+        queue: 'workers',
+        callback: (err, m) => {
+          if (err || this.stopping) return;
+          m.respond(JSON.stringify({ worker: this.serverId }));
+        },
+      }),
+    );
     this.log.info({ model, consumer: name, concurrency: opts.concurrency }, 'serving work');
     const concurrency = Math.max(1, opts.concurrency);
     const loop = (async () => {
@@ -492,6 +546,8 @@ export class NatsWorkQueue {
   async close(graceMs = 10_000): Promise<void> {
     if (this.closed) return;
     this.stopping = true;
+    // New requests must not be admitted on the strength of a worker that is leaving.
+    for (const sub of this.presenceSubs.splice(0)) sub.unsubscribe();
     for (const f of this.fetches) {
       try {
         f.stop();

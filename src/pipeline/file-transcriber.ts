@@ -73,6 +73,11 @@ export class FileTranscriber {
     return this.work.decodesLocally;
   }
 
+  /** Rejects (503) when no one can decode `model` now (SpeechWork.ensureAvailable): check before charging. */
+  async ensureAvailable(model: FileSpeechModel): Promise<void> {
+    await this.work.ensureAvailable?.(model);
+  }
+
   async transcribe(model: FileSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
     const sr = speechModelInfo(model).samplingRate;
     const duration = samples.length / sr;

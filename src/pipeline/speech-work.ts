@@ -21,6 +21,11 @@ export interface SpeechWork {
    * false (API-only server) a descriptor (`SpeechModels.describe`) is enough and nothing is loaded.
    */
   readonly decodesLocally: boolean;
+  /**
+   * Resolves when pieces of `model` can be decoded now; rejects (503 + Retry-After) when nobody can,
+   * e.g. no live worker on the work queue. Called before the request is charged. Absent = always available.
+   */
+  ensureAvailable?(model: FileSpeechModel): Promise<void>;
   /** Transcribes one piece (a VAD chunk, or the whole file with VAD off). */
   transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult>;
   /** The language spoken in `audio` (its first 30 s). */
@@ -30,6 +35,9 @@ export interface SpeechWork {
 /** This server's scheduler and engine: exactly what FileTranscriber always did. */
 export class LocalSpeechWork implements SpeechWork {
   readonly decodesLocally = true;
+
+  /** The model is here (loaded or described by the caller): always available. */
+  async ensureAvailable(): Promise<void> {}
 
   transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
     return loaded(model).scheduler.submit(req, { priority: 'file', key: ctl.key, signal: ctl.signal });
@@ -60,6 +68,11 @@ export class QueuedSpeechWork implements SpeechWork {
     private readonly fallback: SpeechWork | null,
   ) {
     this.decodesLocally = fallback?.decodesLocally ?? false;
+  }
+
+  /** A live worker for the model (this server counts when it is one): else 503 before any charge. */
+  ensureAvailable(model: FileSpeechModel): Promise<void> {
+    return this.queue.ensureWorker(speechModelInfo(model).id);
   }
 
   transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {

@@ -36,6 +36,8 @@ export class TranscriptionService {
     if (req.language !== 'auto' && !info.languages.includes(req.language)) {
       throw Object.assign(new Error(`Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
     }
+    // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
+    await this.deps.transcriber.ensureAvailable(model);
     const job = this.deps.jobs.create(req.jobId);
     const onAbort = () => this.deps.jobs.cancel(job.id, 'client disconnected');
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -74,6 +74,22 @@ export class UsageStore {
     return rows[0] ? Number(rows[0].count) : 0;
   }
 
+  /** Takes one of `limit` anonymous AI calls of `ip` on `day` (own counter, apart from transcriptions); false when none is left. */
+  async reserveAnonymousAi(ip: string, day: string, limit: number): Promise<boolean> {
+    const rows = await this.db.query(
+      `INSERT INTO anon_daily_ai_usage AS u (ip, day, count) SELECT $1, $2::date, 1 WHERE $3::int >= 1
+       ON CONFLICT (ip, day) DO UPDATE SET count = u.count + 1 WHERE u.count < $3::int
+       RETURNING count`,
+      [ip, day, limit],
+    );
+    return rows.length > 0;
+  }
+
+  async anonymousAiCount(ip: string, day: string): Promise<number> {
+    const rows = await this.db.query<{ count: number }>(`SELECT count FROM anon_daily_ai_usage WHERE ip = $1 AND day = $2::date`, [ip, day]);
+    return rows[0] ? Number(rows[0].count) : 0;
+  }
+
   async monthlyMinutes(accountId: string, month: string): Promise<number> {
     const rows = await this.db.query<{ minutes: number }>(`SELECT minutes FROM monthly_minutes WHERE account_id = $1 AND month = $2::date`, [accountId, month]);
     return rows[0] ? Number(rows[0].minutes) : 0;

@@ -44,7 +44,7 @@ describe('keys and config (pure)', () => {
   });
 
   it('authConfigFromEnv: defaults, overrides, errors naming the variable', () => {
-    expect(authConfigFromEnv({})).toEqual({ anonDailyLimit: 3, freeMonthlyMinutes: 600, signupEnabled: false, concurrencyRetryAfterS: 5, concurrencyLeaseTtlS: 60 });
+    expect(authConfigFromEnv({})).toEqual({ anonDailyLimit: 3, freeMonthlyMinutes: 600, signupEnabled: false, concurrencyRetryAfterS: 5, concurrencyLeaseTtlS: 60, anonDailyAiLimit: 50, anonAiMaxRequestBytes: 32 * 1024, anonAiMaxUploadBytes: 10 * 1024 * 1024 });
     expect(authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '15' }).concurrencyLeaseTtlS).toBe(15);
     expect(() => authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '0' })).toThrow(/CONCURRENCY_LEASE_TTL_S="0"/);
     expect(authConfigFromEnv({ ANON_DAILY_LIMIT: '10', FREE_MONTHLY_MINUTES: '', SIGNUP_ENABLED: 'true' })).toMatchObject({ anonDailyLimit: 10, freeMonthlyMinutes: 600, signupEnabled: true });

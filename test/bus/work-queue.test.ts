@@ -21,6 +21,7 @@ import {
   encodeJson,
   encodeWork,
   workConsumerName,
+  workPresenceSubject,
   WorkQueueError,
 } from '../../src/bus/work-queue.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
@@ -227,12 +228,16 @@ describe('API server + worker over NATS', () => {
     try {
       const js = jetstream(nc);
       const jsm = await jetstreamManager(nc);
-      // No worker is running now: the upload's chunks wait in the stream.
+      // The "crashing worker" is alive when the upload is admitted (it answers presence, see
+      // ensureWorker); no real worker runs, so the upload's chunks wait in the stream.
+      const presence = nc.subscribe(workPresenceSubject(MODEL), { queue: 'workers', callback: (_e, m) => void m.respond('{}') });
+      await nc.flush();
       const answer = transcribe(api, dialogue, FIELDS);
-      // The "crashing worker": takes one chunk on the shared consumer and never acks it.
+      // It takes one chunk on the shared consumer and dies without acking it.
       const consumer = await js.consumers.get(WORK_STREAM, workConsumerName(MODEL));
       let taken: JsMsg | null = null;
       for await (const m of await consumer.fetch({ max_messages: 1, expires: 20_000 })) taken = m;
+      presence.unsubscribe();
       expect(taken).not.toBeNull();
       expect(taken!.info.deliveryCount).toBe(1);
       expect(decodeWork(taken!.data).head.model).toBe(MODEL);

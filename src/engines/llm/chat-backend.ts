@@ -24,6 +24,8 @@ export interface ChatOptions {
   jsonSchema?: JsonSchema;
   stop?: string[];
   signal?: AbortSignal;
+  /** Fairness key of the wait queue (see tenant.ts); default: the request's tenant from the async context. */
+  tenant?: string;
   /** Streaming: called with each new piece of text as it is generated. */
   onText?: (delta: string) => void;
 }
@@ -50,7 +52,7 @@ export interface ChatBackend {
   close(): Promise<void>;
 }
 
-/** All sequences busy and the wait queue full. HTTP 429 with Retry-After. */
+/** All sequences busy and the caller's share of the wait queue (or the whole queue) full. HTTP 429 with Retry-After. */
 export class LlmQueueFullError extends Error {
   override name = 'LlmQueueFullError';
   readonly status = 429;
@@ -58,7 +60,7 @@ export class LlmQueueFullError extends Error {
     readonly retryAfterS: number,
     limit: number,
   ) {
-    super(`The language model is busy (${limit} requests already waiting). Retry in ${retryAfterS} s.`);
+    super(`The language model is busy${limit > 0 ? ` (${limit} of your requests already waiting, or the queue is full)` : ''}. Retry in ${retryAfterS} s.`);
   }
 }
 

@@ -1,8 +1,10 @@
 /**
  * The local chat model: a GGUF file on llama.cpp through node-llama-cpp's prebuilt binaries (never built
  * from source). One model, one context with `sequences` slots: concurrent requests each get a sequence and
- * llama.cpp evaluates them in shared batches. Requests beyond the slots wait in a bounded queue
- * (LlmQueueFullError → 429 when it is full); an AbortSignal cancels a queued or running request.
+ * llama.cpp evaluates them in shared batches. Requests beyond the slots wait in a queue that is fair
+ * between tenants (FairQueue: the least recently served tenant goes next) and bounded per tenant
+ * (LlmQueueFullError → 429 when a tenant's share is full, so one client cannot fill it for all);
+ * an AbortSignal cancels a queued or running request.
  *
  * The prompt is the model's own chat template (GGUF `tokenizer.chat_template`, rendered with Jinja),
  * tokenized with special tokens parsed; special-token text inside message contents is defused first so a
@@ -34,6 +36,11 @@ import {
   type JsonSchema,
   type LlmObserver,
 } from './chat-backend.ts';
+import { FairQueue } from './fair-queue.ts';
+import { currentLlmTenant, DEFAULT_TENANT } from './tenant.ts';
+
+/** Tenants' worth of waiting requests the whole queue holds (a bound on memory, whoever asks). */
+export const MAX_QUEUED_TENANTS = 16;
 
 export interface LocalLlmOptions {
   /** Path of the .gguf file. */
@@ -44,7 +51,7 @@ export interface LocalLlmOptions {
   contextSize?: number;
   /** Concurrent generations (sequences of the one context). Default 4. */
   sequences?: number;
-  /** Requests allowed to wait for a free sequence; more → 429. Default 32. */
+  /** Requests one tenant may have waiting for a free sequence; more → 429. Default 32. The whole queue holds at most MAX_QUEUED_TENANTS times that. */
   maxQueue?: number;
   /** CPU threads for evaluation. 0/undefined = node-llama-cpp's default (all math cores). On shared or busy machines set it: spinning threads collapse throughput. */
   threads?: number;
@@ -95,6 +102,7 @@ export function defuseSpecialTokens(text: string): string {
 }
 
 interface Waiter {
+  tenant: string;
   resolve: () => void;
   reject: (e: unknown) => void;
   signal?: AbortSignal;
@@ -103,7 +111,7 @@ interface Waiter {
 
 export class LocalLlm implements ChatBackend {
   private active = 0;
-  private readonly waiting: Waiter[] = [];
+  private readonly waiting = new FairQueue<Waiter>();
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private readonly template: Template;
   private closed = false;
@@ -158,7 +166,7 @@ export class LocalLlm implements ChatBackend {
   }
 
   get queueDepth(): number {
-    return this.waiting.length;
+    return this.waiting.size;
   }
 
   get running(): number {
@@ -217,7 +225,8 @@ export class LocalLlm implements ChatBackend {
     const maxTokens = Math.max(1, Math.floor(opts.maxTokens));
     if (promptIds.length + maxTokens > this.contextSize) throw new PromptTooLongError(promptIds.length, maxTokens, this.contextSize);
     const grammar = opts.jsonSchema ? await this.grammarFor(opts.jsonSchema) : undefined;
-    await this.acquire(opts.signal);
+    const tenant = opts.tenant ?? currentLlmTenant() ?? DEFAULT_TENANT;
+    await this.acquire(tenant, opts.signal);
     this.stats.requests++;
     this.stats.maxConcurrent = Math.max(this.stats.maxConcurrent, this.active);
     const seq = this.freeSequences.pop()!;
@@ -277,7 +286,7 @@ export class LocalLlm implements ChatBackend {
         seq.dispose();
         if (this.context.sequencesLeft > 0) this.freeSequences.push(this.context.getSequence());
       }
-      this.release();
+      this.release(tenant);
     }
   }
 
@@ -293,34 +302,35 @@ export class LocalLlm implements ChatBackend {
     return g;
   }
 
-  private acquire(signal?: AbortSignal): Promise<void> {
+  private acquire(tenant: string, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(new LlmAbortedError());
-    if (this.active < this.sequences && this.waiting.length === 0) {
+    if (this.active < this.sequences && this.waiting.size === 0) {
       this.active++;
+      this.waiting.started(tenant);
       this.notifyQueue();
       return Promise.resolve();
     }
-    if (this.waiting.length >= this.maxQueue) {
-      return Promise.reject(new LlmQueueFullError(Math.max(1, Math.ceil(this.waiting.length / this.sequences)), this.maxQueue));
+    if (this.waiting.sizeOf(tenant) >= this.maxQueue || this.waiting.size >= this.maxQueue * MAX_QUEUED_TENANTS) {
+      return Promise.reject(new LlmQueueFullError(Math.max(1, Math.ceil(this.waiting.size / this.sequences)), this.maxQueue));
     }
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { resolve, reject, signal };
+      const w: Waiter = { tenant, resolve, reject, signal };
       if (signal) {
         w.onAbort = () => {
-          const i = this.waiting.indexOf(w);
-          if (i >= 0) this.waiting.splice(i, 1);
+          this.waiting.remove(tenant, w);
           this.notifyQueue();
           reject(new LlmAbortedError());
         };
         signal.addEventListener('abort', w.onAbort, { once: true });
       }
-      this.waiting.push(w);
+      this.waiting.push(tenant, w);
       this.notifyQueue();
     });
   }
 
-  private release(): void {
-    const next = this.waiting.shift();
+  private release(tenant: string): void {
+    this.waiting.finished(tenant);
+    const next = this.waiting.shift()?.item;
     if (next) {
       if (next.onAbort) next.signal?.removeEventListener('abort', next.onAbort);
       next.resolve(); // the slot passes to the next request
@@ -331,13 +341,13 @@ export class LocalLlm implements ChatBackend {
   }
 
   private notifyQueue(): void {
-    this.observer?.queue?.({ waiting: this.waiting.length, busy: this.active });
+    this.observer?.queue?.({ waiting: this.waiting.size, busy: this.active });
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.waiting.splice(0)) {
+    for (const w of this.waiting.drain()) {
       if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
       w.reject(new LlmUnavailableError('The language model is shutting down; retry shortly.'));
     }

@@ -15,6 +15,7 @@ import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts.ts';
 import { LlmTranslator, type Translator } from '../../ai/translate.ts';
 import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
+import { withLlmTenant } from '../../engines/llm/tenant.ts';
 import { receiveMultipart } from '../../ingest/upload.ts';
 import { decodeToPcm16k } from '../../audio/ffmpeg.ts';
 import { encodeWav } from '../../audio/pcm.ts';
@@ -106,9 +107,10 @@ function mapError(err: unknown): never {
 }
 
 export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
-  // Every AI route passes the same admission as /v1/transcribe: key, tier, concurrency slot.
-  const route = (method: Method, pattern: string, handler: Handler, opts?: RouteOptions) =>
-    server.route(method, pattern, deps.access ? guarded(deps.access, handler) : handler, opts);
+  // Every AI route passes the same admission as /v1/transcribe: key, tier, concurrency slot, and
+  // for anonymous clients their daily AI allowance and a smaller body (`anonBody`: JSON or upload).
+  const route = (method: Method, pattern: string, handler: Handler, opts?: RouteOptions, anonBody: AnonBody = 'json') =>
+    server.route(method, pattern, deps.access ? guarded(deps.access, handler, anonBody) : handler, opts);
 
   const maxTexts = deps.maxTexts ?? 256;
   let service: { backend: ChatBackend; ai: AiService } | null = null;
@@ -240,6 +242,7 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       }
     },
     { maxBodyBytes: deps.maxUploadBytes + 1024 * 1024, tooLargeMessage: `File is larger than the limit of ${formatBytes(deps.maxUploadBytes)}.` },
+    'upload',
   );
 
   // Spec: multipart `reference` (3–10 s of the voice) + `text` → audio/wav, X-Duration, X-Generation-Time.
@@ -285,6 +288,7 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       }
     },
     { maxBodyBytes: maxReferenceBytes + 1024 * 1024, tooLargeMessage: `reference is larger than ${formatBytes(maxReferenceBytes)}: send 3–10 s of speech.` },
+    'upload',
   );
 
   registerChatCompletions(server, deps, run);
@@ -330,7 +334,7 @@ const chatBody = (cap: number, maxChars: number) =>
 function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>(fn: () => Promise<T>) => Promise<T>): void {
   const schema = chatBody(deps.maxTokens, deps.maxTextChars);
   const handler: Handler = async (ctx) => chatCompletion(ctx);
-  server.route('POST', '/v1/chat/completions', deps.access ? guarded(deps.access, handler) : handler);
+  server.route('POST', '/v1/chat/completions', deps.access ? guarded(deps.access, handler, 'json') : handler);
   async function chatCompletion(ctx: HttpContext): Promise<Reply | void> {
     const b = parse(schema, await ctx.readJson());
     const backend = await deps.models.llm();
@@ -395,12 +399,35 @@ function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>
   }
 }
 
-function guarded(access: AccessControl, handler: Handler): Handler {
+/** What an anonymous request may send: a JSON body (ANON_AI_MAX_REQUEST_KB) or an upload (ANON_AI_MAX_UPLOAD_MB). */
+type AnonBody = 'json' | 'upload';
+
+/**
+ * Anonymous calls are checked on their declared size before admission (so a refused one spends no
+ * daily unit) and before a byte is read: bytes bound characters, so the JSON cap bounds the text.
+ */
+function checkAnonymousSize(access: AccessControl, ctx: HttpContext, body: AnonBody): void {
+  const limit = body === 'json' ? access.config.anonAiMaxRequestBytes : access.config.anonAiMaxUploadBytes;
+  const declared = Number(ctx.headers['content-length']);
+  if (ctx.headers['content-length'] === undefined || !Number.isFinite(declared)) {
+    if (ctx.headers['transfer-encoding'] === undefined) return; // no body: the handler answers 400
+    throw new ApiError(411, 'Anonymous AI requests must declare Content-Length (or send an API key).');
+  }
+  if (declared > limit) {
+    const what = body === 'json' ? 'request bodies of' : 'uploads of';
+    throw new ApiError(413, `Anonymous AI requests are limited to ${what} ${formatBytes(limit)} (this one is ${formatBytes(declared)}): shorten the input or send an API key ('Authorization: Bearer YOUR_API_KEY') for the full limits.`);
+  }
+}
+
+function guarded(access: AccessControl, handler: Handler, anonBody: AnonBody): Handler {
   return async (ctx) => {
+    if (ctx.headers.authorization === undefined) checkAnonymousSize(access, ctx, anonBody);
     const grant = await access.admit({ authorization: ctx.headers.authorization, ip: ctx.remoteAddress, kind: 'ai' });
     try {
       await grant.charge(0);
-      return await handler(ctx);
+      // Model calls of this request queue as its tenant (the LLM serves tenants in turn).
+      const tenant = grant.account ? `account:${grant.account.id}` : `ip:${ctx.remoteAddress}`;
+      return await withLlmTenant(tenant, () => handler(ctx));
     } finally {
       grant.release();
     }

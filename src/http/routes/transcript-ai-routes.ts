@@ -15,10 +15,12 @@ import { AiService } from '../../ai/ai-service.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES } from '../../ai/prompts.ts';
 import { chatOverTranscript, embedSegments, type TranscriptSegment } from '../../ai/transcript-chat.ts';
 import { LlmQueueFullError, type ChatBackend } from '../../engines/llm/chat-backend.ts';
+import { withLlmTenant } from '../../engines/llm/tenant.ts';
+import type { Account } from '../../store/accounts.ts';
 import type { TranscriptChatStore } from '../../store/transcript-chat.ts';
 import type { TranscriptRecord, TranscriptStore } from '../../store/transcripts.ts';
 import { ApiError } from '../api-error.ts';
-import type { HttpContext } from '../http-context.ts';
+import type { HttpContext, Reply } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
 
 export interface TranscriptAiRouteDeps {
@@ -106,9 +108,15 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     return service.ai;
   };
 
+  /** A key is required; the account's model calls queue as its tenant (the LLM serves tenants in turn). */
+  const route = (pattern: string, handler: (ctx: HttpContext, account: Account) => Promise<Reply>) =>
+    server.route('POST', pattern, async (ctx) => {
+      const account = await access.requireAccount(ctx.headers['authorization']);
+      return withLlmTenant(`account:${account.id}`, () => handler(ctx, account));
+    });
+
   /** The caller's transcript or 404 (another account's is indistinguishable from a missing one). */
-  async function ownTranscript(ctx: HttpContext): Promise<{ ownerId: string; t: TranscriptRecord }> {
-    const account = await access.requireAccount(ctx.headers['authorization']);
+  async function ownTranscript(ctx: HttpContext, account: Account): Promise<{ ownerId: string; t: TranscriptRecord }> {
     const t = await transcripts.get(account.id, ctx.params.id);
     if (!t) throw new ApiError(404, 'Transcript not found.');
     return { ownerId: account.id, t };
@@ -120,8 +128,8 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     return text;
   }
 
-  server.route('POST', '/api/v1/transcripts/:id/chat/', async (ctx) => {
-    const { ownerId, t } = await ownTranscript(ctx);
+  route('/api/v1/transcripts/:id/chat/', async (ctx, account) => {
+    const { ownerId, t } = await ownTranscript(ctx, account);
     const parsed = chatBody.safeParse(body(await ctx.readJson()));
     if (!parsed.success) throw badRequest(parsed.error);
     const { question, session_id } = parsed.data;
@@ -153,8 +161,8 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     return { body: { answer: r.answer, sources: r.sources, session_id: sessionId } };
   });
 
-  server.route('POST', '/api/v1/transcripts/:id/analyze/', async (ctx) => {
-    const { t } = await ownTranscript(ctx);
+  route('/api/v1/transcripts/:id/analyze/', async (ctx, account) => {
+    const { t } = await ownTranscript(ctx, account);
     const parsed = analyzeBody.safeParse(body(await ctx.readJson()));
     if (!parsed.success) throw badRequest(parsed.error);
     const b = parsed.data;
@@ -162,8 +170,8 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     return { body: await run(async () => (await aiService()).analyze(text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
   });
 
-  server.route('POST', '/api/v1/transcripts/:id/generate/', async (ctx) => {
-    const { t } = await ownTranscript(ctx);
+  route('/api/v1/transcripts/:id/generate/', async (ctx, account) => {
+    const { t } = await ownTranscript(ctx, account);
     const parsed = generateBody.safeParse(body(await ctx.readJson()));
     if (!parsed.success) throw badRequest(parsed.error);
     const b = parsed.data;
