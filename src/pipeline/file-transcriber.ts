@@ -166,7 +166,10 @@ export class FileTranscriber {
       let failure = null as { err: unknown } | null; // set from the chunks' callbacks
       for await (const c of streamSpeechChunks(counted(), this.deps.vad, { signal: ctl.signal })) {
         if (failure) throw failure.err;
-        if (c.index === 0) await detect(c.audio);
+        if (c.index === 0) {
+          await detect(c.audio);
+          report({ stage: 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: totalFor() });
+        }
         for (const g of c.segments) speech.push({ start: g.startSample / sr, end: g.endSample / sr });
         const slot = results.length;
         results.push(null as never);
