@@ -10,10 +10,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDiarizer } from '../../src/engines/diarization/index.ts';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
 import type { TranscribeRequest } from '../../src/engines/whisper/index.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
-import { FileTranscriber } from '../../src/pipeline/file-transcriber.ts';
+import { DIARIZE_MAX_SECONDS, FileTranscriber } from '../../src/pipeline/file-transcriber.ts';
 import { JobRegistry } from '../../src/pipeline/job-registry.ts';
 import { SpeechModels } from '../../src/pipeline/speech-models.ts';
 import { LocalSpeechWork, type SpeechWork } from '../../src/pipeline/speech-work.ts';
@@ -123,6 +124,25 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
     expect(calls[0].decodesSoFar).toBe(0);
     expect(decodes() - before).toBe(0); // refused: ffmpeg never decoded a sample
     expect(given).toHaveLength(0);
+  }, 120_000);
+
+  it('diarize=true on 3 h: 413 naming the cap and diarize=false, before metering or decoding', async () => {
+    const diarizer = await createDiarizer();
+    const withDiarizer = new TranscriptionService({ models, transcriber: new FileTranscriber({ vad, diarizer }), jobs });
+    const metered: number[] = [];
+    const before = decodes();
+    const err = await withDiarizer
+      .transcribeFile({ ...req, path: long3h, diarize: true, beforeTranscribe: async (s) => void metered.push(s) })
+      .then(
+        () => null,
+        (e: unknown) => e as Error & { status: number },
+      );
+    await diarizer.close();
+    expect(err?.status).toBe(413);
+    expect(err?.message).toContain(`${DIARIZE_MAX_SECONDS / 3600} h`);
+    expect(err?.message).toContain('diarize=false');
+    expect(metered).toEqual([]);
+    expect(decodes() - before).toBe(0);
   }, 120_000);
 
   it('a 20 min file: metered once with its duration before the (single) decode, transcribed, delivered = decoded', async () => {
