@@ -15,7 +15,29 @@ import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/ind
 import type { Segment, Transcript } from '../formats/transcript.ts';
 import { speechModelInfo, type FileSpeechModel } from './speech-models.ts';
 import { LocalSpeechWork, type SpeechWork } from './speech-work.ts';
-import { splitFileIntoSpeechChunks } from './vad-chunker.ts';
+import { streamSpeechChunks } from './vad-chunker.ts';
+
+/** Speech chunks (≤ 30 s each) given to the model and not yet answered, at most. */
+export const MAX_CHUNKS_IN_FLIGHT = 16;
+/** With VAD off, long-form transcription runs over pieces of this many seconds. */
+export const LONG_FORM_PIECE_S = 600;
+/** Characters of the previous piece's text that condition the next piece (VAD off). */
+const PROMPT_TAIL_CHARS = 400;
+/**
+ * Longest audio that can be diarized (s): the diarizer works on the whole signal in memory
+ * (float32, 64 kB/s, plus its features), so its memory grows with the file. Beyond: 413.
+ */
+export const DIARIZE_MAX_SECONDS = 2 * 3600;
+
+export function diarizationTooLong(seconds: number): Error {
+  return Object.assign(
+    new Error(
+      `Speaker labels (diarize=true) are available for audio up to ${DIARIZE_MAX_SECONDS / 3600} h; this file has ${(seconds / 3600).toFixed(1)} h. ` +
+        'Send diarize=false to transcribe it without speaker labels, or split it.',
+    ),
+    { status: 413 },
+  );
+}
 
 export interface FileTranscribeOptions {
   language: string; // 'auto' or a language code
@@ -68,6 +90,11 @@ export class FileTranscriber {
     this.work = deps.work ?? new LocalSpeechWork();
   }
 
+  /** Whether diarize=true labels speakers here (a diarizer is configured). */
+  get diarizes(): boolean {
+    return Boolean(this.deps.diarizer);
+  }
+
   /** Whether `transcribe` needs a loaded model (SpeechModels.get); false: a descriptor (SpeechModels.describe) is enough. */
   get decodesLocally(): boolean {
     return this.work.decodesLocally;
@@ -78,9 +105,27 @@ export class FileTranscriber {
     await this.work.ensureAvailable?.(model);
   }
 
+  /** A decoded signal in memory: {@link transcribeStream} over it (same results). */
   async transcribe(model: FileSpeechModel, samples: Float32Array, opts: FileTranscribeOptions, ctl: FileControl = {}): Promise<FileTranscription> {
     const sr = speechModelInfo(model).samplingRate;
-    const duration = samples.length / sr;
+    return this.transcribeStream(model, once(samples), opts, { ...ctl, expectedSeconds: samples.length / sr });
+  }
+
+  /**
+   * 16 kHz PCM pieces (e.g. ffmpeg's {@link decodeStream}) → transcript, with memory bounded by
+   * one VAD block (~17.5 min), {@link MAX_CHUNKS_IN_FLIGHT} chunks and one VAD-off piece, whatever
+   * the length of the stream: speech chunks go to the model as the VAD finds them, and `source` is
+   * pulled only while fewer than MAX_CHUNKS_IN_FLIGHT chunks wait (back-pressure down to ffmpeg).
+   * Diarization needs the whole signal: it keeps it (float32) up to {@link DIARIZE_MAX_SECONDS},
+   * and fails with 413 beyond. Breaking off (error, abort) returns `source`, which kills ffmpeg.
+   */
+  async transcribeStream(
+    model: FileSpeechModel,
+    source: AsyncIterable<Float32Array>,
+    opts: FileTranscribeOptions,
+    ctl: FileControl & { expectedSeconds?: number } = {},
+  ): Promise<FileTranscription> {
+    const sr = speechModelInfo(model).samplingRate;
     const key = ctl.key ?? 'file';
     const report = (p: FileProgress) => ctl.onProgress?.(p);
     const base: TranscribeOptions = {
@@ -92,42 +137,103 @@ export class FileTranscriber {
       temperature: opts.temperature,
       initialPrompt: opts.initialPrompt,
     };
+    const vadOn = opts.vad ?? true;
+    const expected = ctl.expectedSeconds ?? 0;
+    const wantDiarization = Boolean(opts.diarize && this.deps.diarizer);
 
-    let pieces: Array<{ offset: number; audio: Float32Array }>;
-    let speech: Array<{ start: number; end: number }> | undefined;
-    if (opts.vad ?? true) {
-      report({ stage: 'vad', fraction: 0, processedSeconds: 0, totalSeconds: duration });
-      const chunks = await splitFileIntoSpeechChunks(samples, this.deps.vad, { signal: ctl.signal });
-      pieces = chunks.map((c) => ({ offset: c.start, audio: c.audio }));
-      speech = chunks.flatMap((c) => c.segments.map((g) => ({ start: g.startSample / sr, end: g.endSample / sr })));
+    // Counts the delivered samples; keeps them for the diarizer when asked (capped).
+    let delivered = 0;
+    const kept = wantDiarization ? new GrowingSamples(Math.min(DIARIZE_MAX_SECONDS, Math.max(expected, 1)) * sr) : null;
+    async function* counted(): AsyncGenerator<Float32Array> {
+      for await (const x of source) {
+        delivered += x.length;
+        if (kept) {
+          if (delivered > DIARIZE_MAX_SECONDS * sr) throw diarizationTooLong(delivered / sr);
+          kept.append(x);
+        }
+        yield x;
+      }
+    }
+
+    let language = opts.language;
+    const detect = async (audio: Float32Array) => {
+      if (language === 'auto') language = await this.work.detectLanguage(model, audio.subarray(0, 30 * sr), { key, signal: ctl.signal });
+    };
+    const results: Array<{ offset: number; r: TranscribeResult }> = [];
+    const speech: Array<{ start: number; end: number }> = [];
+    let reached = 0; // end (s) of the furthest transcribed chunk, for progress
+    const totalFor = () => Math.max(expected, delivered / sr);
+    report({ stage: vadOn ? 'vad' : 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: expected });
+
+    if (vadOn) {
+      // Chunks run concurrently (they share batches in the scheduler); at most MAX_CHUNKS_IN_FLIGHT wait.
+      const inFlight = new Set<Promise<void>>();
+      let failure = null as { err: unknown } | null; // set from the chunks' callbacks
+      for await (const c of streamSpeechChunks(counted(), this.deps.vad, { signal: ctl.signal })) {
+        if (failure) throw failure.err;
+        if (c.index === 0) {
+          await detect(c.audio);
+          report({ stage: 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: totalFor() });
+        }
+        for (const g of c.segments) speech.push({ start: g.startSample / sr, end: g.endSample / sr });
+        const slot = results.length;
+        results.push(null as never);
+        const options: TranscribeOptions = { ...base, language, conditionOnPrevious: false };
+        const p = this.work
+          .transcribe(model, { audio: c.audio, options }, { key, signal: ctl.signal })
+          .then((r) => {
+            results[slot] = { offset: c.start, r };
+            reached = Math.max(reached, c.end);
+            report({ stage: 'transcribing', fraction: Math.min(1, reached / totalFor()), processedSeconds: reached, totalSeconds: totalFor() });
+          })
+          .catch((err) => void (failure ??= { err }))
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+        while (inFlight.size >= MAX_CHUNKS_IN_FLIGHT && !failure) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      if (failure) throw failure.err;
     } else {
-      pieces = samples.length ? [{ offset: 0, audio: samples }] : [];
+      // Long-form (30 s windows seeking by timestamps) over pieces of LONG_FORM_PIECE_S, one after
+      // the other: a file up to one piece is exactly one long-form request, as before; later pieces
+      // are conditioned on the end of the previous piece's text (as Whisper conditions windows).
+      const pieceSamples = LONG_FORM_PIECE_S * sr;
+      let buf = new GrowingSamples(Math.min(pieceSamples, Math.max(1, expected * sr)));
+      let offset = 0;
+      let prompt = base.initialPrompt;
+      const flush = async () => {
+        const audio = buf.take();
+        if (!audio.length) return;
+        if (offset === 0) await detect(audio);
+        const options: TranscribeOptions = { ...base, initialPrompt: prompt, language, conditionOnPrevious: true };
+        const r = await this.work.transcribe(model, { audio, options }, { key, signal: ctl.signal });
+        results.push({ offset, r });
+        offset += audio.length / sr;
+        prompt = r.text.trim() ? r.text.trim().slice(-PROMPT_TAIL_CHARS) : prompt;
+        report({ stage: 'transcribing', fraction: Math.min(1, offset / totalFor()), processedSeconds: offset, totalSeconds: totalFor() });
+      };
+      for await (const x of counted()) {
+        let rest = x;
+        while (rest.length) {
+          const take = Math.min(rest.length, pieceSamples - buf.length);
+          buf.append(rest.subarray(0, take));
+          rest = rest.subarray(take);
+          if (buf.length >= pieceSamples) {
+            await flush();
+            buf = new GrowingSamples(pieceSamples);
+          }
+        }
+      }
+      await flush();
     }
     ctl.signal?.throwIfAborted();
+    if (delivered === 0) throw Object.assign(new Error('The file decoded to zero audio samples.'), { status: 400 });
+    const duration = delivered / sr;
+    const total = duration;
 
-    // One language for the whole file: the one detected on its first speech.
-    let language = opts.language;
-    if (language === 'auto' && pieces.length) {
-      language = await this.work.detectLanguage(model, pieces[0].audio.subarray(0, 30 * sr), { key, signal: ctl.signal });
-    }
-
-    // Diarization runs beside transcription (different model, other core when there is one).
-    const diarizer = opts.diarize && pieces.length ? this.deps.diarizer : undefined;
-    const turns: Promise<SpeakerTurn[]> | null = diarizer ? diarizer.diarize(samples, { speakers: opts.speakers ?? 0, signal: ctl.signal, speech }) : null;
-    turns?.catch(() => {}); // awaited below; avoid an unhandled rejection if transcription fails first
-
-    const total = pieces.reduce((s, p) => s + p.audio.length / sr, 0);
-    let done = 0;
-    report({ stage: 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: duration });
-    const results = await Promise.all(
-      pieces.map(async (p) => {
-        const options: TranscribeOptions = { ...base, language, conditionOnPrevious: !(opts.vad ?? true) };
-        const r = await this.work.transcribe(model, { audio: p.audio, options }, { key, signal: ctl.signal });
-        done += p.audio.length / sr;
-        report({ stage: 'transcribing', fraction: total ? done / total : 1, processedSeconds: done, totalSeconds: total });
-        return { offset: p.offset, r };
-      }),
-    );
+    // Diarization needs the whole signal: it starts once decoding is over.
+    const diarizer = kept && results.length ? this.deps.diarizer : undefined;
+    const turns: Promise<SpeakerTurn[]> | null = diarizer ? diarizer.diarize(kept!.take(), { speakers: opts.speakers ?? 0, signal: ctl.signal, speech: vadOn ? speech : undefined }) : null;
 
     const segments: Segment[] = [];
     const detailed: FileTranscription['detailed'] = [];
@@ -169,6 +275,35 @@ export class FileTranscriber {
       wordTimestamps: wordMethod,
       detailed,
     };
+  }
+}
+
+async function* once(x: Float32Array): AsyncGenerator<Float32Array> {
+  if (x.length) yield x;
+}
+
+/** A float32 buffer that grows by half when full (not ×2: it is sized from the probe). */
+class GrowingSamples {
+  private buf: Float32Array;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.buf = new Float32Array(Math.max(1, Math.ceil(capacity)));
+  }
+
+  append(x: Float32Array): void {
+    if (this.length + x.length > this.buf.length) {
+      const next = new Float32Array(Math.max(Math.ceil(this.buf.length * 1.5), this.length + x.length));
+      next.set(this.buf.subarray(0, this.length));
+      this.buf = next;
+    }
+    this.buf.set(x, this.length);
+    this.length += x.length;
+  }
+
+  /** The samples so far (a view). */
+  take(): Float32Array {
+    return this.buf.subarray(0, this.length);
   }
 }
 

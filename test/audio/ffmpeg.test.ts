@@ -9,7 +9,9 @@ import {
   classifyFfmpegFailure,
   decodeStream,
   decodeToPcm16k,
+  audioDurationS,
   probeAudio,
+  scanAudioDuration,
 } from '../../src/audio/ffmpeg.ts';
 import { readWav, rms } from '../../src/audio/pcm.ts';
 import {
@@ -109,6 +111,19 @@ describe('probeAudio', () => {
     const info = await probeAudio(converted.get('video-no-audio')!);
     expect(info.hasAudio).toBe(false);
     expect(info.videoStreams).toBe(1);
+  });
+
+  it('audioDurationS: the declared duration, else a packet scan for a container that declares none (live WebM)', async () => {
+    const ogg = converted.get('opus')!;
+    const declared = await probeAudio(ogg);
+    expect(await audioDurationS(ogg, declared)).toBe(declared.durationS);
+    const live = join(scratch, 'live.webm');
+    execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', speech.path, '-c:a', 'libopus', '-f', 'webm', '-live', '1', live]);
+    const info = await probeAudio(live);
+    expect(info.durationS).toBeUndefined(); // nothing to meter before decoding, without the scan
+    const scanned = await audioDurationS(live, info);
+    expect(Math.abs(scanned - speech.durationS)).toBeLessThan(0.1);
+    expect(await scanAudioDuration(live)).toBe(scanned);
   });
 
   it('rejects random bytes with a 400', async () => {

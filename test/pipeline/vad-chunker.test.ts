@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
-import { chunkSpeech, splitFileIntoSpeechChunks, type SpeechProbabilitySource } from '../../src/pipeline/vad-chunker.ts';
+import { chunkSpeech, splitFileIntoSpeechChunks, streamSpeechChunks, type SpeechChunk, type SpeechProbabilitySource } from '../../src/pipeline/vad-chunker.ts';
 import { concatWithGaps, convertTo, makeSilenceWav, makeSpeechWav, TEXTS } from '../helpers/audio-fixtures.ts';
 
 const SR = 16000;
@@ -133,5 +133,76 @@ describe('splitFileIntoSpeechChunks (real VAD on espeak audio)', () => {
     expect(covered).toBeGreaterThan(0.9 * (long.speechEndS - long.speechStartS));
     expect(chunks[0].start).toBeLessThan(long.speechStartS + 0.3);
     expect(chunks[chunks.length - 1].end).toBeGreaterThan(long.speechEndS - 0.3);
+  });
+});
+
+/** Feed `pcm` in pieces of `size` samples (any size: the chunker must not care). */
+async function* piecesOf(pcm: Float32Array, size: number): AsyncGenerator<Float32Array> {
+  for (let i = 0; i < pcm.length; i += size) yield pcm.slice(i, i + size);
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+const strip = (cs: SpeechChunk[]) => cs.map((c) => ({ ...c, audio: Array.from(c.audio) }));
+
+describe('streamSpeechChunks (real VAD, streamed PCM)', () => {
+  let vad: SileroVad;
+  let pcm: Float32Array;
+  beforeAll(async () => {
+    vad = await SileroVad.load();
+    // ~70 s of speech with pauses, then 50 s of silence, then speech again: > 1 lane, several chunks.
+    const a = await makeSpeechWav(`${TEXTS.long} ${TEXTS.long}`);
+    const b = await makeSpeechWav(TEXTS.hello);
+    pcm = await decodeToPcm16k((await concatWithGaps([a.path, b.path], 50, { padStartS: 1, padEndS: 1 })).path);
+  });
+  afterAll(async () => {
+    await vad?.close();
+  });
+
+  it('equals splitFileIntoSpeechChunks exactly when the stream fits in one VAD block, whatever the piece size', async () => {
+    const whole = await splitFileIntoSpeechChunks(pcm, vad);
+    expect(whole.length).toBeGreaterThanOrEqual(4);
+    for (const size of [32768, 1000, 512 * 7 + 3]) {
+      const streamed = await collect(streamSpeechChunks(piecesOf(pcm, size), vad));
+      expect(strip(streamed)).toEqual(strip(whole));
+    }
+  });
+
+  it('with small blocks (many blocks, chunks crossing them) finds the same speech within a frame or two', async () => {
+    const whole = await splitFileIntoSpeechChunks(pcm, vad);
+    const streamed = await collect(streamSpeechChunks(piecesOf(pcm, 4096), vad, { blockFrames: 600 }));
+    expect(streamed.map((c) => c.index)).toEqual(streamed.map((_, i) => i));
+    expect(streamed.length).toBe(whole.length);
+    streamed.forEach((c, i) => {
+      expect(Math.abs(c.start - whole[i].start)).toBeLessThan(0.2);
+      expect(Math.abs(c.end - whole[i].end)).toBeLessThan(0.2);
+      expect(c.audio).toEqual(pcm.slice(c.startSample, c.endSample));
+    });
+  });
+
+  it('pulls the source only as far as the consumer needs (back-pressure) and holds a bounded window', async () => {
+    // 20 min of silence then speech: the generator must not read ahead of the consumer.
+    let pulled = 0;
+    const blockFrames = 400;
+    async function* source(): AsyncGenerator<Float32Array> {
+      for (let i = 0; i < (20 * 60 * SR) / 8000; i++) {
+        pulled += 8000;
+        yield new Float32Array(8000);
+      }
+      pulled += pcm.length;
+      yield pcm;
+    }
+    const it = streamSpeechChunks(source(), vad, { blockFrames });
+    const first = await it.next();
+    expect(first.done).toBe(false);
+    // The first chunk is in the speech after 20 min; by then the source has not been read past
+    // the block that finished it (one block + one source piece of look-ahead at most).
+    expect(first.value!.start).toBeGreaterThan(20 * 60);
+    expect(pulled).toBeLessThanOrEqual(20 * 60 * SR + first.value!.endSample + (blockFrames + 1) * W + pcm.length);
+    await it.return(undefined);
   });
 });

@@ -160,12 +160,13 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
             beforeTranscribe: (seconds) => grant.reserve(seconds),
+            meterMore: (extraSeconds) => grant.reserve(extraSeconds),
             ownerId: grant.account?.id ?? null,
             filename: upload.file.filename,
           },
           ctx.signal,
         );
-        await grant.settle(result.duration);
+        await grant.settle(result.deliveredSeconds);
         const headers: Record<string, string> = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
         if (result.diarization) headers['x-diarization'] = result.diarization;
         if (result.transcriptId) headers['x-transcript-id'] = result.transcriptId;
@@ -207,12 +208,13 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             initialPrompt: f.prompt,
             jobId: jobIdOf(ctx, undefined),
             beforeTranscribe: (seconds) => grant.reserve(seconds),
+            meterMore: (extraSeconds) => grant.reserve(extraSeconds),
             ownerId: grant.account?.id ?? null,
             filename: upload.file.filename,
           },
           ctx.signal,
         );
-        await grant.settle(result.duration);
+        await grant.settle(result.deliveredSeconds);
         const t = publicTranscript(result);
         switch (f.response_format) {
           case 'text':
