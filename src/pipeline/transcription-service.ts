@@ -17,6 +17,8 @@ export interface TranscribeFileRequest extends FileTranscribeOptions {
   model: string;
   /** Client-chosen job id (to poll progress while the request runs); generated otherwise. */
   jobId?: string;
+  /** Who may see and cancel the job (job-registry's jobOwner()); ids are scoped per owner. */
+  jobOwner?: string;
   /** Called once the audio's duration is known, before any model work: metering (throws 402/429 to refuse). */
   beforeTranscribe?: (audioSeconds: number) => Promise<void>;
   /** Save the result (with this owner; null = anonymous) when a store is configured. */
@@ -36,7 +38,7 @@ export class TranscriptionService {
     if (req.language !== 'auto' && !info.languages.includes(req.language)) {
       throw Object.assign(new Error(`Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
     }
-    const job = this.deps.jobs.create(req.jobId);
+    const job = this.deps.jobs.create(req.jobId, req.jobOwner);
     const onAbort = () => this.deps.jobs.cancel(job.id, 'client disconnected');
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -66,7 +68,7 @@ export class TranscriptionService {
           })
         : null;
       this.deps.jobs.complete(job.id);
-      return { ...result, jobId: job.id, transcriptId: saved?.id ?? null };
+      return { ...result, jobId: job.publicId, transcriptId: saved?.id ?? null };
     } catch (err) {
       this.deps.jobs.fail(job.id, (err as Error).message);
       throw err;
