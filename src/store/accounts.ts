@@ -35,10 +35,15 @@ export interface KeyCandidate {
   account: Account;
 }
 
+/**
+ * The email belongs to another account. Its message goes to API clients (409), so it neither names
+ * the address nor says that an account has it: account routes must not help enumerate accounts.
+ * Operator tools may read `email`.
+ */
 export class DuplicateEmailError extends Error {
   readonly status = 409;
-  constructor(email: string) {
-    super(`An account with the email ${email} already exists.`);
+  constructor(readonly email: string) {
+    super('This email address cannot be used for this account; choose another one.');
     this.name = 'DuplicateEmailError';
   }
 }
