@@ -175,6 +175,13 @@ export class AccountStore {
     return rows.map(toKey);
   }
 
+  /** One key by id (revoked ones too); null when it does not exist (deleted with its account). */
+  async getKey(keyId: string): Promise<ApiKeyRecord | null> {
+    if (!isUuid(keyId)) return null;
+    const rows = await this.db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [keyId]);
+    return rows[0] ? toKey(rows[0]) : null;
+  }
+
   /** Revokes one of the account's keys; false when it is not the account's (or does not exist). */
   async revokeKey(accountId: string, keyId: string): Promise<boolean> {
     if (!isUuid(accountId) || !isUuid(keyId)) return false;
