@@ -66,6 +66,11 @@ interface Conn {
   ip: string;
   /** Account of the key that opened the stream (null: anonymous). */
   owner: string | null;
+  /**
+   * uWS copies the user data given to upgrade() into the socket's own object: callbacks made before
+   * open() (the recorder's) reach the live Conn through this reference, which open() sets.
+   */
+  self: { current: Conn | null };
   /** Metering and the saved transcript. */
   recorder: LiveRecorder;
   phase: 'config' | 'loading' | 'streaming' | 'stopping' | 'closed';
@@ -148,14 +153,17 @@ export class WsStreamIngest {
           .then((grant) => {
             if (aborted) return grant.release();
             const id = randomUUID();
-            const conn: Conn = { id, ip, owner: grant.account?.id ?? null, recorder: null as unknown as LiveRecorder, phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
+            const self: Conn['self'] = { current: null };
+            const conn: Conn = { id, ip, owner: grant.account?.id ?? null, self, recorder: null as unknown as LiveRecorder, phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
             conn.recorder = new LiveRecorder({
               sessionId: id,
               grant,
               access: o.access,
               transcripts: o.transcripts,
               logger: o.logger,
-              onRefused: (message) => this.fail(conn, message, CLOSE_CODES.POLICY_VIOLATION),
+              onRefused: (message) => {
+                if (self.current) this.fail(self.current, message, CLOSE_CODES.POLICY_VIOLATION);
+              },
             });
             // open() runs inside upgrade() and moves the stream into this.conns.
             try {
@@ -174,6 +182,7 @@ export class WsStreamIngest {
       },
       open: (ws) => {
         const conn = ws.getUserData();
+        conn.self.current = conn;
         conn.ws = ws;
         this.conns.add(conn);
         o.metrics.activeStreams.inc({ transport: 'websocket' });
