@@ -5,7 +5,10 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
@@ -173,34 +176,148 @@ describe('metering ticks re-check the credits', () => {
   }, 120_000);
 });
 
+/**
+ * A WebSocket client on a raw socket, so that a burst can be made exact: every socket connects
+ * first, then all the upgrade requests are written in one go and reach the server together.
+ */
+class RawWs {
+  private buf = Buffer.alloc(0);
+  status = 0;
+  body = '';
+  readonly texts: string[] = [];
+  readonly headersDone: Promise<void>;
+  readonly ended: Promise<void>;
+  private onData: () => void = () => {};
+  private constructor(readonly sock: net.Socket) {
+    let resolveHead!: () => void;
+    this.headersDone = new Promise((r) => (resolveHead = r));
+    this.ended = new Promise((r) => sock.once('close', () => (resolveHead(), r())));
+    sock.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      if (!this.status) {
+        const end = this.buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = this.buf.subarray(0, end).toString();
+        this.status = Number(head.split(' ')[1]);
+        this.buf = this.buf.subarray(end + 4);
+        resolveHead();
+      }
+      if (this.status !== 101) {
+        this.body += this.buf.toString();
+        this.buf = Buffer.alloc(0);
+        return;
+      }
+      // Server frames: unmasked; only short text frames are expected here.
+      while (this.buf.length >= 2) {
+        let len = this.buf[1]! & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (this.buf.length < 4) return;
+          len = this.buf.readUInt16BE(2);
+          off = 4;
+        }
+        if (this.buf.length < off + len) return;
+        if ((this.buf[0]! & 0x0f) === 1) this.texts.push(this.buf.subarray(off, off + len).toString());
+        this.buf = this.buf.subarray(off + len);
+      }
+      this.onData();
+    });
+    sock.on('error', () => {});
+  }
+
+  static connect(port: number): Promise<RawWs> {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1', () => resolve(new RawWs(sock)));
+      sock.once('error', reject);
+    });
+  }
+
+  requestUpgrade(key: string): void {
+    this.sock.write(
+      `GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${key}\r\n\r\n`,
+    );
+  }
+
+  sendText(text: string): void {
+    const payload = Buffer.from(text);
+    const mask = randomBytes(4);
+    const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+    this.sock.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]));
+  }
+
+  async next(pred: (m: Record<string, unknown>) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    const t0 = Date.now();
+    for (;;) {
+      const found = this.texts.map((t) => JSON.parse(t) as Record<string, unknown>).find(pred);
+      if (found) return found;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`timed out; got ${this.texts.join(' ')}`);
+      await new Promise<void>((r) => {
+        this.onData = r;
+        setTimeout(r, 200);
+      });
+    }
+  }
+}
+
+/** PostgreSQL in a schema of its own (admission there does real I/O, which is where the race showed), or null. */
+async function postgresSchemaUrl(): Promise<{ url: string; drop: () => Promise<void> } | null> {
+  const base = process.env.TEST_DATABASE_URL || 'postgres://stt:stt@127.0.0.1:5432/stt_test';
+  const schema = `stt_iso_${randomBytes(5).toString('hex')}`;
+  const client = new pg.Client({ connectionString: base, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    await client.query(`CREATE SCHEMA ${schema}`);
+  } catch (err) {
+    await client.end().catch(() => {});
+    if (process.env.TEST_DATABASE_URL) throw err;
+    return null;
+  }
+  const drop = async () => {
+    await client.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => {});
+    await client.end().catch(() => {});
+  };
+  const url = new URL(base);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return { url: url.toString(), drop };
+}
+
 describe('MAX_STREAMS under a burst', () => {
-  it('50 upgrades at once against MAX_STREAMS=20: exactly 20 open, 30 get 503 with the JSON error; after they close, new ones are admitted', async () => {
-    const small = await startApp({ MAX_STREAMS: '20', STREAM_IDLE_TIMEOUT_S: '60' });
+  it.each(['embedded', 'postgres'])('50 upgrades at once against MAX_STREAMS=20 (%s database): exactly 20 become ready, 30 get 503 with the JSON error; after they close, new ones are admitted', async (db) => {
+    const pgDb = db === 'postgres' ? await postgresSchemaUrl() : null;
+    if (db === 'postgres' && !pgDb) return console.warn('PostgreSQL variant skipped: no database (set TEST_DATABASE_URL)');
+    const small = await startApp({ MAX_STREAMS: '20', STREAM_IDLE_TIMEOUT_S: '60', ...(pgDb ? { DATABASE_URL: pgDb.url } : {}) });
     try {
-      const u = `ws://127.0.0.1:${small.port}/v1/stream`;
       // Ten paid accounts of five concurrent streams each: the tier limit is not what refuses.
       const keys = await Promise.all(Array.from({ length: 10 }, () => paidKey(small)));
-      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => tryConnect(u, { authorization: `Bearer ${keys[i % 10]}` })));
-      const opened = results.filter((r) => r.status === 101);
-      const refused = results.filter((r) => r.status !== 101);
+      const burst = async (n: number) => {
+        const socks = await Promise.all(Array.from({ length: n }, () => RawWs.connect(small.port)));
+        socks.forEach((s, i) => s.requestUpgrade(keys[i % 10]!));
+        await Promise.all(socks.map((s) => s.headersDone));
+        return socks;
+      };
+      const socks = await burst(50);
+      const opened = socks.filter((s) => s.status === 101);
+      const refused = socks.filter((s) => s.status !== 101);
       expect(opened.length).toBe(20);
       expect(refused.length).toBe(30);
       for (const r of refused) {
         expect(r.status).toBe(503);
-        expect(r.body?.error).toMatch(/Too many live streams \(limit 20\)/);
+        expect(JSON.parse(r.body)).toEqual({ error: 'Too many live streams (limit 20); retry later.' });
       }
-      await Promise.all(opened.map((r) => ready(r.client!)));
+      for (const s of opened) s.sendText(JSON.stringify(CONFIG));
+      const readies = await Promise.all(opened.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
+      expect(readies.filter((m) => m.status === 'ready').length).toBe(20);
       expect(small.streams.active).toBe(20);
-      for (const r of opened) r.client!.ws.close();
-      await Promise.all(opened.map((r) => r.client!.closed));
-      for (let i = 0; i < 500 && small.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      for (const s of socks) s.sock.destroy();
+      for (let i = 0; i < 1500 && small.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(small.streams.active).toBe(0);
-      const again = await Promise.all(Array.from({ length: 20 }, (_, i) => tryConnect(u, { authorization: `Bearer ${keys[i % 10]}` })));
-      expect(again.map((r) => r.status)).toEqual(Array(20).fill(101));
-      await Promise.all(again.map((r) => ready(r.client!)));
-      for (const r of again) r.client!.ws.close();
+      const again = await burst(20);
+      expect(again.map((s) => s.status)).toEqual(Array(20).fill(101));
+      for (const s of again) s.sock.destroy();
     } finally {
       await small.close();
+      await pgDb?.drop();
     }
   }, 180_000);
 });
