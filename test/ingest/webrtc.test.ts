@@ -161,8 +161,20 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
       expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 /);
       const ready = await c.next((m) => m.status === 'ready');
       expect(ready.session_id).toBe(c.sessionId);
-      // A captions follower on the bus sees the same results.
-      const follower = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
+      // Captions of a WebRTC session are not open to anyone holding its id: 401 without credentials…
+      const refused = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
+      const status = await new Promise<number>((resolve) => {
+        refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        refused.once('open', () => resolve(101));
+        refused.once('error', () => resolve(0));
+      });
+      refused.terminate();
+      expect(status).toBe(401);
+      // …but with a share token asked for on the data channel, a follower on the bus sees the same results.
+      c.send({ action: 'share' });
+      const share = await c.next((m) => 'share_token' in m);
+      expect(share.expires_at).toEqual(expect.any(String));
+      const follower = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions?share_token=${share.share_token}`);
       const followed: Array<Record<string, unknown>> = [];
       follower.on('message', (d) => followed.push(JSON.parse(d.toString())));
       await new Promise((r) => follower.once('open', r));
