@@ -147,11 +147,11 @@ async function startWebRtc(opts) {
       async stop() {
         if (dc.readyState === 'open') dc.send(JSON.stringify({ action: 'stop' }));
         await end.promise;
-        if (location) await fetch(location, { method: 'DELETE' }).catch(() => {});
+        if (location) await fetch(location, { method: 'DELETE', headers: authHeaders() }).catch(() => {});
         cleanup();
       },
       abort() {
-        if (location) fetch(location, { method: 'DELETE', keepalive: true }).catch(() => {});
+        if (location) fetch(location, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {});
         cleanup();
       },
     };

@@ -70,6 +70,8 @@ type Phase = 'connecting' | 'streaming' | 'stopping' | 'ended' | 'closed';
 interface Peer {
   id: string;
   phase: Phase;
+  /** Who may end it: the account of its key, or (anonymous) the client address. */
+  owner: { account: string | null; ip: string };
   /** Metering (audio received, gaps included) and the saved transcript. */
   recorder: LiveRecorder;
   pc: RTCPeerConnection;
@@ -187,6 +189,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     const peer: Peer = {
       id,
       phase: 'connecting',
+      owner: { account: grant?.account?.id ?? null, ip: client.ip },
       recorder: null as unknown as LiveRecorder,
       pc,
       session,
@@ -258,8 +261,19 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     }
   }
 
-  async endSession(sessionId: string): Promise<boolean> {
+  /**
+   * Ends a session (DELETE /v1/webrtc/<id>). With `client`, only its owner may: the same account's
+   * key, or for an anonymous session the same client address; anyone else is told it does not exist
+   * (false). A bad key throws 401.
+   */
+  async endSession(sessionId: string, client?: IngestClient): Promise<boolean> {
     const peer = this.peers.get(sessionId);
+    if (client && this.o.access) {
+      const account = await this.o.access.authenticate(client.authorization);
+      if (!peer) return false;
+      const mine = peer.owner.account !== null ? account?.id === peer.owner.account : !account && client.ip === peer.owner.ip;
+      if (!mine) return false;
+    }
     if (!peer) return false;
     await this.stop(peer);
     await this.drain(peer);
