@@ -226,6 +226,7 @@ export class App {
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
         admission,
+        followers: this.streams.followAccess,
       });
       await this.webrtc.start();
       registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });

@@ -78,6 +78,10 @@ function setLiveState(state, text) {
 
 function onLiveMessage(m) {
   const kind = live.view.handle(m);
+  // The session's captions may be followed only with a share token (or the owner's key): link it.
+  if (typeof m.share_token === 'string' && live.sessionId.textContent) {
+    live.viewer.href = `captions.html?session=${encodeURIComponent(live.sessionId.textContent)}&share_token=${encodeURIComponent(m.share_token)}`;
+  }
   if (kind === 'partial') live.box.dataset.partials = String(++live.partials);
   if (kind === 'final') live.box.dataset.finals = String(++live.finals);
   if (kind === 'ready') {
@@ -121,7 +125,9 @@ async function startWebRtc(opts) {
     pc.addTransceiver(stream.getAudioTracks()[0], { direction: 'sendonly', streams: [stream] });
     const dc = pc.createDataChannel('captions');
     dc.onmessage = (e) => {
-      if (onLiveMessage(JSON.parse(e.data)) === 'end') end.done();
+      const kind = onLiveMessage(JSON.parse(e.data));
+      if (kind === 'ready') dc.send(JSON.stringify({ action: 'share' }));
+      if (kind === 'end') end.done();
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' && live.current) {
@@ -141,11 +147,11 @@ async function startWebRtc(opts) {
       async stop() {
         if (dc.readyState === 'open') dc.send(JSON.stringify({ action: 'stop' }));
         await end.promise;
-        if (location) await fetch(location, { method: 'DELETE' }).catch(() => {});
+        if (location) await fetch(location, { method: 'DELETE', headers: authHeaders() }).catch(() => {});
         cleanup();
       },
       abort() {
-        if (location) fetch(location, { method: 'DELETE', keepalive: true }).catch(() => {});
+        if (location) fetch(location, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {});
         cleanup();
       },
     };
@@ -196,6 +202,7 @@ async function startWebSocket(opts) {
       const kind = onLiveMessage(m);
       if (kind === 'ready') {
         ready = true;
+        ws.send(JSON.stringify({ action: 'share' }));
         for (const chunk of pending.splice(0)) ws.send(chunk);
       }
       if (kind === 'end') end.done();

@@ -5,6 +5,9 @@ import { CaptionView, wsUrl } from './common.js';
 const params = new URLSearchParams(location.search);
 const id = params.get('session') || '';
 const replay = params.get('replay') !== 'false';
+// Following needs a share token from the streaming page (in the link), or the owner's API key.
+const shareToken = params.get('share_token') || '';
+const apiKey = sessionStorage.getItem('stt-api-key') || '';
 const status = document.querySelector('#follow-status');
 const box = document.querySelector('#captions');
 const view = new CaptionView(box);
@@ -23,8 +26,14 @@ function follow() {
   document.title = `Captions ${id.slice(0, 8)} — open-stt-server`;
   status.textContent = `Connecting to session ${id}…`;
   box.dataset.state = 'connecting';
-  const ws = new WebSocket(wsUrl(`/v1/stream/${encodeURIComponent(id)}/captions${replay ? '?replay=true' : ''}`));
+  const q = new URLSearchParams();
+  if (replay) q.set('replay', 'true');
+  if (shareToken) q.set('share_token', shareToken);
+  else if (apiKey) q.set('api_key', apiKey);
+  const ws = new WebSocket(wsUrl(`/v1/stream/${encodeURIComponent(id)}/captions${q.size ? `?${q}` : ''}`));
+  let opened = false;
   ws.onopen = () => {
+    opened = true;
     box.dataset.state = 'following';
     status.textContent = `Following session ${id}.`;
   };
@@ -41,7 +50,9 @@ function follow() {
   ws.onclose = (e) => {
     if (ended) return;
     box.dataset.state = 'closed';
-    status.textContent = e.code === 1001 ? 'The server is shutting down.' : `Disconnected (${e.code}). Reload the page to follow again.`;
+    status.textContent = !opened
+      ? 'Cannot follow this session: open the viewer link from the streaming page (it carries a share token), or set the owner\'s API key on the main page.'
+      : e.code === 1001 ? 'The server is shutting down.' : `Disconnected (${e.code}). Reload the page to follow again.`;
   };
 }
 

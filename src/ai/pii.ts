@@ -4,6 +4,8 @@
  * Luhn-checked), IBANs (ibantools: country format + mod-97 check) and IP addresses (IPv4/IPv6, node:net).
  * Names come from the LLM's entity list (`extraSpans`); the regex-level detectors never need a model.
  * Offsets are JavaScript string indices (UTF-16 code units) into the original text, end exclusive.
+ * Spans carry offsets and types only, never the values found: whatever returns, stores or logs them
+ * (the /v1/analyze response) must not carry the PII it was asked to remove.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { electronicFormatIBAN, isValidIBAN } from 'ibantools';
@@ -15,7 +17,6 @@ export interface PiiSpan {
   start: number;
   end: number;
   type: PiiType;
-  text: string;
 }
 
 export const PII_PLACEHOLDER: Record<PiiType, string> = {
@@ -52,7 +53,7 @@ export function luhnValid(digits: string): boolean {
 function matches(re: RegExp, text: string, type: PiiType, accept: (m: string) => boolean): PiiSpan[] {
   const out: PiiSpan[] = [];
   for (const m of text.matchAll(re)) {
-    if (accept(m[0])) out.push({ start: m.index!, end: m.index! + m[0].length, type, text: m[0] });
+    if (accept(m[0])) out.push({ start: m.index!, end: m.index! + m[0].length, type });
   }
   return out;
 }
@@ -74,7 +75,6 @@ export function detectPii(text: string, opts: DetectOptions = {}): PiiSpan[] {
       start: p.startsAt,
       end: p.endsAt,
       type: 'phone' as const,
-      text: text.slice(p.startsAt, p.endsAt),
     })),
   ];
   return resolveOverlaps(candidates);
@@ -96,7 +96,7 @@ export function findNameSpans(text: string, names: string[]): PiiSpan[] {
   const out: PiiSpan[] = [];
   for (const raw of new Set(names.map((n) => n.trim()).filter((n) => n.length >= 2))) {
     const re = new RegExp(`(?<![\\p{L}\\p{N}])${raw.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'gu');
-    for (const m of text.matchAll(re)) out.push({ start: m.index!, end: m.index! + m[0].length, type: 'person', text: m[0] });
+    for (const m of text.matchAll(re)) out.push({ start: m.index!, end: m.index! + m[0].length, type: 'person' });
   }
   return out;
 }

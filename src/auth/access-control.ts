@@ -40,6 +40,8 @@ export interface AdmitRequest {
 
 export interface Grant {
   account: { id: string; email: string; plan: Plan } | null;
+  /** The API key that was admitted (null: anonymous); stillValid() checks it is still live. */
+  keyId?: string | null;
   tier: Tier;
   maxFileBytes: number;
   /**
@@ -138,13 +140,18 @@ export class AccessControl {
    * Throws 401 for a malformed header or an unknown or revoked key.
    */
   async authenticate(authorization: string | undefined): Promise<Account | null> {
+    return (await this.authenticateKey(authorization))?.account ?? null;
+  }
+
+  /** authenticate(), with the id of the key. */
+  private async authenticateKey(authorization: string | undefined): Promise<{ account: Account; keyId: string } | null> {
     const token = bearerToken(authorization);
     if (token === undefined) return null;
     if (token === null) throw new ApiError(401, "Invalid Authorization header: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
     const found = await verifyKey(this.opts.accounts, token);
     if (!found) throw new ApiError(401, 'Invalid or revoked API key.', { 'www-authenticate': 'Bearer error="invalid_token"' });
     await this.opts.accounts.touchKey(found.keyId).catch((err) => this.opts.logger?.warn({ err }, 'could not record key use'));
-    return found.account;
+    return found;
   }
 
   /** Like authenticate, but a key is required (the account REST API): 401 without one. */
@@ -155,7 +162,8 @@ export class AccessControl {
   }
 
   async admit(req: AdmitRequest): Promise<Grant> {
-    const account = await this.authenticate(req.authorization);
+    const found = await this.authenticateKey(req.authorization);
+    const account = found?.account ?? null;
     const tier: Tier = account ? account.plan : 'anonymous';
     const limits = this.tiers[tier];
     if (req.declaredBytes !== undefined && Number.isFinite(req.declaredBytes) && req.declaredBytes > limits.maxFileBytes) {
@@ -310,6 +318,7 @@ export class AccessControl {
 
     return {
       account: account ? { id: account.id, email: account.email, plan: account.plan } : null,
+      keyId: found?.keyId ?? null,
       tier,
       maxFileBytes: limits.maxFileBytes,
       charge(audioSeconds: number): Promise<void> {
@@ -349,6 +358,30 @@ export class AccessControl {
         }
       },
     };
+  }
+
+  /**
+   * For requests that run long (live streams), at each metering tick: null while `grant` may go on,
+   * otherwise why not — its key was revoked or deleted, its account is gone, or (`needsCredit`: the
+   * audio is past what was already paid for) the account can no longer pay. Anonymous grants have
+   * nothing to re-check.
+   */
+  async stillValid(grant: Grant, o: { needsCredit?: boolean } = {}): Promise<string | null> {
+    if (!grant.account) return null;
+    if (grant.keyId) {
+      const key = await this.opts.accounts.getKey(grant.keyId);
+      if (!key || key.revokedAt) return 'The API key of this stream was revoked.';
+    }
+    const account = await this.opts.accounts.get(grant.account.id);
+    if (!account) return 'The account of this stream no longer exists.';
+    if (o.needsCredit) {
+      const now = this.now();
+      if (account.plan === 'paid' && account.credits < 1) return 'No credits remaining. Upgrade your plan.';
+      if (account.plan === 'free' && (await this.opts.usage.monthlyMinutes(account.id, utcMonth(now))) >= this.config.freeMonthlyMinutes) {
+        return this.freeQuotaError(now).message;
+      }
+    }
+    return null;
   }
 
   /** Resolves when background bookkeeping (refunds of released anonymous requests) is done: call before closing the database. */

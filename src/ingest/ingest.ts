@@ -66,5 +66,5 @@ export interface WebRtcIngest extends AudioIngest {
    */
   createSession(offerSdp: string, options: LiveSessionOptions, client: IngestClient): Promise<WebRtcAnswer>;
   /** Ends a session: flushes its last finals, then `{"is_final":true}`, then closes. False if unknown. */
-  endSession(sessionId: string): Promise<boolean>;
+  endSession(sessionId: string, client?: IngestClient): Promise<boolean>;
 }

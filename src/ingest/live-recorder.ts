@@ -1,10 +1,12 @@
 /**
  * What every live session (WebSocket or WebRTC) owes the account layer: metering as audio arrives
- * (charged every `meterEveryS` seconds; a refused charge ends the session) and, at the end, its
- * finals saved as a `stream` transcript — also after a disconnect, so nothing said is lost.
+ * (charged every `meterEveryS` seconds; a refused charge ends the session), a re-check at each of
+ * those ticks that the key is still live and the account can still pay (a revoked key or an empty
+ * account ends the session too, not only at its next paid minute), and, at the end, its finals saved
+ * as a `stream` transcript — also after a disconnect, so nothing said is lost.
  */
 import type { Logger } from 'pino';
-import type { Grant } from '../auth/index.ts';
+import { billableMinutes, type AccessControl, type Grant } from '../auth/index.ts';
 import type { Segment } from '../formats/transcript.ts';
 import type { StreamEvent } from '../pipeline/stream-session.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
@@ -14,7 +16,9 @@ export interface LiveRecorderOptions {
   grant: Grant | null;
   transcripts?: TranscriptStore;
   logger: Logger;
-  /** Called when the account cannot pay for more audio (402/429 message). */
+  /** Re-checks the grant at each metering tick (stillValid); none = charges only. */
+  access?: Pick<AccessControl, 'stillValid'> | null;
+  /** Called when the session may not go on: the account cannot pay for more audio (402/429 message), or the key was revoked. */
   onRefused: (message: string) => void;
   meterEveryS?: number;
 }
@@ -27,6 +31,7 @@ export class LiveRecorder {
   private chargedS = 0;
   private finals: Segment[] = [];
   private finished = false;
+  private checking = false;
 
   constructor(private readonly o: LiveRecorderOptions) {}
 
@@ -56,10 +61,31 @@ export class LiveRecorder {
     const seconds = this.receivedS - this.chargedS;
     if (seconds <= 0 || !this.o.grant) return;
     this.chargedS = this.receivedS;
-    this.o.grant.charge(seconds).catch((err: Error & { status?: number }) => {
-      if (err.status) this.o.onRefused(err.message);
-      else this.o.logger.error({ err, session: this.o.sessionId }, 'live session metering failed');
-    });
+    this.o.grant.charge(seconds).then(
+      () => this.recheck(),
+      (err: Error & { status?: number }) => {
+        if (err.status) this.o.onRefused(err.message);
+        else this.o.logger.error({ err, session: this.o.sessionId }, 'live session metering failed');
+      },
+    );
+  }
+
+  /** Key still live, account still able to pay for the audio to come (past the minutes already paid)? */
+  private recheck(): void {
+    const grant = this.o.grant;
+    if (!grant || !this.o.access || this.finished || this.checking) return;
+    this.checking = true;
+    // The next tick's audio needs a new minute when it crosses the end of the minutes paid so far.
+    const needsCredit = this.receivedS + (this.o.meterEveryS ?? 10) > billableMinutes(this.chargedS) * 60;
+    this.o.access
+      .stillValid(grant, { needsCredit })
+      .then((reason) => {
+        if (reason && !this.finished) this.o.onRefused(reason);
+      })
+      .catch((err) => this.o.logger.warn({ err, session: this.o.sessionId }, 'could not re-check the key of a live session'))
+      .finally(() => {
+        this.checking = false;
+      });
   }
 
   private save(): void {

@@ -6,7 +6,9 @@
  *   server → client   text   {"status":"ready","session_id":"..."}
  *   client → server   binary 16-bit little-endian mono PCM at sample_rate, any number of frames
  *   server → client   text   {"partial":"..."} (interim_results) / {"text","start","end","words",...} (finals)
- *   client → server   text   {"action":"stop"}  (or {"action":"ping"} to keep an idle stream open)
+ *   client → server   text   {"action":"stop"}  (or {"action":"ping"} → {"status":"pong"}: a liveness check,
+ *                             not activity — only audio keeps a stream from its idle timeout)
+ *   client → server   text   {"action":"share"} → {"share_token","expires_at"}: lets others follow the captions
  *   server → client   text   {"is_final":true}, then close 1000
  *   errors            text   {"error":"..."} then close with one of CLOSE_CODES
  */
@@ -213,14 +215,14 @@ export function parseConfigMessage(
 // ---------------------------------------------------------------------------------------------
 // Control messages
 
-export const CONTROL_ACTIONS = ['stop', 'ping'] as const;
+export const CONTROL_ACTIONS = ['stop', 'ping', 'share'] as const;
 export type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
 export const controlMessageSchema = z.object({
   action: z.enum(CONTROL_ACTIONS, { error: `action: expected one of ${CONTROL_ACTIONS.map((a) => `"${a}"`).join(', ')}` }),
 });
 
-/** A text frame after the config: `{"action":"stop"}` or `{"action":"ping"}`. */
+/** A text frame after the config: `{"action":"stop"}`, `{"action":"ping"}` or `{"action":"share"}`. */
 export function parseControlMessage(message: string | ArrayBuffer | ArrayBufferView): Parsed<ControlAction> {
   const decoded = decodeJsonObject(message, 'the control message');
   if (!decoded.ok) return decoded;
@@ -293,7 +295,12 @@ export interface ErrorMessage {
 export interface PongMessage {
   status: 'pong';
 }
-export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage;
+/** Answer to {"action":"share"}: a token for WS /v1/stream/<id>/captions?share_token=… (only its hash is kept). */
+export interface ShareMessage {
+  share_token: string;
+  expires_at: string;
+}
+export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
 
 /** Seconds rounded to the millisecond, as on the wire. */
 const sec = (t: number) => Math.round(t * 1000) / 1000;
@@ -330,13 +337,17 @@ export function error(message: string): ErrorMessage {
   return { error: message };
 }
 
-/** Optional reply to {"action":"ping"} (the ping itself already resets the idle timer). */
+/** Reply to {"action":"ping"}. A ping does not reset the idle timer: only audio does (a slot held without audio is freed). */
 export function pong(): PongMessage {
   return { status: 'pong' };
 }
 
+export function share(token: { share_token: string; expires_at: string }): ShareMessage {
+  return { share_token: token.share_token, expires_at: token.expires_at };
+}
+
 /** The builders as one namespace (`serverMessages.final(...)`) for call sites where `final`/`error` read ambiguously. */
-export const serverMessages = { ready, partial, final, isFinal, error, pong } as const;
+export const serverMessages = { ready, partial, final, isFinal, error, pong, share } as const;
 
 export function encodeServerMessage(msg: ServerMessage): string {
   return JSON.stringify(msg);

@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { RTCPeerConnection, useOPUS, type MediaStreamTrack, type RTCDataChannel, type RtpPacket } from 'werift';
 import { LiveRecorder } from './live-recorder.ts';
+import { StreamAccess } from './stream-access.ts';
 import { StreamResampler } from '../audio/resampler.ts';
 import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
@@ -60,6 +61,8 @@ export interface WebRtcIngestOptions {
   connectTimeoutMs?: number;
   /** After {"is_final":true} the peer connection stays open this long for the client's DELETE (default 3 s). */
   lingerMs?: number;
+  /** Who may follow captions: share it with the WebSocket ingest (which serves the followers). */
+  followers?: StreamAccess;
 }
 
 type Phase = 'connecting' | 'streaming' | 'stopping' | 'ended' | 'closed';
@@ -67,6 +70,8 @@ type Phase = 'connecting' | 'streaming' | 'stopping' | 'ended' | 'closed';
 interface Peer {
   id: string;
   phase: Phase;
+  /** Who may end it: the account of its key, or (anonymous) the client address. */
+  owner: { account: string | null; ip: string };
   /** Metering (audio received, gaps included) and the saved transcript. */
   recorder: LiveRecorder;
   pc: RTCPeerConnection;
@@ -91,8 +96,13 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
   readonly transport = 'webrtc';
   private readonly peers = new Map<string, Peer>();
   private shuttingDown = false;
+  /** Sessions counted against maxStreams while their admission and set-up are still under way. */
+  private pending = 0;
+  private readonly followAccess: StreamAccess;
 
-  constructor(private readonly o: WebRtcIngestOptions) {}
+  constructor(private readonly o: WebRtcIngestOptions) {
+    this.followAccess = o.followers ?? new StreamAccess({ bus: o.bus, access: o.access, logger: o.logger });
+  }
 
   get active(): number {
     let n = 0;
@@ -119,7 +129,6 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     if (this.shuttingDown) throw httpError(503, 'Server is shutting down; reconnect to another instance.');
     const avail = opusAvailability();
     if (!avail.ok) throw httpError(503, `WebRTC is unavailable on this server: ${avail.reason}.`);
-    if (this.active >= this.o.maxStreams) throw httpError(503, `Too many live streams (limit ${this.o.maxStreams}); retry later.`);
     if (!/^v=0/m.test(offerSdp) || !/^m=/m.test(offerSdp)) throw httpError(400, 'Request body is not an SDP offer (expected "v=0 … m=audio …" with Content-Type: application/sdp).');
     if (!/^m=audio /m.test(offerSdp)) throw httpError(400, 'The SDP offer has no audio m-line: add a microphone track (sendonly or sendrecv).');
     if (!/^a=rtpmap:\d+ opus\/48000/im.test(offerSdp)) throw httpError(400, 'The SDP offer does not offer Opus audio (opus/48000/2), the only codec this server decodes.');
@@ -127,6 +136,17 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       throw httpError(400, 'The SDP offer has no data channel: create one (e.g. pc.createDataChannel("captions")) before createOffer(); results are sent over it.');
     }
 
+    // The slot is reserved before anything asynchronous, so that a burst cannot overrun maxStreams.
+    if (this.active + this.pending >= this.o.maxStreams) throw httpError(503, `Too many live streams (limit ${this.o.maxStreams}); retry later.`);
+    this.pending++;
+    try {
+      return await this.setUp(offerSdp, options, client);
+    } finally {
+      this.pending--;
+    }
+  }
+
+  private async setUp(offerSdp: string, options: LiveSessionOptions, client: IngestClient): Promise<WebRtcAnswer> {
     // Admission first (401/402/429 before any work), then everything that can fail releases the grant.
     const grant = this.o.access ? await this.o.access.admit({ authorization: client.authorization, ip: client.ip, kind: 'stream' }) : null;
     let model;
@@ -169,6 +189,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     const peer: Peer = {
       id,
       phase: 'connecting',
+      owner: { account: grant?.account?.id ?? null, ip: client.ip },
       recorder: null as unknown as LiveRecorder,
       pc,
       session,
@@ -186,6 +207,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.recorder = new LiveRecorder({
       sessionId: id,
       grant,
+      access: this.o.access,
       transcripts: this.o.transcripts,
       logger: this.o.logger,
       onRefused: (message) => this.fail(peer, message),
@@ -227,7 +249,8 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       }
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      await this.gathered(pc);
+      // Followers need the owner's key or a share token; recorded before the client can learn the id.
+      await Promise.all([this.gathered(pc), this.followAccess.open(id, grant?.account?.id ?? null)]);
       const sdp = pc.localDescription?.sdp;
       if (!sdp) throw new Error('no local description after setLocalDescription');
       this.o.logger.info({ session: id, model: model.id, language: options.language }, 'webrtc session created');
@@ -238,8 +261,19 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     }
   }
 
-  async endSession(sessionId: string): Promise<boolean> {
+  /**
+   * Ends a session (DELETE /v1/webrtc/<id>). With `client`, only its owner may: the same account's
+   * key, or for an anonymous session the same client address; anyone else is told it does not exist
+   * (false). A bad key throws 401.
+   */
+  async endSession(sessionId: string, client?: IngestClient): Promise<boolean> {
     const peer = this.peers.get(sessionId);
+    if (client && this.o.access) {
+      const account = await this.o.access.authenticate(client.authorization);
+      if (!peer) return false;
+      const mine = peer.owner.account !== null ? account?.id === peer.owner.account : !account && client.ip === peer.owner.ip;
+      if (!mine) return false;
+    }
     if (!peer) return false;
     await this.stop(peer);
     await this.drain(peer);
@@ -283,6 +317,16 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
       const ctl = parseControlMessage(text);
       if (!ctl.ok) return this.sendMessage(peer, msg.error(`${ctl.error}; audio goes in the RTP track, control messages are {"action":"stop"}`));
       if (ctl.value === 'ping') return this.sendMessage(peer, msg.pong());
+      if (ctl.value === 'share') {
+        this.followAccess
+          .share(peer.id)
+          .then((token) => this.sendMessage(peer, msg.share(token)))
+          .catch((err) => {
+            this.o.logger.error({ err, session: peer.id }, 'could not create a share token');
+            this.sendMessage(peer, msg.error('could not create a share token; try again'));
+          });
+        return;
+      }
       void this.stop(peer);
     });
   }
@@ -413,6 +457,7 @@ export class WeriftWebRtcIngest implements WebRtcIngest {
     peer.resolveEnded();
     peer.outbox.length = 0;
     peer.recorder.finish();
+    this.followAccess.close(peer.id);
     this.peers.delete(peer.id);
     this.o.metrics.activeStreams.dec({ transport: 'webrtc' });
     peer.pc.close().catch((err) => this.o.logger.debug({ err, session: peer.id }, 'peer connection close failed'));

@@ -4,8 +4,10 @@
  *   client → binary PCM16 mono frames     server → {"partial"} / {"text","start","end","words"}
  *   client → {"action":"stop"}            server → {"is_final":true}, then closes (1000)
  * Every partial and final is also published on the bus (subject per session), which is what
- * WS /v1/stream/:id/captions follows. Bad input gets {"error"} and a close code; the server never
- * throws on a client's behalf, and a disconnect frees the session at once.
+ * WS /v1/stream/:id/captions follows — with the owner's API key or a share token (StreamAccess).
+ * Bad input gets {"error"} and a close code; the server never throws on a client's behalf, and a
+ * disconnect frees the session at once. Only audio counts as activity for the idle timeout (not
+ * pings), and a slot under MAX_STREAMS is reserved at the upgrade, before the asynchronous admission.
  */
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -21,6 +23,7 @@ import type { SpeechModels } from '../pipeline/speech-models.ts';
 import type { AccessControl } from '../auth/index.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
+import { StreamAccess } from './stream-access.ts';
 import type { StreamAdmission } from '../pipeline/stream-admission.ts';
 import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import {
@@ -54,11 +57,20 @@ export interface WsStreamOptions {
   admission?: StreamAdmission;
   /** Token budget per decode for live streams (undefined = the engine default). */
   maxNewTokens?: number;
+  /** Who may follow captions (shared with the WebRTC ingest); default: one of its own. */
+  followers?: StreamAccess;
 }
 
 interface Conn {
   id: string;
   ip: string;
+  /** Account of the key that opened the stream (null: anonymous). */
+  owner: string | null;
+  /**
+   * uWS copies the user data given to upgrade() into the socket's own object: callbacks made before
+   * open() (the recorder's) reach the live Conn through this reference, which open() sets.
+   */
+  self: { current: Conn | null };
   /** Metering and the saved transcript. */
   recorder: LiveRecorder;
   phase: 'config' | 'loading' | 'streaming' | 'stopping' | 'closed';
@@ -87,8 +99,13 @@ export class WsStreamIngest {
   private readonly conns = new Set<Conn>();
   private readonly followers = new Set<WebSocket<{ unsubscribe?: () => void }>>();
   private shuttingDown = false;
+  /** Upgrades admitted against MAX_STREAMS whose asynchronous admission has not finished yet. */
+  private pending = 0;
+  readonly followAccess: StreamAccess;
 
-  constructor(private readonly o: WsStreamOptions) {}
+  constructor(private readonly o: WsStreamOptions) {
+    this.followAccess = o.followers ?? new StreamAccess({ bus: o.bus, access: o.access, logger: o.logger });
+  }
 
   get active(): number {
     return this.conns.size;
@@ -109,7 +126,14 @@ export class WsStreamIngest {
           });
         };
         if (o.server.isDraining) return refuse('503 Service Unavailable', 'Server is shutting down; reconnect to another instance.');
-        if (this.conns.size >= o.maxStreams) return refuse('503 Service Unavailable', `Too many live streams (limit ${o.maxStreams}); retry later.`);
+        // The slot is taken now, synchronously: a burst of upgrades cannot all pass before any opens.
+        if (this.conns.size + this.pending >= o.maxStreams) return refuse('503 Service Unavailable', `Too many live streams (limit ${o.maxStreams}); retry later.`);
+        this.pending++;
+        let reserved = true;
+        const unreserve = () => {
+          if (reserved) this.pending--;
+          reserved = false;
+        };
         // uWS's request dies with this callback: copy what the async admission needs.
         const key = req.getHeader('sec-websocket-key');
         const protocol = req.getHeader('sec-websocket-protocol');
@@ -122,23 +146,34 @@ export class WsStreamIngest {
         let aborted = false;
         res.onAborted(() => {
           aborted = true;
+          unreserve();
         });
         o.access
           .admit({ authorization, ip, kind: 'stream' })
           .then((grant) => {
             if (aborted) return grant.release();
             const id = randomUUID();
-            const conn: Conn = { id, ip, recorder: null as unknown as LiveRecorder, phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
+            const self: Conn['self'] = { current: null };
+            const conn: Conn = { id, ip, owner: grant.account?.id ?? null, self, recorder: null as unknown as LiveRecorder, phase: 'config', session: null, resampler: null, ws: null, idle: null, maxDuration: null };
             conn.recorder = new LiveRecorder({
               sessionId: id,
               grant,
+              access: o.access,
               transcripts: o.transcripts,
               logger: o.logger,
-              onRefused: (message) => this.fail(conn, message, CLOSE_CODES.POLICY_VIOLATION),
+              onRefused: (message) => {
+                if (self.current) this.fail(self.current, message, CLOSE_CODES.POLICY_VIOLATION);
+              },
             });
-            res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
+            // open() runs inside upgrade() and moves the stream into this.conns.
+            try {
+              res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
+            } finally {
+              unreserve();
+            }
           })
           .catch((err: Error & { status?: number; headers?: Record<string, string> }) => {
+            unreserve();
             if (aborted) return;
             const status = err.status ?? 500;
             if (!err.status) o.logger.error({ err }, 'stream admission failed');
@@ -147,6 +182,7 @@ export class WsStreamIngest {
       },
       open: (ws) => {
         const conn = ws.getUserData();
+        conn.self.current = conn;
         conn.ws = ws;
         this.conns.add(conn);
         o.metrics.activeStreams.inc({ transport: 'websocket' });
@@ -178,8 +214,34 @@ export class WsStreamIngest {
           res.writeStatus('400 Bad Request').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: 'session id must be 1-128 letters, digits, - or _' }));
           return;
         }
-        const replay = /(^|&)replay=(1|true)(&|$)/.test(req.getQuery() ?? '');
-        res.upgrade({ id, replay }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const replay = /^(1|true)$/.test(query.get('replay') ?? '');
+        // The owner's key (header or ?api_key=, as on /v1/stream) or a share token; refused at the upgrade otherwise.
+        const apiKey = query.get('api_key');
+        const authorization = req.getHeader('authorization') || (apiKey ? `Bearer ${apiKey}` : undefined);
+        const shareToken = query.get('share_token') ?? undefined;
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        let aborted = false;
+        res.onAborted(() => {
+          aborted = true;
+        });
+        this.followAccess
+          .authorize(id, { authorization, shareToken })
+          .then(() => {
+            if (!aborted) res.cork(() => res.upgrade({ id, replay }, key, protocol, extensions, context));
+          })
+          .catch((err: Error & { status?: number; headers?: Record<string, string> }) => {
+            if (aborted) return;
+            const status = err.status ?? 500;
+            if (!err.status) o.logger.error({ err, session: id }, 'captions follower admission failed');
+            res.cork(() => {
+              res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`).writeHeader('content-type', 'application/json');
+              for (const [k, v] of Object.entries(err.headers ?? {})) res.writeHeader(k, v);
+              res.end(JSON.stringify({ error: err.status ? err.message : 'internal error' }));
+            });
+          });
       },
       open: (ws) => {
         const data = ws.getUserData() as { id: string; replay: boolean; unsubscribe?: () => void; closed?: boolean };
@@ -219,7 +281,7 @@ export class WsStreamIngest {
   }
 
   private onMessage(conn: Conn, data: ArrayBuffer, isBinary: boolean): void {
-    this.touch(conn);
+    // Activity for the idle timeout is audio (below), the config and stop — never a ping.
     if (conn.phase === 'config') {
       if (isBinary) return this.fail(conn, 'expected the JSON config message first, e.g. {"language": "en", "model": "large-v3-turbo"}', CLOSE_CODES.UNSUPPORTED_DATA);
       const text = Buffer.from(data).toString('utf8');
@@ -243,10 +305,11 @@ export class WsStreamIngest {
       if (conn.idle) clearTimeout(conn.idle);
       conn.idle = null;
       Promise.resolve()
-        .then(() => Promise.all([this.o.models.get(cfg.model), StreamResampler.create(cfg.sampleRate, 16_000)]))
+        .then(() => Promise.all([this.o.models.get(cfg.model), StreamResampler.create(cfg.sampleRate, 16_000), this.followAccess.open(conn.id, conn.owner)]))
         .then(([model, resampler]) => {
           if (conn.phase !== 'loading') {
             resampler.close();
+            this.followAccess.close(conn.id);
             return;
           }
           if (cfg.language !== 'auto' && !model.engine.info.languages.includes(cfg.language)) {
@@ -288,6 +351,7 @@ export class WsStreamIngest {
     if (isBinary) {
       const check = validatePcmFrame(data, this.o.maxFrameBytes);
       if (!check.ok) return this.fail(conn, check.error, check.closeCode);
+      this.touch(conn);
       const pcm = int16LeBytesToFloat32(new Uint8Array(data));
       conn.session!.push(conn.resampler ? conn.resampler.process(pcm) : pcm);
       // Metered as it goes: a stream whose account runs dry is closed.
@@ -297,6 +361,16 @@ export class WsStreamIngest {
     const ctl = parseControlMessage(Buffer.from(data).toString('utf8'));
     if (!ctl.ok) return this.fail(conn, `${ctl.error}; audio goes in binary frames, control messages are {"action":"stop"}`, CLOSE_CODES.UNSUPPORTED_DATA);
     if (ctl.value === 'ping') return this.send(conn, msg.pong());
+    if (ctl.value === 'share') {
+      this.followAccess
+        .share(conn.id)
+        .then((token) => this.send(conn, msg.share(token)))
+        .catch((err) => {
+          this.o.logger.error({ err, session: conn.id }, 'could not create a share token');
+          this.send(conn, msg.error('could not create a share token; try again'));
+        });
+      return;
+    }
     // Flushing is the server's work, not the client's silence: no idle timeout from here on.
     conn.phase = 'stopping';
     if (conn.idle) clearTimeout(conn.idle);
@@ -381,6 +455,7 @@ export class WsStreamIngest {
     conn.resampler?.close();
     conn.resampler = null;
     conn.recorder.finish();
+    this.followAccess.close(conn.id);
     if (this.conns.delete(conn)) this.o.metrics.activeStreams.dec({ transport: 'websocket' });
   }
 }

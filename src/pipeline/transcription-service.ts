@@ -18,6 +18,8 @@ export interface TranscribeFileRequest extends FileTranscribeOptions {
   model: string;
   /** Client-chosen job id (to poll progress while the request runs); generated otherwise. */
   jobId?: string;
+  /** Who may see and cancel the job (job-registry's jobOwner()); ids are scoped per owner. */
+  jobOwner?: string;
   /**
    * Metering, called once with the duration the container declares (or a packet scan finds),
    * BEFORE any audio is decoded: throw (402/429) to refuse, and nothing is decoded.
@@ -85,7 +87,7 @@ export class TranscriptionService {
     }
     // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
     await this.deps.transcriber.ensureAvailable(model);
-    const job = this.deps.jobs.create(req.jobId);
+    const job = this.deps.jobs.create(req.jobId, req.jobOwner);
     const onAbort = () => this.deps.jobs.cancel(job.id, 'client disconnected');
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -121,7 +123,7 @@ export class TranscriptionService {
           })
         : null;
       this.deps.jobs.complete(job.id);
-      return { ...result, jobId: job.id, transcriptId: saved?.id ?? null, deliveredSeconds: result.duration, meteredSeconds: meter.metered };
+      return { ...result, jobId: job.publicId, transcriptId: saved?.id ?? null, deliveredSeconds: result.duration, meteredSeconds: meter.metered };
     } catch (err) {
       this.deps.jobs.fail(job.id, (err as Error).message);
       throw err;

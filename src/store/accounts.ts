@@ -35,10 +35,15 @@ export interface KeyCandidate {
   account: Account;
 }
 
+/**
+ * The email belongs to another account. Its message goes to API clients (409), so it neither names
+ * the address nor says that an account has it: account routes must not help enumerate accounts.
+ * Operator tools may read `email`.
+ */
 export class DuplicateEmailError extends Error {
   readonly status = 409;
-  constructor(email: string) {
-    super(`An account with the email ${email} already exists.`);
+  constructor(readonly email: string) {
+    super('This email address cannot be used for this account; choose another one.');
     this.name = 'DuplicateEmailError';
   }
 }
@@ -168,6 +173,13 @@ export class AccountStore {
     if (!isUuid(accountId)) return [];
     const rows = await this.db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id`, [accountId]);
     return rows.map(toKey);
+  }
+
+  /** One key by id (revoked ones too); null when it does not exist (deleted with its account). */
+  async getKey(keyId: string): Promise<ApiKeyRecord | null> {
+    if (!isUuid(keyId)) return null;
+    const rows = await this.db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [keyId]);
+    return rows[0] ? toKey(rows[0]) : null;
   }
 
   /** Revokes one of the account's keys; false when it is not the account's (or does not exist). */

@@ -7,7 +7,7 @@ describe('PII redaction (deterministic)', () => {
       'Mail jane.doe@example.co.uk or call +1 (415) 555-2671. Card 4111 1111 1111 1111, not 4111 1111 1111 1112. ' +
       'IBAN DE89 3704 0044 0532 0130 00 (bad: DE89 3704 0044 0532 0130 01). Server 192.168.1.20, v6 2001:db8::8a2e:370:7334, version 1.2.3.';
     const spans = detectPii(text);
-    const got = spans.map((s) => [s.type, s.text]);
+    const got = spans.map((s) => [s.type, text.slice(s.start, s.end)]);
     expect(got).toEqual([
       ['email', 'jane.doe@example.co.uk'],
       ['phone', '+1 (415) 555-2671'],
@@ -16,7 +16,8 @@ describe('PII redaction (deterministic)', () => {
       ['ip_address', '192.168.1.20'],
       ['ip_address', '2001:db8::8a2e:370:7334'],
     ]);
-    for (const s of spans) expect(text.slice(s.start, s.end)).toBe(s.text);
+    // Offsets and types only: the values found are never carried along.
+    for (const s of spans) expect(Object.keys(s).sort()).toEqual(['end', 'start', 'type']);
     const red = redact(text, spans);
     expect(red).toContain('Mail [EMAIL] or call [PHONE]. Card [CARD_NUMBER], not 4111 1111 1111 1112.');
     expect(red).toContain('IBAN [IBAN] (bad: DE89');
@@ -33,5 +34,6 @@ describe('PII redaction (deterministic)', () => {
     const text = 'Ask Anna Berg (anna.berg@corp.com); Anna will reply. Annabelle is someone else.';
     const spans = resolveOverlaps([...detectPii(text), ...findNameSpans(text, ['Anna Berg', 'Anna', 'x'])]);
     expect(redact(text, spans)).toBe('Ask [PERSON] ([EMAIL]); [PERSON] will reply. Annabelle is someone else.');
+    expect(JSON.stringify(spans)).not.toMatch(/Anna|corp/);
   });
 });

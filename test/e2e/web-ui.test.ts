@@ -140,8 +140,11 @@ describe.skipIf(skipBrowser !== null)(`web page in Chromium${skipBrowser ? ` —
     expect(srv.webrtc.active).toBe(1);
     expect(srv.streams.active).toBe(0);
 
-    // A second tab follows the same session from its start.
-    const viewer = await openPage(`/captions.html?session=${sessionId}`);
+    // A second tab follows the same session from its start, through the page's link (it carries a share token).
+    await page.waitForSelector('#viewer-link[href*="share_token="]', { timeout: 30_000 });
+    const link = (await page.getAttribute('#viewer-link', 'href'))!;
+    expect(link).toContain(`session=${sessionId}`);
+    const viewer = await openPage(`/${link}`);
 
     await atLeast(page, '#live-captions', 'finals', 2, 90_000);
     await atLeast(viewer, '#captions', 'finals', 2, 30_000);

@@ -127,6 +127,10 @@ for (const variant of DB_VARIANTS) {
       expect((await u.api('/api/v1/account/', { method: 'PUT', body: '{bad' })).status).toBe(400);
       const dup = await u.api('/api/v1/account/', { method: 'PUT', body: JSON.stringify({ email: 'TAKEN@x.io' }) });
       expect(dup.status).toBe(409);
+      // Generic: neither the address nor that an account has it (no help to enumerate accounts).
+      const dupError = (await dup.json() as any).error as string;
+      expect(dupError).not.toMatch(/taken@x\.io|exist|account with/i);
+      expect(dupError).toMatch(/cannot be used/);
       const paid = await user('p@x.io', 'paid', 42);
       expect(await (await paid.api('/api/v1/account/')).json() as any).toMatchObject({ plan: 'paid', credits: 42, limits: { max_file_mb: 2048, concurrent: 5, monthly_minutes: null } });
     });
@@ -297,7 +301,32 @@ for (const variant of DB_VARIANTS) {
       const me = await fetch(`${base}/api/v1/account/`, { headers: { authorization: `Bearer ${body.key.key}` } });
       expect((await me.json() as any).email).toBe('new@x.io');
       expect((await fetch(`${base}/api/v1/signup`, { method: 'POST', body: JSON.stringify({ email: 'no' }) })).status).toBe(400);
-      expect((await fetch(`${base}/api/v1/signup`, { method: 'POST', body: JSON.stringify({ email: 'NEW@x.io' }) })).status).toBe(409);
+      const dup = await fetch(`${base}/api/v1/signup`, { method: 'POST', body: JSON.stringify({ email: 'NEW@x.io' }) });
+      expect(dup.status).toBe(409);
+      expect((await dup.json() as any).error).not.toMatch(/new@x\.io|exist|account with/i);
+    });
+
+    it('email changes: a taken address gets a generic answer, and probes are limited per account per day whatever they find', async () => {
+      const u = await user('prober@x.io', 'free');
+      await user('victim@x.io');
+      const put = (email: string) => u.api('/api/v1/account/', { method: 'PUT', body: JSON.stringify({ email }) });
+      const taken = await put('victim@x.io');
+      expect(taken.status).toBe(409);
+      expect((await taken.json() as any).error).not.toMatch(/victim|exist|account with/i);
+      // Same address again (case-insensitively): not an attempt, nothing to count.
+      expect((await put('PROBER@x.io')).status).toBe(200);
+      for (const e of ['free1@x.io', 'free2@x.io', 'free3@x.io', 'free4@x.io']) expect((await put(e)).status).toBe(200);
+      // The sixth attempt of the day is refused before any lookup, taken or not.
+      for (const e of ['victim@x.io', 'free5@x.io']) {
+        const r = await put(e);
+        expect(r.status).toBe(429);
+        expect(r.headers.get('retry-after')).toBeTruthy();
+        expect((await r.json() as any).error).toMatch(/Too many email changes today/);
+      }
+      expect(await (await u.api('/api/v1/account/')).json() as any).toMatchObject({ email: 'free4@x.io' });
+      // Tomorrow (UTC) it works again.
+      now = new Date(now.getTime() + 86_400_000);
+      expect((await put('free5@x.io')).status).toBe(200);
     });
   });
 }

@@ -103,6 +103,9 @@ describe('AI routes on the local fixture models', () => {
         expect(r.redacted_text).toContain('[PHONE]');
         expect(r.redacted_text).not.toContain('ben@example.com');
         expect((r.spans as { type: string }[]).map((s) => s.type)).toEqual(expect.arrayContaining(['email', 'phone']));
+        // Offsets and types only: the response never carries the values it was asked to remove.
+        for (const s of r.spans as object[]) expect(Object.keys(s).sort()).toEqual(['end', 'start', 'type']);
+        expect(JSON.stringify(r)).not.toMatch(/ben@example\.com|555 2671/);
       },
     };
     const results = await Promise.all(Object.keys(shapes).map((type) => post(a.base, '/v1/analyze', { text: TRANSCRIPT, type }).then(j)));

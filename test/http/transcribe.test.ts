@@ -198,7 +198,7 @@ describe('POST /v1/transcribe', () => {
     const req = upload(long.path, { ...FAST, language: 'en', max_new_tokens: '24' }, { headers: { 'x-job-id': jobId } });
     const seen: Array<{ status: string; fraction: number }> = [];
     for (let i = 0; i < 400; i++) {
-      const r = await fetch(`${base}/v1/jobs/${jobId}`);
+      const r = await fetch(`${base}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${key}` } });
       if (r.status === 200) {
         const j = await r.json();
         seen.push({ status: j.status, fraction: j.progress.fraction });
@@ -209,7 +209,7 @@ describe('POST /v1/transcribe', () => {
     const res = await req;
     expect(res.status).toBe(200);
     expect(res.headers.get('x-job-id')).toBe(jobId);
-    const final = await (await fetch(`${base}/v1/jobs/${jobId}`)).json();
+    const final = await (await fetch(`${base}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${key}` } })).json();
     expect(final).toMatchObject({ id: jobId, status: 'completed', progress: { stage: 'done', fraction: 1 } });
     const fractions = seen.map((s) => s.fraction);
     expect(fractions).toEqual([...fractions].sort((a, b) => a - b));
@@ -223,7 +223,7 @@ describe('POST /v1/transcribe', () => {
     const req = upload(long.path, { language: 'en', max_new_tokens: '440', temperature: '0' }, { signal: ac.signal, headers: { 'x-job-id': jobId } }).catch((e) => e);
     let stage = '';
     for (let i = 0; i < 1000 && stage !== 'transcribing'; i++) {
-      const r = await fetch(`${base}/v1/jobs/${jobId}`);
+      const r = await fetch(`${base}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${key}` } });
       if (r.status === 200) stage = (await r.json()).progress.stage;
       await new Promise((res) => setTimeout(res, 20));
     }
@@ -232,7 +232,7 @@ describe('POST /v1/transcribe', () => {
     await req;
     let status = '';
     for (let i = 0; i < 250 && status !== 'cancelled'; i++) {
-      status = (await (await fetch(`${base}/v1/jobs/${jobId}`)).json()).status;
+      status = (await (await fetch(`${base}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${key}` } })).json()).status;
       await new Promise((res) => setTimeout(res, 20));
     }
     expect(status).toBe('cancelled');

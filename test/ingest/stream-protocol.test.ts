@@ -132,11 +132,12 @@ describe('parseControlMessage', () => {
   it('parses stop and ping', () => {
     expect(parseControlMessage('{"action":"stop"}')).toEqual({ ok: true, value: 'stop' });
     expect(parseControlMessage(new TextEncoder().encode('{"action":"ping"}'))).toEqual({ ok: true, value: 'ping' });
+    expect(parseControlMessage('{"action":"share"}')).toEqual({ ok: true, value: 'share' });
   });
 
   it('rejects unknown actions, missing action, repeated config, and non-JSON', () => {
-    expect(parseControlMessage('{"action":"pause"}')).toEqual({ ok: false, error: 'action: expected one of "stop", "ping"' });
-    expect(parseControlMessage('{"action":5}')).toEqual({ ok: false, error: 'action: expected one of "stop", "ping"' });
+    expect(parseControlMessage('{"action":"pause"}')).toEqual({ ok: false, error: 'action: expected one of "stop", "ping", "share"' });
+    expect(parseControlMessage('{"action":5}')).toEqual({ ok: false, error: 'action: expected one of "stop", "ping", "share"' });
     expect(parseControlMessage('{}')).toEqual({ ok: false, error: 'action: required; expected {"action":"stop"} or {"action":"ping"}' });
     expect(parseControlMessage('{"language":"en","model":"m"}')).toMatchObject({ ok: false, error: expect.stringMatching(/already configured/) });
     expect(parseControlMessage('stop')).toEqual({ ok: false, error: 'the control message is not valid JSON' });

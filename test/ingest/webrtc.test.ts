@@ -15,6 +15,7 @@ import { TEXTS, concatWithGaps, hasAudioTools, makeSpeechWav } from '../helpers/
 import { WHISPER_FIXTURE } from '../helpers/paths.ts';
 import { startTestServer, type TestServer } from '../e2e/test-server.ts';
 import { WebRtcTestClient } from '../e2e/webrtc-client.ts';
+import { paidKey } from '../helpers/accounts.ts';
 
 describe('webrtcConfigFromEnv', () => {
   it('defaults: no ICE servers (no external STUN), any port, no announced IP', () => {
@@ -161,8 +162,20 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
       expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 /);
       const ready = await c.next((m) => m.status === 'ready');
       expect(ready.session_id).toBe(c.sessionId);
-      // A captions follower on the bus sees the same results.
-      const follower = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
+      // Captions of a WebRTC session are not open to anyone holding its id: 401 without credentials…
+      const refused = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
+      const status = await new Promise<number>((resolve) => {
+        refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        refused.once('open', () => resolve(101));
+        refused.once('error', () => resolve(0));
+      });
+      refused.terminate();
+      expect(status).toBe(401);
+      // …but with a share token asked for on the data channel, a follower on the bus sees the same results.
+      c.send({ action: 'share' });
+      const share = await c.next((m) => 'share_token' in m);
+      expect(share.expires_at).toEqual(expect.any(String));
+      const follower = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions?share_token=${share.share_token}`);
       const followed: Array<Record<string, unknown>> = [];
       follower.on('message', (d) => followed.push(JSON.parse(d.toString())));
       await new Promise((r) => follower.once('open', r));
@@ -224,6 +237,25 @@ describe.skipIf(!canRun)(`WebRTC ingest (POST /v1/webrtc)${canRun ? '' : ` — s
     expect(srv.webrtc.sessions()).toEqual([]);
     const metrics = await (await fetch(`${srv.url}/metrics`)).text();
     expect(metrics).toMatch(/stt_active_streams\{transport="webrtc"\} 0/);
+  });
+
+  it("only the owner may end a session: another key or no key gets 404, a bad key 401", async () => {
+    const owner = await paidKey(srv.app);
+    const other = await paidKey(srv.app);
+    const c = new WebRtcTestClient();
+    try {
+      expect((await c.connect(srv.url, { ...Q, api_key: owner })).status).toBe(201);
+      await c.next((m) => m.status === 'ready');
+      const del = (headers: Record<string, string>) => fetch(`${srv.url}${c.location}`, { method: 'DELETE', headers });
+      expect((await del({ authorization: `Bearer ${other}` })).status).toBe(404);
+      expect((await del({})).status).toBe(404); // same address, but the session is the account's
+      expect((await del({ authorization: 'Bearer stt_not_a_key' })).status).toBe(401);
+      expect(srv.webrtc.active).toBe(1);
+      expect((await del({ authorization: `Bearer ${owner}` })).status).toBe(200);
+      expect(srv.webrtc.active).toBe(0);
+    } finally {
+      await c.close();
+    }
   });
 
   it('admission: a server that requires API keys answers 401 before any WebRTC work', async () => {

@@ -308,7 +308,11 @@ describe('captions followers (bus fan-out)', () => {
       try {
         const c = await StreamClient.connect(`ws://127.0.0.1:${a.port}/v1/stream`);
         const id = await ready(c);
-        const follower = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions`);
+        // An anonymous stream is followed with a share token, on any server of the cluster.
+        c.json({ action: 'share' });
+        const token = (await c.next((m) => 'share_token' in m)).share_token as string;
+        await expect(StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions`)).rejects.toThrow(/HTTP 401/);
+        const follower = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions?share_token=${token}`);
         await new Promise((r) => setTimeout(r, 300));
         await c.sendPcm(dialogue.pcm, { pace: 8 });
         c.json({ action: 'stop' });
@@ -317,7 +321,7 @@ describe('captions followers (bus fan-out)', () => {
         expect(follower.finals()).toEqual(c.finals());
         expect(follower.finals().length).toBe(2);
         // JetStream keeps the session: a late follower on server B replays it from the start.
-        const late = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions?replay=1`);
+        const late = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions?replay=1&share_token=${token}`);
         await late.next((m) => m.is_final === true);
         expect(late.finals()).toEqual(c.finals());
       } finally {

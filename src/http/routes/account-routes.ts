@@ -56,6 +56,12 @@ const CONTENT_TYPES: Record<ExportFormat, string> = {
 const DEFAULT_PAGE_SIZE = 20;
 const MAX_PAGE_SIZE = 100;
 const SIGNUPS_PER_IP_PER_DAY = 5;
+/**
+ * Without a verification mail, a refused email change (address taken) is observable however it is
+ * worded: the message is generic and attempts are counted before the lookup, so that an account can
+ * probe at most this many addresses a day (sign-up: SIGNUPS_PER_IP_PER_DAY per address).
+ */
+const EMAIL_CHANGES_PER_ACCOUNT_PER_DAY = 5;
 
 // ---- JSON shapes ------------------------------------------------------------------------------
 
@@ -295,11 +301,22 @@ export function registerAccountRoutes(server: HttpServer, deps: AccountRouteDeps
 
   server.route('GET', '/api/v1/account/', async (ctx) => accountReply(await auth(ctx)));
 
+  const emailChanges = new Map<string, { day: string; n: number }>();
   const updateAccount = async (ctx: HttpContext): Promise<Reply> => {
     const account = await auth(ctx);
     const parsed = accountUpdate.safeParse(await ctx.readJson());
     if (!parsed.success) throw badRequest(parsed.error);
     const b = parsed.data;
+    if (b.email !== undefined && b.email.trim().toLowerCase() !== account.email.toLowerCase()) {
+      // Counted whether or not the address turns out to be free: the limit itself reveals nothing.
+      const day = now().toISOString().slice(0, 10);
+      const seen = emailChanges.get(account.id);
+      const n = seen?.day === day ? seen.n : 0;
+      if (n >= EMAIL_CHANGES_PER_ACCOUNT_PER_DAY) {
+        throw new ApiError(429, `Too many email changes today (at most ${EMAIL_CHANGES_PER_ACCOUNT_PER_DAY} a day); retry tomorrow (UTC).`, { 'retry-after': '3600' });
+      }
+      emailChanges.set(account.id, { day, n: n + 1 });
+    }
     const updated = await accounts.update(account.id, { name: b.name, email: b.email, emailPreferences: b.email_preferences });
     if (!updated) throw new ApiError(401, 'Invalid or revoked API key.');
     return accountReply(updated);

@@ -10,7 +10,7 @@ import type { Transcript } from '../../formats/transcript.ts';
 import { receiveMultipart, type Upload } from '../../ingest/upload.ts';
 import { WHISPER_LANGUAGES, isWhisperLanguage } from '../../languages.ts';
 import type { FileTranscription } from '../../pipeline/file-transcriber.ts';
-import type { JobRegistry } from '../../pipeline/job-registry.ts';
+import { jobOwner, type JobRegistry } from '../../pipeline/job-registry.ts';
 import type { TranscriptionService } from '../../pipeline/transcription-service.ts';
 import type { AccessControl, Grant } from '../../auth/index.ts';
 import { ApiError } from '../api-error.ts';
@@ -159,6 +159,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             diarize: f.diarize,
             speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
+            jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
             beforeTranscribe: (seconds) => grant.reserve(seconds),
             meterMore: (extraSeconds) => grant.reserve(extraSeconds),
             ownerId: grant.account?.id ?? null,
@@ -207,6 +208,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             temperature: f.temperature,
             initialPrompt: f.prompt,
             jobId: jobIdOf(ctx, undefined),
+            jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
             beforeTranscribe: (seconds) => grant.reserve(seconds),
             meterMore: (extraSeconds) => grant.reserve(extraSeconds),
             ownerId: grant.account?.id ?? null,
@@ -254,16 +256,21 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
     { maxBodyBytes, tooLargeMessage },
   );
 
-  server.route('GET', '/v1/jobs/:id', (ctx) => {
-    const job = deps.jobs.get(ctx.params.id);
-    if (!job) throw new ApiError(404, `No job '${ctx.params.id}' (finished jobs are kept for 10 minutes).`);
+  // Jobs are their owner's: the key's account, or the client address without a key. Anyone else gets
+  // the same 404 as for an unknown id, so that job ids cannot be probed.
+  const ownerOf = async (ctx: HttpContext) => jobOwner((await deps.access.authenticate(ctx.headers.authorization))?.id, ctx.remoteAddress);
+  const noJob = (id: string) => new ApiError(404, `No job '${id}' of yours (send the API key that started it; finished jobs are kept for 10 minutes).`);
+
+  server.route('GET', '/v1/jobs/:id', async (ctx) => {
+    const job = deps.jobs.find(await ownerOf(ctx), ctx.params.id);
+    if (!job) throw noJob(ctx.params.id);
     const { result: _r, ...view } = job;
     return { body: view };
   });
 
-  server.route('DELETE', '/v1/jobs/:id', (ctx) => {
-    if (!deps.jobs.get(ctx.params.id)) throw new ApiError(404, `No job '${ctx.params.id}'.`);
-    const cancelled = deps.jobs.cancel(ctx.params.id, 'cancelled by request');
+  server.route('DELETE', '/v1/jobs/:id', async (ctx) => {
+    const cancelled = deps.jobs.cancelOwned(await ownerOf(ctx), ctx.params.id, 'cancelled by request');
+    if (cancelled === undefined) throw noJob(ctx.params.id);
     return { body: { id: ctx.params.id, cancelled } };
   });
 }

@@ -90,7 +90,12 @@ export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps):
   server.route('DELETE', '/v1/webrtc/:id', async (ctx) => {
     const id = ctx.params.id ?? '';
     if (!SESSION_ID.test(id)) throw new ApiError(400, 'session id must be 1-128 letters, digits, - or _');
-    if (!(await ingest.endSession(id))) throw new ApiError(404, `No WebRTC session '${id}' (it may have ended already).`);
+    // Only the session's owner may end it (its key's account, or its client address when anonymous).
+    const token = ctx.query.get('api_key') ?? ctx.query.get('token');
+    const authorization = ctx.headers.authorization || (token ? `Bearer ${token}` : undefined);
+    if (!(await ingest.endSession(id, { authorization, ip: ctx.remoteAddress }))) {
+      throw new ApiError(404, `No WebRTC session '${id}' of yours (it may have ended already; send the key that started it).`);
+    }
     return { body: { session_id: id, status: 'ended' } };
   });
 
