@@ -126,7 +126,7 @@ describe('file transcription money flow (work queue without a worker)', () => {
     const speech = await makeSpeechWav(TEXTS.hello, { padStartS: 0.5, padEndS: 0.5 });
     const r = await post(base, acct.key, speech.path, { max_new_tokens: '8', temperature: '0', language: 'en' });
     expect(r.status).toBe(503);
-    expect((await r.json()).error).toMatch(/No worker serves model 'whisper-mini-random'/);
+    expect((await r.json()).error).toMatch(/No worker is running for model 'whisper-mini-random'.*nothing was charged/);
     await app.access.settle();
     expect(await acct.credits()).toBe(CREDITS);
     expect(await app.stores.usage.reservations.list(acct.id)).toEqual([]);
