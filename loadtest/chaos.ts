@@ -36,7 +36,8 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { billableMinutes } from '../src/auth/access-control.ts';
 import { loadAudio, SR } from './audio.ts';
-import { REPO_ROOT, ServerProcess } from './server-process.ts';
+import { REPO_ROOT } from '../test/helpers/paths.ts';
+import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
 
 const execFileP = promisify(execFile);
 const MODEL = 'whisper-mini-random';
@@ -312,6 +313,11 @@ function serverEnv(c: Ctx, extra: Record<string, string> = {}): Record<string, s
   };
 }
 
+/** A server on the scenario's database (its DATA_DIR is kept across restarts: the embedded database lives there). */
+function startServer(c: Ctx, env: Record<string, string>): Promise<ServerProcess> {
+  return startServerProcess({ dataDir: c.db.env.DATA_DIR, env });
+}
+
 function tally(scenario: string, c: Ctx, outcomes: Outcome[]): Omit<Row, 'charged' | 'delivered' | 'match'> {
   const notes = [...new Set(outcomes.filter((o) => o.kind !== 'completed').map((o) => `${o.kind}: ${(o as { why: string }).why}`))].slice(0, 4);
   return {
@@ -355,16 +361,16 @@ async function uploadCredits(base: string, keys: string[], outcomes: Outcome[]):
 
 async function apiKillUploads(c: Ctx): Promise<Row> {
   const keys = provision(c.db.env, 2, 'api-up');
-  let server = await ServerProcess.start({ env: serverEnv(c), name: 'api' });
+  let server = await startServer(c, serverEnv(c));
   const outcomes = await uploadsWithFault(() => server.url, keys, c, async () => {
     await sleep(300);
     await server.kill('SIGKILL');
   });
-  server = await ServerProcess.start({ env: serverEnv(c), name: 'api (restarted)' });
+  server = await startServer(c, serverEnv(c));
   try {
     return { ...tally('api-kill/uploads', c, outcomes), ...(await uploadCredits(server.url, keys, outcomes)) };
   } finally {
-    await server.stop();
+    await server.close();
   }
 }
 
@@ -386,34 +392,34 @@ async function streamCredits(base: string, keys: string[], results: StreamOutcom
 
 async function apiKillStreams(c: Ctx): Promise<Row> {
   const keys = provision(c.db.env, 2, 'api-st');
-  let server = await ServerProcess.start({ env: serverEnv(c), name: 'api' });
+  let server = await startServer(c, serverEnv(c));
   const results = await streamsWithFault(server.wsUrl, keys, c, 15_000, () => server.kill('SIGKILL').then(() => {}));
-  server = await ServerProcess.start({ env: serverEnv(c), name: 'api (restarted)' });
+  server = await startServer(c, serverEnv(c));
   try {
     return { ...tally('api-kill/streams', c, results.map((r) => r.outcome)), ...(await streamCredits(server.url, keys, results)) };
   } finally {
-    await server.stop();
+    await server.close();
   }
 }
 
 async function workerKillUploads(c: Ctx, nats: Nats): Promise<Row> {
   const keys = provision(c.db.env, 2, 'wk-up');
   const q = { WORK_QUEUE: 'nats', NATS_URL: nats.url, WORK_ACK_WAIT_S: '5' };
-  const api = await ServerProcess.start({ env: serverEnv(c, { ...q, WORKER: 'false' }), name: 'api' });
-  const workers = await Promise.all([1, 2].map((i) => ServerProcess.start({ env: serverEnv(c, { ...q, WORKER: 'true' }), name: `worker ${i}` })));
+  const api = await startServer(c, serverEnv(c, { ...q, WORKER: 'false' }));
+  const workers = await Promise.all([1, 2].map((i) => startServer(c, serverEnv(c, { ...q, WORKER: 'true' }))));
   try {
     const outcomes = await uploadsWithFault(() => api.url, keys, c, () => workers[0].kill('SIGKILL').then(() => {}));
     return { ...tally('worker-kill/uploads', c, outcomes), ...(await uploadCredits(api.url, keys, outcomes)) };
   } finally {
-    await Promise.all([api.stop(), ...workers.map((w) => w.stop())]);
+    await Promise.all([api.close(), ...workers.map((w) => w.close())]);
   }
 }
 
 async function natsKillUploads(c: Ctx, nats: Nats): Promise<Row> {
   const keys = provision(c.db.env, 2, 'nk-up');
   const q = { WORK_QUEUE: 'nats', NATS_URL: nats.url, WORK_ACK_WAIT_S: '5', WORK_TIMEOUT_S: '60' };
-  const api = await ServerProcess.start({ env: serverEnv(c, { ...q, WORKER: 'false' }), name: 'api' });
-  const worker = await ServerProcess.start({ env: serverEnv(c, { ...q, WORKER: 'true' }), name: 'worker' });
+  const api = await startServer(c, serverEnv(c, { ...q, WORKER: 'false' }));
+  const worker = await startServer(c, serverEnv(c, { ...q, WORKER: 'true' }));
   try {
     const outcomes = await uploadsWithFault(() => api.url, keys, c, async () => {
       await nats.kill();
@@ -422,13 +428,13 @@ async function natsKillUploads(c: Ctx, nats: Nats): Promise<Row> {
     });
     return { ...tally('nats-kill/uploads', c, outcomes), ...(await uploadCredits(api.url, keys, outcomes)) };
   } finally {
-    await Promise.all([api.stop(), worker.stop()]);
+    await Promise.all([api.close(), worker.close()]);
   }
 }
 
 async function natsKillStreams(c: Ctx, nats: Nats): Promise<Row> {
   const keys = provision(c.db.env, 2, 'nk-st');
-  const server = await ServerProcess.start({ env: serverEnv(c, { NATS_URL: nats.url }), name: 'api' });
+  const server = await startServer(c, serverEnv(c, { NATS_URL: nats.url }));
   try {
     const results = await streamsWithFault(server.wsUrl, keys, c, 10_000, async () => {
       await nats.kill();
@@ -436,10 +442,10 @@ async function natsKillStreams(c: Ctx, nats: Nats): Promise<Row> {
       await nats.start();
     });
     const row = { ...tally('nats-kill/streams', c, results.map((r) => r.outcome)), ...(await streamCredits(server.url, keys, results)) };
-    if (!server.running) row.notes.push(`server died: ${await server.exited}`);
+    if (!server.alive()) row.notes.push(`server died: ${await server.exit}`);
     return row;
   } finally {
-    await server.stop();
+    await server.close();
   }
 }
 

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Database } from '../../src/store/database.ts';
 import { createStores } from '../../src/store/index.ts';
 import { DB_VARIANTS } from '../store/test-databases.ts';
-import { killAllServers, runAdminCli, spawnServer } from '../store/server-process.ts';
+import { killAllServers, runAdminCli, spawnServerProcess } from '../helpers/server-process.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -29,7 +29,7 @@ async function account(port: number, key: string): Promise<{ status: number; bod
 describe('npm run admin while a server runs on the embedded database', () => {
   it('goes through the server: the printed key authenticates against it at once, list-accounts shows the account', { timeout: 300_000 }, async () => {
     const dir = tempDir();
-    const server = spawnServer(dir);
+    const server = spawnServerProcess({ dataDir: dir });
     const port = await server.listening;
     const env = { DATA_DIR: dir, DATABASE_URL: '' };
 
@@ -70,7 +70,7 @@ describe('npm run admin while a server runs on the embedded database', () => {
     const key = keyOf(created.stdout)!;
     expect(fs.existsSync(path.join(dir, 'run', 'owner.sock'))).toBe(false); // the CLI let go of DATA_DIR
 
-    const server = spawnServer(dir);
+    const server = spawnServerProcess({ dataDir: dir });
     const port = await server.listening;
     expect((await account(port, key)).status).toBe(200);
     const listed = await runAdminCli(['list-accounts'], env);
@@ -84,7 +84,7 @@ describe.skipIf(pgVariant.skip !== null)('npm run admin while a server runs on P
     const url = process.env.TEST_DATABASE_URL || 'postgres://stt:stt@127.0.0.1:5432/stt_test';
     const email = `ops-${randomBytes(6).toString('hex')}@x.io`;
     const dir = tempDir();
-    const server = spawnServer(dir, { DATABASE_URL: url });
+    const server = spawnServerProcess({ dataDir: dir, env: { DATABASE_URL: url } });
     const port = await server.listening;
     try {
       const env = { DATA_DIR: dir, DATABASE_URL: url };

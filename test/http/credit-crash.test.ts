@@ -5,7 +5,7 @@
  * start-up for the embedded database, by the lease sweeper once the dead server's lease expires for
  * PostgreSQL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import { issueKey } from '../../src/auth/index.ts';
 import { createStores } from '../../src/store/index.ts';
 import { Database } from '../../src/store/database.ts';
 import { makeSilenceWav } from '../helpers/audio-fixtures.ts';
-import { MODELS_DIR, REPO_ROOT } from '../helpers/paths.ts';
+import { killAllServers, startServerProcess } from '../helpers/server-process.ts';
 import { DB_VARIANTS } from '../store/test-databases.ts';
 
 const CREDITS = 50;
@@ -38,48 +38,12 @@ interface Server {
   log: () => string;
 }
 
-const children = new Set<ChildProcess>();
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
+afterAll(() => killAllServers());
 
 async function startServer(env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODELS_DIR,
-      DEFAULT_MODEL: 'whisper-mini-random',
-      INFERENCE_THREADS: '1',
-      // Short leases: a dead server's reservations expire within 3 s.
-      CONCURRENCY_LEASE_TTL_S: '3',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not listen within 90 s:\n${out}`)), 90_000);
-    const check = () => {
-      const m = /"port":(\d+).*"msg":"listening"/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stdout!.on('data', check);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`server exited (${code}) before listening:\n${out}`));
-    });
-  });
-  return { child, base: `http://127.0.0.1:${port}`, log: () => out };
+  // Short leases: a dead server's reservations expire within 3 s.
+  const s = await startServerProcess({ dataDir: env.DATA_DIR, env: { CONCURRENCY_LEASE_TTL_S: '3', ...env } });
+  return { child: s.child, base: s.url, log: () => s.output() };
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -6,7 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DataDirLock, DataDirLockedError, ownerSocketPath } from '../../src/store/data-dir-lock.ts';
 import { Database } from '../../src/store/database.ts';
 import { REPO_ROOT } from '../helpers/paths.ts';
-import { killAllServers, spawnServer } from './server-process.ts';
+import { killAllServers, spawnServerProcess } from '../helpers/server-process.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -116,10 +116,10 @@ describe('DataDirLock', () => {
 describe('two servers on one DATA_DIR (embedded database)', () => {
   it('the second exits non-zero naming DATA_DIR and the owner pid, the first keeps answering; after kill -9 a new one starts', { timeout: 300_000 }, async () => {
     const dir = tempDir();
-    const first = spawnServer(dir);
+    const first = spawnServerProcess({ dataDir: dir });
     const port = await first.listening;
 
-    const second = spawnServer(dir);
+    const second = spawnServerProcess({ dataDir: dir });
     const code = await second.exit;
     expect(code).not.toBe(0);
     expect(code).toBe(4);
@@ -130,7 +130,7 @@ describe('two servers on one DATA_DIR (embedded database)', () => {
     expect(first.child.exitCode).toBeNull();
 
     await kill9(first.child);
-    const third = spawnServer(dir);
+    const third = spawnServerProcess({ dataDir: dir });
     const port3 = await third.listening;
     expect((await fetch(`http://127.0.0.1:${port3}/health`)).status).toBe(200);
   });
