@@ -203,7 +203,7 @@ async function upload(base: string, key: string, wav: Buffer, boundMs: number): 
   const form = new FormData();
   form.set('file', new Blob([new Uint8Array(wav)], { type: 'audio/wav' }), 'chaos.wav');
   form.set('model', MODEL);
-  form.set('vad', 'false');
+  form.set('vad', 'true');
   form.set('diarize', 'false');
   form.set('max_new_tokens', '48');
   form.set('language', 'en');

@@ -31,6 +31,9 @@ export interface DailyUsage {
   credits: number;
 }
 
+/** Per-address daily counters of anonymous use (fixed table names, never from input). */
+type DailyCounter = 'anon_daily_usage' | 'anon_daily_ai_usage';
+
 type Tx = <T>(fn: (tx: Executor) => Promise<T>) => Promise<T>;
 
 /** YYYY-MM-DD of the UTC day of `d`. */
@@ -55,13 +58,7 @@ export class UsageStore {
 
   /** Takes one of `limit` anonymous transcriptions of `ip` on `day`; false when none is left. */
   async reserveAnonymous(ip: string, day: string, limit: number): Promise<boolean> {
-    const rows = await this.db.query(
-      `INSERT INTO anon_daily_usage AS u (ip, day, count) SELECT $1, $2::date, 1 WHERE $3::int >= 1
-       ON CONFLICT (ip, day) DO UPDATE SET count = u.count + 1 WHERE u.count < $3::int
-       RETURNING count`,
-      [ip, day, limit],
-    );
-    return rows.length > 0;
+    return this.takeDaily('anon_daily_usage', ip, day, limit);
   }
 
   /** Gives back a reservation whose transcription never ran. */
@@ -70,24 +67,16 @@ export class UsageStore {
   }
 
   async anonymousCount(ip: string, day: string): Promise<number> {
-    const rows = await this.db.query<{ count: number }>(`SELECT count FROM anon_daily_usage WHERE ip = $1 AND day = $2::date`, [ip, day]);
-    return rows[0] ? Number(rows[0].count) : 0;
+    return this.dailyCount('anon_daily_usage', ip, day);
   }
 
   /** Takes one of `limit` anonymous AI calls of `ip` on `day` (own counter, apart from transcriptions); false when none is left. */
   async reserveAnonymousAi(ip: string, day: string, limit: number): Promise<boolean> {
-    const rows = await this.db.query(
-      `INSERT INTO anon_daily_ai_usage AS u (ip, day, count) SELECT $1, $2::date, 1 WHERE $3::int >= 1
-       ON CONFLICT (ip, day) DO UPDATE SET count = u.count + 1 WHERE u.count < $3::int
-       RETURNING count`,
-      [ip, day, limit],
-    );
-    return rows.length > 0;
+    return this.takeDaily('anon_daily_ai_usage', ip, day, limit);
   }
 
   async anonymousAiCount(ip: string, day: string): Promise<number> {
-    const rows = await this.db.query<{ count: number }>(`SELECT count FROM anon_daily_ai_usage WHERE ip = $1 AND day = $2::date`, [ip, day]);
-    return rows[0] ? Number(rows[0].count) : 0;
+    return this.dailyCount('anon_daily_ai_usage', ip, day);
   }
 
   async monthlyMinutes(accountId: string, month: string): Promise<number> {
@@ -144,6 +133,22 @@ export class UsageStore {
       [accountId, from, to],
     );
     return rows.map((r) => ({ date: r.date, minutes: Number(r.minutes), requests: Number(r.requests), credits: Number(r.credits) }));
+  }
+
+  /** One unit of a per-address daily counter, atomically: false when `limit` are used. */
+  private async takeDaily(table: DailyCounter, ip: string, day: string, limit: number): Promise<boolean> {
+    const rows = await this.db.query(
+      `INSERT INTO ${table} AS u (ip, day, count) SELECT $1, $2::date, 1 WHERE $3::int >= 1
+       ON CONFLICT (ip, day) DO UPDATE SET count = u.count + 1 WHERE u.count < $3::int
+       RETURNING count`,
+      [ip, day, limit],
+    );
+    return rows.length > 0;
+  }
+
+  private async dailyCount(table: DailyCounter, ip: string, day: string): Promise<number> {
+    const rows = await this.db.query<{ count: number }>(`SELECT count FROM ${table} WHERE ip = $1 AND day = $2::date`, [ip, day]);
+    return rows[0] ? Number(rows[0].count) : 0;
   }
 }
 

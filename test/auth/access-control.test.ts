@@ -5,16 +5,8 @@ import { bearerToken, generateKey, hashKey, issueKey, isWellFormedKey } from '..
 import { ApiError } from '../../src/http/api-error.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
+import { apiError } from '../helpers/errors.ts';
 
-async function apiError(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('expected an ApiError');
-}
 
 describe('keys and config (pure)', () => {
   it('keys are stt_ + 43 base64url characters, distinct, hashed with sha256', () => {

@@ -13,18 +13,10 @@ import { issueKey } from '../../src/auth/keys.ts';
 import { ApiError } from '../../src/http/api-error.ts';
 import { ConcurrencyLeaseStore, createStores, Database, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type DbVariant, type TestDatabase } from '../store/test-databases.ts';
+import { apiError } from '../helpers/errors.ts';
 
 const LOCAL_DEFAULT = 'postgres://stt:stt@127.0.0.1:5432/stt_test';
 
-async function apiError(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('expected an ApiError');
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const uniqueIp = () => `10.${[...randomBytes(3)].join('.')}`;

@@ -10,16 +10,8 @@ import { issueKey } from '../../src/auth/keys.ts';
 import { ApiError } from '../../src/http/api-error.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
+import { apiError } from '../helpers/errors.ts';
 
-async function apiError(p: Promise<unknown>): Promise<ApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('expected an ApiError');
-}
 
 /** Polls `check` until it returns true (generous bound: CI is a busy 2-core machine). */
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {

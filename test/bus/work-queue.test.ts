@@ -27,24 +27,16 @@ import {
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { paidKey } from '../helpers/accounts.ts';
+import { TestApps } from '../helpers/test-apps.ts';
 import { startNatsServer, type TestNatsServer } from './nats-server.ts';
 
 const MODEL = 'whisper-mini-random';
 const logger = pino({ level: 'silent' });
-const gpu = { available: false, name: null, memoryMb: null, detail: 'test' } as never;
-const dirs: string[] = [];
-const apps: App[] = [];
+const apps = new TestApps();
 let nats: TestNatsServer;
 let dialogue: string;
 
-async function startApp(env: Record<string, string>): Promise<App> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-work-'));
-  dirs.push(dataDir);
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: MODEL, LOG_LEVEL: 'silent', ...env });
-  const app = await new App(config, { logger, gpu }).start();
-  apps.push(app);
-  return app;
-}
+const startApp = (env: Record<string, string>) => apps.start(env);
 
 async function transcribe(app: App, file: string, fields: Record<string, string>) {
   const key = await paidKey(app);
@@ -77,9 +69,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const app of apps.reverse()) await app.close().catch(() => {});
+  await apps.closeAll();
   await nats?.stop();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
 describe('work messages', () => {
