@@ -309,7 +309,19 @@ export class AccessControl {
       try {
         const result = await ledger.settle(reservationId, { seconds, minutes: billableMinutes(seconds), at: self.now() });
         settled = true;
-        return result;
+        if (result) return result;
+        // The reservation is gone: its renewals were late for a whole lease (stalled event loop or
+        // database) and a sweeper refunded it. The audio was delivered all the same: charge it now,
+        // as a stream is charged; if the account can no longer pay, the work stays delivered.
+        const minutes = billableMinutes(seconds);
+        try {
+          await chargeOnce(seconds);
+          self.opts.logger?.warn({ reservation: reservationId, minutes }, 'credit reservation was swept before it settled: charged the delivered audio directly');
+          return { charged: minutes, refunded: 0 };
+        } catch (err) {
+          self.opts.logger?.warn({ err, reservation: reservationId, minutes }, 'credit reservation was swept before it settled and the account cannot pay now: delivered without charge');
+          return null;
+        }
       } catch (err) {
         self.opts.logger?.error({ err, reservation: reservationId }, 'could not settle a credit reservation; it is refunded');
         return null;

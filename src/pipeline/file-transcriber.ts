@@ -29,6 +29,11 @@ const PROMPT_TAIL_CHARS = 400;
  */
 export const DIARIZE_MAX_SECONDS = 2 * 3600;
 
+/** What a transcript that skipped diarization for its length says (X-Diarization header). */
+export function diarizationSkipReason(): string {
+  return `skipped: audio longer than ${DIARIZE_MAX_SECONDS / 3600} h (send diarize=true to be refused instead, or split the file)`;
+}
+
 export function diarizationTooLong(seconds: number): Error {
   return Object.assign(
     new Error(
@@ -54,6 +59,12 @@ export interface FileTranscribeOptions {
   initialPrompt?: string;
   /** Label speakers (default false here; the HTTP API defaults to true). */
   diarize?: boolean;
+  /**
+   * With diarize: when the audio is longer than DIARIZE_MAX_SECONDS, transcribe without speaker
+   * labels (result.diarizationSkipped says why) instead of failing with 413. For diarization the
+   * client did not ask for by name (the HTTP default), so that a long file still gets its transcript.
+   */
+  diarizeBestEffort?: boolean;
   /** Expected number of speakers; 0 = detect. */
   speakers?: number;
 }
@@ -65,6 +76,8 @@ export interface FileTranscription extends Transcript {
   wordTimestamps: 'cross-attention-dtw' | 'proportional' | 'none';
   /** How speakers were found (null: not diarized). */
   diarization: Diarizer['method'] | null;
+  /** Why speakers were not labelled although diarization was on (diarizeBestEffort), else null. */
+  diarizationSkipped: string | null;
   /** Engine segments with decoding details (OpenAI verbose_json). */
   detailed: Array<TranscribeResult['segments'][number]>;
 }
@@ -143,13 +156,17 @@ export class FileTranscriber {
 
     // Counts the delivered samples; keeps them for the diarizer when asked (capped).
     let delivered = 0;
-    const kept = wantDiarization ? new GrowingSamples(Math.min(DIARIZE_MAX_SECONDS, Math.max(expected, 1)) * sr) : null;
+    let diarizationSkipped: string | null = null;
+    let kept = wantDiarization ? new GrowingSamples(Math.min(DIARIZE_MAX_SECONDS, Math.max(expected, 1)) * sr) : null;
     async function* counted(): AsyncGenerator<Float32Array> {
       for await (const x of source) {
         delivered += x.length;
         if (kept) {
-          if (delivered > DIARIZE_MAX_SECONDS * sr) throw diarizationTooLong(delivered / sr);
-          kept.append(x);
+          if (delivered > DIARIZE_MAX_SECONDS * sr) {
+            if (!opts.diarizeBestEffort) throw diarizationTooLong(delivered / sr);
+            kept = null; // let the kept signal go: the transcript goes on without speakers
+            diarizationSkipped = diarizationSkipReason();
+          } else kept.append(x);
         }
         yield x;
       }
@@ -270,6 +287,7 @@ export class FileTranscriber {
       segments: labelled.segments,
       speakers: labelled.speakers,
       diarization: turns ? diarizer!.method : null,
+      diarizationSkipped,
       model: model.id,
       tokens,
       wordTimestamps: wordMethod,

@@ -8,7 +8,7 @@
  * (config files: id, languages, sampling rate), never loaded here.
  */
 import { AudioDecodeError, audioDurationS, decodeStream, probeAudio } from '../audio/ffmpeg.ts';
-import { DIARIZE_MAX_SECONDS, diarizationTooLong, type FileTranscribeOptions, type FileTranscriber, type FileTranscription } from './file-transcriber.ts';
+import { DIARIZE_MAX_SECONDS, diarizationSkipReason, diarizationTooLong, type FileTranscribeOptions, type FileTranscriber, type FileTranscription } from './file-transcriber.ts';
 import type { JobRegistry } from './job-registry.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { speechModelInfo, type FileSpeechModel, type SpeechModels } from './speech-models.ts';
@@ -98,12 +98,18 @@ export class TranscriptionService {
       }
       // Meter before decoding anything: the duration the container declares (or a packet scan).
       const declared = await audioDurationS(req.path, probe, { signal: job.signal });
-      if (req.diarize && this.deps.transcriber.diarizes && declared > DIARIZE_MAX_SECONDS) throw diarizationTooLong(declared);
+      let opts: TranscribeFileRequest = req;
+      let diarizationSkipped: string | null = null;
+      if (req.diarize && this.deps.transcriber.diarizes && declared > DIARIZE_MAX_SECONDS) {
+        if (!req.diarizeBestEffort) throw diarizationTooLong(declared);
+        opts = { ...req, diarize: false };
+        diarizationSkipped = diarizationSkipReason();
+      }
       await req.beforeTranscribe?.(declared);
       const meter = { metered: declared, more: req.meterMore ?? req.beforeTranscribe ?? (async () => {}) };
       // Then decode as a stream; the decoded length is the truth, metered as it passes the declared one.
       const pcm = meteredPcm(decodeStream(req.path, { signal: job.signal }), info.samplingRate, meter);
-      const result = await this.deps.transcriber.transcribeStream(model, pcm, req, {
+      const result = await this.deps.transcriber.transcribeStream(model, pcm, opts, {
         signal: job.signal,
         key: job.id,
         expectedSeconds: declared,
@@ -123,7 +129,7 @@ export class TranscriptionService {
           })
         : null;
       this.deps.jobs.complete(job.id);
-      return { ...result, jobId: job.publicId, transcriptId: saved?.id ?? null, deliveredSeconds: result.duration, meteredSeconds: meter.metered };
+      return { ...result, diarizationSkipped: result.diarizationSkipped ?? diarizationSkipped, jobId: job.publicId, transcriptId: saved?.id ?? null, deliveredSeconds: result.duration, meteredSeconds: meter.metered };
     } catch (err) {
       this.deps.jobs.fail(job.id, (err as Error).message);
       throw err;

@@ -131,7 +131,7 @@ export class CreditReservationStore {
   async topUp(id: string, amount: number, seconds: number, limit?: number): Promise<'ok' | 'short' | 'gone'> {
     if (!Number.isInteger(amount) || amount < 0) throw new Error(`topUp: amount must be an integer >= 0 (got ${amount})`);
     return this.db.transaction(async (tx) => {
-      const [row] = await tx.query<Row>(`SELECT ${COLUMNS} FROM credit_reservations WHERE id = $1 AND expires_at > clock_timestamp() FOR UPDATE`, [id]);
+      const [row] = await tx.query<Row>(`SELECT ${COLUMNS} FROM credit_reservations WHERE id = $1 FOR UPDATE`, [id]);
       if (!row) return 'gone';
       const r = toReservation(row);
       if (!(await take(tx, { ...r, limit }, amount))) return 'short';
@@ -143,12 +143,13 @@ export class CreditReservationStore {
   /**
    * The job delivered `seconds` of audio, worth `minutes`: keeps min(minutes, reserved) credits or
    * minutes (an anonymous reservation keeps its daily unit), gives the rest back and logs the usage
-   * event, in one transaction. Null when the reservation no longer exists or its lease expired
-   * (then nothing is charged; the sweeper refunds an expired one in full).
+   * event, in one transaction. A lease that lapsed but was not swept yet still settles (its holder
+   * is alive: only its renewals were late). Null when the reservation no longer exists (settled,
+   * released, or swept and refunded): then nothing is charged here.
    */
   async settle(id: string, delivered: { seconds: number; minutes: number; at: Date }): Promise<Settlement | null> {
     return this.db.transaction(async (tx) => {
-      const [row] = await tx.query<Row>(`DELETE FROM credit_reservations WHERE id = $1 AND expires_at > clock_timestamp() RETURNING ${COLUMNS}`, [id]);
+      const [row] = await tx.query<Row>(`DELETE FROM credit_reservations WHERE id = $1 RETURNING ${COLUMNS}`, [id]);
       if (!row) return null;
       const r = toReservation(row);
       const charged = r.unit === 'anonymous' ? delivered.minutes : Math.min(Math.max(0, delivered.minutes), r.amount);
@@ -179,12 +180,12 @@ export class CreditReservationStore {
     });
   }
 
-  /** Extends the given reservations to `ttlS` seconds from now; returns the ids that still existed unexpired. */
+  /** Extends the given reservations to `ttlS` seconds from now (also one whose lease lapsed but was not swept yet); returns the ids that still existed. */
   async renew(ids: string[], ttlS: number): Promise<string[]> {
     if (ids.length === 0) return [];
     const rows = await this.db.query<{ id: string }>(
       `UPDATE credit_reservations SET expires_at = clock_timestamp() + $2::double precision * interval '1 second'
-       WHERE id = ANY($1::uuid[]) AND expires_at > clock_timestamp() RETURNING id`,
+       WHERE id = ANY($1::uuid[]) RETURNING id`,
       [ids, ttlS],
     );
     return rows.map((r) => r.id);

@@ -198,6 +198,30 @@ for (const variant of DB_VARIANTS) {
       }
     });
 
+    it('a lapsed lease still settles; one swept before the settle (late renewals) is charged directly for what was delivered', async () => {
+      const ac = make();
+      const paid = await account('late@x.io', 'paid', 10);
+      // Lapsed, not swept: the holder is alive, only its renewals were late — the settle stands.
+      const g1 = await ac.admit({ authorization: paid.authorization, ip: '1.1.1.1', kind: 'transcribe' });
+      await g1.reserve(150); // 3 credits
+      await t.db.query(`UPDATE credit_reservations SET expires_at = clock_timestamp() - interval '1 minute'`);
+      expect(await g1.settle(90)).toEqual({ charged: 2, refunded: 1 });
+      expect(await credits(paid.id)).toBe(8);
+      g1.release();
+      // Swept (another server's sweeper refunded it in full) before the settle: the delivered audio is charged now.
+      const g2 = await ac.admit({ authorization: paid.authorization, ip: '1.1.1.1', kind: 'transcribe' });
+      await g2.reserve(150);
+      expect(await credits(paid.id)).toBe(5);
+      await t.db.query(`UPDATE credit_reservations SET expires_at = clock_timestamp() - interval '1 minute'`);
+      expect(await s.usage.reservations.sweep()).toHaveLength(1);
+      expect(await credits(paid.id)).toBe(8);
+      expect(await g2.settle(90)).toEqual({ charged: 2, refunded: 0 });
+      expect(await credits(paid.id)).toBe(6);
+      g2.release();
+      await ac.settle();
+      expect(await credits(paid.id)).toBe(6);
+    });
+
     it('the heartbeat keeps a running job’s reservation alive past its TTL', async () => {
       const paid = await account('alive@x.io', 'paid', 10);
       const ledger = new CreditLedger(s.usage.reservations, { ttlS: 1, sweepS: 0.2 });

@@ -145,6 +145,26 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
     expect(decodes() - before).toBe(0);
   }, 120_000);
 
+  it('diarization by default (diarizeBestEffort) on 3 h: the transcript comes back without speakers, saying why, and the diarizer never runs', async () => {
+    const diarizer = await createDiarizer();
+    let diarized = 0;
+    const diarize = diarizer.diarize.bind(diarizer);
+    diarizer.diarize = (...args: Parameters<typeof diarize>) => (diarized++, diarize(...args));
+    const withDiarizer = new TranscriptionService({ models, transcriber: new FileTranscriber({ vad, diarizer }), jobs });
+    const metered: number[] = [];
+    try {
+      const r = await withDiarizer.transcribeFile({ ...req, path: long3h, diarize: true, diarizeBestEffort: true, beforeTranscribe: async (s) => void metered.push(s) });
+      expect(Math.abs(metered[0] - 3 * 3600)).toBeLessThan(1);
+      expect(r.diarization).toBeNull();
+      expect(r.diarizationSkipped).toMatch(/skipped: audio longer than 2 h/);
+      expect(r.speakers).toEqual([]);
+      expect(Math.abs(r.deliveredSeconds - 3 * 3600)).toBeLessThan(2);
+      expect(diarized).toBe(0);
+    } finally {
+      await diarizer.close();
+    }
+  }, 300_000);
+
   it('a 20 min file: metered once with its duration before the (single) decode, transcribed, delivered = decoded', async () => {
     const calls: Array<{ seconds: number; decodesSoFar: number }> = [];
     const more: number[] = [];

@@ -157,6 +157,8 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             maxNewTokens: f.max_new_tokens,
             temperature: f.temperature,
             diarize: f.diarize,
+            // Speaker labels by default, but a long file still gets its transcript (X-Diarization says so); asked for by name, too long is a 413.
+            diarizeBestEffort: upload.fields.diarize === undefined,
             speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
             jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
@@ -170,6 +172,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
         await grant.settle(result.deliveredSeconds);
         const headers: Record<string, string> = { 'x-job-id': result.jobId, 'x-word-timestamps': result.wordTimestamps };
         if (result.diarization) headers['x-diarization'] = result.diarization;
+        else if (result.diarizationSkipped) headers['x-diarization'] = result.diarizationSkipped;
         if (result.transcriptId) headers['x-transcript-id'] = result.transcriptId;
         const t = publicTranscript(result);
         switch (f.response_format) {
