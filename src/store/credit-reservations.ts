@@ -60,18 +60,8 @@ export interface Settlement {
 
 const COLUMNS = `id, account_id, ip, kind, unit, to_char(month, 'YYYY-MM-DD') AS month, to_char(day, 'YYYY-MM-DD') AS day, amount, seconds, holder`;
 
-interface Row {
-  id: string;
-  account_id: string | null;
-  ip: string | null;
-  kind: UsageKind;
-  unit: ReservationUnit;
-  month: string | null;
-  day: string | null;
-  amount: number;
-  seconds: number;
-  holder: string;
-}
+/** A row as the driver returns it: snake_case columns; amount and seconds may come back as strings. */
+type Row = Omit<Reservation, 'accountId' | 'amount' | 'seconds'> & { account_id: string | null; amount: number | string; seconds: number | string };
 
 function toReservation(r: Row): Reservation {
   return { id: r.id, accountId: r.account_id, ip: r.ip, kind: r.kind, unit: r.unit, month: r.month, day: r.day, amount: Number(r.amount), seconds: Number(r.seconds), holder: r.holder };
