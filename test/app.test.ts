@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +7,7 @@ import { loadConfig } from '../config/config.ts';
 import { App } from '../src/app.ts';
 import { detectGpu } from '../src/system/gpu.ts';
 import { MODELS_DIR, REPO_ROOT, WHISPER_FIXTURE } from './helpers/paths.ts';
+import { startServerProcess } from './helpers/server-process.ts';
 
 let app: App;
 let base: string;
@@ -89,35 +89,17 @@ describe('GET /metrics', () => {
 
 describe('npm start', () => {
   it('serves on embedded defaults and exits 0 on SIGTERM after a clean shutdown', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-main-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dir, MODELS_DIR, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const port = await new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no listen line: ${out}`)), 30_000);
-      child.stdout.on('data', () => {
-        const m = /"port":(\d+).*"msg":"listening"/.exec(out);
-        if (m) {
-          clearTimeout(t);
-          resolve(Number(m[1]));
-        }
-      });
-    });
-    const health = await fetch(`http://127.0.0.1:${port}/health`);
-    expect(health.status).toBe(200);
-    const code = await new Promise<number | null>((resolve) => {
-      child.on('exit', (c) => resolve(c));
-      child.kill('SIGTERM');
-    });
-    expect(code).toBe(0);
-    expect(out).toMatch(/shut down cleanly/);
-    expect(out).toMatch(/"method":"GET","path":"\/health","status":200,.*"msg":"request"/);
-    fs.rmSync(dir, { recursive: true, force: true });
+    // Embedded defaults: no DATABASE_URL, no NATS; the default model (not installed) is fine for /health.
+    const srv = await startServerProcess({ env: { DEFAULT_MODEL: 'large-v3-turbo' } });
+    try {
+      const health = await fetch(`${srv.url}/health`);
+      expect(health.status).toBe(200);
+      expect(await srv.kill('SIGTERM')).toBe(0);
+      expect(srv.output(1 << 20)).toMatch(/shut down cleanly/);
+      expect(srv.output(1 << 20)).toMatch(/"method":"GET","path":"\/health","status":200,.*"msg":"request"/);
+    } finally {
+      await srv.close();
+    }
   });
 });
 
