@@ -75,6 +75,9 @@ function streamUpload(fileBytes: number): Promise<{ status: number; body: string
     let sent = 0;
     let answered = false;
     const req = http.request(`${srv.url}/v1/audio/transcriptions`, {
+      // A connection of its own: a kept-alive socket of the previous upload may be closed by the
+      // server just as this request reuses it, which reads as a reset before any reply.
+      agent: false,
       method: 'POST',
       headers: { authorization: `Bearer ${key}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'transfer-encoding': 'chunked' },
     });
