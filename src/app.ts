@@ -17,7 +17,9 @@ import { LocalSpeechWork, QueuedSpeechWork, speechWorkHandler, type SpeechWork }
 import { NatsWorkQueue } from './bus/work-queue.ts';
 import path from 'node:path';
 import { createBus, type Bus } from './bus/index.ts';
-import { WsStreamIngest } from './ingest/ws-stream.ts';
+import { WsStreamIngest } from './http/ws-stream.ts';
+import { LiveSessions } from './pipeline/live-session.ts';
+import { StreamAccess } from './pipeline/stream-access.ts';
 import { StreamAdmission } from './pipeline/stream-admission.ts';
 import { AccessControl, CreditLedger, createConcurrencySlots } from './auth/index.ts';
 import { registerAccountRoutes } from './http/routes/account-routes.ts';
@@ -56,6 +58,7 @@ export class App {
   stores!: Stores;
   access!: AccessControl;
   ai!: AiModels;
+  live!: LiveSessions;
   webrtc!: WeriftWebRtcIngest;
   streams!: WsStreamIngest;
   /** The JetStream work queue (WORK_QUEUE=nats), else null. */
@@ -196,38 +199,33 @@ export class App {
         { maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs },
         { metrics: this.metrics, logger: this.logger.child({ component: 'admission' }) },
       );
-      this.streams = new WsStreamIngest({
+      // One set of live sessions for every transport: one limit, one admission, one lifecycle.
+      this.live = new LiveSessions({
         access: this.access,
         transcripts: this.stores.transcripts,
-        server: this.server,
         models: this.speechModels,
         vad: this.vad,
+        bus: this.bus,
+        followers: new StreamAccess({ bus: this.bus, access: this.access, logger: this.logger.child({ component: 'followers' }) }),
+        logger: this.logger.child({ component: 'live' }),
+        metrics: this.metrics,
+        admission,
+        maxStreams: this.config.limits.maxStreams,
+        idleTimeoutS: this.config.limits.streamIdleTimeoutS,
+        maxDurationS: this.config.limits.streamMaxDurationS,
+      });
+      this.streams = new WsStreamIngest({
+        app: this.server.app,
+        live: this.live,
         bus: this.bus,
         logger: this.logger.child({ component: 'stream' }),
-        metrics: this.metrics,
         defaultModel: this.config.models.defaultModel,
-        maxStreams: this.config.limits.maxStreams,
         maxFrameBytes: this.config.limits.streamMaxFrameBytes,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
-        maxDurationS: this.config.limits.streamMaxDurationS,
-        admission,
+        draining: () => this.server.isDraining,
       });
-      this.streams.register();
-      this.webrtc = new WeriftWebRtcIngest({
-        access: this.access,
-        transcripts: this.stores.transcripts,
-        models: this.speechModels,
-        vad: this.vad,
-        bus: this.bus,
-        logger: this.logger.child({ component: 'webrtc' }),
-        metrics: this.metrics,
-        webrtc: this.config.webrtc,
-        maxStreams: this.config.limits.maxStreams,
-        idleTimeoutS: this.config.limits.streamIdleTimeoutS,
-        maxDurationS: this.config.limits.streamMaxDurationS,
-        admission,
-        followers: this.streams.followAccess,
-      });
+      await this.streams.start();
+      this.webrtc = new WeriftWebRtcIngest({ live: this.live, logger: this.logger.child({ component: 'webrtc' }), webrtc: this.config.webrtc });
       await this.webrtc.start();
       registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });
       registerAiRoutes(this.server, {
@@ -241,12 +239,18 @@ export class App {
         tmpDir,
       });
       registerWebUi(this.server);
-      // On shutdown live streams are flushed (last finals, then {"is_final":true}) before the server drains.
-      this.server.onShutdown(async () => {
-        await Promise.all([this.streams.close(), this.webrtc.close()]);
-      });
       await this.server.start();
       this.closers.push({ name: 'http', close: () => this.server.close() });
+      // Runs first at shutdown: no new connections, every live session flushed (last finals, then
+      // {"is_final":true}), the transports closed; then the HTTP server drains its requests.
+      this.closers.push({
+        name: 'live-sessions',
+        close: async () => {
+          this.server.stopAccepting();
+          await this.live.close();
+          await Promise.all([this.streams.close(), this.webrtc.close()]);
+        },
+      });
       return this;
     } catch (err) {
       await this.close();

@@ -52,6 +52,7 @@ export class HttpServer {
   private listenSocket: us_listen_socket | null = null;
   private inFlight = 0;
   private draining = false;
+  private closing = false;
   private idleWaiters: (() => void)[] = [];
   private readonly shutdownHooks: (() => Promise<void> | void)[] = [];
   private boundPort = 0;
@@ -96,11 +97,17 @@ export class HttpServer {
   }
 
   /** Stops accepting, runs shutdown hooks, waits for in-flight requests (bounded by shutdownTimeoutMs). */
-  async close(): Promise<void> {
-    if (this.draining) return;
+  /** Stops taking new connections (open ones go on); `isDraining` from here on. Idempotent. */
+  stopAccepting(): void {
     this.draining = true;
     if (this.listenSocket) this.opts.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.stopAccepting();
     for (const hook of this.shutdownHooks) {
       try {
         await hook();

@@ -1,38 +1,21 @@
 /**
  * How live audio gets into the server, independent of the transport that carries it.
  *
- * Every ingest turns its transport's audio into 16 kHz mono PCM for a `StreamSession`, sends the
- * session's events back to its client in the `/v1/stream` message shapes (`toServerMessage`), and
- * publishes them on the bus (`sessionSubject(id)`) so that captions followers work whatever the
- * transport. The composition root starts and closes ingests; HTTP routes only call the signalling
- * methods.
+ * An ingest is a thin adapter: it takes a slot and opens a `LiveSession` (pipeline/live-session.ts)
+ * per client, hands it the client's config, audio (any sample rate) and control messages, and sends
+ * what the session emits back in the `/v1/stream` message shapes (`toServerMessage`). Admission,
+ * metering, the pipeline, the bus, followers and timers are the session's. The composition root
+ * starts and closes ingests; HTTP routes only call the signalling methods.
  *
  * The WebRTC ingest here runs on werift (pure TypeScript, in-process). The design card's choice is
  * mediasoup (a C++ SFU worker per core); a mediasoup-backed class can implement `WebRtcIngest` with
  * the same routes and pages: `createSession` = a WebRtcTransport for the client's Opus producer and
- * a DirectTransport consumer that hands its RTP to Node → Opus decode → the same StreamSession path
+ * a DirectTransport consumer that hands its RTP to Node → Opus decode → `LiveSession.pushAudio`
  * (results over a DataProducer on the same transport).
  * See docs/webrtc.md.
  */
 
-/** Per-session options a client chooses (the same fields as the /v1/stream config message). */
-export interface LiveSessionOptions {
-  model: string;
-  /** 'auto' or a language code. */
-  language: string;
-  interimResults: boolean;
-  partialIntervalMs: number;
-  /** Token budget per decode (undefined = the engine default). */
-  maxNewTokens?: number;
-}
-
-/** Who is asking (for admission and metering by the server's AccessControl). */
-export interface IngestClient {
-  /** The Authorization header (`Bearer <api key>`), if any. */
-  authorization?: string;
-  /** Client address. */
-  ip: string;
-}
+import type { LiveClient, LiveConfig } from '../pipeline/live-session.ts';
 
 /** Something that receives live audio and runs it through the streaming pipeline. */
 export interface AudioIngest {
@@ -42,7 +25,10 @@ export interface AudioIngest {
   readonly active: number;
   /** Acquires what the ingest needs (ports, workers, native decoders); idempotent. */
   start(): Promise<void>;
-  /** Shutdown: flushes live sessions (last finals, then `{"is_final":true}`) and frees everything. */
+  /**
+   * Shutdown, after `LiveSessions.close()` has flushed every session (last finals, then
+   * `{"is_final":true}`): frees what the transport holds (sockets, peer connections, followers).
+   */
   close(): Promise<void>;
 }
 
@@ -61,10 +47,10 @@ export interface WebRtcIngest extends AudioIngest {
   readonly iceServers: ReadonlyArray<{ urls: string | string[]; username?: string; credential?: string }>;
   /**
    * Creates a session from the client's SDP offer (one audio m-line with Opus, and a data channel
-   * for the results). Throws an error with `status` (400 bad offer/options, 401/402/429 access,
-   * 503 full, model not installed or decoder missing) for the HTTP layer.
+   * for the results). Throws a DomainError (invalid offer or options; unauthenticated,
+   * payment_required, rate_limited; unavailable: full, model not installed, decoder missing).
    */
-  createSession(offerSdp: string, options: LiveSessionOptions, client: IngestClient): Promise<WebRtcAnswer>;
+  createSession(offerSdp: string, options: Omit<LiveConfig, 'sampleRate'>, client: LiveClient): Promise<WebRtcAnswer>;
   /** Ends a session: flushes its last finals, then `{"is_final":true}`, then closes. False if unknown. */
-  endSession(sessionId: string, client?: IngestClient): Promise<boolean>;
+  endSession(sessionId: string, client?: LiveClient): Promise<boolean>;
 }

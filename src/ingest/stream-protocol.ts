@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { isWhisperLanguage } from '../languages.ts';
+import type { LiveOutput } from '../pipeline/live-session.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Close codes (RFC 6455 §7.4.1)
@@ -76,6 +77,8 @@ export interface StreamConfig {
   diarize: boolean;
   interimResults: boolean;
   partialIntervalMs: number;
+  /** Token budget per decode (undefined: the server's default). */
+  maxNewTokens?: number;
   /** Human-readable notes for the log / client (e.g. resampling, ignored fields). */
   notices: string[];
 }
@@ -83,7 +86,9 @@ export interface StreamConfig {
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const CONFIG_FIELDS = ['language', 'model', 'sample_rate', 'diarize', 'interim_results', 'partial_interval_ms'] as const;
+const CONFIG_FIELDS = ['language', 'model', 'sample_rate', 'diarize', 'interim_results', 'partial_interval_ms', 'max_new_tokens'] as const;
+/** Whisper's decoder context: no decode can produce more tokens. */
+export const MAX_NEW_TOKENS = 448;
 /** camelCase spellings that would otherwise be silently ignored (a 44.1 kHz stream read as 16 kHz is garbage). */
 const MISSPELLINGS: Record<string, string> = {
   sampleRate: 'sample_rate',
@@ -123,6 +128,12 @@ export const streamConfigSchema = z.object({
     .min(MIN_PARTIAL_INTERVAL_MS, { error: `partial_interval_ms: must be between ${MIN_PARTIAL_INTERVAL_MS} and ${MAX_PARTIAL_INTERVAL_MS}` })
     .max(MAX_PARTIAL_INTERVAL_MS, { error: `partial_interval_ms: must be between ${MIN_PARTIAL_INTERVAL_MS} and ${MAX_PARTIAL_INTERVAL_MS}` })
     .default(DEFAULT_PARTIAL_INTERVAL_MS),
+  max_new_tokens: z
+    .number({ error: `max_new_tokens: expected an integer from 1 to ${MAX_NEW_TOKENS}` })
+    .int({ error: `max_new_tokens: expected an integer from 1 to ${MAX_NEW_TOKENS}` })
+    .min(1, { error: `max_new_tokens: expected an integer from 1 to ${MAX_NEW_TOKENS}` })
+    .max(MAX_NEW_TOKENS, { error: `max_new_tokens: expected an integer from 1 to ${MAX_NEW_TOKENS}` })
+    .optional(),
 });
 
 export type StreamConfigMessage = z.input<typeof streamConfigSchema>;
@@ -207,9 +218,43 @@ export function parseConfigMessage(
       diarize: c.diarize,
       interimResults: c.interim_results,
       partialIntervalMs: c.partial_interval_ms,
+      maxNewTokens: c.max_new_tokens,
       notices,
     },
   };
+}
+
+/**
+ * The same config as query parameters (WebRTC's POST /v1/webrtc?model=…&language=…): strings are
+ * converted to the JSON types, then validated by parseConfigMessage. `sample_rate` is refused
+ * when the transport fixes the rate (Opus is always 48 kHz).
+ */
+export function parseConfigQuery(query: URLSearchParams, opts: ParseConfigOptions & { fixedSampleRate?: string } = {}): Parsed<StreamConfig> {
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of query) {
+    if (CREDENTIAL_PARAMS.includes(k)) continue;
+    if (k === 'interim_results' || k === 'diarize') {
+      if (!/^(true|false|1|0)$/.test(v)) return { ok: false, error: `${k}: expected true or false` };
+      raw[k] = v === 'true' || v === '1';
+    } else if (k === 'partial_interval_ms' || k === 'sample_rate' || k === 'max_new_tokens') {
+      raw[k] = v.trim() === '' ? v : Number(v);
+    } else raw[k] = v;
+  }
+  if ('sample_rate' in raw && opts.fixedSampleRate) return { ok: false, error: `sample_rate: ${opts.fixedSampleRate}; leave it out` };
+  return parseConfigMessage(raw, opts);
+}
+
+/** Query parameters that carry credentials (never session options). */
+const CREDENTIAL_PARAMS = ['api_key', 'token', 'share_token'];
+
+/**
+ * The API key of a live-session request: the Authorization header, or — because browsers cannot
+ * set headers on a WebSocket — `?api_key=…` (or `?token=…`) as `Bearer <key>`.
+ */
+export function authorizationFrom(header: string | undefined, query: URLSearchParams): string | undefined {
+  if (header) return header;
+  const token = query.get('api_key') ?? query.get('token');
+  return token ? `Bearer ${token}` : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +393,26 @@ export function share(token: { share_token: string; expires_at: string }): Share
 
 /** The builders as one namespace (`serverMessages.final(...)`) for call sites where `final`/`error` read ambiguously. */
 export const serverMessages = { ready, partial, final, isFinal, error, pong, share } as const;
+
+/** The wire message for what a live session emits (the stream itself, its data channel, and captions followers). */
+export function toServerMessage(o: LiveOutput): ServerMessage {
+  switch (o.type) {
+    case 'ready':
+      return ready(o.sessionId);
+    case 'partial':
+      return { ...partial(o.text), stable: o.stable } as ServerMessage;
+    case 'final':
+      return final(o);
+    case 'end':
+      return isFinal();
+    case 'error':
+      return error(o.message);
+    case 'pong':
+      return pong();
+    case 'share':
+      return share(o.token);
+  }
+}
 
 export function encodeServerMessage(msg: ServerMessage): string {
   return JSON.stringify(msg);

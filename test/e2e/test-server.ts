@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
 import type { WeriftWebRtcIngest } from '../../src/ingest/webrtc.ts';
-import type { WsStreamIngest } from '../../src/ingest/ws-stream.ts';
+import type { WsStreamIngest } from '../../src/http/ws-stream.ts';
 import type { Metrics } from '../../src/observability/metrics.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 

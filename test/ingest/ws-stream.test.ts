@@ -195,7 +195,7 @@ describe('WS /v1/stream errors', () => {
     try {
       const c = await StreamClient.connect(`ws://127.0.0.1:${quick.port}/v1/stream`);
       await ready(c);
-      await expectError(c, /no data for 2 s/, 1008);
+      await expectError(c, /no audio for 2 s/, 1008);
     } finally {
       await quick.close();
     }

@@ -11,7 +11,7 @@
  * the server's candidates reach them either way).
  */
 import type { WebRtcIngest } from '../../ingest/ingest.ts';
-import { parseConfigMessage } from '../../ingest/stream-protocol.ts';
+import { authorizationFrom, parseConfigQuery } from '../../ingest/stream-protocol.ts';
 import { ApiError } from '../api-error.ts';
 import type { HttpContext } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
@@ -26,28 +26,12 @@ const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** The Location header must be readable by browser clients on other origins. */
 const EXPOSE = { 'access-control-expose-headers': 'x-request-id, retry-after, x-job-id, location, x-session-id' };
 
-/** Query string → the /v1/stream config object (numbers and booleans parsed, unknown names reported). */
+/** Query string → the session options (the /v1/stream config fields, validated in one place). */
 function optionsFromQuery(ctx: HttpContext, defaultModel: string) {
-  const raw: Record<string, unknown> = {};
-  let maxNewTokens: number | undefined;
-  for (const [k, v] of ctx.query) {
-    if (k === 'api_key' || k === 'token') continue;
-    if (k === 'max_new_tokens') {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 448) throw new ApiError(400, 'max_new_tokens: expected an integer from 1 to 448');
-      maxNewTokens = n;
-    } else if (k === 'interim_results' || k === 'diarize') {
-      if (!/^(true|false|1|0)$/.test(v)) throw new ApiError(400, `${k}: expected true or false`);
-      raw[k] = v === 'true' || v === '1';
-    } else if (k === 'partial_interval_ms' || k === 'sample_rate') {
-      raw[k] = Number(v);
-    } else raw[k] = v;
-  }
-  if ('sample_rate' in raw) throw new ApiError(400, 'sample_rate: not used over WebRTC (Opus is always 48 kHz); leave it out');
-  const parsed = parseConfigMessage(raw, { defaultModel, defaultLanguage: 'auto' });
+  const parsed = parseConfigQuery(ctx.query, { defaultModel, defaultLanguage: 'auto', fixedSampleRate: 'not used over WebRTC (Opus is always 48 kHz)' });
   if (!parsed.ok) throw new ApiError(400, parsed.error);
   const c = parsed.value;
-  return { model: c.model, language: c.language, interimResults: c.interimResults, partialIntervalMs: c.partialIntervalMs, maxNewTokens };
+  return { model: c.model, language: c.language, interimResults: c.interimResults, partialIntervalMs: c.partialIntervalMs, maxNewTokens: c.maxNewTokens };
 }
 
 export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps): void {
@@ -70,8 +54,7 @@ export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps):
       const offer = (await ctx.readBody()).toString('utf8');
       if (!offer.trim()) throw new ApiError(400, 'Request body is empty: send the SDP offer (application/sdp).');
       // Like WS /v1/stream: the API key as a Bearer header, or ?api_key= / ?token= for simple clients.
-      const token = ctx.query.get('api_key') ?? ctx.query.get('token');
-      const authorization = ctx.headers.authorization || (token ? `Bearer ${token}` : undefined);
+      const authorization = authorizationFrom(ctx.headers.authorization, ctx.query);
       const answer = await ingest.createSession(offer, options, { authorization, ip: ctx.remoteAddress });
       return {
         status: 201,
@@ -91,8 +74,7 @@ export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps):
     const id = ctx.params.id ?? '';
     if (!SESSION_ID.test(id)) throw new ApiError(400, 'session id must be 1-128 letters, digits, - or _');
     // Only the session's owner may end it (its key's account, or its client address when anonymous).
-    const token = ctx.query.get('api_key') ?? ctx.query.get('token');
-    const authorization = ctx.headers.authorization || (token ? `Bearer ${token}` : undefined);
+    const authorization = authorizationFrom(ctx.headers.authorization, ctx.query);
     if (!(await ingest.endSession(id, { authorization, ip: ctx.remoteAddress }))) {
       throw new ApiError(404, `No WebRTC session '${id}' of yours (it may have ended already; send the key that started it).`);
     }

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { billableMinutes, type AccessControl, type Grant } from '../auth/index.ts';
 import type { Segment } from '../formats/transcript.ts';
-import type { StreamEvent } from '../pipeline/stream-session.ts';
+import type { StreamEvent } from './stream-session.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 
 export interface LiveRecorderOptions {

@@ -14,7 +14,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AccessControl } from '../auth/index.ts';
 import { SESSION_SUBJECT_PREFIX, assertValidId, type Bus } from '../bus/index.ts';
-import { ApiError } from '../http/api-error.ts';
+import { DomainError } from '../errors.ts';
 
 /** Share tokens live as long as the session's replay (24 h). */
 export const SHARE_TOKEN_TTL_S = 24 * 3600;
@@ -75,13 +75,13 @@ export class StreamAccess {
   }
 
   /**
-   * Resolves when `cred` may follow `sessionId`. Throws ApiError 401 with no credentials or a bad
-   * key, and 404 for credentials that do not open this session — the same answer as for a session
+   * Resolves when `cred` may follow `sessionId`. Throws 'unauthenticated' with no credentials or a
+   * bad key, and 'not_found' for credentials that do not open this session — the same answer as for a session
    * that does not exist, so that ids cannot be probed.
    */
   async authorize(sessionId: string, cred: FollowCredentials): Promise<void> {
     if (!cred.shareToken && !cred.authorization) {
-      throw new ApiError(401, "Following a live session needs the owner's API key (Authorization: Bearer …, or ?api_key=…) or a share token (?share_token=…) from the stream's {\"action\":\"share\"}.", { 'www-authenticate': 'Bearer' });
+      throw new DomainError('unauthenticated', "Following a live session needs the owner's API key (Authorization: Bearer …, or ?api_key=…) or a share token (?share_token=…) from the stream's {\"action\":\"share\"}.");
     }
     // A bad key is a 401 whatever the session.
     const account = cred.authorization && this.o.access ? await this.o.access.authenticate(cred.authorization) : null;
@@ -90,7 +90,7 @@ export class StreamAccess {
       if (cred.shareToken && this.validShare(s, cred.shareToken)) return;
       if (account && s.owner !== null && account.id === s.owner) return;
     }
-    throw new ApiError(404, `No live session '${sessionId}' that these credentials may follow (send the owner's API key or a valid share token).`);
+    throw new DomainError('not_found', `No live session '${sessionId}' that these credentials may follow (send the owner's API key or a valid share token).`);
   }
 
   private validShare(s: SessionAccess, token: string): boolean {
