@@ -130,7 +130,7 @@ describe('idle timeout counts audio only', () => {
       expect(closed).not.toBeNull();
       expect(closed!.code).toBe(1008);
       expect(c.messages.some((m) => m.status === 'pong')).toBe(true);
-      expect(c.messages.find((m) => 'error' in m)?.error).toMatch(/no data for 2 s/);
+      expect(c.messages.find((m) => 'error' in m)?.error).toMatch(/no audio for 2 s/);
     } finally {
       clearInterval(pinger);
     }
