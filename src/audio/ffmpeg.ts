@@ -1,6 +1,7 @@
 /**
  * ffmpeg / ffprobe wrappers: probe a media file and decode its first audio stream to
- * 16 kHz mono float32 PCM.
+ * 16 kHz mono float32 PCM (or another rate: `decodeToPcm` with `sampleRate`, e.g. 48 kHz for
+ * enhancement). The one place that runs ffmpeg on media files.
  *
  * Design rules:
  * - ffmpeg always reads the FILE PATH (never stdin): MP4/M4A files whose `moov` index sits at
@@ -92,6 +93,11 @@ export interface DecodeOptions extends FfmpegCommonOptions {
   startS?: number;
   /** Decode at most this many seconds (ffmpeg -t). */
   maxDurationS?: number;
+}
+
+export interface PcmDecodeOptions extends DecodeOptions {
+  /** Output sample rate in Hz (default 16 000, what the speech models take). */
+  sampleRate?: number;
 }
 
 export interface DecodeStreamOptions extends DecodeOptions {
@@ -353,7 +359,7 @@ function safeInput(path: string): string {
   return path.startsWith('/') ? path : `file:${path}`;
 }
 
-function decodeArgs(path: string, o: DecodeOptions): string[] {
+function decodeArgs(path: string, o: PcmDecodeOptions): string[] {
   const args = ['-nostdin', '-hide_banner', '-v', 'error'];
   if (o.startS !== undefined && o.startS > 0) args.push('-ss', String(o.startS));
   args.push('-i', safeInput(path));
@@ -362,7 +368,7 @@ function decodeArgs(path: string, o: DecodeOptions): string[] {
     '-map', '0:a:0', // first audio stream only; fails with "matches no streams" when there is none
     '-vn', '-sn', '-dn',
     '-ac', '1',
-    '-ar', String(TARGET_SAMPLE_RATE),
+    '-ar', String(o.sampleRate ?? TARGET_SAMPLE_RATE),
     '-c:a', 'pcm_f32le',
     '-f', 'f32le',
     'pipe:1',
@@ -374,7 +380,18 @@ function decodeArgs(path: string, o: DecodeOptions): string[] {
  * Decode the first audio stream of a media file to 16 kHz mono float32 samples.
  * Throws AudioDecodeError (see module docs); never returns an empty array.
  */
-export async function decodeToPcm16k(path: string, opts: DecodeOptions = {}): Promise<Float32Array> {
+export function decodeToPcm16k(path: string, opts: DecodeOptions = {}): Promise<Float32Array> {
+  return decodeToPcm(path, { ...opts, sampleRate: TARGET_SAMPLE_RATE });
+}
+
+/**
+ * Decode the first audio stream of a media file to mono float32 samples at `sampleRate` (default
+ * 16 kHz). Throws AudioDecodeError (see module docs); never returns an empty array.
+ */
+export async function decodeToPcm(path: string, opts: PcmDecodeOptions = {}): Promise<Float32Array> {
+  if (opts.sampleRate !== undefined && !(Number.isInteger(opts.sampleRate) && opts.sampleRate > 0)) {
+    throw new RangeError(`sampleRate must be a positive integer, got ${opts.sampleRate}`);
+  }
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   await checkInputFile(path);
   if (opts.signal?.aborted) throw abortedError(opts.signal);

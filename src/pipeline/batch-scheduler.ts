@@ -8,6 +8,8 @@
  * - Partials are disposable: a newer partial of the same key replaces the queued one, and partials
  *   older than `partialMaxAgeMs` are dropped under load. Finals and file chunks are never dropped.
  * - One batch runs at a time: the engine already uses every core.
+ * - Requests of different `group`s (e.g. a speech model's `transcribe` and `detect` ops) never share
+ *   a batch: each batch is one kind of model call. The first request taken fixes the batch's group.
  * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
  */
 import { RecentWindow } from './recent-window.ts';
@@ -45,11 +47,14 @@ export interface BatchSchedulerOptions<Req, Res> {
   onBatch?: (info: { size: number; ms: number; priorities: Record<Priority, number> }) => void;
   /** How far back `finalWaitMs()` looks at the waits of finals already started (default 10 s). */
   waitWindowMs?: number;
+  /** The kind of model call a request needs; only requests of one group share a batch (default: one group). */
+  group?: (req: Req) => string;
 }
 
 interface Pending<Req, Res> {
   req: Req;
   key: string;
+  group: string;
   priority: Priority;
   enqueuedAt: number;
   resolve: (r: Res) => void;
@@ -71,8 +76,8 @@ export class BatchScheduler<Req, Res> {
   private idle: Promise<void> = Promise.resolve();
   /** Last key served per priority, for round-robin. */
   private readonly lastKey: Record<Priority, string | null> = { final: null, file: null, partial: null };
-  /** Totals since start (benchmarks, tests): batches run, requests served, largest batch. */
-  readonly stats = { batches: 0, requests: 0, maxBatchSize: 0, droppedPartials: 0 };
+  /** Totals since start (benchmarks, tests): batches run, requests served (in all and per group), largest batch. */
+  readonly stats = { batches: 0, requests: 0, maxBatchSize: 0, droppedPartials: 0, byGroup: {} as Record<string, number> };
 
   constructor(private readonly opts: BatchSchedulerOptions<Req, Res>) {
     this.maxBatch = opts.maxBatch ?? 8;
@@ -95,13 +100,21 @@ export class BatchScheduler<Req, Res> {
     return { final: this.queues.final.length, file: this.queues.file.length, partial: this.queues.partial.length };
   }
 
+  /** Requests waiting per group (all priorities). */
+  get depthByGroup(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const p of PRIORITIES) for (const item of this.queues[p]) out[item.group] = (out[item.group] ?? 0) + 1;
+    return out;
+  }
+
   submit(req: Req, opts: { priority: Priority; key: string; signal?: AbortSignal }): Promise<Res> {
     if (this.closed) return Promise.reject(new SchedulerClosedError(this.opts.name));
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason ?? new Error('aborted'));
+    const group = this.opts.group?.(req) ?? '';
     return new Promise<Res>((resolve, reject) => {
       const queue = this.queues[opts.priority];
       if (opts.priority === 'partial') {
-        const stale = queue.findIndex((p) => p.key === opts.key);
+        const stale = queue.findIndex((p) => p.key === opts.key && p.group === group);
         if (stale >= 0) {
           const [old] = queue.splice(stale, 1);
           old.cleanup();
@@ -123,6 +136,7 @@ export class BatchScheduler<Req, Res> {
       const item: Pending<Req, Res> = {
         req,
         key: opts.key,
+        group,
         priority: opts.priority,
         enqueuedAt: Date.now(),
         resolve,
@@ -170,7 +184,7 @@ export class BatchScheduler<Req, Res> {
     }, delay);
   }
 
-  /** Takes up to maxBatch requests: by priority, round-robin over keys within a priority. */
+  /** Takes up to maxBatch requests of one group: by priority, round-robin over keys within a priority. */
   private take(): Pending<Req, Res>[] {
     const now = Date.now();
     const partials = this.queues.partial;
@@ -184,15 +198,20 @@ export class BatchScheduler<Req, Res> {
       }
     }
     const batch: Pending<Req, Res>[] = [];
+    let group: string | null = null;
+    const fits = (x: Pending<Req, Res>) => group === null || x.group === group;
     for (const p of PRIORITIES) {
       const q = this.queues[p];
-      while (batch.length < this.maxBatch && q.length) {
-        const keys = [...new Set(q.map((x) => x.key))];
+      while (batch.length < this.maxBatch) {
+        const keys = [...new Set(q.filter(fits).map((x) => x.key))];
+        if (!keys.length) break;
         const after = this.lastKey[p] === null ? -1 : keys.indexOf(this.lastKey[p]!);
         // Next key after the last one served (or the first), then that key's oldest request.
         const key = keys[(after + 1) % keys.length] ?? keys[0];
-        const idx = q.findIndex((x) => x.key === key);
-        batch.push(...q.splice(idx, 1));
+        const idx = q.findIndex((x) => x.key === key && fits(x));
+        const [item] = q.splice(idx, 1);
+        batch.push(item);
+        group ??= item.group;
         this.lastKey[p] = key;
       }
     }
@@ -210,6 +229,7 @@ export class BatchScheduler<Req, Res> {
     this.stats.batches++;
     this.stats.requests += batch.length;
     this.stats.maxBatchSize = Math.max(this.stats.maxBatchSize, batch.length);
+    this.stats.byGroup[batch[0].group] = (this.stats.byGroup[batch[0].group] ?? 0) + batch.length;
     const t0 = performance.now();
     this.idle = this.opts
       .run(batch.map((b) => b.req))

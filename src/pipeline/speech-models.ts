@@ -1,17 +1,19 @@
 /**
  * Loaded speech models: one WhisperEngine and one BatchScheduler per model, loaded on first use
  * (single-flight: concurrent first requests share one load) and closed with the app. Every stream
- * and file job submits its windows here, so all of them share the model's batches.
+ * and file job submits its windows here, so all of them share the model's batches. Every decode goes
+ * through the scheduler, language detection included (`op: 'detect'`): it is queued, prioritised,
+ * cancelled with its stream or job, and batched with other detections (never with transcriptions).
  *
  * `describe` answers what a model is (id, languages, sampling rate) from its config files alone,
  * without ONNX sessions: what an API-only server (WORK_QUEUE=nats, WORKER=false) needs for files,
  * whose chunks are decoded by workers.
  */
 import type { Logger } from 'pino';
-import { loadWhisperConfig, WhisperEngine, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
+import { loadWhisperConfig, WhisperEngine, type LanguageProbs, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { BatchScheduler } from './batch-scheduler.ts';
+import { BatchScheduler, type Priority } from './batch-scheduler.ts';
 import { RecentWindow } from './recent-window.ts';
 
 /** How late live finals are, per model: what admission control and `stt_final_lag_seconds` see. */
@@ -22,11 +24,43 @@ export interface LiveLag {
   p90Ms(): number;
 }
 
+/** One decode of a speech model: a transcription (`op` may be left out) or a language detection. */
+export type SpeechRequest = (TranscribeRequest & { op?: 'transcribe' }) | DetectRequest;
+export interface DetectRequest {
+  op: 'detect';
+  /** Detection looks at the first 30 s only. */
+  audio: Float32Array;
+}
+export type SpeechResult = TranscribeResult | LanguageProbs;
+export type SpeechOp = 'transcribe' | 'detect';
+
+/** How a decode is queued: its priority, fairness key (stream or job id) and cancellation. */
+export interface DecodeControl {
+  priority: Priority;
+  key: string;
+  signal?: AbortSignal;
+}
+
 export interface LoadedSpeechModel {
   id: string;
   engine: WhisperEngine;
-  scheduler: BatchScheduler<TranscribeRequest, TranscribeResult>;
+  /** Takes every decode of this model; batches per op (`stats.byGroup.transcribe` / `.detect`). */
+  scheduler: BatchScheduler<SpeechRequest, SpeechResult>;
   liveLag: LiveLag;
+  /** Transcribes through the scheduler. */
+  transcribe(req: TranscribeRequest, ctl: DecodeControl): Promise<TranscribeResult>;
+  /** Detects the language of the first 30 s of `audio` through the scheduler. */
+  detectLanguage(audio: Float32Array, ctl: DecodeControl): Promise<LanguageProbs>;
+}
+
+export const speechOp = (req: SpeechRequest): SpeechOp => req.op ?? 'transcribe';
+
+/** Runs one batch (all of one op, as the scheduler groups them) on the engine. */
+export async function runSpeechBatch(engine: WhisperEngine, reqs: SpeechRequest[]): Promise<SpeechResult[]> {
+  const detects = reqs.filter((r): r is DetectRequest => r.op === 'detect');
+  if (detects.length === reqs.length) return engine.detectLanguage(detects.map((r) => r.audio));
+  if (detects.length) throw new Error('a batch mixes transcription and language detection (the scheduler groups by op)');
+  return engine.transcribe(reqs as TranscribeRequest[]);
 }
 
 /** What a model is, without loading it: read from the folder's config files. */
@@ -120,9 +154,10 @@ export class SpeechModels {
     const t0 = performance.now();
     const engine = await WhisperEngine.load(dir, { ...this.opts.inference, id });
     const metrics = this.opts.metrics;
-    const scheduler = new BatchScheduler<TranscribeRequest, TranscribeResult>({
+    const scheduler = new BatchScheduler<SpeechRequest, SpeechResult>({
       name: id,
-      run: (reqs) => engine.transcribe(reqs),
+      run: (reqs) => runSpeechBatch(engine, reqs),
+      group: speechOp,
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),
@@ -145,7 +180,16 @@ export class SpeechModels {
       },
       p90Ms: () => lags.quantile(0.9),
     };
-    return { id, engine, scheduler, liveLag };
+    const samplingRate = engine.info.samplingRate;
+    return {
+      id,
+      engine,
+      scheduler,
+      liveLag,
+      // Each op's batch answers with that op's result type (runSpeechBatch).
+      transcribe: (req, ctl) => scheduler.submit({ ...req, op: 'transcribe' }, ctl) as Promise<TranscribeResult>,
+      detectLanguage: (audio, ctl) => scheduler.submit({ op: 'detect', audio: audio.subarray(0, 30 * samplingRate) }, ctl) as Promise<LanguageProbs>,
+    };
   }
 
   async close(): Promise<void> {

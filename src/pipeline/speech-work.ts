@@ -1,6 +1,6 @@
 /**
  * Where the model work of file transcription runs. `LocalSpeechWork` is the single-server path:
- * the model's own BatchScheduler (priority `file`). `QueuedSpeechWork` (WORK_QUEUE=nats) sends each
+ * the model's own BatchScheduler (priority `file`, language detection included). `QueuedSpeechWork` (WORK_QUEUE=nats) sends each
  * chunk through the JetStream work queue to whichever worker takes it and waits for the result;
  * `speechWorkHandler` is the worker's side: it submits what it takes to its local scheduler with
  * priority `file`, so live finals on every worker keep their priority over file chunks.
@@ -40,11 +40,12 @@ export class LocalSpeechWork implements SpeechWork {
   async ensureAvailable(): Promise<void> {}
 
   transcribe(model: FileSpeechModel, req: TranscribeRequest, ctl: SpeechWorkControl): Promise<TranscribeResult> {
-    return loaded(model).scheduler.submit(req, { priority: 'file', key: ctl.key, signal: ctl.signal });
+    return loaded(model).transcribe(req, { priority: 'file', key: ctl.key, signal: ctl.signal });
   }
 
-  async detectLanguage(model: FileSpeechModel, audio: Float32Array): Promise<string> {
-    const [det] = await loaded(model).engine.detectLanguage([audio]);
+  /** Through the scheduler too (priority `file`): queued, batched with other detections, cancellable. */
+  async detectLanguage(model: FileSpeechModel, audio: Float32Array, ctl: SpeechWorkControl): Promise<string> {
+    const det = await loaded(model).detectLanguage(audio, { priority: 'file', key: ctl.key, signal: ctl.signal });
     return det.language;
   }
 }
@@ -91,7 +92,7 @@ export function speechWorkHandler(models: SpeechModels): WorkHandler {
   return async ({ head, audio }) => {
     const model = await models.get(head.model);
     const ctl = { key: head.jobId };
-    if (head.op === 'detect') return local.detectLanguage(model, audio);
+    if (head.op === 'detect') return local.detectLanguage(model, audio, ctl);
     return local.transcribe(model, { audio, options: head.options as TranscribeRequest['options'] }, ctl);
   };
 }

@@ -248,8 +248,10 @@ export class StreamSession {
   }
 
   private async decode(audio: Float32Array, priority: 'final' | 'partial', o: TranscribeOptions) {
+    const ctl = { priority, key: this.id, signal: this.abort.signal };
     if (this.language === 'auto') {
-      const [det] = await this.opts.model.engine.detectLanguage([audio]);
+      // Detection is a decode like any other: queued with this one's priority, dropped if the stream closes.
+      const det = await this.opts.model.detectLanguage(audio, ctl);
       if (this.language === 'auto') this.language = det.language;
     }
     const options: TranscribeOptions = {
@@ -261,7 +263,7 @@ export class StreamSession {
       compressionRatioThreshold: null,
       logprobThreshold: null,
     };
-    return this.opts.model.scheduler.submit({ audio, options }, { priority, key: this.id, signal: this.abort.signal });
+    return this.opts.model.transcribe({ audio, options }, ctl);
   }
 }
 

@@ -27,22 +27,28 @@ export function parseNvidiaSmi(stdout: string): { name: string; memoryMb: number
   return { name, memoryMb };
 }
 
-export async function detectGpu(opts: { nvidiaSmi?: string; timeoutMs?: number } = {}): Promise<GpuInfo> {
+export interface DetectGpuOptions {
+  /** The nvidia-smi to run (default `nvidia-smi` on PATH): tests point it at a script. */
+  nvidiaSmi?: string;
+  /** A driver that hangs must not hold up start-up (default 5 s). */
+  timeoutMs?: number;
+}
+
+export async function detectGpu(opts: DetectGpuOptions = {}): Promise<GpuInfo> {
   const bin = opts.nvidiaSmi ?? 'nvidia-smi';
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const unavailable = (detail: string): GpuInfo => ({ available: false, name: null, memoryMb: null, detail });
   try {
-    const { stdout } = await run(bin, ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], {
-      timeout: opts.timeoutMs ?? 5000,
-    });
+    const { stdout } = await run(bin, ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { timeout: timeoutMs });
     const parsed = parseNvidiaSmi(stdout);
-    if (!parsed) return { available: false, name: null, memoryMb: null, detail: 'nvidia-smi listed no GPU' };
+    if (!parsed) return unavailable('nvidia-smi listed no GPU');
     return { available: true, name: parsed.name, memoryMb: parsed.memoryMb, detail: 'nvidia-smi' };
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return {
-      available: false,
-      name: null,
-      memoryMb: null,
-      detail: code === 'ENOENT' ? 'no NVIDIA driver (nvidia-smi not found)' : `nvidia-smi failed: ${(err as Error).message.split('\n')[0]}`,
-    };
+    const e = err as NodeJS.ErrnoException & { killed?: boolean; stderr?: string; code?: string | number };
+    if (e.code === 'ENOENT') return unavailable('no NVIDIA driver (nvidia-smi not found)');
+    if (e.killed) return unavailable(`nvidia-smi did not answer within ${timeoutMs} ms`);
+    // nvidia-smi says why on stderr (e.g. "couldn't communicate with the NVIDIA driver").
+    const why = String(e.stderr ?? '').split('\n').map((l) => l.trim()).find(Boolean) ?? e.message.split('\n')[0];
+    return unavailable(`nvidia-smi failed${typeof e.code === 'number' ? ` (exit ${e.code})` : ''}: ${why}`);
   }
 }

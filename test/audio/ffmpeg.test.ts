@@ -8,6 +8,7 @@ import {
   AudioDecodeError,
   classifyFfmpegFailure,
   decodeStream,
+  decodeToPcm,
   decodeToPcm16k,
   audioDurationS,
   probeAudio,
@@ -86,6 +87,16 @@ describe('decodeToPcm16k: every supported format', () => {
   it('supports startS / maxDurationS', async () => {
     const pcm = await decodeToPcm16k(speech.path, { startS: 1, maxDurationS: 2 });
     expect(pcm.length).toBe(32000);
+  });
+
+  it('decodeToPcm: another output rate (48 kHz for enhancement), same duration; a bad rate is refused', async () => {
+    const pcm = await decodeToPcm(speech.path, { sampleRate: 48000, maxDurationS: 2 });
+    expect(pcm.length).toBe(96000);
+    const full = await decodeToPcm(converted.get('mp3')!, { sampleRate: 48000 });
+    expect(Math.abs(full.length / 48000 - speech.durationS)).toBeLessThan(DURATION_TOLERANCE_S);
+    // The same signal at both rates: equal loudness (resampling keeps the level).
+    expect(rms(await decodeToPcm(speech.path, { sampleRate: 48000 }))).toBeCloseTo(rms(await decodeToPcm16k(speech.path)), 2);
+    await expect(decodeToPcm(speech.path, { sampleRate: 0 })).rejects.toThrow(/sampleRate must be a positive integer/);
   });
 });
 

@@ -66,6 +66,36 @@ describe('BatchScheduler', () => {
     expect(batches.flat()).toEqual(['final', 'p-new']);
   });
 
+  it('never mixes groups in one batch: each batch is one kind of call, by priority, counted per group', async () => {
+    const batches: string[][] = [];
+    const s = new BatchScheduler<string, string>({
+      name: 'test',
+      maxBatch: 8,
+      windowMs: 20,
+      group: (r) => r.split(':')[0],
+      run: async (reqs) => {
+        batches.push(reqs);
+        return reqs;
+      },
+    });
+    const all = [
+      s.submit('detect:F1', { priority: 'final', key: 's1' }),
+      s.submit('transcribe:F2', { priority: 'final', key: 's2' }),
+      s.submit('detect:f1', { priority: 'file', key: 'job' }),
+      s.submit('transcribe:f2', { priority: 'file', key: 'job' }),
+      s.submit('transcribe:p1', { priority: 'partial', key: 's3' }),
+    ];
+    expect(s.depthByGroup).toEqual({ detect: 2, transcribe: 3 });
+    await Promise.all(all);
+    // The first final fixes the group; the rest follows in the next batch.
+    expect(batches).toEqual([
+      ['detect:F1', 'detect:f1'],
+      ['transcribe:F2', 'transcribe:f2', 'transcribe:p1'],
+    ]);
+    expect(s.stats.byGroup).toEqual({ detect: 2, transcribe: 3 });
+    expect(s.depthByGroup).toEqual({});
+  });
+
   it('finalWaitMs: zero when idle, the backlog of queued finals while behind, back to zero after its window', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));

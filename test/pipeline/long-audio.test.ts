@@ -88,7 +88,7 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
         given.push(req.audio.length);
         return local.transcribe(m, req, ctl);
       },
-      detectLanguage: (m, audio) => local.detectLanguage(m, audio),
+      detectLanguage: (m, audio, ctl) => local.detectLanguage(m, audio, ctl),
     };
     service = new TranscriptionService({ models, transcriber: new FileTranscriber({ vad, work }), jobs });
   }, 120_000);

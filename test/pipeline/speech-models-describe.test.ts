@@ -1,7 +1,9 @@
 /**
  * SpeechModels.describe: a model's id, languages and sampling rate from its config files, with the
  * registry's 400/503 errors and no ONNX session; and the file path of an API-only server
- * (TranscriptionService over a SpeechWork that does not decode locally) using only that.
+ * (TranscriptionService over QueuedSpeechWork, which does not decode locally) using only that,
+ * while a real worker (its own SpeechModels, on a spawned nats-server) decodes with the real
+ * whisper-mini-random and gives the answer a local decode gives.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,16 +11,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
-import type { TranscribeRequest, TranscribeResult } from '../../src/engines/whisper/index.ts';
+import { NatsWorkQueue } from '../../src/bus/work-queue.ts';
 import { loadManifest } from '../../src/models/manifest.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { FileTranscriber } from '../../src/pipeline/file-transcriber.ts';
 import { JobRegistry } from '../../src/pipeline/job-registry.ts';
-import { SpeechModels, type FileSpeechModel } from '../../src/pipeline/speech-models.ts';
-import { LocalSpeechWork, type SpeechWork } from '../../src/pipeline/speech-work.ts';
+import { SpeechModels } from '../../src/pipeline/speech-models.ts';
+import { LocalSpeechWork, QueuedSpeechWork, speechWorkHandler, type SpeechWork } from '../../src/pipeline/speech-work.ts';
 import { TranscriptionService } from '../../src/pipeline/transcription-service.ts';
 import { TEXTS, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR, WHISPER_FIXTURE } from '../helpers/paths.ts';
+import { startNatsServer, type TestNatsServer } from '../bus/nats-server.ts';
 
 const MODEL = 'whisper-mini-random';
 const logger = pino({ level: 'silent' });
@@ -34,35 +37,53 @@ function models(reg = registry): SpeechModels {
   return m;
 }
 
-/** Pieces go "elsewhere": recorded and answered here, as workers would. */
-class RemoteWork implements SpeechWork {
-  readonly decodesLocally = false;
-  readonly seen: Array<{ op: string; model: string; loaded: boolean }> = [];
-  async transcribe(model: FileSpeechModel, req: TranscribeRequest): Promise<TranscribeResult> {
-    this.seen.push({ op: 'transcribe', model: model.id, loaded: 'engine' in model });
-    return { text: 'hello', language: req.options?.language ?? 'en', segments: [{ id: 0, seek: 0, start: 0, end: 1, text: ' hello', tokens: [], temperature: 0, avgLogprob: 0, compressionRatio: 1, noSpeechProb: 0 }], tokensPerWindow: [[1]], duration: 1 } as unknown as TranscribeResult;
+/** Folder `english-only-configs`: the fixture's config files with English as its only language. */
+function englishOnly(root: string, withWeights: boolean): void {
+  const dir = path.join(root, 'english-only-configs');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(WHISPER_FIXTURE)) {
+    if (f === 'generation_config.json') continue;
+    if (f === 'config.json' || f === 'preprocessor_config.json') fs.copyFileSync(path.join(WHISPER_FIXTURE, f), path.join(dir, f));
+    else if (withWeights) fs.symlinkSync(path.join(WHISPER_FIXTURE, f), path.join(dir, f));
   }
-  async detectLanguage(model: FileSpeechModel): Promise<string> {
-    this.seen.push({ op: 'detect', model: model.id, loaded: 'engine' in model });
-    return 'en';
-  }
+  const gen = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'generation_config.json'), 'utf8'));
+  gen.lang_to_id = { '<|en|>': gen.lang_to_id['<|en|>'] };
+  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen));
+}
+
+let nats: TestNatsServer;
+const queues: NatsWorkQueue[] = [];
+
+async function workQueue(): Promise<NatsWorkQueue> {
+  const q = new NatsWorkQueue({ url: nats.url, logger });
+  queues.push(q);
+  await q.start();
+  return q;
+}
+
+/** A worker: its own SpeechModels (over `reg`) serving `model` from the work queue. */
+async function worker(reg: ModelRegistry, model: string): Promise<SpeechModels> {
+  const m = models(reg);
+  await (await workQueue()).serve(model, speechWorkHandler(m), { concurrency: 4 });
+  return m;
 }
 
 beforeAll(async () => {
   registry = new ModelRegistry({ modelsDir: MODELS_DIR, manifest: await loadManifest() });
-  // An English-only model folder with config files only: describe needs nothing else.
+  // An English-only model folder with config files only (describe needs nothing else), and the
+  // same model with its weights, where a worker serves it.
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-describe-'));
-  const dir = path.join(tmp, 'english-only-configs');
-  fs.mkdirSync(dir);
-  for (const f of ['config.json', 'preprocessor_config.json']) fs.copyFileSync(path.join(WHISPER_FIXTURE, f), path.join(dir, f));
-  const gen = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'generation_config.json'), 'utf8'));
-  gen.lang_to_id = { '<|en|>': gen.lang_to_id['<|en|>'] };
-  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen));
+  englishOnly(path.join(tmp, 'api'), false);
+  englishOnly(path.join(tmp, 'worker'), true);
   vad = await SileroVad.load();
   speech = (await makeSpeechWav(TEXTS.hello)).path;
-});
+  // A nats-server of its own: the work stream starts empty, whatever other suites do.
+  nats = await startNatsServer({ spawn: true });
+}, 120_000);
 
 afterAll(async () => {
+  for (const q of queues) await q.close();
+  await nats?.stop();
   for (const m of all) await m.close();
   await vad?.close();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -89,40 +110,49 @@ describe('SpeechModels.describe', () => {
   });
 });
 
-describe('TranscriptionService where chunks are decoded elsewhere', () => {
+describe('TranscriptionService where chunks are decoded elsewhere (work queue, real worker)', () => {
   function service(m: SpeechModels, work: SpeechWork) {
     return new TranscriptionService({ models: m, transcriber: new FileTranscriber({ vad, work }), jobs: new JobRegistry() });
   }
+  const OPTS = { maxNewTokens: 8, temperature: 0 };
 
-  it('describes the model, dispatches its pieces and loads nothing', async () => {
-    const m = models();
-    const work = new RemoteWork();
-    const r = await service(m, work).transcribeFile({ path: speech, model: MODEL, language: 'auto' });
+  it('describes the model, dispatches its pieces to the worker, loads nothing, and answers as a local decode', async () => {
+    const api = models();
+    const served = await worker(registry, MODEL);
+    const r = await service(api, new QueuedSpeechWork(await workQueue(), null)).transcribeFile({ path: speech, model: MODEL, language: 'auto', ...OPTS });
+    // The API server read config files only; the worker loaded the model and decoded everything.
+    expect(api.loadedCount).toBe(0);
+    expect(served.loadedCount).toBe(1);
+    const { byGroup } = (await served.get(MODEL)).scheduler.stats;
+    expect(byGroup.detect).toBe(1);
+    expect(byGroup.transcribe).toBeGreaterThanOrEqual(1);
+    // The same file decoded on one server with the same model: the same transcript (16-bit source: bit-exact on the wire).
+    const local = await service(models(), new LocalSpeechWork()).transcribeFile({ path: speech, model: MODEL, language: 'auto', ...OPTS });
     expect(r.model).toBe(MODEL);
-    expect(r.language).toBe('en');
-    expect(r.text).toBe('hello');
-    expect(work.seen[0]).toEqual({ op: 'detect', model: MODEL, loaded: false });
-    expect(work.seen.filter((s) => s.op === 'transcribe').length).toBeGreaterThanOrEqual(1);
-    expect(work.seen.every((s) => !s.loaded)).toBe(true);
-    expect(m.loadedCount).toBe(0);
+    expect(r.language).toBe(local.language);
+    expect(r.text).toBe(local.text);
+    expect(r.segments).toEqual(local.segments);
   });
 
-  it('400 for a language the model lacks, 400 unknown, 503 not installed, all before any work', async () => {
-    const reg = new ModelRegistry({ modelsDir: tmp, manifest: await loadManifest() });
-    const m = models(reg);
-    const work = new RemoteWork();
-    const svc = service(m, work);
+  it('400 for a language the model lacks, 400 unknown, 503 not installed, all before any work; English served from config files only', async () => {
+    const api = models(new ModelRegistry({ modelsDir: path.join(tmp, 'api'), manifest: await loadManifest() }));
+    const served = await worker(new ModelRegistry({ modelsDir: path.join(tmp, 'worker'), manifest: await loadManifest() }), 'english-only-configs');
+    const queue = await workQueue();
+    const svc = service(api, new QueuedSpeechWork(queue, null));
     await expect(svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'de' })).rejects.toMatchObject({
       status: 400,
       message: "Model 'english-only-configs' does not support language 'de'. Use 'auto' or a code from GET /v1/languages.",
     });
     await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ status: 400 });
     await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ status: 503 });
-    expect(work.seen).toEqual([]);
-    // English is served from the config-only folder: nothing of the model but its config files is read.
-    const r = await svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'en' });
-    expect(r.text).toBe('hello');
-    expect(m.loadedCount).toBe(0);
+    expect(queue.stats.dispatched).toBe(0);
+    expect(served.loadedCount).toBe(0);
+    // English: the API server has nothing of the model but its config files; the worker decodes.
+    const r = await svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'en', ...OPTS });
+    expect(r.language).toBe('en');
+    expect(queue.stats.dispatched).toBeGreaterThanOrEqual(1);
+    expect(api.loadedCount).toBe(0);
+    expect((await served.get('english-only-configs')).scheduler.stats.byGroup.transcribe).toBe(queue.stats.dispatched);
   });
 
   it('local decoding still loads the model (LocalSpeechWork)', async () => {
@@ -130,5 +160,6 @@ describe('TranscriptionService where chunks are decoded elsewhere', () => {
     const r = await service(m, new LocalSpeechWork()).transcribeFile({ path: speech, model: MODEL, language: 'en', maxNewTokens: 4, temperature: 0 });
     expect(r.model).toBe(MODEL);
     expect(m.loadedCount).toBe(1);
+    expect((await m.get(MODEL)).scheduler.stats.byGroup).toEqual({ transcribe: expect.any(Number) });
   });
 });

@@ -1,16 +1,14 @@
 /**
- * Speech enhancement: any input format (probed with src/audio/ffmpeg.ts, decoded by ffmpeg to 48 kHz
- * mono) → RNNoise denoising (the @jitsi/rnnoise-wasm build; its weights are compiled into the wasm) in
+ * Speech enhancement: any input format (probed and decoded to 48 kHz mono by src/audio/ffmpeg.ts) → RNNoise denoising (the @jitsi/rnnoise-wasm build; its weights are compiled into the wasm) in
  * 10 ms frames → loudness normalisation to an EBU R128 integrated target (default -23 LUFS) with a
  * -1 dBFS peak limiter → 48 kHz mono 16-bit WAV of exactly the input's duration.
  *
  * RNNoise delays its output by two frames (960 samples); the enhancer feeds that much silence at the end
  * and drops it at the start, so output sample i lines up with input sample i.
  */
-import { spawn } from 'node:child_process';
 // @ts-expect-error: the package ships no types; the sync build embeds the wasm (no file loading).
 import createRNNWasmModuleSync from '@jitsi/rnnoise-wasm/dist/rnnoise-sync.js';
-import { AudioDecodeError, classifyFfmpegFailure, probeAudio } from '../../audio/ffmpeg.ts';
+import { AudioDecodeError, decodeToPcm, probeAudio } from '../../audio/ffmpeg.ts';
 import { LoudnessMeter } from './loudness.ts';
 import { encodeWav } from '../../audio/pcm.ts';
 
@@ -169,47 +167,17 @@ export class AudioEnhancer {
     return y;
   }
 
-  private decode48k(path: string, signal?: AbortSignal): Promise<Float32Array> {
-    const bin = this.opts.ffmpegPath ?? process.env.FFMPEG_PATH ?? 'ffmpeg';
-    const maxBytes = this.opts.maxDurationS * ENHANCE_SAMPLE_RATE * 4;
-    const args = ['-nostdin', '-hide_banner', '-v', 'error', '-i', path.startsWith('/') ? path : `file:${path}`, '-map', '0:a:0', '-vn', '-sn', '-dn', '-ac', '1', '-ar', String(ENHANCE_SAMPLE_RATE), '-c:a', 'pcm_f32le', '-f', 'f32le', 'pipe:1'];
-    return new Promise<Float32Array>((resolve, reject) => {
-      const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      let stderr = '';
-      let tooLong = false;
-      const onAbort = () => child.kill('SIGKILL');
-      signal?.addEventListener('abort', onAbort, { once: true });
-      child.stdout.on('data', (c: Buffer) => {
-        bytes += c.length;
-        if (bytes > maxBytes) {
-          tooLong = true;
-          child.kill('SIGKILL');
-          return;
-        }
-        chunks.push(c);
-      });
-      child.stderr.on('data', (c: Buffer) => {
-        if (stderr.length < 16384) stderr += c.toString();
-      });
-      child.on('error', (err) => {
-        signal?.removeEventListener('abort', onAbort);
-        reject(new AudioDecodeError('ffmpeg_missing', `ffmpeg is not installed on the server (could not run "${bin}"). Install ffmpeg or set FFMPEG_PATH.`, { cause: err }));
-      });
-      child.on('close', (code) => {
-        signal?.removeEventListener('abort', onAbort);
-        if (signal?.aborted) return reject(new AudioDecodeError('aborted', 'enhancement cancelled'));
-        if (tooLong) return reject(new AudioDecodeError('decode_failed', `The audio is longer than ${this.opts.maxDurationS} s, the enhance-audio limit.`, { status: 413 }));
-        if (code !== 0) return reject(classifyFfmpegFailure(stderr, code));
-        const all = Buffer.concat(chunks);
-        const n = Math.floor(all.length / 4);
-        if (n === 0) return reject(new AudioDecodeError('empty_output', 'The file decoded to zero audio samples.'));
-        const out = new Float32Array(n);
-        new Uint8Array(out.buffer).set(all.subarray(0, n * 4));
-        resolve(out);
-      });
-    });
+  /**
+   * The whole input at 48 kHz. A container may declare no duration (or a wrong one): ffmpeg stops one
+   * second past the limit (-t), so memory stays bounded and a longer input is still told apart.
+   */
+  private async decode48k(path: string, signal?: AbortSignal): Promise<Float32Array> {
+    const limitS = this.opts.maxDurationS;
+    const pcm = await decodeToPcm(path, { sampleRate: ENHANCE_SAMPLE_RATE, maxDurationS: limitS + 1, signal, ffmpegPath: this.opts.ffmpegPath });
+    if (pcm.length > limitS * ENHANCE_SAMPLE_RATE) {
+      throw new AudioDecodeError('decode_failed', `The audio is longer than ${limitS} s, the enhance-audio limit.`, { status: 413 });
+    }
+    return pcm;
   }
 
   async close(): Promise<void> {}

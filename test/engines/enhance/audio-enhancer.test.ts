@@ -122,4 +122,30 @@ describe('AudioEnhancer (RNNoise + EBU R128)', () => {
     writeFileSync(junk, Buffer.from('definitely not audio'.repeat(50)));
     await expect(enhancer.enhanceFile(junk)).rejects.toMatchObject({ status: 400 });
   });
+
+  it('holds a file whose container declares no duration (WebM written to a pipe) to maxDurationS: 413', async () => {
+    const webm = join(dir, 'no-duration.webm');
+    // ffmpeg cannot seek back into a pipe to write the duration: ffprobe finds none.
+    const { stdout } = await execFileP('ffmpeg', ['-nostdin', '-v', 'error', '-i', noisyPath, '-c:a', 'libopus', '-f', 'webm', 'pipe:1'], { encoding: 'buffer', maxBuffer: 64 << 20 });
+    writeFileSync(webm, stdout);
+    const probe = await execFileP('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', webm]);
+    expect(['', 'N/A']).toContain(probe.stdout.trim());
+    const short = await AudioEnhancer.load({ maxDurationS: 2 });
+    await expect(short.enhanceFile(webm)).rejects.toMatchObject({ status: 413, message: 'The audio is longer than 2 s, the enhance-audio limit.' });
+    // Within the limit the same file is enhanced whole.
+    const r = await (await AudioEnhancer.load({ maxDurationS: 3600 })).enhanceFile(webm);
+    expect(Math.abs(r.durationS - clean.length / 48000)).toBeLessThan(0.1);
+  });
+
+  it('decodes with src/audio/ffmpeg.ts: its errors (ffmpeg missing: 500 naming FFMPEG_PATH) and its cancellation', async () => {
+    const noFfmpeg = await AudioEnhancer.load({ ffmpegPath: join(dir, 'no-such-ffmpeg') });
+    await expect(noFfmpeg.enhanceFile(noisyPath)).rejects.toMatchObject({
+      status: 500,
+      code: 'ffmpeg_missing',
+      message: expect.stringContaining('or point FFMPEG_PATH / FFPROBE_PATH at the binaries'),
+    });
+    const cancelled = new AbortController();
+    cancelled.abort(new Error('client gone'));
+    await expect(enhancer.enhanceFile(noisyPath, cancelled.signal)).rejects.toMatchObject({ code: 'aborted' });
+  });
 });
