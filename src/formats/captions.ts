@@ -3,7 +3,7 @@
  * at most 2 lines of 42 characters and 7 seconds per cue, split at word boundaries using word
  * timestamps (or proportionally to characters when a segment has none); speaker labels when diarized.
  */
-import type { Segment, Transcript } from './transcript.ts';
+import type { Segment, Transcript, Word } from './transcript.ts';
 
 export interface CaptionOptions {
   maxLineChars: number;
@@ -20,22 +20,16 @@ export interface Cue {
   speaker?: string | null;
 }
 
-interface TimedWord {
-  text: string;
-  start: number;
-  end: number;
-}
-
 /** Words of a segment with times; proportional to character count when the engine gave none. */
-function timedWords(seg: Segment): TimedWord[] {
+function timedWords(seg: Segment): Word[] {
   const ws = seg.words.filter((w) => w.word.trim());
-  if (ws.length) return ws.map((w) => ({ text: w.word.trim(), start: w.start, end: w.end }));
+  if (ws.length) return ws.map((w) => ({ word: w.word.trim(), start: w.start, end: w.end }));
   const tokens = seg.text.trim().split(/\s+/).filter(Boolean);
   const total = tokens.reduce((n, t) => n + t.length, 0) || 1;
   let t = seg.start;
-  return tokens.map((text) => {
-    const d = ((seg.end - seg.start) * text.length) / total;
-    const w = { text, start: t, end: t + d };
+  return tokens.map((word) => {
+    const d = ((seg.end - seg.start) * word.length) / total;
+    const w = { word, start: t, end: t + d };
     t += d;
     return w;
   });
@@ -63,13 +57,13 @@ export function toCues(segments: Segment[], opts: CaptionOptions = DEFAULT_CAPTI
   const maxChars = opts.maxLineChars * opts.maxLines;
   for (const seg of segments) {
     const words = timedWords(seg);
-    let cur: TimedWord[] = [];
+    let cur: Word[] = [];
     const flush = () => {
       if (!cur.length) return;
       cues.push({
         start: cur[0].start,
         end: Math.max(cur[cur.length - 1].end, cur[0].start + 0.01),
-        lines: wrapLines(cur.map((w) => w.text), opts.maxLineChars),
+        lines: wrapLines(cur.map((w) => w.word), opts.maxLineChars),
         speaker: seg.speaker,
       });
       cur = [];
@@ -77,8 +71,8 @@ export function toCues(segments: Segment[], opts: CaptionOptions = DEFAULT_CAPTI
     for (const w of words) {
       const candidate = [...cur, w];
       const fits =
-        wrapLines(candidate.map((x) => x.text), opts.maxLineChars).length <= opts.maxLines &&
-        candidate.map((x) => x.text).join(' ').length <= maxChars &&
+        wrapLines(candidate.map((x) => x.word), opts.maxLineChars).length <= opts.maxLines &&
+        candidate.map((x) => x.word).join(' ').length <= maxChars &&
         w.end - (cur[0]?.start ?? w.start) <= opts.maxCueSeconds;
       if (!fits && cur.length) flush();
       cur.push(w);

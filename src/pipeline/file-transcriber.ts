@@ -12,7 +12,7 @@
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
-import type { Segment, Transcript } from '../formats/transcript.ts';
+import { toSegment, transcriptText, type Segment, type Transcript } from '../formats/transcript.ts';
 import { speechModelInfo, type FileSpeechModel } from './speech-models.ts';
 import { LocalSpeechWork, type SpeechWork } from './speech-work.ts';
 import { streamSpeechChunks } from './vad-chunker.ts';
@@ -259,17 +259,11 @@ export class FileTranscriber {
     for (const { offset, r } of results) {
       tokens.push(...r.tokensPerWindow);
       if (r.wordTimestamps && base.wordTimestamps) wordMethod = r.wordTimestamps;
+      // The one decode → segment mapping (formats/transcript.ts), which stream finals use too;
+      // segment by segment here because verbose_json keeps each segment's decoding details.
       for (const s of r.segments) {
-        const text = s.text.trim();
-        if (!text) continue;
-        const seg: Segment = {
-          start: round(s.start + offset),
-          end: round(Math.min(duration, s.end + offset)),
-          text,
-          speaker: null,
-          confidence: round(Math.min(1, Math.max(0, Math.exp(s.avgLogprob))), 3),
-          words: (s.words ?? []).map((w) => ({ word: w.word.trim(), start: round(w.start + offset), end: round(w.end + offset) })).filter((w) => w.word),
-        };
+        const seg = toSegment(s, offset, duration);
+        if (!seg) continue;
         segments.push(seg);
         detailed.push({ ...s, start: seg.start, end: seg.end, id: detailed.length });
       }
@@ -281,9 +275,9 @@ export class FileTranscriber {
     }
     report({ stage: 'done', fraction: 1, processedSeconds: total, totalSeconds: total });
     return {
-      text: labelled.segments.map((s) => s.text).join(' '),
+      text: transcriptText(labelled.segments),
       language: language === 'auto' ? (results[0]?.r.language ?? 'en') : language,
-      duration: round(duration, 3),
+      duration: Math.round(duration * 1000) / 1000, // the audio's length (billing, ms), not a result time
       segments: labelled.segments,
       speakers: labelled.speakers,
       diarization: turns ? diarizer!.method : null,
@@ -323,9 +317,4 @@ class GrowingSamples {
   take(): Float32Array {
     return this.buf.subarray(0, this.length);
   }
-}
-
-function round(x: number, digits = 2): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
 }

@@ -12,6 +12,7 @@ import { Observable, Subject } from 'rxjs';
 import type { SileroVad, VadStream } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions } from '../engines/whisper/index.ts';
 import { PcmBuffer } from '../audio/pcm-buffer.ts';
+import { mergeSegments, toSegments, type Segment } from '../formats/transcript.ts';
 import { DroppedError } from './batch-scheduler.ts';
 import { createSegmenterState, segmenterFinish, segmenterReducer, type SegmenterEvent, type SegmenterState } from './segmenter.ts';
 import type { LoadedSpeechModel } from './speech-models.ts';
@@ -20,15 +21,16 @@ import { createStabilizer } from './stabilizer.ts';
 const SR = 16_000;
 const FRAME = 512;
 
-export interface StreamWord {
-  word: string;
-  start: number;
-  end: number;
-}
+/**
+ * A final: one utterance as one result {@link Segment} ({@link mergeSegments}: start/end are the
+ * utterance's audio, text/words/confidence those of its decode), and `segments`, the decode's own
+ * segments as a file gives them ({@link toSegments}: the same numbers for the same audio).
+ */
+export type FinalEvent = { type: 'final'; segments: Segment[] } & Segment;
 
 export type StreamEvent =
   | { type: 'partial'; text: string; stable: string }
-  | { type: 'final'; text: string; start: number; end: number; words: StreamWord[]; confidence: number; speaker?: string | null }
+  | FinalEvent
   | { type: 'end' }
   | { type: 'error'; message: string };
 
@@ -204,15 +206,13 @@ export class StreamSession {
         throw err;
       }
       if (this.closed) return;
-      const offset = startSample / SR;
-      const text = r.text.trim();
-      if (!text) return;
-      const words = r.segments.flatMap((s) => (s.words ?? []).map((w) => ({ word: w.word.trim(), start: round(w.start + offset), end: round(w.end + offset) }))).filter((w) => w.word);
+      const start = startSample / SR;
+      const end = start + audio.length / SR;
+      const segments = toSegments(r, start, end);
+      if (!segments.length) return;
       this.stats.finals++;
       this.opts.model.liveLag.record(performance.now() - decidedAt);
-      const logprob = r.segments.length ? r.segments.reduce((a, s) => a + s.avgLogprob, 0) / r.segments.length : -Infinity;
-      const confidence = Math.round(Math.min(1, Math.max(0, Math.exp(logprob))) * 1000) / 1000;
-      this.events.next({ type: 'final', text, start: round(offset), end: round(offset + audio.length / SR), words, confidence });
+      this.events.next({ type: 'final', ...mergeSegments(segments, { start, end }), segments });
     });
     this.finals.catch((err) => this.fail(errorMessage(err)));
   }
@@ -293,10 +293,6 @@ function concat(a: Float32Array, b: Float32Array): Float32Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 function errorMessage(err: unknown): string {

@@ -3,24 +3,21 @@
  * account's transcript is indistinguishable from one that does not exist.
  */
 import { randomUUID } from 'node:crypto';
-import type { Segment } from '../formats/transcript.ts';
+import type { Segment, Transcript } from '../formats/transcript.ts';
 import type { Queryable } from './database.ts';
 import { isUuid } from './ids.ts';
 
 export type TranscriptStatus = 'processing' | 'completed' | 'failed';
 export const TRANSCRIPT_STATUSES: readonly TranscriptStatus[] = ['processing', 'completed', 'failed'];
 
-export interface NewTranscript {
+/** A result {@link Transcript} (the one model, formats/transcript.ts) with what the store adds. */
+export interface NewTranscript extends Omit<Transcript, 'speakers'> {
   /** Account id; null for anonymous requests (stored, but listed by nobody). */
   ownerId: string | null;
   model: string;
-  language: string;
-  /** Audio duration in seconds. */
-  duration: number;
   source: 'file' | 'stream';
   filename?: string;
-  segments: Segment[];
-  text: string;
+  /** Default: the segments' speakers in order of appearance. */
   speakers?: string[];
   status?: TranscriptStatus;
 }
@@ -36,11 +33,8 @@ export interface TranscriptSummary {
   createdAt: Date;
 }
 
-export interface TranscriptRecord extends TranscriptSummary {
+export interface TranscriptRecord extends TranscriptSummary, Pick<Transcript, 'text' | 'segments' | 'speakers'> {
   ownerId: string | null;
-  text: string;
-  segments: Segment[];
-  speakers: string[];
 }
 
 export interface TranscriptFilter {
