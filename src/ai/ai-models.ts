@@ -15,7 +15,7 @@ import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
 import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { AiConfig } from './ai-config.ts';
+import type { AiConfig } from '../../config/ai.ts';
 
 export interface AiModelsOptions {
   registry: ModelRegistry;

@@ -28,7 +28,7 @@ import { StreamSession, type StreamEvent } from '../pipeline/stream-session.ts';
 import type { IngestClient, LiveSessionOptions, WebRtcAnswer, WebRtcIngest } from './ingest.ts';
 import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.ts';
 import { encodeServerMessage, parseControlMessage, serverMessages as msg, type ServerMessage } from './stream-protocol.ts';
-import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
+import type { IceServer, WebRtcConfig } from '../../config/webrtc.ts';
 import { RtpAudioTimeline } from './webrtc-rtp.ts';
 import type { StreamAdmission } from '../pipeline/stream-admission.ts';
 import { toServerMessage } from './ws-stream.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
+import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
 import { testHttpServer } from '../helpers/http-server.ts';

@@ -1,6 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- response bodies are checked by the assertions */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
+import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
 import { AccessControl } from '../../src/auth/access-control.ts';
 import { issueKey } from '../../src/auth/keys.ts';
