@@ -7,7 +7,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { EmbeddingService } from '../engines/embedding/embedding-service.ts';
+import { EmbeddingService } from '../pipeline/embedding-service.ts';
 import { AudioEnhancer, type AudioEnhancerOptions } from '../engines/enhance/audio-enhancer.ts';
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
 import { LocalLlm } from '../engines/llm/local-llm.ts';
