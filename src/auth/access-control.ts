@@ -19,7 +19,7 @@
  */
 import type { Logger } from 'pino';
 import { ApiError } from '../http/api-error.ts';
-import { formatBytes } from '../http/http-context.ts';
+import { formatBytes } from '../formats/bytes.ts';
 import type { Account, AccountStore, Plan } from '../store/accounts.ts';
 import type { Settlement } from '../store/credit-reservations.ts';
 import { utcDay, utcMonth, type UsageKind, type UsageStore } from '../store/usage.ts';

@@ -16,11 +16,12 @@ import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts
 import { LlmTranslator, type Translator } from '../../ai/translate.ts';
 import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
 import { withLlmTenant } from '../../engines/llm/tenant.ts';
-import { receiveMultipart } from '../../ingest/upload.ts';
+import { receiveMultipart } from '../multipart-upload.ts';
 import { decodeToPcm16k } from '../../audio/ffmpeg.ts';
 import { encodeWav } from '../../audio/pcm.ts';
 import { ApiError } from '../api-error.ts';
-import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
+import { formatBytes } from '../../formats/bytes.ts';
+import type { HttpContext, Reply } from '../http-context.ts';
 import type { Handler, HttpServer, RouteOptions } from '../http-server.ts';
 
 export interface AiRouteDeps {
