@@ -5,9 +5,9 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { AuthConfigError, authConfigFromEnv, AUTH_ENV_NAMES, type AuthConfig } from '../src/auth/config.ts';
-import { AiEnvSchema, aiConfigFromEnv, type AiConfig } from '../src/ai/ai-config.ts';
-import { WebRtcConfigError, webrtcConfigFromEnv, WEBRTC_ENV_NAMES, type WebRtcConfig } from '../src/ingest/webrtc-config.ts';
+import { AuthConfigError, authConfigFromEnv, AUTH_ENV_NAMES, type AuthConfig } from './auth.ts';
+import { AiEnvSchema, aiConfigFromEnv, type AiConfig } from './ai.ts';
+import { WebRtcConfigError, webrtcConfigFromEnv, WEBRTC_ENV_NAMES, type WebRtcConfig } from './webrtc.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
@@ -63,11 +63,11 @@ const envSchema = z.object({
 });
 
 export interface Config {
-  /** Tiers, quotas and signup (src/auth/config.ts: ANON_DAILY_LIMIT, FREE_MONTHLY_MINUTES, SIGNUP_ENABLED, CONCURRENCY_RETRY_AFTER_S). */
+  /** Tiers, quotas and signup (config/auth.ts: ANON_DAILY_LIMIT, FREE_MONTHLY_MINUTES, SIGNUP_ENABLED, CONCURRENCY_RETRY_AFTER_S). */
   auth: AuthConfig;
-  /** LLM, embeddings, enhance-audio (src/ai/ai-config.ts: LLM_*, EMBED_*, AI_MAX_TEXT_CHARS, ENHANCE_TARGET_LUFS). */
+  /** LLM, embeddings, enhance-audio (config/ai.ts: LLM_*, EMBED_*, AI_MAX_TEXT_CHARS, ENHANCE_TARGET_LUFS). */
   ai: AiConfig;
-  /** WebRTC ingest (src/ingest/webrtc-config.ts: WEBRTC_ICE_SERVERS, WEBRTC_PORT_MIN/MAX, WEBRTC_ANNOUNCED_IP). */
+  /** WebRTC ingest (config/webrtc.ts: WEBRTC_ICE_SERVERS, WEBRTC_PORT_MIN/MAX, WEBRTC_ANNOUNCED_IP). */
   webrtc: WebRtcConfig;
   server: {
     host: string;

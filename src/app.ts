@@ -26,6 +26,7 @@ import { registerAccountRoutes } from './http/routes/account-routes.ts';
 import { Database, createStores, type Stores } from './store/index.ts';
 import { serveAdminChannel } from './cli/admin-channel.ts';
 import { AiModels } from './ai/ai-models.ts';
+import { LlmServices } from './ai/llm-services.ts';
 import { registerAiRoutes } from './http/routes/ai-routes.ts';
 import { registerTranscriptAiRoutes } from './http/routes/transcript-ai-routes.ts';
 import { WeriftWebRtcIngest } from './ingest/webrtc.ts';
@@ -59,6 +60,8 @@ export class App {
   access!: AccessControl;
   ai!: AiModels;
   live!: LiveSessions;
+  /** AiService and the translator on the chat model, shared by every AI route. */
+  llmServices!: LlmServices;
   webrtc!: WeriftWebRtcIngest;
   streams!: WsStreamIngest;
   /** The JetStream work queue (WORK_QUEUE=nats), else null. */
@@ -158,6 +161,7 @@ export class App {
         metrics: this.metrics,
       });
       this.closers.push({ name: 'ai', close: () => this.ai.close() });
+      this.llmServices = new LlmServices({ llm: () => this.ai.llm(), maxTokens: this.config.ai.llm.maxTokens });
       this.jobs = new JobRegistry();
       this.closers.push({ name: 'jobs', close: () => this.jobs.close() });
       const transcription = new TranscriptionService({
@@ -193,7 +197,7 @@ export class App {
         transcripts: this.stores.transcripts,
         signupEnabled: this.config.auth.signupEnabled,
       });
-      registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai });
+      registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai, services: this.llmServices });
       // One admission decision for both ingests (slow start counts streams of either kind).
       const admission = new StreamAdmission(
         { maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs },
@@ -230,6 +234,7 @@ export class App {
       registerWebRtcRoutes(this.server, { ingest: this.webrtc, defaultModel: this.config.models.defaultModel });
       registerAiRoutes(this.server, {
         models: this.ai,
+        services: this.llmServices,
         access: this.access,
         maxTextChars: this.config.ai.maxTextChars,
         maxTokens: this.config.ai.llm.maxTokens,

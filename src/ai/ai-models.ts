@@ -7,7 +7,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { EmbeddingService } from '../engines/embedding/embedding-service.ts';
+import { EmbeddingService } from '../pipeline/embedding-service.ts';
 import { AudioEnhancer, type AudioEnhancerOptions } from '../engines/enhance/audio-enhancer.ts';
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
 import { LocalLlm } from '../engines/llm/local-llm.ts';
@@ -15,7 +15,7 @@ import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
 import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { AiConfig } from './ai-config.ts';
+import type { AiConfig } from '../../config/ai.ts';
 
 export interface AiModelsOptions {
   registry: ModelRegistry;

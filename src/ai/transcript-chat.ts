@@ -3,7 +3,7 @@
  * embed the segments once, retrieve the top-k by cosine for a question, answer from those segments with
  * the chat history, and return the sources.
  */
-import type { Embedder } from '../engines/embedding/embedding-service.ts';
+import type { Embedder } from '../pipeline/embedding-service.ts';
 import type { ChatBackend, ChatMessage } from '../engines/llm/chat-backend.ts';
 
 export interface TranscriptSegment {

@@ -19,13 +19,14 @@
  */
 import type { Logger } from 'pino';
 import { ApiError } from '../http/api-error.ts';
-import { formatBytes } from '../http/http-context.ts';
+import { formatBytes } from '../formats/bytes.ts';
 import type { Account, AccountStore, Plan } from '../store/accounts.ts';
 import type { Settlement } from '../store/credit-reservations.ts';
 import { utcDay, utcMonth, type UsageKind, type UsageStore } from '../store/usage.ts';
 import { InProcessConcurrencySlots, type ConcurrencySlots, type SlotLease } from './concurrency-slots.ts';
 import { CreditLedger } from './credit-ledger.ts';
-import { DEFAULT_AUTH_CONFIG, DEFAULT_TIER_LIMITS, type AuthConfig, type Tier, type TierLimits } from './config.ts';
+import { DEFAULT_AUTH_CONFIG, type AuthConfig } from '../../config/auth.ts';
+import { DEFAULT_TIER_LIMITS, type Tier, type TierLimits } from './tiers.ts';
 import { bearerToken, verifyKey } from './keys.ts';
 
 export interface AdmitRequest {

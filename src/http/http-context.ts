@@ -7,6 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from './uws.ts';
 import { ApiError } from './api-error.ts';
+import { formatBytes } from '../formats/bytes.ts';
 
 export interface Reply {
   status?: number;
@@ -273,11 +274,4 @@ export class ClientDisconnectedError extends ApiError {
 
 export function tooLarge(maxBytes: number): ApiError {
   return new ApiError(413, `Request body is larger than the limit of ${formatBytes(maxBytes)}.`);
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1024 ** 3 && n % 1024 ** 3 === 0) return `${n / 1024 ** 3} GB`;
-  if (n >= 1024 ** 2) return `${Math.round((n / 1024 ** 2) * 10) / 10} MB`;
-  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
-  return `${n} bytes`;
 }

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import { ApiError, toApiError } from './api-error.ts';
-import { HttpContext, type Reply, formatBytes, tooLarge } from './http-context.ts';
+import { HttpContext, type Reply, tooLarge } from './http-context.ts';
+import { formatBytes } from '../formats/bytes.ts';
 import { type Method, Router } from './router.ts';
 import { NATIVE_MAX_CONTENT_LENGTH, type TemplatedApp, type Uws, type us_listen_socket } from './uws.ts';
 
@@ -249,4 +250,3 @@ export class HttpServer {
   }
 }
 
-export { formatBytes };

@@ -19,7 +19,7 @@ import type { LiveClient, LiveConfig, LiveSession, LiveSessions } from '../pipel
 import type { WebRtcAnswer, WebRtcIngest } from './ingest.ts';
 import { OPUS_SAMPLE_RATE, OpusDecoder, opusAvailability } from './opus-decoder.ts';
 import { encodeServerMessage, parseControlMessage, toServerMessage } from './stream-protocol.ts';
-import type { IceServer, WebRtcConfig } from './webrtc-config.ts';
+import type { IceServer, WebRtcConfig } from '../../config/webrtc.ts';
 import { RtpAudioTimeline } from './webrtc-rtp.ts';
 
 export interface WebRtcIngestOptions {

@@ -3,7 +3,7 @@
  * the composition root and handed to whoever records something.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { LlmObserver } from '../engines/llm/chat-backend.ts';
+import type { LlmObserver } from './llm-observer.ts';
 
 export class Metrics {
   readonly registry = new Registry();

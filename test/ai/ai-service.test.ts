@@ -5,7 +5,7 @@ import { splitByTokens } from '../../src/ai/chunking.ts';
 import { conformToSchema, parseStructured, parseTruncatedJson } from '../../src/ai/structured.ts';
 import { ANALYSIS_SCHEMAS, GENERATE_SCHEMAS } from '../../src/ai/prompts.ts';
 import { chatOverTranscript, topKByCosine } from '../../src/ai/transcript-chat.ts';
-import { EmbeddingService } from '../../src/engines/embedding/embedding-service.ts';
+import { EmbeddingService } from '../../src/pipeline/embedding-service.ts';
 import type { ChatBackend, ChatMessage, ChatOptions } from '../../src/engines/llm/chat-backend.ts';
 import { LocalLlm } from '../../src/engines/llm/local-llm.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccessControl, billableMinutes, type Grant } from '../../src/auth/access-control.ts';
-import { AuthConfigError, authConfigFromEnv } from '../../src/auth/config.ts';
+import { AuthConfigError, authConfigFromEnv } from '../../config/auth.ts';
 import { bearerToken, generateKey, hashKey, issueKey, isWellFormedKey } from '../../src/auth/keys.ts';
 import { ApiError } from '../../src/http/api-error.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';

@@ -2,8 +2,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
+import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
+import { LlmServices } from '../../src/ai/llm-services.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
 import { testHttpServer } from '../helpers/http-server.ts';
 import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
@@ -31,6 +32,7 @@ async function startInstance(env: Record<string, string>): Promise<Instance> {
   const server = testHttpServer({ maxJsonBodyBytes: 1024 * 1024 });
   registerAiRoutes(server, {
     models,
+    services: new LlmServices({ llm: () => models.llm(), maxTokens: config.llm.maxTokens }),
     maxTextChars: MAX_CHARS,
     maxTokens: config.llm.maxTokens,
     maxUploadBytes: 10 * 1024 * 1024,

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientDisconnectedError, type HttpContext } from '../../src/http/http-context.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
-import { receiveMultipart } from '../../src/ingest/upload.ts';
+import { receiveMultipart } from '../../src/http/multipart-upload.ts';
 import { testHttpServer } from '../helpers/http-server.ts';
 
 let server: HttpServer | null = null;

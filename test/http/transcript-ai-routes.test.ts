@@ -1,7 +1,8 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- response bodies are checked by the assertions */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { aiConfigFromEnv } from '../../src/ai/ai-config.ts';
+import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
+import { LlmServices } from '../../src/ai/llm-services.ts';
 import { AccessControl } from '../../src/auth/access-control.ts';
 import { issueKey } from '../../src/auth/keys.ts';
 import type { ChatBackend, ChatMessage } from '../../src/engines/llm/chat-backend.ts';
@@ -92,6 +93,7 @@ for (const variant of DB_VARIANTS) {
         transcripts: s.transcripts,
         chat: s.transcriptChat,
         ai: { config: models.config, embedder: (m?: string) => models.embedder(m), llm: async () => backend },
+        services: new LlmServices({ llm: async () => backend, maxTokens: models.config.llm.maxTokens }),
       }));
     });
     afterAll(async () => {
@@ -261,8 +263,9 @@ for (const variant of DB_VARIANTS) {
       const { id } = await save(anna.account.id);
       const missing = new AiModels({ registry, config: aiConfigFromEnv({ LLM_MODEL: 'qwen2.5-1.5b-instruct', EMBED_MODEL: 'all-minilm-l6-v2' }) });
       const noLlm = new AiModels({ registry, config: aiConfigFromEnv({ LLM_MODEL: 'qwen2.5-1.5b-instruct', EMBED_MODEL: 'minilm-mini-random' }), intraOpThreads: 1 });
-      const a = await startServer({ access, transcripts: s.transcripts, chat: s.transcriptChat, ai: missing });
-      const b = await startServer({ access, transcripts: s.transcripts, chat: s.transcriptChat, ai: noLlm });
+      const services = (m: AiModels) => new LlmServices({ llm: () => m.llm(), maxTokens: m.config.llm.maxTokens });
+      const a = await startServer({ access, transcripts: s.transcripts, chat: s.transcriptChat, ai: missing, services: services(missing) });
+      const b = await startServer({ access, transcripts: s.transcripts, chat: s.transcriptChat, ai: noLlm, services: services(noLlm) });
       try {
         const r = await fetch(`${a.base}/api/v1/transcripts/${id}/chat/`, { method: 'POST', headers: { authorization: await bearer(anna.account.id) }, body: JSON.stringify({ question: 'When?' }) });
         expect(r.status).toBe(503);

@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { readWav } from '../../src/audio/pcm.ts';
 import { OpusDecoder, OpusEncoder, opusAvailability } from '../../src/ingest/opus-decoder.ts';
 import { announceIp } from '../../src/ingest/webrtc.ts';
-import { WebRtcConfigError, webrtcConfigFromEnv } from '../../src/ingest/webrtc-config.ts';
+import { WebRtcConfigError, webrtcConfigFromEnv } from '../../config/webrtc.ts';
 import { RtpAudioTimeline, seqDelta } from '../../src/ingest/webrtc-rtp.ts';
 import { TEXTS, concatWithGaps, hasAudioTools, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { WHISPER_FIXTURE } from '../helpers/paths.ts';

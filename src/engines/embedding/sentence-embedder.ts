@@ -3,7 +3,7 @@
  *   tokenizer.json (WordPiece, via @huggingface/tokenizers) → input_ids, attention_mask, token_type_ids
  *   (int64 [batch, seq]) → last_hidden_state [batch, seq, hidden] → mean over attention_mask → L2 normalise.
  * Truncation keeps [CLS] … [SEP] (max_seq_length from sentence_bert_config.json, 256 for MiniLM).
- * No HTTP, no batching policy: `embed()` runs one padded batch; EmbeddingService batches across requests.
+ * No HTTP, no batching policy: `embed()` runs one padded batch; EmbeddingService (src/pipeline) batches across requests.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

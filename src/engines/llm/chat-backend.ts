@@ -2,6 +2,10 @@
  * What the AI services need from a chat model, whoever runs it: the local llama.cpp model (LocalLlm) or an
  * external server speaking the OpenAI chat-completions protocol (OpenAiChatBackend, LLM_BASE_URL).
  */
+import type { LlmOutcome } from '../../observability/llm-observer.ts';
+
+// The observer's shape belongs to observability (below the engines); backends import it from here.
+export type { LlmObserver, LlmOutcome, LlmRequestRecord } from '../../observability/llm-observer.ts';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 
@@ -92,29 +96,9 @@ export class LlmAbortedError extends Error {
   }
 }
 
-/** How a chat request ended (metrics): `rejected` = queue full (local) or 429 from the external server. */
-export type LlmOutcome = 'ok' | 'error' | 'aborted' | 'rejected';
-
 export function llmOutcome(err: unknown): LlmOutcome {
   if (err instanceof LlmAbortedError) return 'aborted';
   if (err instanceof LlmQueueFullError) return 'rejected';
   return 'error';
 }
 
-/** One finished request, as a backend reports it to its observer. */
-export interface LlmRequestRecord {
-  outcome: LlmOutcome;
-  /** From the call to its end, queue wait included. */
-  seconds: number;
-  /** Prompt tokens evaluated (locally: once the request got a sequence; remotely: the server's usage, when it reports one). */
-  promptTokens?: number;
-  /** Tokens generated, also those of a cancelled generation where known (local backend). */
-  completionTokens?: number;
-}
-
-/** What a chat backend reports (the composition root turns it into Prometheus metrics). */
-export interface LlmObserver {
-  request?(r: LlmRequestRecord): void;
-  /** Local backend: requests waiting for a sequence and sequences generating, after every change. */
-  queue?(s: { waiting: number; busy: number }): void;
-}

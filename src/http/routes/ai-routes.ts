@@ -10,22 +10,24 @@ import type { AccessControl } from '../../auth/index.ts';
 import type { Method } from '../router.ts';
 import { z } from 'zod';
 import type { AiModels } from '../../ai/ai-models.ts';
-import { AiService } from '../../ai/ai-service.ts';
+import type { LlmServices } from '../../ai/llm-services.ts';
 import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts.ts';
-import { LlmTranslator, type Translator } from '../../ai/translate.ts';
-import { LlmAbortedError, LlmQueueFullError, type ChatBackend, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
+import { LlmAbortedError, LlmQueueFullError, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
 import { withLlmTenant } from '../../engines/llm/tenant.ts';
-import { receiveMultipart } from '../../ingest/upload.ts';
+import { receiveMultipart } from '../multipart-upload.ts';
 import { decodeToPcm16k } from '../../audio/ffmpeg.ts';
 import { encodeWav } from '../../audio/pcm.ts';
 import { ApiError } from '../api-error.ts';
-import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
+import { formatBytes } from '../../formats/bytes.ts';
+import type { HttpContext, Reply } from '../http-context.ts';
 import type { Handler, HttpServer, RouteOptions } from '../http-server.ts';
 
 export interface AiRouteDeps {
   /** Lazily loaded models (chat backend, embedders, enhancer). */
   models: Pick<AiModels, 'llm' | 'embedder' | 'enhancer' | 'synthesizer'>;
+  /** Summaries, analyses, generation and translation on the chat model (built by the composition root). */
+  services: Pick<LlmServices, 'ai' | 'translator'>;
   /** Longest accepted `text` (characters); longer → 413. */
   maxTextChars: number;
   /** Output cap per model call; requests may ask for less with `max_tokens`. */
@@ -37,8 +39,6 @@ export interface AiRouteDeps {
   tmpDir: string;
   /** /v1/tts: longest text in characters (default 5000). */
   maxTtsChars?: number;
-  /** Translation engine; default: the chat backend (LlmTranslator). */
-  translator?: () => Promise<Translator>;
   /** Same keys, tiers and concurrency limits as /v1/transcribe (AI calls are counted, not billed by the minute). */
   access?: AccessControl;
 }
@@ -113,13 +113,8 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
     server.route(method, pattern, deps.access ? guarded(deps.access, handler, anonBody) : handler, opts);
 
   const maxTexts = deps.maxTexts ?? 256;
-  let service: { backend: ChatBackend; ai: AiService } | null = null;
-  const ai = async (): Promise<AiService> => {
-    const backend = await deps.models.llm();
-    if (service?.backend !== backend) service = { backend, ai: new AiService({ backend, maxTokens: deps.maxTokens }) };
-    return service.ai;
-  };
-  const translator = deps.translator ?? (async () => new LlmTranslator(await deps.models.llm(), deps.maxTokens));
+  const ai = () => deps.services.ai();
+  const translator = () => deps.services.translator();
   const run = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
 import type { Transcript } from '../../formats/transcript.ts';
-import { receiveMultipart, type Upload } from '../../ingest/upload.ts';
+import { receiveMultipart, type Upload } from '../multipart-upload.ts';
 import { WHISPER_LANGUAGES, isWhisperLanguage } from '../../languages.ts';
 import type { FileTranscription } from '../../pipeline/file-transcriber.ts';
 import { jobOwner, type JobRegistry } from '../../pipeline/job-registry.ts';
@@ -15,7 +15,8 @@ import type { TranscriptionService } from '../../pipeline/transcription-service.
 import type { AccessControl, Grant } from '../../auth/index.ts';
 import { ApiError } from '../api-error.ts';
 import { boolField, enumField, intField } from '../form-fields.ts';
-import { formatBytes, type HttpContext, type Reply } from '../http-context.ts';
+import { formatBytes } from '../../formats/bytes.ts';
+import type { HttpContext, Reply } from '../http-context.ts';
 import type { HttpServer } from '../http-server.ts';
 
 export interface TranscribeRouteDeps {

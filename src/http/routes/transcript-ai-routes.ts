@@ -11,10 +11,10 @@
 import { z } from 'zod';
 import type { AccessControl } from '../../auth/access-control.ts';
 import type { AiModels } from '../../ai/ai-models.ts';
-import { AiService } from '../../ai/ai-service.ts';
+import type { LlmServices } from '../../ai/llm-services.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES } from '../../ai/prompts.ts';
 import { chatOverTranscript, embedSegments, type TranscriptSegment } from '../../ai/transcript-chat.ts';
-import { LlmQueueFullError, type ChatBackend } from '../../engines/llm/chat-backend.ts';
+import { LlmQueueFullError } from '../../engines/llm/chat-backend.ts';
 import { withLlmTenant } from '../../engines/llm/tenant.ts';
 import type { Account } from '../../store/accounts.ts';
 import type { TranscriptChatStore } from '../../store/transcript-chat.ts';
@@ -28,6 +28,8 @@ export interface TranscriptAiRouteDeps {
   transcripts: TranscriptStore;
   chat: TranscriptChatStore;
   ai: Pick<AiModels, 'llm' | 'embedder' | 'config'>;
+  /** Analyses and generated documents on the chat model (built by the composition root). */
+  services: Pick<LlmServices, 'ai'>;
 }
 
 /** Longest accepted question (characters). */
@@ -101,12 +103,7 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
   const { access, transcripts, chat, ai } = deps;
   const maxTokens = ai.config.llm.maxTokens;
 
-  let service: { backend: ChatBackend; ai: AiService } | null = null;
-  const aiService = async (): Promise<AiService> => {
-    const backend = await ai.llm();
-    if (service?.backend !== backend) service = { backend, ai: new AiService({ backend, maxTokens }) };
-    return service.ai;
-  };
+  const aiService = () => deps.services.ai();
 
   /** A key is required; the account's model calls queue as its tenant (the LLM serves tenants in turn). */
   const route = (pattern: string, handler: (ctx: HttpContext, account: Account) => Promise<Reply>) =>

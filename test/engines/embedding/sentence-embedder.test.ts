@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EmbeddingService } from '../../../src/engines/embedding/embedding-service.ts';
 import { cosine, SentenceEmbedder } from '../../../src/engines/embedding/sentence-embedder.ts';
 import { MODELS_DIR } from '../../helpers/paths.ts';
 
@@ -53,23 +52,6 @@ describe('SentenceEmbedder (minilm-mini-random goldens)', () => {
       const [alone] = await int8.embed([texts[i]]);
       expect(cosine(alone, golden.single[i].embedding)).toBeGreaterThanOrEqual(0.9999);
       expect(cosine(batch[i], golden.single[i].embedding)).toBeGreaterThanOrEqual(0.9999);
-    }
-  });
-});
-
-describe('EmbeddingService', () => {
-  it('batches texts of concurrent requests into shared model calls', async () => {
-    const svc = await EmbeddingService.load({ dir: DIR, modelId: 'minilm-mini-random', intraOpThreads: 1, windowMs: 20 });
-    try {
-      const texts = golden.single.map((g) => g.text);
-      const results = await Promise.all(texts.map((t) => svc.embed([t, t])));
-      expect(svc.stats.maxBatchSize).toBeGreaterThan(2);
-      results.forEach((r, i) => {
-        expect(maxAbs(r[0], golden.single[i].embedding)).toBeLessThan(1e-5);
-        expect(maxAbs(r[1], golden.single[i].embedding)).toBeLessThan(1e-5);
-      });
-    } finally {
-      await svc.close();
     }
   });
 });

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { aiConfigFromEnv } from '../../../src/ai/ai-config.ts';
+import { aiConfigFromEnv } from '../../../config/ai.ts';
 import { AiModels } from '../../../src/ai/ai-models.ts';
 import { LlmAbortedError, LlmQueueFullError, PromptTooLongError, type ChatMessage } from '../../../src/engines/llm/chat-backend.ts';
 import { LocalLlm } from '../../../src/engines/llm/local-llm.ts';

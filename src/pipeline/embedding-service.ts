@@ -1,9 +1,11 @@
 /**
  * The embedding model as a shared service: every text of every request goes through one BatchScheduler,
- * so concurrent /v1/embed calls (and transcript indexing) share padded batches.
+ * so concurrent /v1/embed calls (and transcript indexing) share padded batches. Like SpeechModels for
+ * Whisper, the pipeline wraps the engine's per-batch call (`SentenceEmbedder.embedIds`) in the
+ * scheduler; the engine knows nothing of batching policy.
  */
-import { BatchScheduler } from '../../pipeline/batch-scheduler.ts';
-import { SentenceEmbedder, type SentenceEmbedderOptions } from './sentence-embedder.ts';
+import { SentenceEmbedder, type SentenceEmbedderOptions } from '../engines/embedding/sentence-embedder.ts';
+import { BatchScheduler } from './batch-scheduler.ts';
 
 export interface EmbeddingServiceOptions extends SentenceEmbedderOptions {
   /** Model folder (registry-resolved). */

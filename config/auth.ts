@@ -1,27 +1,11 @@
 /**
- * Auth and tier configuration. `authConfigFromEnv` validates the environment variables of this
- * module with zod, in the style of config/config.ts, so that the composition root can merge it into
- * the one Config object (`config.auth = authConfigFromEnv(env)`).
+ * Auth configuration (quotas, sign-up, concurrency leases): `authConfigFromEnv` validates these
+ * environment variables with zod; loadConfig merges the result into the one Config (`config.auth`).
+ * The tiers' fixed limits are the auth layer's own (src/auth/tiers.ts).
  */
 import { z } from 'zod';
 
-export type Tier = 'anonymous' | 'free' | 'paid';
-
-export interface TierLimits {
-  /** Largest accepted upload (413 above). */
-  maxFileBytes: number;
-  /** Requests (uploads, streams, AI calls) running at once per account, or per IP for anonymous. */
-  concurrent: number;
-}
-
 const MB = 1024 * 1024;
-
-/** The reference API's tiers. */
-export const DEFAULT_TIER_LIMITS: Readonly<Record<Tier, TierLimits>> = {
-  anonymous: { maxFileBytes: 100 * MB, concurrent: 1 },
-  free: { maxFileBytes: 500 * MB, concurrent: 2 },
-  paid: { maxFileBytes: 2048 * MB, concurrent: 5 },
-};
 
 export interface AuthConfig {
   /** Transcriptions (files or streams) per UTC day per client address without a key. ANON_DAILY_LIMIT, default 3; 0 = keys required. */

@@ -1,5 +1,5 @@
 /**
- * WebRTC configuration from the environment (to be merged into config/config.ts):
+ * WebRTC configuration from the environment (loadConfig merges it into the one Config, `config.webrtc`):
  *
  * | variable | default | meaning |
  * |---|---|---|

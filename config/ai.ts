@@ -1,5 +1,5 @@
 /**
- * Environment of the AI endpoints, validated with zod like config/config.ts (which may absorb it).
+ * Environment of the AI endpoints, validated with zod; loadConfig merges it into the one Config (`config.ai`).
  * Every variable is optional; the defaults serve Qwen2.5-1.5B-Instruct and all-MiniLM-L6-v2 from MODELS_DIR.
  */
 import { z } from 'zod';

@@ -9,8 +9,9 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ApiError } from '../http/api-error.ts';
-import { formatBytes, type HttpContext } from '../http/http-context.ts';
+import { ApiError } from './api-error.ts';
+import { formatBytes } from '../formats/bytes.ts';
+import type { HttpContext } from './http-context.ts';
 
 export interface UploadedFile {
   path: string;
