@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { isWhisperLanguage } from '../languages.ts';
+import type { Word } from '../formats/transcript.ts';
 import type { LiveOutput } from '../pipeline/live-session.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -309,13 +310,8 @@ export function validatePcmFrame(bytes: ArrayBuffer | ArrayBufferView | number, 
 // ---------------------------------------------------------------------------------------------
 // Server messages
 
-export interface WordResult {
-  word: string;
-  start: number;
-  end: number;
-  confidence?: number;
-  speaker?: string;
-}
+/** A word of a final on the wire: the result model's `Word` (times already rounded by its one mapping). */
+export type WordResult = Pick<Word, 'word' | 'start' | 'end' | 'speaker'>;
 
 export interface ReadyMessage {
   status: 'ready';
@@ -347,9 +343,6 @@ export interface ShareMessage {
 }
 export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
 
-/** Seconds rounded to the millisecond, as on the wire. */
-const sec = (t: number) => Math.round(t * 1000) / 1000;
-
 export function ready(sessionId: string): ReadyMessage {
   return { status: 'ready', session_id: sessionId };
 }
@@ -361,14 +354,9 @@ export function partial(text: string): PartialMessage {
 export function final(r: { text: string; start: number; end: number; words: readonly WordResult[]; speaker?: string | null }): FinalMessage {
   const msg: FinalMessage = {
     text: r.text,
-    start: sec(r.start),
-    end: sec(r.end),
-    words: r.words.map((w) => {
-      const out: WordResult = { word: w.word, start: sec(w.start), end: sec(w.end) };
-      if (w.confidence !== undefined) out.confidence = w.confidence;
-      if (w.speaker !== undefined) out.speaker = w.speaker;
-      return out;
-    }),
+    start: r.start,
+    end: r.end,
+    words: r.words.map((w) => (w.speaker !== undefined ? { word: w.word, start: w.start, end: w.end, speaker: w.speaker } : { word: w.word, start: w.start, end: w.end })),
   };
   if (r.speaker != null) msg.speaker = r.speaker;
   return msg;

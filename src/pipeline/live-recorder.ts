@@ -44,7 +44,8 @@ export class LiveRecorder {
   /** Keeps the finals of the session's events for the saved transcript. */
   record(e: StreamEvent): void {
     if (e.type === 'final') {
-      this.finals.push({ start: e.start, end: e.end, text: e.text, speaker: e.speaker ?? null, confidence: e.confidence, words: e.words });
+      // The decode's own segments, as a file's transcript has them (one mapping: formats/transcript.ts).
+      this.finals.push(...e.segments);
     }
   }
 

@@ -181,18 +181,18 @@ describe('server messages', () => {
     expect(pong()).toEqual({ status: 'pong' });
   });
 
-  it('builds finals with rounded times, optional speaker and word fields', () => {
+  it('builds finals from result-model segments (times as the one mapping rounded them), optional speaker', () => {
     const words = [
-      { word: 'hello', start: 0.1234567, end: 0.5 },
-      { word: 'world', start: 0.6, end: 1.0004, confidence: 0.9, speaker: 'S1' },
+      { word: 'hello', start: 0.12, end: 0.5, probability: 0.8 },
+      { word: 'world', start: 0.6, end: 1, speaker: 'S1' },
     ];
-    expect(final({ text: 'hello world', start: 0.1234567, end: 1.0004, words })).toEqual({
+    expect(final({ text: 'hello world', start: 0.12, end: 1, words })).toEqual({
       text: 'hello world',
-      start: 0.123,
+      start: 0.12,
       end: 1,
       words: [
-        { word: 'hello', start: 0.123, end: 0.5 },
-        { word: 'world', start: 0.6, end: 1, confidence: 0.9, speaker: 'S1' },
+        { word: 'hello', start: 0.12, end: 0.5 },
+        { word: 'world', start: 0.6, end: 1, speaker: 'S1' },
       ],
     });
     expect(final({ text: '', start: 0, end: 0, words: [], speaker: 'S2' })).toEqual({ text: '', start: 0, end: 0, words: [], speaker: 'S2' });
