@@ -10,6 +10,7 @@
  * - One batch runs at a time: the engine already uses every core.
  * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
  */
+import { DomainError } from '../errors.ts';
 import { RecentWindow } from './recent-window.ts';
 
 export type Priority = 'final' | 'file' | 'partial';
@@ -22,10 +23,10 @@ export class DroppedError extends Error {
   }
 }
 
-export class SchedulerClosedError extends Error {
-  readonly status = 503;
+/** The model is closing (shutdown, unload): 'unavailable', and a work-queue worker hands the item to another. */
+export class SchedulerClosedError extends DomainError {
   constructor(name: string) {
-    super(`The ${name} model is shutting down; retry shortly.`);
+    super('unavailable', `The ${name} model is shutting down; retry shortly.`, { expected: false });
     this.name = 'SchedulerClosedError';
   }
 }

@@ -23,6 +23,7 @@ import {
   TEXTS,
   type SpeechWav,
 } from '../helpers/audio-fixtures.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 
 let speech: SpeechWav;
 const converted = new Map<string, string>();
@@ -194,17 +195,18 @@ describe('decode errors', () => {
   it('ffmpeg missing on the server -> 500 telling to install ffmpeg', async () => {
     const err = await decodeToPcm16k(speech.path, { ffmpegPath: '/nonexistent/ffmpeg' }).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(500);
+    expect(err.kind).toBe('internal');
+    expect(statusOf(err)).toBe(500);
     expect(err.code).toBe('ffmpeg_missing');
     expect(err.message).toMatch(/install ffmpeg/i);
     const perr = await probeAudio(speech.path, { ffprobePath: '/nonexistent/ffprobe' }).catch((e) => e);
-    expect(perr.status).toBe(500);
+    expect(statusOf(perr)).toBe(500);
     expect(perr.message).toMatch(/ffprobe is not installed/i);
     const serr = await (async () => {
       for await (const _ of decodeStream(speech.path, { ffmpegPath: '/nonexistent/ffmpeg' })) void _;
     })().catch((e) => e);
     expect(serr).toBeInstanceOf(AudioDecodeError);
-    expect(serr.status).toBe(500);
+    expect(statusOf(serr)).toBe(500);
   });
 
   it('classifies known ffmpeg messages', () => {
@@ -214,7 +216,8 @@ describe('decode errors', () => {
     expect(classifyFfmpegFailure('Decoder (codec foo) not found for input stream #0:0', 1).code).toBe('unsupported_codec');
     const generic = classifyFfmpegFailure('something odd happened', 69);
     expect(generic.code).toBe('decode_failed');
-    expect(generic.status).toBe(400);
+    expect(generic.kind).toBe('invalid');
+    expect(statusOf(generic)).toBe(400);
     expect(generic.message).toContain('something odd happened');
   });
 });

@@ -83,8 +83,8 @@ describe('SpeechModels.describe', () => {
 
   it('throws the registry errors: 400 unknown, 503 not installed (with the pull command)', async () => {
     const m = models();
-    expect(() => m.describe('whisper-huge-v9')).toThrow(expect.objectContaining({ status: 400, message: expect.stringMatching(/whisper-mini-random/) }));
-    expect(() => m.describe('small')).toThrow(expect.objectContaining({ status: 503, message: expect.stringContaining('npm run models:pull -- small') }));
+    expect(() => m.describe('whisper-huge-v9')).toThrow(expect.objectContaining({ kind: 'invalid', message: expect.stringMatching(/whisper-mini-random/) }));
+    expect(() => m.describe('small')).toThrow(expect.objectContaining({ kind: 'unavailable', message: expect.stringContaining('npm run models:pull -- small') }));
     expect(m.loadedCount).toBe(0);
   });
 });
@@ -113,11 +113,11 @@ describe('TranscriptionService where chunks are decoded elsewhere', () => {
     const work = new RemoteWork();
     const svc = service(m, work);
     await expect(svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'de' })).rejects.toMatchObject({
-      status: 400,
+      kind: 'invalid',
       message: "Model 'english-only-configs' does not support language 'de'. Use 'auto' or a code from GET /v1/languages.",
     });
-    await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ status: 400 });
-    await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ status: 503 });
+    await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ kind: 'invalid' });
+    await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ kind: 'unavailable' });
     expect(work.seen).toEqual([]);
     // English is served from the config-only folder: nothing of the model but its config files is read.
     const r = await svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'en' });

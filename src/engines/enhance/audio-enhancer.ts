@@ -75,7 +75,7 @@ export class AudioEnhancer {
   async enhanceFile(path: string, signal?: AbortSignal): Promise<EnhanceResult> {
     const info = await probeAudio(path, { signal, ffmpegPath: this.opts.ffmpegPath });
     if (info.durationS !== undefined && info.durationS > this.opts.maxDurationS) {
-      throw new AudioDecodeError('decode_failed', `The audio is ${Math.round(info.durationS)} s long; enhance-audio accepts at most ${this.opts.maxDurationS} s.`, { status: 413 });
+      throw new AudioDecodeError('decode_failed', `The audio is ${Math.round(info.durationS)} s long; enhance-audio accepts at most ${this.opts.maxDurationS} s.`, { kind: 'too_large' });
     }
     const pcm = await this.decode48k(path, signal);
     return this.enhancePcm(pcm, signal);
@@ -200,7 +200,7 @@ export class AudioEnhancer {
       child.on('close', (code) => {
         signal?.removeEventListener('abort', onAbort);
         if (signal?.aborted) return reject(new AudioDecodeError('aborted', 'enhancement cancelled'));
-        if (tooLong) return reject(new AudioDecodeError('decode_failed', `The audio is longer than ${this.opts.maxDurationS} s, the enhance-audio limit.`, { status: 413 }));
+        if (tooLong) return reject(new AudioDecodeError('decode_failed', `The audio is longer than ${this.opts.maxDurationS} s, the enhance-audio limit.`, { kind: 'too_large' }));
         if (code !== 0) return reject(classifyFfmpegFailure(stderr, code));
         const all = Buffer.concat(chunks);
         const n = Math.floor(all.length / 4);
