@@ -130,7 +130,7 @@ describe('probeAudio', () => {
   it('rejects random bytes with a 400', async () => {
     const err = await probeAudio(await makeRandomBytesFile(20_000, 'mp3')).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
   });
 });
 
@@ -138,7 +138,7 @@ describe('decode errors', () => {
   it('video without audio -> 400 "no audio stream"', async () => {
     const err = await decodeToPcm16k(converted.get('video-no-audio')!).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('no_audio_stream');
     expect(err.message).toMatch(/no audio/i);
   });
@@ -147,7 +147,7 @@ describe('decode errors', () => {
     for (const ext of ['mp3', 'wav', 'bin']) {
       const err = await decodeToPcm16k(await makeRandomBytesFile(50_000, ext, 7)).catch((e) => e);
       expect(err).toBeInstanceOf(AudioDecodeError);
-      expect(err.status).toBe(400);
+      expect(statusOf(err)).toBe(400);
       expect(err.code).toBe('corrupt_or_unsupported');
       expect(err.message).toMatch(/corrupt|not a supported/i);
       expect(err.message).toMatch(/convert|retry|check/i);
@@ -159,7 +159,7 @@ describe('decode errors', () => {
     writeFileSync(trunc, readFileSync(converted.get('m4a-moov-at-end')!).subarray(0, 4000));
     const err = await decodeToPcm16k(trunc).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.message).toMatch(/corrupt|truncated/i);
   });
 
@@ -168,7 +168,7 @@ describe('decode errors', () => {
     writeFileSync(empty, Buffer.alloc(0));
     const err = await decodeToPcm16k(empty).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('empty_file');
     expect(err.message).toMatch(/empty/i);
   });
@@ -181,7 +181,7 @@ describe('decode errors', () => {
     writeFileSync(zero, header);
     const err = await decodeToPcm16k(zero).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('empty_output');
     expect(err.message).toMatch(/zero audio samples/);
   });
