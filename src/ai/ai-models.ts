@@ -7,6 +7,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { DomainError } from '../errors.ts';
 import { EmbeddingService } from '../pipeline/embedding-service.ts';
 import { AudioEnhancer, type AudioEnhancerOptions } from '../engines/enhance/audio-enhancer.ts';
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
@@ -32,7 +33,7 @@ export interface AiModelsOptions {
 /** The .gguf file of an LLM model folder (the largest one when several: a split or mmproj file is smaller). */
 export function findGguf(dir: string): string {
   const files = readdirSync(dir).filter((f) => f.endsWith('.gguf'));
-  if (files.length === 0) throw Object.assign(new Error(`No .gguf file in ${dir}`), { status: 503 });
+  if (files.length === 0) throw new DomainError('unavailable', `No .gguf file in ${dir}`, { expected: false });
   files.sort((a, b) => statSync(join(dir, b)).size - statSync(join(dir, a)).size);
   return join(dir, files[0]);
 }
@@ -51,7 +52,7 @@ export class AiModels {
   }
 
   private cached<T>(get: () => Promise<T> | null, set: (p: Promise<T> | null) => void, load: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(Object.assign(new Error('The server is shutting down.'), { status: 503 }));
+    if (this.closed) return Promise.reject(new DomainError('unavailable', 'The server is shutting down.', { expected: false }));
     const existing = get();
     if (existing) return existing;
     const p = load();

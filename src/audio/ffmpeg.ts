@@ -6,15 +6,16 @@
  * Design rules:
  * - ffmpeg always reads the FILE PATH (never stdin): MP4/M4A files whose `moov` index sits at
  *   the end of the file cannot be demuxed from a pipe (ffmpeg then exits 0 with no output).
- * - Every failure is an {@link AudioDecodeError} with an HTTP-ish `status` (400 = the client's
- *   file is the problem, 500 = the server is misconfigured, 499 = aborted by the caller) and a
- *   message that says what is wrong and what to do about it.
+ * - Every failure is an {@link AudioDecodeError}: a DomainError whose kind says whose problem it is
+ *   ('invalid' = the client's file, 'internal' = the server is misconfigured, 'cancelled' = aborted
+ *   by the caller), with a `code` and a message that says what is wrong and what to do about it.
  * - An empty decode (0 samples) is an error, never a silent empty transcript.
  * - AbortSignal kills the child process (SIGKILL) and the promise settles only once the child
  *   has exited, so no orphan ffmpeg processes are left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { DomainError, type ErrorKind } from '../errors.ts';
 
 export const TARGET_SAMPLE_RATE = 16000;
 
@@ -29,26 +30,24 @@ export type AudioDecodeErrorCode =
   | 'ffmpeg_missing'
   | 'aborted';
 
-export class AudioDecodeError extends Error {
+export class AudioDecodeError extends DomainError {
   override readonly name = 'AudioDecodeError';
   readonly code: AudioDecodeErrorCode;
-  /** HTTP status to answer with: 400 for bad input, 500 for server problems, 499 for aborts. */
-  readonly status: number;
   /** Tail of ffmpeg's stderr, for logs (never shown to API clients verbatim by default). */
   readonly detail?: string;
 
-  constructor(code: AudioDecodeErrorCode, message: string, opts: { status?: number; detail?: string; cause?: unknown } = {}) {
-    super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
+  /** `kind` defaults by code: 'invalid' (bad input), 'internal' (ffmpeg missing), 'cancelled' (aborted). */
+  constructor(code: AudioDecodeErrorCode, message: string, opts: { kind?: ErrorKind; detail?: string; cause?: unknown } = {}) {
+    super(opts.kind ?? defaultKind(code), message, { cause: opts.cause });
     this.code = code;
-    this.status = opts.status ?? defaultStatus(code);
     if (opts.detail !== undefined) this.detail = opts.detail;
   }
 }
 
-function defaultStatus(code: AudioDecodeErrorCode): number {
-  if (code === 'ffmpeg_missing') return 500;
-  if (code === 'aborted') return 499;
-  return 400;
+function defaultKind(code: AudioDecodeErrorCode): ErrorKind {
+  if (code === 'ffmpeg_missing') return 'internal';
+  if (code === 'aborted') return 'cancelled';
+  return 'invalid';
 }
 
 export interface AudioStreamInfo {
@@ -180,10 +179,10 @@ async function checkInputFile(path: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new AudioDecodeError('file_not_found', 'The audio file could not be found on the server. Upload it again.', { cause: err });
     }
-    throw new AudioDecodeError('decode_failed', `The audio file could not be opened: ${(err as Error).message}`, { cause: err, status: 500 });
+    throw new AudioDecodeError('decode_failed', `The audio file could not be opened: ${(err as Error).message}`, { cause: err, kind: 'internal' });
   }
   if (st.isDirectory()) {
-    throw new AudioDecodeError('corrupt_or_unsupported', 'Expected an audio file but got a directory.', { status: 500 });
+    throw new AudioDecodeError('corrupt_or_unsupported', 'Expected an audio file but got a directory.', { kind: 'internal' });
   }
   if (st.isFile() && st.size === 0) {
     throw new AudioDecodeError('empty_file', 'The uploaded file is empty (0 bytes). Check the upload and send the audio file again.');
@@ -211,7 +210,7 @@ function startProcess(bin: string, args: string[], o: FfmpegCommonOptions): RunH
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve, reject) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'EACCES') reject(missingBinaryError(bin, err));
-      else reject(new AudioDecodeError('decode_failed', `Could not start ${bin}: ${err.message}`, { status: 500, cause: err }));
+      else reject(new AudioDecodeError('decode_failed', `Could not start ${bin}: ${err.message}`, { kind: 'internal', cause: err }));
     });
     child.once('close', (code, signal) => resolve({ code, signal, stderr }));
   });
@@ -298,7 +297,7 @@ export async function probeAudio(path: string, opts: FfmpegCommonOptions = {}): 
     try {
       parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch (err) {
-      throw new AudioDecodeError('decode_failed', 'ffprobe returned unreadable output.', { status: 500, cause: err });
+      throw new AudioDecodeError('decode_failed', 'ffprobe returned unreadable output.', { kind: 'internal', cause: err });
     }
     return parseProbeJson(parsed);
   } finally {

@@ -1,10 +1,11 @@
 /**
- * The one place that decides whether a request may run and what it costs:
+ * The one place that decides whether a request may run and what it costs. Refusals are
+ * DomainErrors (the transports map the kind to HTTP 401/413/429/402 or a close code):
  *
- *   401  malformed, unknown or revoked key (anonymous requests carry no Authorization header)
- *   413  declared upload larger than the tier allows
- *   429  concurrency slot taken, anonymous daily limit or free monthly minutes used up (Retry-After)
- *   402  paid account without credits
+ *   unauthenticated   malformed, unknown or revoked key (anonymous requests carry no Authorization header)
+ *   too_large         declared upload larger than the tier allows
+ *   rate_limited      concurrency slot taken, anonymous daily limit or free monthly minutes used up (retryAfterS)
+ *   payment_required  paid account without credits
  *
  * `admit()` runs before the upload is read; the Grant it returns holds a concurrency slot until
  * `release()`. Audio costs 1 credit / free minute per started minute. Files reserve before the work
@@ -14,11 +15,12 @@
  * Concurrency slots come from a `ConcurrencySlots` (./concurrency-slots.ts): in-process counters by
  * default (one server, PGlite), or leases in the shared database (`createConcurrencySlots`, chosen
  * for PostgreSQL) so that several servers behind a load balancer share the limits. If the slot store
- * fails, admit() answers 503 (never a crash, never a request let through unlimited). Quotas and
+ * fails, admit() refuses as 'unavailable' (never a crash, never a request let through unlimited). Quotas and
  * credits are atomic in SQL and safe across servers.
  */
 import type { Logger } from 'pino';
-import { ApiError } from '../http/api-error.ts';
+import { DomainError } from '../errors.ts';
+import { UnauthenticatedError } from './errors.ts';
 import { formatBytes } from '../formats/bytes.ts';
 import type { Account, AccountStore, Plan } from '../store/accounts.ts';
 import type { Settlement } from '../store/credit-reservations.ts';
@@ -48,14 +50,14 @@ export interface Grant {
   /**
    * Meters `audioSeconds` more audio of this request. Seconds add up over calls (a stream may call it
    * every few seconds); the request pays ceil(total seconds / 60) minutes overall. Atomic in SQL.
-   * Throws ApiError 402 (paid: not enough credits) or 429 (free: monthly minutes used up); nothing is
+   * Throws a DomainError: payment_required (paid: not enough credits) or rate_limited (free: monthly minutes used up); nothing is
    * charged then. Call charge(0) for requests with no audio (AI calls) so that they are counted.
    */
   charge(audioSeconds: number): Promise<void>;
   /**
    * Reserves what `audioSeconds` more audio may cost (files: before the model work; call again to
    * top up when the audio turns out longer). Reservations add up like charges: ceil(total / 60)
-   * minutes. Throws ApiError 402 (paid) or 429 (free) with charge()'s messages and reserves nothing
+   * minutes. Throws payment_required (paid) or rate_limited (free) with charge()'s messages and reserves nothing
    * more then. Do not mix with charge() on one grant.
    */
   reserve(audioSeconds: number): Promise<void>;
@@ -148,9 +150,9 @@ export class AccessControl {
   private async authenticateKey(authorization: string | undefined): Promise<{ account: Account; keyId: string } | null> {
     const token = bearerToken(authorization);
     if (token === undefined) return null;
-    if (token === null) throw new ApiError(401, "Invalid Authorization header: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    if (token === null) throw new UnauthenticatedError("Invalid Authorization header: send 'Authorization: Bearer YOUR_API_KEY'.");
     const found = await verifyKey(this.opts.accounts, token);
-    if (!found) throw new ApiError(401, 'Invalid or revoked API key.', { 'www-authenticate': 'Bearer error="invalid_token"' });
+    if (!found) throw new UnauthenticatedError('Invalid or revoked API key.', 'Bearer error="invalid_token"');
     await this.opts.accounts.touchKey(found.keyId).catch((err) => this.opts.logger?.warn({ err }, 'could not record key use'));
     return found;
   }
@@ -158,7 +160,7 @@ export class AccessControl {
   /** Like authenticate, but a key is required (the account REST API): 401 without one. */
   async requireAccount(authorization: string | undefined): Promise<Account> {
     const account = await this.authenticate(authorization);
-    if (!account) throw new ApiError(401, "API key required: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    if (!account) throw new UnauthenticatedError("API key required: send 'Authorization: Bearer YOUR_API_KEY'.");
     return account;
   }
 
@@ -168,10 +170,10 @@ export class AccessControl {
     const tier: Tier = account ? account.plan : 'anonymous';
     const limits = this.tiers[tier];
     if (req.declaredBytes !== undefined && Number.isFinite(req.declaredBytes) && req.declaredBytes > limits.maxFileBytes) {
-      throw new ApiError(413, `File is larger than the ${tier} tier's limit of ${formatBytes(limits.maxFileBytes)}.`);
+      throw new DomainError('too_large', `File is larger than the ${tier} tier's limit of ${formatBytes(limits.maxFileBytes)}.`);
     }
     if (!account && req.kind !== 'ai' && this.config.anonDailyLimit === 0) {
-      throw new ApiError(401, "API key required: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+      throw new UnauthenticatedError("API key required: send 'Authorization: Bearer YOUR_API_KEY'.");
     }
 
     const slotKey = account ? `account:${account.id}` : `ip:${req.ip}`;
@@ -181,15 +183,15 @@ export class AccessControl {
     } catch (err) {
       // Fail closed: without a slot store the limits cannot be enforced, so nothing is admitted.
       this.opts.logger?.error({ err, key: slotKey }, 'could not reserve a concurrency slot');
-      throw new ApiError(503, 'Could not reserve a concurrency slot: the account database is unavailable. Retry shortly.', {
-        'retry-after': String(this.config.concurrencyRetryAfterS),
+      throw new DomainError('unavailable', 'Could not reserve a concurrency slot: the account database is unavailable. Retry shortly.', {
+        retryAfterS: this.config.concurrencyRetryAfterS,
       });
     }
     if (!lease) {
-      throw new ApiError(
-        429,
+      throw new DomainError(
+        'rate_limited',
         `Too many concurrent requests: the ${tier} tier allows ${limits.concurrent} at a time. Retry when one has finished.`,
-        { 'retry-after': String(this.config.concurrencyRetryAfterS) },
+        { retryAfterS: this.config.concurrencyRetryAfterS },
       );
     }
     let released = false;
@@ -200,10 +202,10 @@ export class AccessControl {
         if (!account) {
           const day = utcDay(now);
           if (!(await this.opts.usage.reserveAnonymous(req.ip, day, this.config.anonDailyLimit))) {
-            throw new ApiError(
-              429,
+            throw new DomainError(
+        'rate_limited',
               `Anonymous limit of ${this.config.anonDailyLimit} transcriptions per day reached. Sign up for an API key (600 free minutes per month) or retry tomorrow (UTC).`,
-              { 'retry-after': String(secondsUntil(now, nextUtcDay(now))) },
+              { retryAfterS: secondsUntil(now, nextUtcDay(now)) },
             );
           }
           anonReservation = { ip: req.ip, day };
@@ -211,7 +213,7 @@ export class AccessControl {
           const used = await this.opts.usage.monthlyMinutes(account.id, utcMonth(now));
           if (used >= this.config.freeMonthlyMinutes) throw this.freeQuotaError(now);
         } else if (account.credits < 1) {
-          throw new ApiError(402, 'No credits remaining. Upgrade your plan.');
+          throw new DomainError('payment_required', 'No credits remaining. Upgrade your plan.');
         }
       }
       if (req.kind === 'ai' && !account) await this.reserveAnonymousAi(req.ip, now);
@@ -252,7 +254,7 @@ export class AccessControl {
       } else {
         const left = await usage.spendCredits(account.id, { ...event, credits: minutes });
         if (left === null) {
-          throw new ApiError(402, `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
+          throw new DomainError('payment_required', `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
         }
       }
       totalSeconds = newTotal;
@@ -276,7 +278,7 @@ export class AccessControl {
       const refused = () =>
         account?.plan === 'free'
           ? self.freeQuotaError(at)
-          : new ApiError(402, `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
+          : new DomainError('payment_required', `Not enough credits: this audio needs ${minutes} more credit${minutes === 1 ? '' : 's'} (1 credit = 1 minute, rounded up). Upgrade your plan.`);
       // Anonymous: the reservation holds the daily unit admit counted (amount 1, no minutes).
       const amount = account ? minutes : 0;
       if (reservationId === null) {
@@ -298,7 +300,7 @@ export class AccessControl {
       } else {
         const r = await ledger.topUp(reservationId, amount, audioSeconds, config.freeMonthlyMinutes);
         if (r === 'short') throw refused();
-        if (r === 'gone') throw new ApiError(503, 'The credit reservation of this request expired (the account database was unreachable). Retry the request.');
+        if (r === 'gone') throw new DomainError('unavailable', 'The credit reservation of this request expired (the account database was unreachable). Retry the request.');
       }
       reservedSeconds = newTotal;
     };
@@ -432,21 +434,21 @@ export class AccessControl {
    */
   private async reserveAnonymousAi(ip: string, now: Date): Promise<void> {
     const limit = this.config.anonDailyAiLimit;
-    if (limit === 0) throw new ApiError(401, "API key required for the AI endpoints: send 'Authorization: Bearer YOUR_API_KEY'.", { 'www-authenticate': 'Bearer' });
+    if (limit === 0) throw new UnauthenticatedError("API key required for the AI endpoints: send 'Authorization: Bearer YOUR_API_KEY'.");
     if (!(await this.opts.usage.reserveAnonymousAi(ip, utcDay(now), limit))) {
-      throw new ApiError(
-        429,
+      throw new DomainError(
+        'rate_limited',
         `Anonymous limit of ${limit} AI requests per day reached. Sign up for an API key or retry tomorrow (UTC).`,
-        { 'retry-after': String(secondsUntil(now, nextUtcDay(now))) },
+        { retryAfterS: secondsUntil(now, nextUtcDay(now)) },
       );
     }
   }
 
-  private freeQuotaError(now: Date): ApiError {
-    return new ApiError(
-      429,
+  private freeQuotaError(now: Date): DomainError {
+    return new DomainError(
+        'rate_limited',
       `Free plan limit of ${this.config.freeMonthlyMinutes} minutes per month reached. Upgrade your plan or retry next month (UTC).`,
-      { 'retry-after': String(secondsUntil(now, nextUtcMonth(now))) },
+      { retryAfterS: secondsUntil(now, nextUtcMonth(now)) },
     );
   }
 }

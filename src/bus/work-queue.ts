@@ -6,11 +6,11 @@
  * Dispatcher: `dispatch()` publishes one work item (a chunk of PCM plus a small JSON head) and
  * resolves with the first result for its chunk id; redelivered duplicates are dropped. A caller that
  * aborts (client gone) stops waiting and the queued message is deleted; a chunk that no worker takes
- * or reports on within `timeoutMs` fails with a 503.
+ * or reports on within `timeoutMs` fails as 'unavailable' (503).
  *
  * Presence: a durable consumer outlives its workers, so "is anyone serving model M" is asked on core
  * NATS instead: every worker answers requests on `stt.work.presence.<model>` (one queue group) while it
- * serves M. No subscriber → NATS answers "no responders" at once, and `ensureWorker()` fails with 503
+ * serves M. No subscriber → NATS answers "no responders" at once, and `ensureWorker()` fails (503)
  * before the caller charges anything. A worker killed with -9 loses its connection and its
  * subscription with it.
  *
@@ -22,6 +22,8 @@
  * Wire format of a work message: u32 LE length of a UTF-8 JSON head, the head ({v, op, jobId,
  * chunkId, model, options, reply}), then the audio as int16 LE mono 16 kHz (30 s = 960 000 bytes;
  * nats-server's default max_payload of 1 MiB fits one 30 s chunk, which start() checks).
+ * A handler's failure travels back as `{message, kind, retryAfterS}` (src/errors.ts) and is thrown
+ * again on the dispatcher as the same kind of DomainError; the transports pick the codes.
  */
 import { randomUUID } from 'node:crypto';
 import { connect, headers, nanos, RequestError, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node';
@@ -42,6 +44,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
+import { DomainError, ERROR_KINDS, type ErrorKind } from '../errors.ts';
 
 export const WORK_STREAM = 'STT_WORK';
 export const WORK_SUBJECT_PREFIX = 'stt.work.asr';
@@ -72,19 +75,32 @@ export interface WorkItem {
   deliveryCount: number;
 }
 
-/** Failures of the work queue itself (no worker, timeout, payload too large): 503 to HTTP clients. */
-export class WorkQueueError extends Error {
-  /** An operational condition, not a bug: not logged as an internal error. */
-  readonly expected = true;
-  constructor(
-    message: string,
-    readonly status = 503,
-    /** Response headers for HTTP clients (Retry-After). */
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
+/** Failures of the work queue itself (no worker, timeout, payload too large): 'unavailable', an operational condition (not logged as a fault). */
+export class WorkQueueError extends DomainError {
+  constructor(message: string, opts: { retryAfterS?: number } = {}) {
+    super('unavailable', message, { retryAfterS: opts.retryAfterS, expected: true });
     this.name = 'WorkQueueError';
   }
+}
+
+/** A handler's failure as it crosses NATS: the kind and message of a DomainError, nothing of a transport. */
+export interface WireError {
+  message: string;
+  kind?: ErrorKind;
+  retryAfterS?: number;
+}
+
+export function errorToWire(err: unknown): WireError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!(err instanceof DomainError)) return { message };
+  return err.retryAfterS === undefined ? { message, kind: err.kind } : { message, kind: err.kind, retryAfterS: err.retryAfterS };
+}
+
+/** The dispatcher's side: a DomainError of the same kind, or a plain Error (an internal fault) when the worker sent none we know. */
+export function errorFromWire(w: WireError): Error {
+  const kind = typeof w.kind === 'string' && (ERROR_KINDS as readonly string[]).includes(w.kind) ? w.kind : undefined;
+  if (!kind) return new Error(w.message);
+  return new DomainError(kind, w.message, typeof w.retryAfterS === 'number' ? { retryAfterS: w.retryAfterS } : {});
 }
 
 /** A model id as one subject token / consumer name: characters NATS forbids there become `_`. */
@@ -140,7 +156,7 @@ export const decodeJson = <T>(s: string) => JSON.parse(s, numberReviver) as T;
 type WorkReply =
   | { chunkId: string; kind: 'working'; worker: string }
   | { chunkId: string; kind: 'result'; worker: string; result: unknown }
-  | { chunkId: string; kind: 'error'; worker: string; error: { message: string; status?: number } };
+  | { chunkId: string; kind: 'error'; worker: string; error: WireError };
 
 export interface NatsWorkQueueOptions {
   /** One URL or a comma-separated list. */
@@ -283,7 +299,7 @@ export class NatsWorkQueue {
     clearTimeout(p.timer);
     this.stats.results++;
     if (r.kind === 'result') p.resolve(r.result);
-    else p.reject(Object.assign(new Error(r.error.message), r.error.status ? { status: r.error.status } : {}));
+    else p.reject(errorFromWire(r.error));
   }
 
   /** Fails fast (503) when no worker ever created the model's consumer. Cached for 10 s. */
@@ -321,8 +337,7 @@ export class NatsWorkQueue {
       }
       throw new WorkQueueError(
         `No worker is running for model '${model}' (work queue ${WORK_STREAM}): nothing was charged. Retry later, or start a server with WORKER=true that has this model installed.`,
-        503,
-        { 'retry-after': String(NO_WORKER_RETRY_AFTER_S) },
+        { retryAfterS: NO_WORKER_RETRY_AFTER_S },
       );
     }
     this.workerSeen.set(subject, Date.now() + 1000);
@@ -526,13 +541,12 @@ export class NatsWorkQueue {
       this.stats.served++;
       if (item.deliveryCount > 1) this.stats.redelivered++;
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      if (this.stopping || status === 503) {
-        // Shutting down / model closing here: let another worker have it now.
+      if (this.stopping || (err instanceof DomainError && err.kind === 'unavailable')) {
+        // Shutting down / model closing or missing here: let another worker have it now.
         m.nak();
       } else {
         this.log.warn({ err, chunkId: head.chunkId, model: head.model }, 'work item failed');
-        reply({ chunkId: head.chunkId, kind: 'error', worker: this.serverId, error: { message: (err as Error).message, status } });
+        reply({ chunkId: head.chunkId, kind: 'error', worker: this.serverId, error: errorToWire(err) });
         await nc.flush().catch(() => {});
         m.term('failed');
       }

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { issueKey } from '../auth/keys.ts';
 import { PLANS, type Account, type Plan, type Stores } from '../store/index.ts';
+import { errorKind } from '../errors.ts';
 
 export const ADMIN_USAGE = `Usage: npm run admin -- <command> [options]
 
@@ -139,8 +140,8 @@ export async function executeAdmin(argv: string[], stores: Stores): Promise<Admi
     await runAdmin(argv, stores, { out: (l) => stdout.push(l) });
     return { code: 0, stdout, stderr: [] };
   } catch (err) {
-    const e = err as Error & { code?: string; status?: number };
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS') || e.status === 409) {
+    const e = err as Error & { code?: string };
+    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS') || errorKind(err) === 'conflict') {
       return { code: 2, stdout, stderr: [`error: ${e.message}`, '', ADMIN_USAGE] };
     }
     return { code: 1, stdout, stderr: [`error: ${e.message}`] };

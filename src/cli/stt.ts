@@ -19,6 +19,7 @@ import { SileroVad } from '../engines/vad/silero-vad.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
+import { statusOf } from '../http/error-kinds.ts';
 
 const USAGE = `usage: stt transcribe FILE --model DIR_OR_ID [options]
 
@@ -155,9 +156,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
-    const e = err as Error & { status?: number };
-    console.error(`error: ${e.message}`);
-    return err instanceof UsageError || (e.status !== undefined && e.status < 500) ? 2 : 1;
+    console.error(`error: ${(err as Error).message}`);
+    // The caller's mistake (bad file, unknown model or language) is a usage error, as a 4xx would be.
+    return err instanceof UsageError || statusOf(err) < 500 ? 2 : 1;
   } finally {
     await vad?.close();
     await models?.close();

@@ -32,7 +32,7 @@ import {
 import type { LiveEnd, LiveSession, LiveSessions } from '../pipeline/live-session.ts';
 import type { StreamEvent } from '../pipeline/stream-session.ts';
 import { toApiError } from './api-error.ts';
-import { closeCodeOf } from './error-kinds.ts';
+import { ERROR_KIND_CODES } from './error-kinds.ts';
 import type { HttpResponse, TemplatedApp, WebSocket } from './uws.ts';
 
 export interface WsStreamOptions {
@@ -222,7 +222,7 @@ export class WsStreamIngest implements AudioIngest {
       case 'policy':
         return this.closeSocket(ws, data, CLOSE_CODES.POLICY_VIOLATION, end.message);
       case 'error':
-        return this.closeSocket(ws, data, closeCodeOf(new DomainError(end.kind, end.message)), end.message);
+        return this.closeSocket(ws, data, ERROR_KIND_CODES[end.kind].closeCode, end.message);
       case 'gone':
         return this.closeSocket(ws, data, CLOSE_CODES.GOING_AWAY, 'stream closed');
     }

@@ -3,6 +3,7 @@
  * install script). The addon is loaded lazily: when it is missing or was not built, the server still
  * starts, the WebRTC endpoint answers 503 and the log says how to fix it.
  */
+import { DomainError } from '../errors.ts';
 import { createRequire } from 'node:module';
 
 export const OPUS_SAMPLE_RATE = 48_000;
@@ -41,10 +42,9 @@ export function opusAvailability(): { ok: true } | { ok: false; reason: string }
   return r.ok ? { ok: true } : r;
 }
 
-export class OpusUnavailableError extends Error {
-  readonly status = 503;
+export class OpusUnavailableError extends DomainError {
   constructor(reason: string) {
-    super(`WebRTC is unavailable on this server: ${reason}`);
+    super('unavailable', `WebRTC is unavailable on this server: ${reason}`);
   }
 }
 

@@ -1,13 +1,13 @@
-/** Errors of the model registry and downloader. `status` is the HTTP status the server should answer with. */
+/** Errors of the model registry and downloader. Those a client can meet are DomainErrors (src/errors.ts). */
+import { DomainError } from '../errors.ts';
 
 export function pullCommand(id: string): string {
   return `npm run models:pull -- ${id}`;
 }
 
-/** A known model (manifest id) that is not (completely) installed in MODELS_DIR. HTTP 503. */
-export class ModelNotInstalledError extends Error {
+/** A known model (manifest id) that is not (completely) installed in MODELS_DIR: 'unavailable', logged (the operator must install it). */
+export class ModelNotInstalledError extends DomainError {
   override name = 'ModelNotInstalledError';
-  readonly status = 503;
   readonly code = 'model_not_installed';
   readonly pullCommand: string;
   constructor(
@@ -15,26 +15,26 @@ export class ModelNotInstalledError extends Error {
     readonly modelsDir?: string,
   ) {
     const cmd = pullCommand(modelId);
-    super(`Model '${modelId}' is not installed on this server. Install it with: ${cmd}`);
+    super('unavailable', `Model '${modelId}' is not installed on this server. Install it with: ${cmd}`, { expected: false });
     this.pullCommand = cmd;
   }
 }
 
-/** An id that is neither in the manifest nor a model folder in MODELS_DIR (or not of the kind asked for). HTTP 400. */
-export class UnknownModelError extends Error {
+/** An id that is neither in the manifest nor a model folder in MODELS_DIR (or not of the kind asked for): 'invalid'. */
+export class UnknownModelError extends DomainError {
   override name = 'UnknownModelError';
-  readonly status = 400;
   readonly code = 'unknown_model';
   constructor(
     readonly modelId: string,
     /** Ids a client may use instead (installed ones first). */
     readonly available: string[],
-    readonly kind?: string,
+    /** The model kind asked for (asr, llm, …). */
+    readonly modelKind?: string,
     detail?: string,
   ) {
-    const what = kind ? `${kind} model` : 'model';
+    const what = modelKind ? `${modelKind} model` : 'model';
     const list = available.length > 0 ? available.join(', ') : '(none)';
-    super(`${detail ?? `Unknown ${what} '${modelId}'.`} Available ${kind ? `${kind} ` : ''}models: ${list}`);
+    super('invalid', `${detail ?? `Unknown ${what} '${modelId}'.`} Available ${modelKind ? `${modelKind} ` : ''}models: ${list}`);
   }
 }
 

@@ -225,8 +225,8 @@ export class ModelRegistry {
   }
 
   /**
-   * The installed model for a request. Throws UnknownModelError (400) for an unknown id or one of another kind,
-   * ModelNotInstalledError (503, message with the pull command) for a manifest model that is not installed.
+   * The installed model for a request. Throws UnknownModelError ('invalid') for an unknown id or one of another kind,
+   * ModelNotInstalledError ('unavailable', message with the pull command) for a manifest model that is not installed.
    */
   resolve(idOrFolder: string, kind?: string): ModelEntry {
     const entry = this.get(idOrFolder);

@@ -12,6 +12,7 @@
  *   a batch: each batch is one kind of model call. The first request taken fixes the batch's group.
  * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
  */
+import { DomainError } from '../errors.ts';
 import { RecentWindow } from './recent-window.ts';
 
 export type Priority = 'final' | 'file' | 'partial';
@@ -24,10 +25,10 @@ export class DroppedError extends Error {
   }
 }
 
-export class SchedulerClosedError extends Error {
-  readonly status = 503;
+/** The model is closing (shutdown, unload): 'unavailable', and a work-queue worker hands the item to another. */
+export class SchedulerClosedError extends DomainError {
   constructor(name: string) {
-    super(`The ${name} model is shutting down; retry shortly.`);
+    super('unavailable', `The ${name} model is shutting down; retry shortly.`, { expected: false });
     this.name = 'SchedulerClosedError';
   }
 }

@@ -9,6 +9,7 @@
  * The model is a loaded one where chunks may be decoded here (`decodesLocally`), else only its
  * descriptor (id, sampling rate): an API-only server loads no engine for files.
  */
+import { DomainError } from '../errors.ts';
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
 import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
@@ -34,13 +35,11 @@ export function diarizationSkipReason(): string {
   return `skipped: audio longer than ${DIARIZE_MAX_SECONDS / 3600} h (send diarize=true to be refused instead, or split the file)`;
 }
 
-export function diarizationTooLong(seconds: number): Error {
-  return Object.assign(
-    new Error(
-      `Speaker labels (diarize=true) are available for audio up to ${DIARIZE_MAX_SECONDS / 3600} h; this file has ${(seconds / 3600).toFixed(1)} h. ` +
-        'Send diarize=false to transcribe it without speaker labels, or split it.',
-    ),
-    { status: 413 },
+export function diarizationTooLong(seconds: number): DomainError {
+  return new DomainError(
+    'too_large',
+    `Speaker labels (diarize=true) are available for audio up to ${DIARIZE_MAX_SECONDS / 3600} h; this file has ${(seconds / 3600).toFixed(1)} h. ` +
+      'Send diarize=false to transcribe it without speaker labels, or split it.',
   );
 }
 
@@ -244,7 +243,7 @@ export class FileTranscriber {
       await flush();
     }
     ctl.signal?.throwIfAborted();
-    if (delivered === 0) throw Object.assign(new Error('The file decoded to zero audio samples.'), { status: 400 });
+    if (delivered === 0) throw new DomainError('invalid', 'The file decoded to zero audio samples.');
     const duration = delivered / sr;
     const total = duration;
 

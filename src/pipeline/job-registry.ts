@@ -10,6 +10,7 @@
  * Internally each job has a handle of its own, which the pipeline uses for progress and results.
  */
 import { randomUUID } from 'node:crypto';
+import { DomainError } from '../errors.ts';
 
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -67,7 +68,7 @@ export class JobRegistry {
   create(id?: string, owner = ''): { id: string; publicId: string; signal: AbortSignal } {
     if (this.jobs.size >= (this.opts.maxJobs ?? 10_000)) this.sweep(true);
     if (id !== undefined && this.byOwner.has(scoped(owner, id))) {
-      throw Object.assign(new Error(`Job id '${id}' is already in use; choose another (a UUID).`), { status: 409 });
+      throw new DomainError('conflict', `Job id '${id}' is already in use; choose another (a UUID).`);
     }
     const now = new Date().toISOString();
     const handle = randomUUID();

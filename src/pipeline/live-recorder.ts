@@ -6,6 +6,7 @@
  * as a `stream` transcript — also after a disconnect, so nothing said is lost.
  */
 import type { Logger } from 'pino';
+import { DomainError } from '../errors.ts';
 import { billableMinutes, type AccessControl, type Grant } from '../auth/index.ts';
 import type { Segment } from '../formats/transcript.ts';
 import type { StreamEvent } from './stream-session.ts';
@@ -64,8 +65,8 @@ export class LiveRecorder {
     this.chargedS = this.receivedS;
     this.o.grant.charge(seconds).then(
       () => this.recheck(),
-      (err: Error & { status?: number }) => {
-        if (err.status) this.o.onRefused(err.message);
+      (err: unknown) => {
+        if (err instanceof DomainError && err.kind !== 'internal') this.o.onRefused(err.message);
         else this.o.logger.error({ err, session: this.o.sessionId }, 'live session metering failed');
       },
     );

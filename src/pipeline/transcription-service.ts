@@ -7,6 +7,7 @@
  * Where chunks are decoded elsewhere (WORK_QUEUE=nats, WORKER=false) the model is only described
  * (config files: id, languages, sampling rate), never loaded here.
  */
+import { DomainError } from '../errors.ts';
 import { AudioDecodeError, audioDurationS, decodeStream, probeAudio } from '../audio/ffmpeg.ts';
 import { DIARIZE_MAX_SECONDS, diarizationSkipReason, diarizationTooLong, type FileTranscribeOptions, type FileTranscriber, type FileTranscription } from './file-transcriber.ts';
 import type { JobRegistry } from './job-registry.ts';
@@ -83,7 +84,7 @@ export class TranscriptionService {
     const model: FileSpeechModel = this.deps.transcriber.decodesLocally ? await this.deps.models.get(req.model) : await this.deps.models.describe(req.model);
     const info = speechModelInfo(model);
     if (req.language !== 'auto' && !info.languages.includes(req.language)) {
-      throw Object.assign(new Error(`Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`), { status: 400 });
+      throw new DomainError('invalid', `Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`);
     }
     // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
     await this.deps.transcriber.ensureAvailable(model);

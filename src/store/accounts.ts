@@ -1,6 +1,7 @@
 /** Accounts, plans, credits and API keys (hashes only: raw keys never reach the database). */
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from './database.ts';
+import { DomainError } from '../errors.ts';
 import { isUuid } from './ids.ts';
 
 export type Plan = 'free' | 'paid';
@@ -36,14 +37,13 @@ export interface KeyCandidate {
 }
 
 /**
- * The email belongs to another account. Its message goes to API clients (409), so it neither names
+ * The email belongs to another account. Its message goes to API clients ('conflict', 409), so it neither names
  * the address nor says that an account has it: account routes must not help enumerate accounts.
  * Operator tools may read `email`.
  */
-export class DuplicateEmailError extends Error {
-  readonly status = 409;
+export class DuplicateEmailError extends DomainError {
   constructor(readonly email: string) {
-    super('This email address cannot be used for this account; choose another one.');
+    super('conflict', 'This email address cannot be used for this account; choose another one.');
     this.name = 'DuplicateEmailError';
   }
 }

@@ -24,6 +24,7 @@ import {
   TEXTS,
   type SpeechWav,
 } from '../helpers/audio-fixtures.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 
 let speech: SpeechWav;
 const converted = new Map<string, string>();
@@ -140,7 +141,7 @@ describe('probeAudio', () => {
   it('rejects random bytes with a 400', async () => {
     const err = await probeAudio(await makeRandomBytesFile(20_000, 'mp3')).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
   });
 });
 
@@ -148,7 +149,7 @@ describe('decode errors', () => {
   it('video without audio -> 400 "no audio stream"', async () => {
     const err = await decodeToPcm16k(converted.get('video-no-audio')!).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('no_audio_stream');
     expect(err.message).toMatch(/no audio/i);
   });
@@ -157,7 +158,7 @@ describe('decode errors', () => {
     for (const ext of ['mp3', 'wav', 'bin']) {
       const err = await decodeToPcm16k(await makeRandomBytesFile(50_000, ext, 7)).catch((e) => e);
       expect(err).toBeInstanceOf(AudioDecodeError);
-      expect(err.status).toBe(400);
+      expect(statusOf(err)).toBe(400);
       expect(err.code).toBe('corrupt_or_unsupported');
       expect(err.message).toMatch(/corrupt|not a supported/i);
       expect(err.message).toMatch(/convert|retry|check/i);
@@ -169,7 +170,7 @@ describe('decode errors', () => {
     writeFileSync(trunc, readFileSync(converted.get('m4a-moov-at-end')!).subarray(0, 4000));
     const err = await decodeToPcm16k(trunc).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.message).toMatch(/corrupt|truncated/i);
   });
 
@@ -178,7 +179,7 @@ describe('decode errors', () => {
     writeFileSync(empty, Buffer.alloc(0));
     const err = await decodeToPcm16k(empty).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('empty_file');
     expect(err.message).toMatch(/empty/i);
   });
@@ -191,7 +192,7 @@ describe('decode errors', () => {
     writeFileSync(zero, header);
     const err = await decodeToPcm16k(zero).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(400);
+    expect(statusOf(err)).toBe(400);
     expect(err.code).toBe('empty_output');
     expect(err.message).toMatch(/zero audio samples/);
   });
@@ -205,17 +206,18 @@ describe('decode errors', () => {
   it('ffmpeg missing on the server -> 500 telling to install ffmpeg', async () => {
     const err = await decodeToPcm16k(speech.path, { ffmpegPath: '/nonexistent/ffmpeg' }).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
-    expect(err.status).toBe(500);
+    expect(err.kind).toBe('internal');
+    expect(statusOf(err)).toBe(500);
     expect(err.code).toBe('ffmpeg_missing');
     expect(err.message).toMatch(/install ffmpeg/i);
     const perr = await probeAudio(speech.path, { ffprobePath: '/nonexistent/ffprobe' }).catch((e) => e);
-    expect(perr.status).toBe(500);
+    expect(statusOf(perr)).toBe(500);
     expect(perr.message).toMatch(/ffprobe is not installed/i);
     const serr = await (async () => {
       for await (const _ of decodeStream(speech.path, { ffmpegPath: '/nonexistent/ffmpeg' })) void _;
     })().catch((e) => e);
     expect(serr).toBeInstanceOf(AudioDecodeError);
-    expect(serr.status).toBe(500);
+    expect(statusOf(serr)).toBe(500);
   });
 
   it('classifies known ffmpeg messages', () => {
@@ -225,7 +227,8 @@ describe('decode errors', () => {
     expect(classifyFfmpegFailure('Decoder (codec foo) not found for input stream #0:0', 1).code).toBe('unsupported_codec');
     const generic = classifyFfmpegFailure('something odd happened', 69);
     expect(generic.code).toBe('decode_failed');
-    expect(generic.status).toBe(400);
+    expect(generic.kind).toBe('invalid');
+    expect(statusOf(generic)).toBe(400);
     expect(generic.message).toContain('something odd happened');
   });
 });

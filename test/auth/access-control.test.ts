@@ -2,7 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccessControl, billableMinutes, type Grant } from '../../src/auth/access-control.ts';
 import { AuthConfigError, authConfigFromEnv } from '../../config/auth.ts';
 import { bearerToken, generateKey, hashKey, issueKey, isWellFormedKey } from '../../src/auth/keys.ts';
-import { ApiError } from '../../src/http/api-error.ts';
+import { DomainError } from '../../src/errors.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 import { apiError } from '../helpers/errors.ts';
@@ -85,7 +86,10 @@ for (const variant of DB_VARIANTS) {
       const e = await apiError(ac.admit({ authorization, ip: '1.1.1.1', kind: 'transcribe' }));
       expect(e.status).toBe(401);
       expect(e.message).toMatch(/revoked/);
-      expect((await apiError(ac.requireAccount(undefined))).status).toBe(401);
+      expect(e.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
+      const none = await apiError(ac.requireAccount(undefined));
+      expect(none.status).toBe(401);
+      expect(none.headers['www-authenticate']).toBe('Bearer');
     });
 
     it('413 over the tier file size, before anything is counted', async () => {
@@ -230,7 +234,7 @@ for (const variant of DB_VARIANTS) {
       grants.forEach((g) => g.release());
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-      expect(failures.every((f) => f.reason instanceof ApiError && f.reason.status === 402)).toBe(true);
+      expect(failures.every((f) => f.reason instanceof DomainError && statusOf(f.reason) === 402)).toBe(true);
       expect((await s.accounts.get(paid.account.id))?.credits).toBe(0);
     });
   });

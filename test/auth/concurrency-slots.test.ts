@@ -10,7 +10,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AccessControl, type Grant } from '../../src/auth/access-control.ts';
 import { createConcurrencySlots, InProcessConcurrencySlots, SqlConcurrencySlots, type ConcurrencySlots } from '../../src/auth/concurrency-slots.ts';
 import { issueKey } from '../../src/auth/keys.ts';
-import { ApiError } from '../../src/http/api-error.ts';
+import { toApiError } from '../../src/http/api-error.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 import { ConcurrencyLeaseStore, createStores, Database, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type DbVariant, type TestDatabase } from '../store/test-databases.ts';
 import { apiError } from '../helpers/errors.ts';
@@ -101,7 +102,7 @@ for (const variant of DB_VARIANTS) {
         Array.from({ length: 20 }, (_, i) => (i % 2 ? a.ac : b.ac).admit({ authorization: free.authorization, ip: '1.1.1.1', kind: 'transcribe' })),
       );
       const granted = results.filter((r): r is PromiseFulfilledResult<Grant> => r.status === 'fulfilled').map((r) => r.value);
-      const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as ApiError);
+      const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => toApiError(r.reason).error);
       expect(granted).toHaveLength(2);
       expect(refused.map((e) => e.status)).toEqual(Array(18).fill(429));
       expect(refused[0].headers['retry-after']).toBe('5');
@@ -167,8 +168,8 @@ for (const variant of DB_VARIANTS) {
       const grants: Grant[] = [];
       while (grants.length < 2 && Date.now() - started < 10_000) {
         await sleep(100);
-        const g = await a.ac.admit(auth).catch((err: ApiError) => {
-          if (err.status !== 429) throw err;
+        const g = await a.ac.admit(auth).catch((err: unknown) => {
+          if (statusOf(err) !== 429) throw err;
           return null;
         });
         if (g) grants.push(g);

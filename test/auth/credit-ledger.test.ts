@@ -7,7 +7,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccessControl } from '../../src/auth/access-control.ts';
 import { CreditLedger } from '../../src/auth/credit-ledger.ts';
 import { issueKey } from '../../src/auth/keys.ts';
-import { ApiError } from '../../src/http/api-error.ts';
+import { DomainError } from '../../src/errors.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 import { apiError } from '../helpers/errors.ts';
@@ -150,7 +151,7 @@ for (const variant of DB_VARIANTS) {
       const grants = await Promise.all(Array.from({ length: 30 }, () => ac.admit({ authorization: paid.authorization, ip: '1.1.1.1', kind: 'transcribe' })));
       const results = await Promise.allSettled(grants.map((g) => g.reserve(60)));
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(20);
-      expect(results.every((r) => r.status === 'fulfilled' || (r.reason instanceof ApiError && r.reason.status === 402))).toBe(true);
+      expect(results.every((r) => r.status === 'fulfilled' || (r.reason instanceof DomainError && statusOf(r.reason) === 402))).toBe(true);
       expect(await credits(paid.id)).toBe(0);
       // Half deliver 30 s (1 credit each); the others fail.
       const ok = grants.filter((_, i) => results[i].status === 'fulfilled');

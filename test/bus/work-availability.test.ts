@@ -21,6 +21,8 @@ import { MODELS_DIR } from '../helpers/paths.ts';
 import { paidKey } from '../helpers/accounts.ts';
 import { TestApps } from '../helpers/test-apps.ts';
 import { startNatsServer, type TestNatsServer } from './nats-server.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
+import { toApiError } from '../../src/http/api-error.ts';
 
 const MODEL = 'whisper-mini-random';
 const logger = pino({ level: 'silent' });
@@ -65,8 +67,9 @@ describe('NatsWorkQueue.ensureWorker', () => {
   it('no worker ever: 503 with Retry-After and a message saying nothing was charged', async () => {
     const err = await rejection(q.ensureWorker('nobody-serves-this'));
     expect(err).toBeInstanceOf(WorkQueueError);
-    expect(err!.status).toBe(503);
-    expect(err!.headers['retry-after']).toMatch(/^\d+$/);
+    const { error } = toApiError(err);
+    expect(error.status).toBe(503);
+    expect(error.headers['retry-after']).toMatch(/^\d+$/);
     expect(err!.message).toMatch(/No worker is running for model 'nobody-serves-this'.*nothing was charged.*WORKER=true/);
   });
 
@@ -96,7 +99,7 @@ describe('NatsWorkQueue.ensureWorker', () => {
     expect((await jsm.consumers.info(WORK_STREAM, workConsumerName(model))).config.durable_name).toBe(workConsumerName(model));
     let err: WorkQueueError | null = null;
     await until('presence to notice the killed worker', async () => (err = await rejection(q.ensureWorker(model))) !== null);
-    expect(err!.status).toBe(503);
+    expect(statusOf(err)).toBe(503);
     expect(err!.message).toMatch(/No worker is running for model 'killable-model'/);
     ac.abort(new Error('test done'));
     expect((await held)?.message).toBe('test done');

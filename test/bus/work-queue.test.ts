@@ -129,7 +129,7 @@ describe('NatsWorkQueue dispatcher', () => {
   it('fails fast with 503 when no worker serves the model', async () => {
     const err = await q.dispatch<never>('transcribe', 'nobody-serves-this', new Float32Array(160), { jobId: 'j1' }).catch((e: Error & { status?: number }) => e);
     expect(err).toBeInstanceOf(WorkQueueError);
-    expect(err.status).toBe(503);
+    expect((err as WorkQueueError).kind).toBe('unavailable');
     expect(err.message).toMatch(/No worker serves model 'nobody-serves-this'.*WORKER=true/);
   });
 

@@ -12,6 +12,7 @@ import {
   type Manifest,
 } from '../../src/models/manifest.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 
 const SHARED = '/work/shared/models';
 
@@ -124,7 +125,8 @@ describe('ModelRegistry on /work/shared/models', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(ModelNotInstalledError);
-    expect((err as ModelNotInstalledError).status).toBe(503);
+    expect((err as ModelNotInstalledError).kind).toBe('unavailable');
+    expect(statusOf(err)).toBe(503);
     expect((err as Error).message).toBe(
       "Model 'small' is not installed on this server. Install it with: npm run models:pull -- small",
     );
@@ -139,7 +141,8 @@ describe('ModelRegistry on /work/shared/models', () => {
         err = e;
       }
       expect(err).toBeInstanceOf(UnknownModelError);
-      expect((err as UnknownModelError).status).toBe(400);
+      expect((err as UnknownModelError).kind).toBe('invalid');
+      expect(statusOf(err)).toBe(400);
       expect((err as UnknownModelError).available).toContain('whisper-mini-random');
       expect((err as Error).message).toContain('whisper-mini-random');
       expect((err as Error).message).toContain('large-v3-turbo (not installed)');

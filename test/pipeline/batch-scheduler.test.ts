@@ -171,6 +171,6 @@ describe('BatchScheduler', () => {
     await s.close();
     expect(await running).toBe('done:a');
     expect(await queued).toBeInstanceOf(SchedulerClosedError);
-    await expect(s.submit('c', { priority: 'file', key: 'c' })).rejects.toMatchObject({ status: 503 });
+    await expect(s.submit('c', { priority: 'file', key: 'c' })).rejects.toMatchObject({ kind: 'unavailable' });
   });
 });

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DomainError } from '../../src/errors.ts';
+import { statusOf } from '../../src/http/error-kinds.ts';
 import { createDiarizer } from '../../src/engines/diarization/index.ts';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
 import type { TranscribeRequest } from '../../src/engines/whisper/index.ts';
@@ -111,14 +113,14 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
         path: long3h,
         beforeTranscribe: async (seconds) => {
           calls.push({ seconds, decodesSoFar: decodes() - before });
-          throw Object.assign(new Error('Not enough credits'), { status: 402 });
+          throw new DomainError('payment_required', 'Not enough credits');
         },
       })
       .then(
         () => null,
-        (e: unknown) => e as Error & { status: number },
+        (e: unknown) => e as Error,
       );
-    expect(err?.status).toBe(402);
+    expect(statusOf(err)).toBe(402);
     expect(calls).toHaveLength(1);
     expect(Math.abs(calls[0].seconds - 3 * 3600)).toBeLessThan(1);
     expect(calls[0].decodesSoFar).toBe(0);
@@ -135,10 +137,10 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
       .transcribeFile({ ...req, path: long3h, diarize: true, beforeTranscribe: async (s) => void metered.push(s) })
       .then(
         () => null,
-        (e: unknown) => e as Error & { status: number },
+        (e: unknown) => e as Error,
       );
     await diarizer.close();
-    expect(err?.status).toBe(413);
+    expect(statusOf(err)).toBe(413);
     expect(err?.message).toContain(`${DIARIZE_MAX_SECONDS / 3600} h`);
     expect(err?.message).toContain('diarize=false');
     expect(metered).toEqual([]);
@@ -208,14 +210,14 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
         path: liar,
         beforeTranscribe: async () => {},
         meterMore: async () => {
-          throw Object.assign(new Error('Not enough credits for the rest'), { status: 402 });
+          throw new DomainError('payment_required', 'Not enough credits for the rest');
         },
       })
       .then(
         () => null,
-        (e: unknown) => e as Error & { status: number },
+        (e: unknown) => e as Error,
       );
-    expect(err?.status).toBe(402);
+    expect(statusOf(err)).toBe(402);
     expect(err?.message).toContain('for the rest');
     // The first speech chunk ends after 7 s, so the VAD could not emit it before the refusal.
     expect(given).toEqual([]);

@@ -104,8 +104,8 @@ describe('SpeechModels.describe', () => {
 
   it('throws the registry errors: 400 unknown, 503 not installed (with the pull command)', async () => {
     const m = models();
-    expect(() => m.describe('whisper-huge-v9')).toThrow(expect.objectContaining({ status: 400, message: expect.stringMatching(/whisper-mini-random/) }));
-    expect(() => m.describe('small')).toThrow(expect.objectContaining({ status: 503, message: expect.stringContaining('npm run models:pull -- small') }));
+    expect(() => m.describe('whisper-huge-v9')).toThrow(expect.objectContaining({ kind: 'invalid', message: expect.stringMatching(/whisper-mini-random/) }));
+    expect(() => m.describe('small')).toThrow(expect.objectContaining({ kind: 'unavailable', message: expect.stringContaining('npm run models:pull -- small') }));
     expect(m.loadedCount).toBe(0);
   });
 });
@@ -140,11 +140,11 @@ describe('TranscriptionService where chunks are decoded elsewhere (work queue, r
     const queue = await workQueue();
     const svc = service(api, new QueuedSpeechWork(queue, null));
     await expect(svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'de' })).rejects.toMatchObject({
-      status: 400,
+      kind: 'invalid',
       message: "Model 'english-only-configs' does not support language 'de'. Use 'auto' or a code from GET /v1/languages.",
     });
-    await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ status: 400 });
-    await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ status: 503 });
+    await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ kind: 'invalid' });
+    await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ kind: 'unavailable' });
     expect(queue.stats.dispatched).toBe(0);
     expect(served.loadedCount).toBe(0);
     // English: the API server has nothing of the model but its config files; the worker decodes.

@@ -73,7 +73,7 @@ export class AudioEnhancer {
   async enhanceFile(path: string, signal?: AbortSignal): Promise<EnhanceResult> {
     const info = await probeAudio(path, { signal, ffmpegPath: this.opts.ffmpegPath });
     if (info.durationS !== undefined && info.durationS > this.opts.maxDurationS) {
-      throw new AudioDecodeError('decode_failed', `The audio is ${Math.round(info.durationS)} s long; enhance-audio accepts at most ${this.opts.maxDurationS} s.`, { status: 413 });
+      throw new AudioDecodeError('decode_failed', `The audio is ${Math.round(info.durationS)} s long; enhance-audio accepts at most ${this.opts.maxDurationS} s.`, { kind: 'too_large' });
     }
     const pcm = await this.decode48k(path, signal);
     return this.enhancePcm(pcm, signal);
@@ -175,7 +175,7 @@ export class AudioEnhancer {
     const limitS = this.opts.maxDurationS;
     const pcm = await decodeToPcm(path, { sampleRate: ENHANCE_SAMPLE_RATE, maxDurationS: limitS + 1, signal, ffmpegPath: this.opts.ffmpegPath });
     if (pcm.length > limitS * ENHANCE_SAMPLE_RATE) {
-      throw new AudioDecodeError('decode_failed', `The audio is longer than ${limitS} s, the enhance-audio limit.`, { status: 413 });
+      throw new AudioDecodeError('decode_failed', `The audio is longer than ${limitS} s, the enhance-audio limit.`, { kind: 'too_large' });
     }
     return pcm;
   }

@@ -2,6 +2,7 @@
  * What the AI services need from a chat model, whoever runs it: the local llama.cpp model (LocalLlm) or an
  * external server speaking the OpenAI chat-completions protocol (OpenAiChatBackend, LLM_BASE_URL).
  */
+import { DomainError } from '../../errors.ts';
 import type { LlmOutcome } from '../../observability/llm-observer.ts';
 
 // The observer's shape belongs to observability (below the engines); backends import it from here.
@@ -56,43 +57,40 @@ export interface ChatBackend {
   close(): Promise<void>;
 }
 
-/** All sequences busy and the caller's share of the wait queue (or the whole queue) full. HTTP 429 with Retry-After. */
-export class LlmQueueFullError extends Error {
+/** All sequences busy and the caller's share of the wait queue (or the whole queue) full: 'rate_limited' (HTTP 429 with Retry-After). */
+export class LlmQueueFullError extends DomainError {
   override name = 'LlmQueueFullError';
-  readonly status = 429;
-  constructor(
-    readonly retryAfterS: number,
-    limit: number,
-  ) {
-    super(`The language model is busy${limit > 0 ? ` (${limit} of your requests already waiting, or the queue is full)` : ''}. Retry in ${retryAfterS} s.`);
+  declare readonly retryAfterS: number;
+  constructor(retryAfterS: number, limit: number) {
+    super('rate_limited', `The language model is busy${limit > 0 ? ` (${limit} of your requests already waiting, or the queue is full)` : ''}. Retry in ${retryAfterS} s.`, { retryAfterS });
   }
 }
 
-/** The prompt does not leave room for the requested completion in the context window. HTTP 413. */
-export class PromptTooLongError extends Error {
+/** The prompt does not leave room for the requested completion in the context window: 'too_large'. */
+export class PromptTooLongError extends DomainError {
   override name = 'PromptTooLongError';
-  readonly status = 413;
   constructor(
     readonly promptTokens: number,
     readonly maxTokens: number,
     readonly contextSize: number,
   ) {
-    super(`The prompt is ${promptTokens} tokens; with max_tokens ${maxTokens} it does not fit the model's context of ${contextSize} tokens. Shorten the input or lower max_tokens.`);
+    super('too_large', `The prompt is ${promptTokens} tokens; with max_tokens ${maxTokens} it does not fit the model's context of ${contextSize} tokens. Shorten the input or lower max_tokens.`);
   }
 }
 
-/** The LLM runtime or server cannot be used (binary missing, external server down). HTTP 503. */
-export class LlmUnavailableError extends Error {
+/** The LLM runtime or server cannot be used (binary missing, external server down, shutting down): 'unavailable', logged. */
+export class LlmUnavailableError extends DomainError {
   override name = 'LlmUnavailableError';
-  readonly status = 503;
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super('unavailable', message, { expected: false, cause: opts.cause });
+  }
 }
 
-/** The request was cancelled (client went away). */
-export class LlmAbortedError extends Error {
+/** The request was cancelled (client went away): 'cancelled'. */
+export class LlmAbortedError extends DomainError {
   override name = 'LlmAbortedError';
-  readonly status = 499;
   constructor() {
-    super('generation cancelled');
+    super('cancelled', 'generation cancelled');
   }
 }
 

@@ -91,8 +91,8 @@ export function runtimeMissingError(err: unknown): LlmUnavailableError {
     `The local LLM runtime (node-llama-cpp) has no usable prebuilt binary for ${platform}: ${(err as Error)?.message ?? err}. ` +
       `It ships in the optional npm package @node-llama-cpp/${platform === 'darwin-arm64' ? 'mac-arm64-metal' : platform.replace('darwin', 'mac')}: ` +
       `run \`npm ci\` without --omit=optional (this server never builds llama.cpp from source), or set LLM_BASE_URL to use an external OpenAI-compatible server.`,
+    { cause: err },
   );
-  (e as { cause?: unknown }).cause = err;
   return e;
 }
 

@@ -3,6 +3,7 @@
  * http://gpu-box:8000/v1 for vLLM, llama-server, Ollama, or another instance of this server). JSON output
  * is requested with `response_format: {type: "json_schema"}`; streaming uses server-sent events.
  */
+import { DomainError } from '../../errors.ts';
 import {
   LlmAbortedError,
   LlmQueueFullError,
@@ -108,10 +109,9 @@ export class OpenAiChatBackend implements ChatBackend {
         /* not JSON */
       }
       if (res.status === 429) throw new LlmQueueFullError(Number(res.headers.get('retry-after')) || 5, 0);
-      const e = new LlmUnavailableError(`The LLM server at ${this.url} answered ${res.status}: ${message}`);
-      if (res.status === 400 || res.status === 413) Object.assign(e, { status: res.status });
-      else Object.assign(e, { status: 502 });
-      throw e;
+      // Its 400 / 413 are the caller's (a bad or too long request); anything else is the server's fault.
+      const kind = res.status === 400 ? 'invalid' : res.status === 413 ? 'too_large' : 'upstream';
+      throw new DomainError(kind, `The LLM server at ${this.url} answered ${res.status}: ${message}`, { expected: false });
     }
     try {
       return stream ? await this.readStream(res, opts) : this.readJson((await res.json()) as CompletionBody);

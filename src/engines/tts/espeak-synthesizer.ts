@@ -9,6 +9,7 @@
  * project yet, so /v1/tts answers with this engine and says so in `X-TTS-Engine`.
  */
 import { spawn } from 'node:child_process';
+import { DomainError } from '../../errors.ts';
 import { StreamResampler } from '../../audio/resampler.ts';
 import { readWav } from '../../audio/pcm.ts';
 import { logF0Track } from '../diarization/baseline.ts';
@@ -129,7 +130,7 @@ export class EspeakSynthesizer {
     readonly version: string,
   ) {}
 
-  /** Checks that espeak-ng runs and lists its languages; throws status 503 with the fix when it does not. */
+  /** Checks that espeak-ng runs and lists its languages; throws 'unavailable' with the fix when it does not. */
   static async load(opts: EspeakSynthesizerOptions = {}): Promise<EspeakSynthesizer> {
     const binary = opts.binary ?? 'espeak-ng';
     let version: string;
@@ -138,7 +139,7 @@ export class EspeakSynthesizer {
       version = (await run(binary, ['--version'])).stdout.toString('utf8').trim();
       voices = (await run(binary, ['--voices'])).stdout.toString('utf8');
     } catch (err) {
-      throw Object.assign(new Error(`Text to speech is unavailable: ${binary} could not be run (${(err as Error).message}). Install it (Debian/Ubuntu: apt install espeak-ng).`), { status: 503 });
+      throw new DomainError('unavailable', `Text to speech is unavailable: ${binary} could not be run (${(err as Error).message}). Install it (Debian/Ubuntu: apt install espeak-ng).`, { expected: false, cause: err });
     }
     const languages = new Set<string>();
     for (const line of voices.split('\n').slice(1)) {
@@ -155,11 +156,11 @@ export class EspeakSynthesizer {
   async synthesize(text: string, reference16k: Float32Array, opts: SynthesisOptions = {}): Promise<SynthesisResult> {
     const language = (opts.language ?? 'en').toLowerCase();
     if (!this.languages.has(language)) {
-      throw Object.assign(new Error(`language: espeak-ng has no voice for '${language}'; use an ISO 639-1 code such as en, de, fr, es.`), { status: 400 });
+      throw new DomainError('invalid', `language: espeak-ng has no voice for '${language}'; use an ISO 639-1 code such as en, de, fr, es.`);
     }
     const referenceF0Hz = medianF0Hz(reference16k);
     if (referenceF0Hz === null) {
-      throw Object.assign(new Error('reference has no voiced speech (no pitch found): send 3–10 s of one person speaking, without music or long silence.'), { status: 400 });
+      throw new DomainError('invalid', 'reference has no voiced speech (no pitch found): send 3–10 s of one person speaking, without music or long silence.');
     }
     const female = referenceF0Hz >= FEMALE_F0_HZ;
     const voice = female ? `${language}+${FEMALE_VARIANT}` : language;

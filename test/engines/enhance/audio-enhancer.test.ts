@@ -120,7 +120,7 @@ describe('AudioEnhancer (RNNoise + EBU R128)', () => {
     expect(Math.abs(r.durationS - clean.length / 48000)).toBeLessThan(0.1);
     const junk = join(dir, 'junk.mp3');
     writeFileSync(junk, Buffer.from('definitely not audio'.repeat(50)));
-    await expect(enhancer.enhanceFile(junk)).rejects.toMatchObject({ status: 400 });
+    await expect(enhancer.enhanceFile(junk)).rejects.toMatchObject({ kind: 'invalid' });
   });
 
   it('holds a file whose container declares no duration (WebM written to a pipe) to maxDurationS: 413', async () => {

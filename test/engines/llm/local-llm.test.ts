@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LlmQueueFullError, PromptTooLongError, type ChatMessage } from '../../../src/engines/llm/chat-backend.ts';
 import { defuseSpecialTokens, LocalLlm } from '../../../src/engines/llm/local-llm.ts';
 import { MODELS_DIR } from '../../helpers/paths.ts';
+import { statusOf } from '../../../src/http/error-kinds.ts';
 
 const DIR = join(MODELS_DIR, 'qwen2-mini-random');
 const golden = JSON.parse(readFileSync(join(DIR, 'golden', 'golden.json'), 'utf8')) as {
@@ -95,7 +96,8 @@ describe('LLM runtime missing', () => {
   it('names the missing prebuilt package and the LLM_BASE_URL alternative, as a 503', async () => {
     const { runtimeMissingError } = await import('../../../src/engines/llm/local-llm.ts');
     const e = runtimeMissingError(new Error('NoBinaryFoundError'));
-    expect(e.status).toBe(503);
+    expect(e.kind).toBe('unavailable');
+    expect(statusOf(e)).toBe(503);
     expect(e.message).toMatch(new RegExp(`@node-llama-cpp/${process.platform === 'linux' ? 'linux' : ''}`));
     expect(e.message).toMatch(/npm ci/);
     expect(e.message).toMatch(/LLM_BASE_URL/);
