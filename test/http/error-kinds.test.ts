@@ -59,12 +59,11 @@ describe('ERROR_KIND_CODES', () => {
     }
   });
 
-  it('the HTTP edge`s own ApiError (and, for now, a plain error with a numeric status) keep their status', () => {
+  it('the HTTP edge`s own ApiError keeps its status; anything else without a kind is internal', () => {
     expect(statusOf(new ApiError(431, 'headers too large'))).toBe(431);
-    expect(closeCodeOf(new ApiError(429, 'slow down'))).toBe(1013);
-    expect(closeCodeOf(new ApiError(431, 'headers too large'))).toBe(1008);
-    expect(statusOf(Object.assign(new Error('legacy'), { status: 404 }))).toBe(404);
-    expect(closeCodeOf(Object.assign(new Error('legacy'), { status: 502 }))).toBe(1011);
+    expect(statusOf(Object.assign(new Error('decorated'), { status: 404 }))).toBe(500);
+    expect(closeCodeOf(Object.assign(new Error('decorated'), { status: 400 }))).toBe(1011);
+    expect(toApiError(Object.assign(new Error('decorated'), { status: 404 })).internal).toBe(true);
   });
 });
 
