@@ -40,7 +40,12 @@ out('```sh');
 out('npm run bench:ai -- --write            # this section (fixtures); --llm FILE.gguf --embed FOLDER for real models');
 out('```');
 out();
-out(`Machine: ${cpu}, node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at start. Random-weight fixtures: speeds of tiny models, useful for comparing modes, not for sizing.`);
+out(
+  `Machine: ${cpu}, node ${process.version}, load ${os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')} at start. Random-weight fixtures: speeds of tiny models, useful for comparing modes, not for sizing.`,
+);
 out();
 
 // ---- LLM
@@ -101,8 +106,31 @@ fs.mkdirSync(dir, { recursive: true });
 const wav = path.join(dir, 'enhance-speech.wav');
 if (!fs.existsSync(wav)) {
   const raw = path.join(dir, 'enhance-raw.wav');
-  execFileSync('espeak-ng', ['-v', 'en', '-w', raw, 'Speech enhancement removes the noise of the room and brings every recording to the same loudness, so that transcripts and listeners both get clean audio. '.repeat(3)]);
-  execFileSync('ffmpeg', ['-v', 'error', '-y', '-i', raw, '-f', 'lavfi', '-i', 'anoisesrc=color=white:amplitude=0.05:seed=1', '-filter_complex', '[0:a]aresample=48000[s];[1:a]aresample=48000[n];[s][n]amix=inputs=2:duration=first:normalize=0', '-ac', '1', '-ar', '48000', wav]);
+  execFileSync('espeak-ng', [
+    '-v',
+    'en',
+    '-w',
+    raw,
+    'Speech enhancement removes the noise of the room and brings every recording to the same loudness, so that transcripts and listeners both get clean audio. '.repeat(3),
+  ]);
+  execFileSync('ffmpeg', [
+    '-v',
+    'error',
+    '-y',
+    '-i',
+    raw,
+    '-f',
+    'lavfi',
+    '-i',
+    'anoisesrc=color=white:amplitude=0.05:seed=1',
+    '-filter_complex',
+    '[0:a]aresample=48000[s];[1:a]aresample=48000[n];[s][n]amix=inputs=2:duration=first:normalize=0',
+    '-ac',
+    '1',
+    '-ar',
+    '48000',
+    wav,
+  ]);
 }
 const noisy = readWav(fs.readFileSync(wav)).samples;
 const enhancer = await AudioEnhancer.load();

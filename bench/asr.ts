@@ -105,7 +105,11 @@ function pkgVersion(name: string): string {
   }
 }
 
-const loadAvg = () => os.loadavg().map((x) => x.toFixed(2)).join(', ');
+const loadAvg = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(', ');
 const uptime = () => {
   try {
     return execFileSync('uptime', { encoding: 'utf8' }).trim();
@@ -168,7 +172,9 @@ const meta = {
 LOG(`# ASR engine benchmark${Q ? ' (--quick smoke mode: few iterations, numbers are not meaningful)' : ''}`);
 LOG();
 LOG(`- model folder: \`${meta.model}\` (id ${meta.modelId}; d_model ${meta.dModel}, ${meta.encoderLayers}+${meta.decoderLayers} layers, vocab ${meta.vocab})`);
-LOG(`- decoder layout (auto): ${meta.layoutDefault}; files: merged fp32 ${meta.files.mergedFp32 ? 'yes' : 'no'}, split fp32 ${meta.files.splitFp32 ? 'yes' : 'no'}, merged int8 ${meta.files.mergedInt8 ? 'yes' : 'no'}, split int8 ${meta.files.splitInt8 ? 'yes' : 'no'}`);
+LOG(
+  `- decoder layout (auto): ${meta.layoutDefault}; files: merged fp32 ${meta.files.mergedFp32 ? 'yes' : 'no'}, split fp32 ${meta.files.splitFp32 ? 'yes' : 'no'}, merged int8 ${meta.files.mergedInt8 ? 'yes' : 'no'}, split int8 ${meta.files.splitInt8 ? 'yes' : 'no'}`,
+);
 LOG(`- threads: intraOp ${threads}, interOp 1 (os.availableParallelism() = ${os.availableParallelism()})`);
 LOG(`- cpu: ${cpu} ×${meta.cpuCount}; node ${meta.node}; onnxruntime-node ${meta.onnxruntimeNode}; @huggingface/transformers ${meta.transformersJs}`);
 LOG(`- token budget: ${BUDGET} new tokens per 30 s window (greedy, temperature 0, no timestamps, no fallback); timing: ${IT.warmup} warm-up + ${IT.iters} timed runs, medians`);
@@ -244,7 +250,10 @@ const decSteps = Math.max(4, BUDGET);
 async function encoderRows(e: WhisperEngine, batch: number): Promise<EncoderOutput> {
   const distinct = Math.min(batch, features.length);
   const enc = await e.encode(features.slice(0, distinct));
-  return selectEncoderRows(enc, Array.from({ length: batch }, (_, i) => i % distinct));
+  return selectEncoderRows(
+    enc,
+    Array.from({ length: batch }, (_, i) => i % distinct),
+  );
 }
 
 /** Per-step timings of the KV-cached decoder at one batch size. */
@@ -258,7 +267,10 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
     const warm = r === 0;
     // raw: model.prefill + model.step, argmax outside the timed region
     let t0 = performance.now();
-    const first = await e.model.prefill(enc, Array.from({ length: batch }, () => prompt));
+    const first = await e.model.prefill(
+      enc,
+      Array.from({ length: batch }, () => prompt),
+    );
     if (!warm) pre.push(performance.now() - t0);
     let cache: KVCache = first.cache;
     const pick = (logits: Float32Array, seqLen: number, vocab: number) =>
@@ -273,7 +285,12 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
     }
     // engine: BatchDecoder (what transcribe runs per token)
     const task = e.task({ language: 'en', timestamps: false, maxNewTokens: steps + 1 });
-    const d = await BatchDecoder.start(e.model, enc, Array.from({ length: batch }, () => task), e.ids);
+    const d = await BatchDecoder.start(
+      e.model,
+      enc,
+      Array.from({ length: batch }, () => task),
+      e.ids,
+    );
     for (let s = 0; s < steps && !d.done; s++) {
       t0 = performance.now();
       await d.step();
@@ -286,7 +303,10 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
 NOTE('decoder');
 const decRows: DecRow[] = [];
 const layoutsFor = (p: 'fp32' | 'int8') =>
-  (['merged', 'split'] as const).map((l) => ({ layout: l, available: p === 'fp32' ? meta.files[l === 'merged' ? 'mergedFp32' : 'splitFp32'] : meta.files[l === 'merged' ? 'mergedInt8' : 'splitInt8'] }));
+  (['merged', 'split'] as const).map((l) => ({
+    layout: l,
+    available: p === 'fp32' ? meta.files[l === 'merged' ? 'mergedFp32' : 'splitFp32'] : meta.files[l === 'merged' ? 'mergedInt8' : 'splitInt8'],
+  }));
 for (const p of precisions) {
   for (const { layout, available } of layoutsFor(p.name)) {
     const e = available ? await engine({ quantized: p.quantized, decoderLayout: layout }) : null;
@@ -316,7 +336,11 @@ interface RtfRow {
 NOTE(`file RTF (${seconds} s)`);
 const rtfRows: RtfRow[] = [];
 // every available (precision, layout): int8 usually exists only as split, so fp32 split is the fair int8 reference
-for (const { p, layout } of precisions.flatMap((p) => layoutsFor(p.name).filter((l) => l.available).map((l) => ({ p, layout: l.layout })))) {
+for (const { p, layout } of precisions.flatMap((p) =>
+  layoutsFor(p.name)
+    .filter((l) => l.available)
+    .map((l) => ({ p, layout: l.layout })),
+)) {
   const e = await engine({ quantized: p.quantized, decoderLayout: layout });
   let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
   const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: Q ? 0 : 1, iters: Q ? 1 : 3 });
@@ -464,10 +488,7 @@ if (args.baseline) {
     const theirOpts = { max_new_tokens: BUDGET, ...genOpts };
     const it = { warmup: 1, iters: Q ? 1 : 5 };
     // (a) one 30 s window
-    const { ours: oneOurs, theirs: oneTheirs } = await interleave(
-      { ours: () => e.transcribe([{ audio: windows[0], options: decodeOpts }]), theirs: () => pipe(windows[0], theirOpts) },
-      it,
-    );
+    const { ours: oneOurs, theirs: oneTheirs } = await interleave({ ours: () => e.transcribe([{ audio: windows[0], options: decodeOpts }]), theirs: () => pipe(windows[0], theirOpts) }, it);
     baseline.rows.push({ case: 'one 30 s window', ours: oneOurs, theirs: oneTheirs, oursWindows: 1, theirsWindows: 1, ratio: oneTheirs.median / oneOurs.median });
     // (b) the N-window set: ours batched (one transcribe call), theirs as an array (the pipeline loops)
     const {
@@ -492,7 +513,14 @@ if (args.baseline) {
       const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
       const fr = rtfRows.find((r) => r.precision === 'fp32' && r.layout === main0.info.layout)!;
       const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: Q ? 1 : 3 });
-      baseline.rows.push({ case: `${seconds} s file (theirs chunk_length_s 30)`, ours: fr.wall, theirs: longTheirs, oursWindows: fr.windows, theirsWindows, ratio: longTheirs.median / fr.wall.median });
+      baseline.rows.push({
+        case: `${seconds} s file (theirs chunk_length_s 30)`,
+        ours: fr.wall,
+        theirs: longTheirs,
+        oursWindows: fr.windows,
+        theirsWindows,
+        ratio: longTheirs.median / fr.wall.median,
+      });
     }
     baseline.ran = true;
   } catch (err) {
@@ -574,7 +602,10 @@ if (meta.files.mergedFp32) {
   const B = bigB;
   const enc = await encoderRows(e, B);
   const prompt = e.buildPrompt({ language: 'en', timestamps: false }).prompt;
-  const pre = await e.model.prefill(enc, Array.from({ length: B }, () => prompt));
+  const pre = await e.model.prefill(
+    enc,
+    Array.from({ length: B }, () => prompt),
+  );
   const slim = sess.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n));
   const stepsFrom = async (fetches: string[] | null) => {
     let dec = pre.cache.decoder;
@@ -587,7 +618,11 @@ if (meta.files.mergedFp32) {
         use_cache_branch: new ort.Tensor('bool', new Uint8Array([1]), [1]),
       };
       const out = fetches ? await sess.run(feeds, fetches) : await sess.run(feeds);
-      dec = Object.fromEntries(Object.entries(out).filter(([n]) => /^present\.\d+\.decoder\./.test(n)).map(([n, t]) => [n.replace('present', 'past_key_values'), t as ort.Tensor]));
+      dec = Object.fromEntries(
+        Object.entries(out)
+          .filter(([n]) => /^present\.\d+\.decoder\./.test(n))
+          .map(([n, t]) => [n.replace('present', 'past_key_values'), t as ort.Tensor]),
+      );
     }
   };
   const t = await interleave({ all: () => stepsFrom(null), slim: () => stepsFrom(slim) }, { warmup: 1, iters: Q ? 1 : knobRounds });
@@ -610,7 +645,9 @@ NOTE('encoder on fewer frames');
 const encPath = join(onnxDir, 'encoder_model.onnx');
 const encSession = await ort.InferenceSession.create(encPath, { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 });
 const cleanErr = (err: unknown) => {
-  const m = String((err as Error).message).replace(/\s+/g, ' ').trim();
+  const m = String((err as Error).message)
+    .replace(/\s+/g, ' ')
+    .trim();
   const node = /running (\w+) node\. Name:'([^']+)'/.exec(m);
   const why = /(Attempting to broadcast.*)$/.exec(m);
   if (node && why) return `${node[1]} node ${node[2]}: ${why[1]}`;
@@ -728,28 +765,50 @@ const defLayout = main0.info.layout;
 const wins: string[] = [];
 const bMax = encBatches[encBatches.length - 1];
 const dMax = decBatches[decBatches.length - 1];
-if (enc('fp32', 1) && enc('fp32', bMax)) wins.push(`encoder batching: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('fp32', bMax)!.msPerWindow)} ms/window (b1 → b${bMax}, fp32), ×${fmt(enc('fp32', 1)!.msPerWindow / enc('fp32', bMax)!.msPerWindow, 2)}`);
+if (enc('fp32', 1) && enc('fp32', bMax))
+  wins.push(
+    `encoder batching: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('fp32', bMax)!.msPerWindow)} ms/window (b1 → b${bMax}, fp32), ×${fmt(enc('fp32', 1)!.msPerWindow / enc('fp32', bMax)!.msPerWindow, 2)}`,
+  );
 if (dec('fp32', defLayout, 1) && dec('fp32', defLayout, dMax))
-  wins.push(`decoder batching: ${fmt(dec('fp32', defLayout, 1)!.msPerToken)} → ${fmt(dec('fp32', defLayout, dMax)!.msPerToken)} ms/token (b1 → b${dMax}, fp32 ${defLayout}), ×${fmt(dec('fp32', defLayout, 1)!.msPerToken! / dec('fp32', defLayout, dMax)!.msPerToken!, 2)}`);
-if (enc('int8', 1) && enc('fp32', 1)) wins.push(`int8 encoder: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('int8', 1)!.msPerWindow)} ms/window at b1 (×${fmt(enc('fp32', 1)!.msPerWindow / enc('int8', 1)!.msPerWindow, 2)})`);
-if (dec('int8', 'split', 1) && dec('fp32', 'split', 1)) wins.push(`int8 decoder (split): ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} → ${fmt(dec('int8', 'split', 1)!.engineStepMs)} ms/step at b1 (×${fmt(dec('fp32', 'split', 1)!.engineStepMs! / dec('int8', 'split', 1)!.engineStepMs!, 2)})`);
-if (dec('fp32', 'merged', 1) && dec('fp32', 'split', 1)) wins.push(`merged vs split (fp32, b1): ${fmt(dec('fp32', 'merged', 1)!.engineStepMs)} vs ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} ms/step`);
+  wins.push(
+    `decoder batching: ${fmt(dec('fp32', defLayout, 1)!.msPerToken)} → ${fmt(dec('fp32', defLayout, dMax)!.msPerToken)} ms/token (b1 → b${dMax}, fp32 ${defLayout}), ×${fmt(dec('fp32', defLayout, 1)!.msPerToken! / dec('fp32', defLayout, dMax)!.msPerToken!, 2)}`,
+  );
+if (enc('int8', 1) && enc('fp32', 1))
+  wins.push(`int8 encoder: ${fmt(enc('fp32', 1)!.msPerWindow)} → ${fmt(enc('int8', 1)!.msPerWindow)} ms/window at b1 (×${fmt(enc('fp32', 1)!.msPerWindow / enc('int8', 1)!.msPerWindow, 2)})`);
+if (dec('int8', 'split', 1) && dec('fp32', 'split', 1))
+  wins.push(
+    `int8 decoder (split): ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} → ${fmt(dec('int8', 'split', 1)!.engineStepMs)} ms/step at b1 (×${fmt(dec('fp32', 'split', 1)!.engineStepMs! / dec('int8', 'split', 1)!.engineStepMs!, 2)})`,
+  );
+if (dec('fp32', 'merged', 1) && dec('fp32', 'split', 1))
+  wins.push(`merged vs split (fp32, b1): ${fmt(dec('fp32', 'merged', 1)!.engineStepMs)} vs ${fmt(dec('fp32', 'split', 1)!.engineStepMs)} ms/step`);
 const rt = (p: string, l: string) => rtfRows.find((r) => r.precision === p && r.layout === l);
 for (const l of ['split', 'merged']) {
   const r32 = rt('fp32', l);
   const r8 = rt('int8', l);
   if (r32 && r8) wins.push(`int8 end to end (${seconds} s file, ${l} decoder both): RTF ${fmt(r32.rtf, 4)} → ${fmt(r8.rtf, 4)} (×${fmt(r32.rtf / r8.rtf, 2)})`);
 }
-if (rt('fp32', 'merged') && rt('fp32', 'split')) wins.push(`decoder layout end to end (${seconds} s file, fp32): merged RTF ${fmt(rt('fp32', 'merged')!.rtf, 4)} vs split ${fmt(rt('fp32', 'split')!.rtf, 4)} (×${fmt(rt('fp32', 'merged')!.rtf / rt('fp32', 'split')!.rtf, 2)} for split)`);
+if (rt('fp32', 'merged') && rt('fp32', 'split'))
+  wins.push(
+    `decoder layout end to end (${seconds} s file, fp32): merged RTF ${fmt(rt('fp32', 'merged')!.rtf, 4)} vs split ${fmt(rt('fp32', 'split')!.rtf, 4)} (×${fmt(rt('fp32', 'merged')!.rtf / rt('fp32', 'split')!.rtf, 2)} for split)`,
+  );
 for (const r of tpRows) wins.push(`request batching (${r.precision}, N=${r.n}): ×${fmt(r.speedup, 2)} windows/s`);
 const lvl = (v: string) => knobRows.find((r) => r.knob === 'graphOptimizationLevel' && r.value === v);
-if (lvl('disabled') && lvl('all')) wins.push(`graphOptimizationLevel disabled → all: encoder b1 ${fmt(lvl('disabled')!.encoderB1)} → ${fmt(lvl('all')!.encoderB1)} ms, decoder step b1 ${fmt(lvl('disabled')!.decoderStepB1)} → ${fmt(lvl('all')!.decoderStepB1)} ms`);
+if (lvl('disabled') && lvl('all'))
+  wins.push(
+    `graphOptimizationLevel disabled → all: encoder b1 ${fmt(lvl('disabled')!.encoderB1)} → ${fmt(lvl('all')!.encoderB1)} ms, decoder step b1 ${fmt(lvl('disabled')!.decoderStepB1)} → ${fmt(lvl('all')!.decoderStepB1)} ms`,
+  );
 const spin = knobRows.filter((r) => r.knob.startsWith('allow_spinning'));
 if (spin.length === 2) wins.push(`intra-op spinning on → off (encoder b1, raw session, ${threads} threads): ${fmt(spin[0].encoderB1)} → ${fmt(spin[1].encoderB1)} ms`);
 const mf = knobRows.filter((r) => r.knob.startsWith('merged decoder fetches'));
-if (mf.length === 2) wins.push(`merged decoder, cached step b${bigB} (raw session): fetching all outputs ${fmt(mf[0].decoderStepB16)} ms vs logits + decoder presents only ${fmt(mf[1].decoderStepB16)} ms (the encoder KV pass-through is copied out every step)`);
+if (mf.length === 2)
+  wins.push(
+    `merged decoder, cached step b${bigB} (raw session): fetching all outputs ${fmt(mf[0].decoderStepB16)} ms vs logits + decoder presents only ${fmt(mf[1].decoderStepB16)} ms (the encoder KV pass-through is copied out every step)`,
+  );
 const th = (v: string) => knobRows.find((r) => r.knob === 'intraOpThreads' && r.value === v);
-if (th('1') && th('2')) wins.push(`intraOpThreads 1 → 2: encoder b1 ${fmt(th('1')!.encoderB1)} → ${fmt(th('2')!.encoderB1)} ms, decoder step b1 ${fmt(th('1')!.decoderStepB1)} → ${fmt(th('2')!.decoderStepB1)} ms, b${bigB} ${fmt(th('1')!.decoderStepB16)} → ${fmt(th('2')!.decoderStepB16)} ms`);
+if (th('1') && th('2'))
+  wins.push(
+    `intraOpThreads 1 → 2: encoder b1 ${fmt(th('1')!.encoderB1)} → ${fmt(th('2')!.encoderB1)} ms, decoder step b1 ${fmt(th('1')!.decoderStepB1)} → ${fmt(th('2')!.decoderStepB1)} ms, b${bigB} ${fmt(th('1')!.decoderStepB16)} → ${fmt(th('2')!.decoderStepB16)} ms`,
+  );
 
 const shortOk = shortRows.filter((r) => r.ok && r.frames !== fullFrames);
 const patchedOk = patchedRows.filter((r) => r.ok && r.frames !== fullFrames);
@@ -774,7 +833,9 @@ LOG('## 1. Encoder (ms per 30 s window)');
 LOG();
 LOG(encTable);
 LOG();
-LOG(`## 2. Decoder (KV-cached step; ${decSteps} steps from a ${main0.buildPrompt({ language: 'en', timestamps: false }).prompt.length}-token prompt; raw = model.step, engine = BatchDecoder.step incl. processors + argmax)`);
+LOG(
+  `## 2. Decoder (KV-cached step; ${decSteps} steps from a ${main0.buildPrompt({ language: 'en', timestamps: false }).prompt.length}-token prompt; raw = model.step, engine = BatchDecoder.step incl. processors + argmax)`,
+);
 LOG();
 LOG(decTable);
 LOG();
@@ -786,7 +847,9 @@ LOG(`## 4. Per-request vs batched (${N} different 30 s windows, ${BUDGET} tokens
 LOG();
 LOG(tpTable);
 LOG();
-LOG('fp32 batched must give the same tokens as one request at a time. The int8 exports quantize activations per tensor (DynamicQuantizeLinear over the whole batch), so int8 results depend slightly on batch companions; with random weights (near-flat logits) that can flip tokens.');
+LOG(
+  'fp32 batched must give the same tokens as one request at a time. The int8 exports quantize activations per tensor (DynamicQuantizeLinear over the whole batch), so int8 results depend slightly on batch companions; with random weights (near-flat logits) that can flip tokens.',
+);
 LOG();
 LOG(`## 5. transformers.js ${meta.transformersJs} baseline (same files, fp32, cpu, intraOpNumThreads ${threads}, max_new_tokens ${BUDGET}, en/transcribe)`);
 LOG();

@@ -40,6 +40,10 @@ const ref = parseRttm(readFileSync(refPath, 'utf8'));
 const r = diarizationErrorRate(ref, hyp, { collar: Number(opt('collar') ?? 0.25) });
 if (opt('rttm-out')) writeFileSync(opt('rttm-out')!, toRttm(hyp, 'audio'));
 const dur = samples.length / 16000;
-console.log(`method ${d.method}${emb ? ` (${emb})` : ''}, audio ${dur.toFixed(1)} s, ${new Set(hyp.map((t) => t.speaker)).size} speakers found / ${new Set(ref.map((t) => t.speaker)).size} in reference`);
-console.log(`DER ${(100 * r.der).toFixed(2)} % = missed ${r.missed.toFixed(2)} s + false alarm ${r.falseAlarm.toFixed(2)} s + confusion ${r.confusion.toFixed(2)} s over ${r.total.toFixed(2)} s scored`);
+console.log(
+  `method ${d.method}${emb ? ` (${emb})` : ''}, audio ${dur.toFixed(1)} s, ${new Set(hyp.map((t) => t.speaker)).size} speakers found / ${new Set(ref.map((t) => t.speaker)).size} in reference`,
+);
+console.log(
+  `DER ${(100 * r.der).toFixed(2)} % = missed ${r.missed.toFixed(2)} s + false alarm ${r.falseAlarm.toFixed(2)} s + confusion ${r.confusion.toFixed(2)} s over ${r.total.toFixed(2)} s scored`,
+);
 console.log(`diarization ${s.toFixed(3)} s = ${(s / dur).toFixed(4)} × audio duration`);

@@ -36,11 +36,53 @@ mkdirSync(OUT, { recursive: true });
 
 // voices not all used in the unit tests' tuning sets
 const SETS: Array<{ name: string; voices: string[][]; turns: number; pauses: number[] }> = [
-  { name: 'd1 en+m3 / en+f4', voices: [['-v', 'en+m3'], ['-v', 'en+f4']], turns: 8, pauses: [0.3, 0.4] },
-  { name: 'd2 en-us+m1 / en+f2', voices: [['-v', 'en-us+m1'], ['-v', 'en+f2']], turns: 6, pauses: [0.3, 0.6] },
-  { name: 'd3 en-gb-scotland / en-us+f3', voices: [['-v', 'en-gb-scotland'], ['-v', 'en-us+f3']], turns: 5, pauses: [0.35, 0.5] },
-  { name: 'd4 en+m3 / en+f4 / en-us+m1 -p30', voices: [['-v', 'en+m3'], ['-v', 'en+f4'], ['-v', 'en-us+m1', '-p', '30']], turns: 7, pauses: [0.4, 0.3] },
-  { name: 'd5 en+m2 / en-us+f4 / en-gb-x-rp', voices: [['-v', 'en+m2'], ['-v', 'en-us+f4'], ['-v', 'en-gb-x-rp']], turns: 8, pauses: [0.5, 0.3] },
+  {
+    name: 'd1 en+m3 / en+f4',
+    voices: [
+      ['-v', 'en+m3'],
+      ['-v', 'en+f4'],
+    ],
+    turns: 8,
+    pauses: [0.3, 0.4],
+  },
+  {
+    name: 'd2 en-us+m1 / en+f2',
+    voices: [
+      ['-v', 'en-us+m1'],
+      ['-v', 'en+f2'],
+    ],
+    turns: 6,
+    pauses: [0.3, 0.6],
+  },
+  {
+    name: 'd3 en-gb-scotland / en-us+f3',
+    voices: [
+      ['-v', 'en-gb-scotland'],
+      ['-v', 'en-us+f3'],
+    ],
+    turns: 5,
+    pauses: [0.35, 0.5],
+  },
+  {
+    name: 'd4 en+m3 / en+f4 / en-us+m1 -p30',
+    voices: [
+      ['-v', 'en+m3'],
+      ['-v', 'en+f4'],
+      ['-v', 'en-us+m1', '-p', '30'],
+    ],
+    turns: 7,
+    pauses: [0.4, 0.3],
+  },
+  {
+    name: 'd5 en+m2 / en-us+f4 / en-gb-x-rp',
+    voices: [
+      ['-v', 'en+m2'],
+      ['-v', 'en-us+f4'],
+      ['-v', 'en-gb-x-rp'],
+    ],
+    turns: 8,
+    pauses: [0.5, 0.3],
+  },
 ];
 
 const dialogues = SETS.map((s, k) => {
@@ -66,12 +108,17 @@ const log = (l = '') => {
   console.log(l);
   lines.push(l);
 };
-const cpu = `${os.cpus()[0].model} × ${os.cpus().length}, node ${process.version}, onnxruntime-node ${ort.env.versions.common}, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`;
+const cpu = `${os.cpus()[0].model} × ${os.cpus().length}, node ${process.version}, onnxruntime-node ${ort.env.versions.common}, load ${os
+  .loadavg()
+  .map((x) => x.toFixed(1))
+  .join(' ')}`;
 
 // ---- DER of the baseline
 const base = await createDiarizer({});
 await timed(base, dialogues[0].samples, 0); // warm-up (JIT)
-log(`espeak-ng dialogue set: ${dialogues.length} dialogues, ${totalAudio.toFixed(1)} s of audio, references from the known turn times (files and RTTMs in .tmp/bench/diarization/). DER with a ±0.25 s collar, overlap scored.`);
+log(
+  `espeak-ng dialogue set: ${dialogues.length} dialogues, ${totalAudio.toFixed(1)} s of audio, references from the known turn times (files and RTTMs in .tmp/bench/diarization/). DER with a ±0.25 s collar, overlap scored.`,
+);
 log('');
 log('| dialogue | voices | turns | s | baseline auto: DER (spk found) | baseline speakers=N: DER |');
 log('|---|---|---|---|---|---|');
@@ -87,7 +134,9 @@ for (const d of dialogues) {
   tot.auto.total += ra.total;
   tot.fixed.err += rf.der * rf.total;
   tot.fixed.total += rf.total;
-  log(`| ${d.name} | ${d.nSpk} | ${d.reference.length} | ${d.durationS.toFixed(1)} | ${(100 * ra.der).toFixed(1)} % (${new Set(a.turns.map((t) => t.speaker)).size}) | ${(100 * rf.der).toFixed(1)} % |`);
+  log(
+    `| ${d.name} | ${d.nSpk} | ${d.reference.length} | ${d.durationS.toFixed(1)} | ${(100 * ra.der).toFixed(1)} % (${new Set(a.turns.map((t) => t.speaker)).size}) | ${(100 * rf.der).toFixed(1)} % |`,
+  );
 }
 log(`| **overall** | | | ${totalAudio.toFixed(1)} | **${((100 * tot.auto.err) / tot.auto.total).toFixed(1)} %** | **${((100 * tot.fixed.err) / tot.fixed.total).toFixed(1)} %** |`);
 log('');
@@ -130,14 +179,27 @@ log(`|---|---|---|${asrS ? '---|' : ''}`);
 for (const [name, s] of cost) log(`| ${name} | ${s.toFixed(2)} s | ${(s / totalAudio).toFixed(4)} |${asrS ? ` ${(s / asrS).toFixed(3)} |` : ''}`);
 if (asrS) log(`| (transcription itself) | ${asrS.toFixed(2)} s | ${(asrS / totalAudio).toFixed(4)} | 1 |`);
 log('');
-log('whisper-mini-random is a d_model-64, 2+2-layer fixture: real Whisper models transcribe many times slower, so the last column is an upper bound on the share of diarization. The wespeaker/pyannote rows use full-size random-weight models: their cost is real, their DER is meaningless (not shown). The baseline DER is on espeak voices only.');
+log(
+  'whisper-mini-random is a d_model-64, 2+2-layer fixture: real Whisper models transcribe many times slower, so the last column is an upper bound on the share of diarization. The wespeaker/pyannote rows use full-size random-weight models: their cost is real, their DER is meaningless (not shown). The baseline DER is on espeak voices only.',
+);
 await base.close();
 
 if (argv.includes('--write')) {
   const doc = resolve('docs/benchmarks.md');
   const start = '<!-- diarization:start -->';
   const end = '<!-- diarization:end -->';
-  const body = [start, '## Diarization (issue 7)', '', '```sh', 'npx tsx bench/diarization.ts --write          # this section', 'npx tsx bench/der.ts .tmp/bench/diarization/dialogue1.wav .tmp/bench/diarization/dialogue1.rttm --method baseline', '```', '', ...lines, end].join('\n');
+  const body = [
+    start,
+    '## Diarization (issue 7)',
+    '',
+    '```sh',
+    'npx tsx bench/diarization.ts --write          # this section',
+    'npx tsx bench/der.ts .tmp/bench/diarization/dialogue1.wav .tmp/bench/diarization/dialogue1.rttm --method baseline',
+    '```',
+    '',
+    ...lines,
+    end,
+  ].join('\n');
   let text = existsSync(doc) ? readFileSync(doc, 'utf8') : '# Benchmarks\n';
   const a = text.indexOf(start);
   const b = text.indexOf(end);

@@ -50,7 +50,12 @@ async function pool(maxBatch: number) {
 
 const opts = { language: 'en', maxNewTokens: tokens, temperature: 0, timestamps: true, wordTimestamps: true };
 console.log(`# File pipeline RTF — model ${modelArg}, ${minutes} min espeak-ng speech, budget ${tokens} tokens per chunk (random weights never stop early)`);
-console.log(`${os.cpus()[0].model} × ${os.cpus().length}, node ${process.version}, onnxruntime-node ${ort.env.versions.common}, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+console.log(
+  `${os.cpus()[0].model} × ${os.cpus().length}, node ${process.version}, onnxruntime-node ${ort.env.versions.common}, load ${os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}\n`,
+);
 
 const rows: (string | number)[][] = [];
 const audioS = minutes * 60;
@@ -94,7 +99,17 @@ for (const maxBatch of [1, 8]) {
   const t1 = performance.now();
   const s = model.scheduler.stats;
   const total = audioS * uploads;
-  rows.push([`${uploads} files at once, maxBatch 8`, results.reduce((n, r) => n + r.tokens.length, 0), '', '', '', ((t1 - t0) / 1000).toFixed(2), ((t1 - t0) / 1000 / total).toFixed(4), (total / ((t1 - t0) / 1000)).toFixed(1), `${s.batches} / ${s.maxBatchSize}`]);
+  rows.push([
+    `${uploads} files at once, maxBatch 8`,
+    results.reduce((n, r) => n + r.tokens.length, 0),
+    '',
+    '',
+    '',
+    ((t1 - t0) / 1000).toFixed(2),
+    ((t1 - t0) / 1000 / total).toFixed(4),
+    (total / ((t1 - t0) / 1000)).toFixed(1),
+    `${s.batches} / ${s.maxBatchSize}`,
+  ]);
   await models.close();
 }
 await vad.close();

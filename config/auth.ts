@@ -45,12 +45,9 @@ export const DEFAULT_AUTH_CONFIG: AuthConfig = {
   anonAiMaxUploadBytes: 10 * MB,
 };
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const int = (min: number, max: number) =>
-  z.coerce.number({ message: 'expected a number' }).int('expected an integer').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+const int = (min: number, max: number) => z.coerce.number({ message: 'expected a number' }).int('expected an integer').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
 
 export const authEnvSchema = z.object({
   ANON_DAILY_LIMIT: int(0, 1_000_000).default(DEFAULT_AUTH_CONFIG.anonDailyLimit),

@@ -9,25 +9,21 @@ import { AuthConfigError, authConfigFromEnv, AUTH_ENV_NAMES, type AuthConfig } f
 import { AiEnvSchema, aiConfigFromEnv, type AiConfig } from './ai.ts';
 import { WebRtcConfigError, webrtcConfigFromEnv, WEBRTC_ENV_NAMES, type WebRtcConfig } from './webrtc.ts';
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const int = (min: number, max: number) =>
-  z.coerce
-    .number({ message: 'expected a number' })
-    .int('expected an integer')
-    .min(min, `must be at least ${min}`)
-    .max(max, `must be at most ${max}`);
+const int = (min: number, max: number) => z.coerce.number({ message: 'expected a number' }).int('expected an integer').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
 
 const url = (protocols: string[]) =>
-  z.string().refine((v) => {
-    try {
-      return protocols.includes(new URL(v).protocol);
-    } catch {
-      return false;
-    }
-  }, `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`,
+  );
 
 /** Environment variable → schema. The README's configuration table mirrors this list. */
 const envSchema = z.object({
@@ -131,13 +127,9 @@ export class ConfigError extends Error {
 /** Builds the config from an environment (process.env by default); throws ConfigError listing every problem. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // Empty strings mean "unset" (e.g. `DATABASE_URL= npm start`).
-  const cleaned = Object.fromEntries(
-    Object.keys(envSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]),
-  );
+  const cleaned = Object.fromEntries(Object.keys(envSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]));
   const parsed = envSchema.safeParse(cleaned);
-  const problems = parsed.success
-    ? []
-    : parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`);
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(cleaned[String(i.path[0])])}: ${i.message}`);
   let auth: AuthConfig | null = null;
   try {
     auth = authConfigFromEnv(env);

@@ -146,10 +146,7 @@ export function loadAudio(o: LoadAudioOptions): LoadAudio {
   const roundedSpans = spans.map(([a, b]) => [round(a), round(b)] as [number, number]);
   atomicWrite(pcmPath, pcm16);
   atomicWrite(wavPath, encodeWav(samples, SR));
-  atomicWrite(
-    spansPath,
-    JSON.stringify({ sampleRate: SR, format: 'pcm_s16le mono', durationS: n / SR, gapS, spans: roundedSpans, texts }, null, 2) + '\n',
-  );
+  atomicWrite(spansPath, JSON.stringify({ sampleRate: SR, format: 'pcm_s16le mono', durationS: n / SR, gapS, spans: roundedSpans, texts }, null, 2) + '\n');
   return { samples, pcm16, durationS: n / SR, spans: roundedSpans, texts, wavPath, pcmPath, spansPath };
 }
 
@@ -158,4 +155,3 @@ function atomicWrite(path: string, data: string | Buffer): void {
   writeFileSync(tmp, data);
   renameSync(tmp, path);
 }
-

@@ -362,10 +362,15 @@ async function uploadCredits(base: string, keys: string[], outcomes: Outcome[]):
 async function apiKillUploads(c: Ctx): Promise<Row> {
   const keys = provision(c.db.env, 2, 'api-up');
   let server = await startServer(c, serverEnv(c));
-  const outcomes = await uploadsWithFault(() => server.url, keys, c, async () => {
-    await sleep(300);
-    await server.kill('SIGKILL');
-  });
+  const outcomes = await uploadsWithFault(
+    () => server.url,
+    keys,
+    c,
+    async () => {
+      await sleep(300);
+      await server.kill('SIGKILL');
+    },
+  );
   server = await startServer(c, serverEnv(c));
   try {
     return { ...tally('api-kill/uploads', c, outcomes), ...(await uploadCredits(server.url, keys, outcomes)) };
@@ -396,7 +401,14 @@ async function apiKillStreams(c: Ctx): Promise<Row> {
   const results = await streamsWithFault(server.wsUrl, keys, c, 15_000, () => server.kill('SIGKILL').then(() => {}));
   server = await startServer(c, serverEnv(c));
   try {
-    return { ...tally('api-kill/streams', c, results.map((r) => r.outcome)), ...(await streamCredits(server.url, keys, results)) };
+    return {
+      ...tally(
+        'api-kill/streams',
+        c,
+        results.map((r) => r.outcome),
+      ),
+      ...(await streamCredits(server.url, keys, results)),
+    };
   } finally {
     await server.close();
   }
@@ -408,7 +420,12 @@ async function workerKillUploads(c: Ctx, nats: Nats): Promise<Row> {
   const api = await startServer(c, serverEnv(c, { ...q, WORKER: 'false' }));
   const workers = await Promise.all([1, 2].map((i) => startServer(c, serverEnv(c, { ...q, WORKER: 'true' }))));
   try {
-    const outcomes = await uploadsWithFault(() => api.url, keys, c, () => workers[0].kill('SIGKILL').then(() => {}));
+    const outcomes = await uploadsWithFault(
+      () => api.url,
+      keys,
+      c,
+      () => workers[0].kill('SIGKILL').then(() => {}),
+    );
     return { ...tally('worker-kill/uploads', c, outcomes), ...(await uploadCredits(api.url, keys, outcomes)) };
   } finally {
     await Promise.all([api.close(), ...workers.map((w) => w.close())]);
@@ -421,11 +438,16 @@ async function natsKillUploads(c: Ctx, nats: Nats): Promise<Row> {
   const api = await startServer(c, serverEnv(c, { ...q, WORKER: 'false' }));
   const worker = await startServer(c, serverEnv(c, { ...q, WORKER: 'true' }));
   try {
-    const outcomes = await uploadsWithFault(() => api.url, keys, c, async () => {
-      await nats.kill();
-      await sleep(2000);
-      await nats.start();
-    });
+    const outcomes = await uploadsWithFault(
+      () => api.url,
+      keys,
+      c,
+      async () => {
+        await nats.kill();
+        await sleep(2000);
+        await nats.start();
+      },
+    );
     return { ...tally('nats-kill/uploads', c, outcomes), ...(await uploadCredits(api.url, keys, outcomes)) };
   } finally {
     await Promise.all([api.close(), worker.close()]);
@@ -441,7 +463,14 @@ async function natsKillStreams(c: Ctx, nats: Nats): Promise<Row> {
       await sleep(2000);
       await nats.start();
     });
-    const row = { ...tally('nats-kill/streams', c, results.map((r) => r.outcome)), ...(await streamCredits(server.url, keys, results)) };
+    const row = {
+      ...tally(
+        'nats-kill/streams',
+        c,
+        results.map((r) => r.outcome),
+      ),
+      ...(await streamCredits(server.url, keys, results)),
+    };
     if (!server.alive()) row.notes.push(`server died: ${await server.exit}`);
     return row;
   } finally {

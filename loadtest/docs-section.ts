@@ -26,7 +26,9 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
   const bat = report.runs.find((r) => r.batch !== null && r.batch > 1);
   const lens = c.spans.map(([a, b]) => b - a);
   const gaps = c.spans.slice(1).map(([a], i) => a - c.spans[i][1]);
-  const uttDesc = `${c.utterancesPerStream} utterance${c.utterancesPerStream > 1 ? 's' : ''} of ${Math.min(...lens).toFixed(1)}–${Math.max(...lens).toFixed(1)} s` + (gaps.length ? `, ${Math.min(...gaps).toFixed(1)} s of silence between them` : '');
+  const uttDesc =
+    `${c.utterancesPerStream} utterance${c.utterancesPerStream > 1 ? 's' : ''} of ${Math.min(...lens).toFixed(1)}–${Math.max(...lens).toFixed(1)} s` +
+    (gaps.length ? `, ${Math.min(...gaps).toFixed(1)} s of silence between them` : '');
   const lines: string[] = [];
   lines.push('## Live streaming under load (issue 5)', '');
   lines.push('```sh');
@@ -73,7 +75,9 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
     for (const p of per.results) {
       const b = bat.results.find((x) => x.streams === p.streams);
       if (!b) continue;
-      lines.push(`| ${p.streams} | ${fmtCensored(p, drainS)} | ${fmtCensored(b, drainS)} | ${ratio(p, b, drainS)} | ${p.rtf?.toFixed(3) ?? 'n/a'} | ${b.rtf?.toFixed(3) ?? 'n/a'} | ${s2(b.meanBatchSize)} |`);
+      lines.push(
+        `| ${p.streams} | ${fmtCensored(p, drainS)} | ${fmtCensored(b, drainS)} | ${ratio(p, b, drainS)} | ${p.rtf?.toFixed(3) ?? 'n/a'} | ${b.rtf?.toFixed(3) ?? 'n/a'} | ${s2(b.meanBatchSize)} |`,
+      );
     }
     lines.push('');
     lines.push(
@@ -90,7 +94,7 @@ export function renderSection(report: LoadTestReport, extraNotes = ''): string {
       ? `- ${c.model} is a tiny random-weight fixture: a real model costs many times more per decode, so real capacity is far lower than these N. The numbers compare configurations and show how latency degrades under overload; they are not a capacity promise.`
       : `- Decodes of ${c.model} spend at most ${c.tokens} tokens here; real speech usually ends earlier (end-of-text), long utterances may need more.`,
     '- Partials are best effort: under load the scheduler drops stale partials (`dropped partials`) and streams slow their partial rate, so first-partial percentiles cover only the utterances that got a partial ("utterances without a partial" is in docs/loadtest.json). Finals are never dropped; when the CPU cannot keep up they queue, which is what the final-latency tail shows. The runner turns the admission control of the server off (`STREAM_MAX_FINAL_WAIT_MS=0` unless set) to measure past the knee; in production new streams are refused (close 1013) once finals wait over 3 s instead of letting the finals of every stream fall further behind.',
-    '- A final also waits for the stream\'s VAD, which runs on the same CPU: when VAD falls behind real time, the end of an utterance is detected late.',
+    "- A final also waits for the stream's VAD, which runs on the same CPU: when VAD falls behind real time, the end of an utterance is detected late.",
     `- RSS is the server's resident memory over the run; compare "RSS MB max" across N for growth.`,
   );
   if (extraNotes.trim()) lines.push('', '#### Notes on this run', '', extraNotes.trim());

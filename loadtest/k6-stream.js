@@ -38,7 +38,7 @@ const STAGGER_MS = Number(__ENV.STAGGER_MS || Math.round(Math.min(300, 3000 / VU
 
 const SR = 16000;
 const FRAME_MS = 100;
-const FRAME_BYTES = (SR * FRAME_MS) / 1000 * 2;
+const FRAME_BYTES = ((SR * FRAME_MS) / 1000) * 2;
 const VAD_SILENCE_MS = 500;
 
 // Init context: open() is only allowed here. 'b' → ArrayBuffer.

@@ -82,9 +82,7 @@ export function renderSvg(report: LoadTestReport): string {
       parts.push(`<text x="${x}" y="${p.y0 + p.h + 18}" text-anchor="middle" font-size="12">${n}</text>`);
     }
     parts.push(`<text x="${p.x0 + p.w / 2}" y="${p.y0 + p.h + 40}" text-anchor="middle" font-size="13">concurrent streams N (log2)</text>`);
-    parts.push(
-      `<text transform="translate(${p.x0 - 48},${p.y0 + p.h / 2}) rotate(-90)" text-anchor="middle" font-size="13">seconds (log scale)</text>`,
-    );
+    parts.push(`<text transform="translate(${p.x0 - 48},${p.y0 + p.h / 2}) rotate(-90)" text-anchor="middle" font-size="13">seconds (log scale)</text>`);
     if (p.target !== undefined && p.target > lo && p.target < hi) {
       const y = sy(p.target);
       parts.push(`<line x1="${p.x0}" x2="${p.x0 + p.w}" y1="${y}" y2="${y}" stroke="#777" stroke-width="1.5" stroke-dasharray="2,4"/>`);
@@ -127,11 +125,7 @@ export function renderSvg(report: LoadTestReport): string {
     const color = colorOf(run, i);
     for (const q of ['p95', 'p50'] as const) {
       parts.push(`<line x1="${lx}" x2="${lx + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5" ${q === 'p50' ? 'stroke-dasharray="7,5"' : ''}/>`);
-      parts.push(
-        q === 'p95'
-          ? `<rect x="${lx + 13.5}" y="${ly - 4.5}" width="9" height="9" fill="${color}"/>`
-          : `<circle cx="${lx + 18}" cy="${ly}" r="4.5" fill="${color}"/>`,
-      );
+      parts.push(q === 'p95' ? `<rect x="${lx + 13.5}" y="${ly - 4.5}" width="9" height="9" fill="${color}"/>` : `<circle cx="${lx + 18}" cy="${ly}" r="4.5" fill="${color}"/>`);
       const label = `${q} ${shortLabel(run)}`;
       parts.push(`<text x="${lx + 44}" y="${ly + 4}" font-size="13">${esc(label)}</text>`);
       lx += 60 + label.length * 7.2;

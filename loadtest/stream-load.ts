@@ -355,7 +355,10 @@ class ProcSampler {
   maxQueue = 0;
   private tick = 0;
 
-  constructor(private readonly pid: number | null, private readonly httpBase: string) {}
+  constructor(
+    private readonly pid: number | null,
+    private readonly httpBase: string,
+  ) {}
 
   start(): void {
     this.sample();
@@ -534,17 +537,7 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
 // ---------------------------------------------------------------------------------------------
 // One load level (N streams)
 
-async function runLevel(o: {
-  n: number;
-  wsUrl: string;
-  httpBase: string;
-  pid: number | null;
-  model: string;
-  audio: LoadAudio;
-  tokens: number;
-  staggerMs: number;
-  keys: string[];
-}): Promise<RunResult> {
+async function runLevel(o: { n: number; wsUrl: string; httpBase: string; pid: number | null; model: string; audio: LoadAudio; tokens: number; staggerMs: number; keys: string[] }): Promise<RunResult> {
   const config = { language: 'en', model: o.model, max_new_tokens: o.tokens, partial_interval_ms: PARTIAL_INTERVAL_MS };
   const modelLabel = `model="${o.model}"`;
   const before = await scrape(o.httpBase);
@@ -553,9 +546,7 @@ async function runLevel(o: {
   sampler.start();
   const t0 = performance.now();
   const drainTimeoutMs = drainTimeoutFor(o.audio.durationS);
-  const outcomes = await Promise.all(
-    Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs, apiKey: keyFor(o.keys, i) })),
-  );
+  const outcomes = await Promise.all(Array.from({ length: o.n }, (_, i) => runStream({ url: o.wsUrl, audio: o.audio, config, delayMs: i * o.staggerMs, drainTimeoutMs, apiKey: keyFor(o.keys, i) })));
   const wallSeconds = (performance.now() - t0) / 1000;
   // Let the server free the sessions, then read the counters.
   let after = await scrape(o.httpBase);
@@ -597,7 +588,10 @@ async function runLevel(o: {
     utterancesWithoutPartial: outcomes.flatMap((s) => s.firstPartial).filter((x) => x === null).length,
     firstPartial: percentiles(firstPartial),
     final: percentiles(finalLat, missingFinals),
-    finalMinusVadSilence: percentiles(finalLat.map((x) => x - VAD_SILENCE_S), missingFinals),
+    finalMinusVadSilence: percentiles(
+      finalLat.map((x) => x - VAD_SILENCE_S),
+      missingFinals,
+    ),
     audioSeconds: r3(audioSeconds),
     serverCpuSeconds: serverCpuSeconds === null ? null : r3(serverCpuSeconds),
     rtf: serverCpuSeconds === null ? null : r3(serverCpuSeconds / audioSeconds),
@@ -904,7 +898,7 @@ async function main(): Promise<void> {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   main().catch((err) => {
-    console.error(err instanceof Error ? err.stack ?? err.message : err);
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
     process.exit(1);
   });
 }

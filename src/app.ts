@@ -278,7 +278,10 @@ export class App {
     this.closers.push({ name: 'work-queue', close: () => queue.close() });
     if (w.worker) {
       const handler = speechWorkHandler(this.speechModels);
-      const models = this.registry.list().filter((m) => m.kind === 'asr' && m.installed).map((m) => m.id);
+      const models = this.registry
+        .list()
+        .filter((m) => m.kind === 'asr' && m.installed)
+        .map((m) => m.id);
       for (const id of models) await queue.serve(id, handler, { concurrency: 2 * this.config.inference.maxBatchSize });
       if (!models.length) this.logger.warn('WORKER=true but no speech model is installed here: this server takes no work');
     }

@@ -125,7 +125,11 @@ describe.skipIf(!HAVE_MODELS)('App', () => {
       expect(endpoints.length).toBeGreaterThanOrEqual(25);
       expect(endpoints.map((e) => e.path)).toContain('/v1/tts');
       for (const e of endpoints) {
-        const r = await fetch(`${base}${e.path}`, { method: e.method, headers: e.method === 'GET' || e.method === 'DELETE' ? {} : { 'content-type': 'application/json' }, body: e.method === 'GET' || e.method === 'DELETE' ? undefined : '{}' });
+        const r = await fetch(`${base}${e.path}`, {
+          method: e.method,
+          headers: e.method === 'GET' || e.method === 'DELETE' ? {} : { 'content-type': 'application/json' },
+          body: e.method === 'GET' || e.method === 'DELETE' ? undefined : '{}',
+        });
         const text = await r.text();
         expect({ ...e, status: r.status, routed: !text.includes('Not found: ') }).toMatchObject({ routed: true });
         expect(r.status, `${e.method} ${e.path}`).not.toBe(405);

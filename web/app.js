@@ -111,7 +111,9 @@ function endWaiter(ms) {
 }
 
 async function startWebRtc(opts) {
-  const cfg = await fetch('/v1/webrtc').then((r) => (r.ok ? r.json() : { ice_servers: [] })).catch(() => ({ ice_servers: [] }));
+  const cfg = await fetch('/v1/webrtc')
+    .then((r) => (r.ok ? r.json() : { ice_servers: [] }))
+    .catch(() => ({ ice_servers: [] }));
   if (cfg.available === false) throw new Error(cfg.reason || 'WebRTC is not available on this server');
   const stream = await microphone();
   const pc = new RTCPeerConnection({ iceServers: cfg.ice_servers || [] });

@@ -51,8 +51,10 @@ function follow() {
     if (ended) return;
     box.dataset.state = 'closed';
     status.textContent = !opened
-      ? 'Cannot follow this session: open the viewer link from the streaming page (it carries a share token), or set the owner\'s API key on the main page.'
-      : e.code === 1001 ? 'The server is shutting down.' : `Disconnected (${e.code}). Reload the page to follow again.`;
+      ? "Cannot follow this session: open the viewer link from the streaming page (it carries a share token), or set the owner's API key on the main page."
+      : e.code === 1001
+        ? 'The server is shutting down.'
+        : `Disconnected (${e.code}). Reload the page to follow again.`;
   };
 }
 

@@ -109,7 +109,9 @@ export const exporters = {
   txt: (t) => ({
     type: 'text/plain',
     body: cues(t).length
-      ? cues(t).map((s) => `${s.speaker ? `${s.speaker}: ` : ''}${s.text.trim()}`).join('\n') + '\n'
+      ? cues(t)
+          .map((s) => `${s.speaker ? `${s.speaker}: ` : ''}${s.text.trim()}`)
+          .join('\n') + '\n'
       : `${(t.text || '').trim()}\n`,
   }),
   srt: (t) => ({
@@ -123,7 +125,10 @@ export const exporters = {
     body:
       'WEBVTT\n\n' +
       cues(t)
-        .map((s) => `${ts(s.start, '.')} --> ${ts(Math.max(s.end, s.start + 0.01), '.')}\n${s.speaker ? `<v ${s.speaker.replace(/[<>&]/g, '')}>` : ''}${s.text.trim().replace(/&/g, '&amp;').replace(/</g, '&lt;')}\n`)
+        .map(
+          (s) =>
+            `${ts(s.start, '.')} --> ${ts(Math.max(s.end, s.start + 0.01), '.')}\n${s.speaker ? `<v ${s.speaker.replace(/[<>&]/g, '')}>` : ''}${s.text.trim().replace(/&/g, '&amp;').replace(/</g, '&lt;')}\n`,
+        )
         .join('\n'),
   }),
   json: (t) => ({ type: 'application/json', body: JSON.stringify(t, null, 2) + '\n' }),

@@ -137,6 +137,13 @@ export class AiModels {
     all.push(...this.embedders.values());
     if (this.enhancerPromise) all.push(this.enhancerPromise);
     if (this.synthesizerPromise) all.push(this.synthesizerPromise);
-    await Promise.all(all.map((p) => p.then((m) => m.close(), () => {})));
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (m) => m.close(),
+          () => {},
+        ),
+      ),
+    );
   }
 }

@@ -49,7 +49,12 @@ export const CHUNK_CONCURRENCY = 4;
 /** `fn` over `items`, at most `limit` at once, results in input order. */
 async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   if (items.length <= 1) return Promise.all(items.map(fn));
-  const done = await lastValueFrom(from(items.map((item, i) => ({ item, i }))).pipe(mergeMap(async ({ item, i }) => ({ i, r: await fn(item) }), limit), toArray()));
+  const done = await lastValueFrom(
+    from(items.map((item, i) => ({ item, i }))).pipe(
+      mergeMap(async ({ item, i }) => ({ i, r: await fn(item) }), limit),
+      toArray(),
+    ),
+  );
   return done.sort((a, b) => a.i - b.i).map((d) => d.r);
 }
 /** Chat-template tokens around the messages (role markers etc.). */
@@ -142,11 +147,26 @@ export class AiService {
     if (type === 'sentiment') {
       const labels = results.map((r) => r.label as string);
       const label = new Set(labels).size === 1 ? labels[0] : 'mixed';
-      result = results.length === 1 ? results[0] : { label, confidence: 'medium', explanation: results.map((r) => r.explanation).filter(Boolean).join(' ') };
+      result =
+        results.length === 1
+          ? results[0]
+          : {
+              label,
+              confidence: 'medium',
+              explanation: results
+                .map((r) => r.explanation)
+                .filter(Boolean)
+                .join(' '),
+            };
     } else {
       const key = Object.keys((schema.properties as object) ?? {})[0];
       const maxItems = ((schema.properties as Record<string, JsonSchema>)[key].maxItems as number) ?? 25;
-      result = { [key]: mergeItems(results.map((r) => r[key] as Items), maxItems) };
+      result = {
+        [key]: mergeItems(
+          results.map((r) => r[key] as Items),
+          maxItems,
+        ),
+      };
     }
     return { type, result, model: this.model };
   }
@@ -156,7 +176,13 @@ export class AiService {
     let spans = detectPii(text, { defaultRegion: this.opts.phoneRegion });
     if (withNames) {
       const found = await this.structured<{ names: string[] }>(text, ANALYSIS_INSTRUCTIONS.pii_redact, PERSON_NAMES_SCHEMA, o);
-      spans = resolveOverlaps([...spans, ...findNameSpans(text, found.flatMap((f) => f.names))]);
+      spans = resolveOverlaps([
+        ...spans,
+        ...findNameSpans(
+          text,
+          found.flatMap((f) => f.names),
+        ),
+      ]);
     }
     return { redacted_text: redact(text, spans), spans };
   }
@@ -171,7 +197,10 @@ export class AiService {
     const results = await this.structured<Record<string, unknown>>(text, instruction, schema, o);
     const key = Object.keys(schema.properties as object)[0];
     const maxItems = ((schema.properties as Record<string, JsonSchema>)[key].maxItems as number) ?? 25;
-    let items = mergeItems(results.map((r) => r[key] as Items), maxItems);
+    let items = mergeItems(
+      results.map((r) => r[key] as Items),
+      maxItems,
+    );
     if (type === 'chapter_markers') items = locateChapters(text, items as { title: string; starts_with: string }[]);
     return { type, content: { [key]: items }, model: this.model };
   }

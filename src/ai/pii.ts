@@ -70,7 +70,7 @@ export function detectPii(text: string, opts: DetectOptions = {}): PiiSpan[] {
     ...matches(IBAN, text, 'iban', (m) => isValidIBAN(electronicFormatIBAN(m) ?? '')),
     ...matches(CARD, text, 'card_number', (m) => luhnValid(m.replace(/[ -]/g, ''))),
     ...matches(IPV4, text, 'ip_address', (m) => isIPv4(m)),
-    ...matches(IPV6, text, 'ip_address', (m) => m.includes('::') || m.split(':').length === 8 ? isIPv6(m) : false),
+    ...matches(IPV6, text, 'ip_address', (m) => (m.includes('::') || m.split(':').length === 8 ? isIPv6(m) : false)),
     ...findPhoneNumbersInText(text, { defaultCountry: opts.defaultRegion ?? 'US' }).map((p) => ({
       start: p.startsAt,
       end: p.endsAt,

@@ -45,18 +45,7 @@ export const ANALYSIS_INSTRUCTIONS: Record<AnalysisType, string> = {
 
 export const PERSON_NAMES_SCHEMA: JsonSchema = obj({ names: arr(str(60), 25) });
 
-export const GENERATE_TYPES = [
-  'blog_post',
-  'social_media',
-  'newsletter',
-  'key_quotes',
-  'show_notes',
-  'meeting_notes',
-  'study_guide',
-  'flashcards',
-  'quiz',
-  'chapter_markers',
-] as const;
+export const GENERATE_TYPES = ['blog_post', 'social_media', 'newsletter', 'key_quotes', 'show_notes', 'meeting_notes', 'study_guide', 'flashcards', 'quiz', 'chapter_markers'] as const;
 export type GenerateType = (typeof GENERATE_TYPES)[number];
 export type StructuredGenerateType = 'key_quotes' | 'flashcards' | 'quiz' | 'chapter_markers';
 
@@ -79,6 +68,5 @@ export const GENERATE_INSTRUCTIONS: Record<GenerateType, string> = {
   study_guide: 'Write a study guide in Markdown: the key concepts with short explanations, important terms, and review questions.',
   flashcards: 'Make study flashcards from the transcript: a question or term on the front, the answer or definition on the back. Answer in JSON.',
   quiz: 'Write multiple-choice quiz questions about the transcript, each with four options, the letter of the correct one and a short explanation. Answer in JSON.',
-  chapter_markers:
-    'Split the transcript into chapters. For each chapter give a short title and the first words of the chapter copied exactly from the transcript (starts_with). Answer in JSON.',
+  chapter_markers: 'Split the transcript into chapters. For each chapter give a short title and the first words of the chapter copied exactly from the transcript (starts_with). Answer in JSON.',
 };

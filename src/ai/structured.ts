@@ -42,7 +42,11 @@ export function parseTruncatedJson(text: string): unknown {
       cuts.push({ at: i + 1, stack: [...stack] });
     } else if (c === ',') cuts.push({ at: i, stack: [...stack] });
   }
-  const close = (s: Frame[]) => s.map((f) => (f === '{' ? '}' : ']')).reverse().join('');
+  const close = (s: Frame[]) =>
+    s
+      .map((f) => (f === '{' ? '}' : ']'))
+      .reverse()
+      .join('');
   const attempts: string[] = [];
   // The whole text with an open string closed (a cut-off string value is kept, shortened).
   if (inString) attempts.push(trimmed.replace(/\\u[0-9a-fA-F]{0,3}$|\\$/, '') + '"' + close(stack));

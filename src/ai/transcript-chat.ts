@@ -62,8 +62,7 @@ export interface ChatOverTranscriptInput {
   signal?: AbortSignal;
 }
 
-const SYSTEM =
-  'You answer questions about a transcript using only the numbered excerpts given. Cite excerpts as [n]. If the excerpts do not contain the answer, say that the transcript does not say.';
+const SYSTEM = 'You answer questions about a transcript using only the numbered excerpts given. Cite excerpts as [n]. If the excerpts do not contain the answer, say that the transcript does not say.';
 
 export async function chatOverTranscript(input: ChatOverTranscriptInput): Promise<{ answer: string; sources: ChatSource[] }> {
   const { question, segments, backend, embedder } = input;
@@ -72,7 +71,11 @@ export async function chatOverTranscript(input: ChatOverTranscriptInput): Promis
   let vectors = segments.map((s) => s.embedding);
   if (vectors.some((v) => v === undefined)) {
     const missing = segments.map((s, i) => ({ s, i })).filter(({ s }) => !s.embedding);
-    const computed = await embedSegments(embedder, missing.map(({ s }) => s), input.signal);
+    const computed = await embedSegments(
+      embedder,
+      missing.map(({ s }) => s),
+      input.signal,
+    );
     vectors = [...vectors];
     missing.forEach(({ i }, j) => (vectors[i] = computed[j]));
   }

@@ -138,8 +138,7 @@ export function classifyFfmpegFailure(stderr: string, exitCode: number | null, f
   if (/matches no streams|does not contain any stream|Output file #0 does not contain/i.test(s)) {
     return new AudioDecodeError(
       'no_audio_stream',
-      `${fileLabel} has no audio stream (e.g. a video without sound), so there is nothing to transcribe. ` +
-        'Upload a file that contains an audio track.',
+      `${fileLabel} has no audio stream (e.g. a video without sound), so there is nothing to transcribe. ` + 'Upload a file that contains an audio track.',
       { detail },
     );
   }
@@ -149,12 +148,15 @@ export function classifyFfmpegFailure(stderr: string, exitCode: number | null, f
   if (/Decoder \(codec [^)]*\) not found|Unknown decoder|unsupported codec|Codec .* is not supported|Could not find codec parameters/i.test(s)) {
     return new AudioDecodeError(
       'unsupported_codec',
-      `${fileLabel} uses an audio codec this server cannot decode. ` +
-        'Convert it to a common format (WAV, FLAC, MP3, M4A/AAC, OGG/Opus) and try again.',
+      `${fileLabel} uses an audio codec this server cannot decode. ` + 'Convert it to a common format (WAV, FLAC, MP3, M4A/AAC, OGG/Opus) and try again.',
       { detail },
     );
   }
-  if (/Invalid data found when processing input|moov atom not found|Invalid argument|could not find sync|Failed to read frame size|EBML header parsing failed|Header missing|invalid (frame|header)|Error while decoding|End of file/i.test(s)) {
+  if (
+    /Invalid data found when processing input|moov atom not found|Invalid argument|could not find sync|Failed to read frame size|EBML header parsing failed|Header missing|invalid (frame|header)|Error while decoding|End of file/i.test(
+      s,
+    )
+  ) {
     return new AudioDecodeError(
       'corrupt_or_unsupported',
       `${fileLabel} could not be read as audio: it is corrupt, truncated, or not a supported media format. ` +
@@ -165,8 +167,7 @@ export function classifyFfmpegFailure(stderr: string, exitCode: number | null, f
   const lastLine = detail.split('\n').filter(Boolean).pop() ?? '';
   return new AudioDecodeError(
     'decode_failed',
-    `${fileLabel} could not be decoded (ffmpeg exit code ${exitCode ?? 'unknown'}${lastLine ? `: ${lastLine}` : ''}). ` +
-      'Convert it to WAV/MP3/FLAC and retry.',
+    `${fileLabel} could not be decoded (ffmpeg exit code ${exitCode ?? 'unknown'}${lastLine ? `: ${lastLine}` : ''}). ` + 'Convert it to WAV/MP3/FLAC and retry.',
     { detail },
   );
 }
@@ -364,12 +365,19 @@ function decodeArgs(path: string, o: PcmDecodeOptions): string[] {
   args.push('-i', safeInput(path));
   if (o.maxDurationS !== undefined && o.maxDurationS > 0) args.push('-t', String(o.maxDurationS));
   args.push(
-    '-map', '0:a:0', // first audio stream only; fails with "matches no streams" when there is none
-    '-vn', '-sn', '-dn',
-    '-ac', '1',
-    '-ar', String(o.sampleRate ?? TARGET_SAMPLE_RATE),
-    '-c:a', 'pcm_f32le',
-    '-f', 'f32le',
+    '-map',
+    '0:a:0', // first audio stream only; fails with "matches no streams" when there is none
+    '-vn',
+    '-sn',
+    '-dn',
+    '-ac',
+    '1',
+    '-ar',
+    String(o.sampleRate ?? TARGET_SAMPLE_RATE),
+    '-c:a',
+    'pcm_f32le',
+    '-f',
+    'f32le',
     'pipe:1',
   );
   return args;
@@ -426,8 +434,7 @@ export async function decodeToPcm(path: string, opts: PcmDecodeOptions = {}): Pr
 function emptyOutputError(stderr: string): AudioDecodeError {
   return new AudioDecodeError(
     'empty_output',
-    'The file decoded to zero audio samples: its audio track is empty or the file is truncated. ' +
-      'Check that the recording actually contains sound and that the upload completed.',
+    'The file decoded to zero audio samples: its audio track is empty or the file is truncated. ' + 'Check that the recording actually contains sound and that the upload completed.',
     { detail: stderr.trim().slice(-2000) },
   );
 }

@@ -50,7 +50,7 @@ export function f32leBytesToFloat32(bytes: Uint8Array): Float32Array {
 }
 
 function floatToInt16Sample(x: number): number {
-  if (!(x === x)) return 0; // NaN
+  if (Number.isNaN(x)) return 0;
   const s = x < -1 ? -1 : x > 1 ? 1 : x;
   return s < 0 ? Math.round(s * 32768) : Math.round(s * 32767);
 }
@@ -154,7 +154,7 @@ export function readWav(input: Uint8Array): WavData {
     encoding = 'pcm';
     if (bits === 8) read = (p) => (view.getUint8(p) - 128) / 128;
     else if (bits === 16) read = (p) => view.getInt16(p, true) / 32768;
-    else if (bits === 24) read = (p) => ((view.getUint8(p) | (view.getUint8(p + 1) << 8) | (view.getInt8(p + 2) << 16)) / 8388608);
+    else if (bits === 24) read = (p) => (view.getUint8(p) | (view.getUint8(p + 1) << 8) | (view.getInt8(p + 2) << 16)) / 8388608;
     else if (bits === 32) read = (p) => view.getInt32(p, true) / 2147483648;
     else throw new WavFormatError(`Unsupported PCM bit depth ${bits}`);
   } else if (format === WAVE_FORMAT_IEEE_FLOAT) {

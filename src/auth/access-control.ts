@@ -188,11 +188,9 @@ export class AccessControl {
       });
     }
     if (!lease) {
-      throw new DomainError(
-        'rate_limited',
-        `Too many concurrent requests: the ${tier} tier allows ${limits.concurrent} at a time. Retry when one has finished.`,
-        { retryAfterS: this.config.concurrencyRetryAfterS },
-      );
+      throw new DomainError('rate_limited', `Too many concurrent requests: the ${tier} tier allows ${limits.concurrent} at a time. Retry when one has finished.`, {
+        retryAfterS: this.config.concurrencyRetryAfterS,
+      });
     }
     let released = false;
     let anonReservation: { ip: string; day: string } | null = null;
@@ -203,7 +201,7 @@ export class AccessControl {
           const day = utcDay(now);
           if (!(await this.opts.usage.reserveAnonymous(req.ip, day, this.config.anonDailyLimit))) {
             throw new DomainError(
-        'rate_limited',
+              'rate_limited',
               `Anonymous limit of ${this.config.anonDailyLimit} transcriptions per day reached. Sign up for an API key (600 free minutes per month) or retry tomorrow (UTC).`,
               { retryAfterS: secondsUntil(now, nextUtcDay(now)) },
             );
@@ -349,7 +347,10 @@ export class AccessControl {
       },
       settle(deliveredSeconds: number): Promise<Settlement | null> {
         const next = chain.then(() => settleOnce(deliveredSeconds));
-        chain = next.then(() => {}, () => {});
+        chain = next.then(
+          () => {},
+          () => {},
+        );
         return next;
       },
       release(): void {
@@ -436,19 +437,15 @@ export class AccessControl {
     const limit = this.config.anonDailyAiLimit;
     if (limit === 0) throw new UnauthenticatedError("API key required for the AI endpoints: send 'Authorization: Bearer YOUR_API_KEY'.");
     if (!(await this.opts.usage.reserveAnonymousAi(ip, utcDay(now), limit))) {
-      throw new DomainError(
-        'rate_limited',
-        `Anonymous limit of ${limit} AI requests per day reached. Sign up for an API key or retry tomorrow (UTC).`,
-        { retryAfterS: secondsUntil(now, nextUtcDay(now)) },
-      );
+      throw new DomainError('rate_limited', `Anonymous limit of ${limit} AI requests per day reached. Sign up for an API key or retry tomorrow (UTC).`, {
+        retryAfterS: secondsUntil(now, nextUtcDay(now)),
+      });
     }
   }
 
   private freeQuotaError(now: Date): DomainError {
-    return new DomainError(
-        'rate_limited',
-      `Free plan limit of ${this.config.freeMonthlyMinutes} minutes per month reached. Upgrade your plan or retry next month (UTC).`,
-      { retryAfterS: secondsUntil(now, nextUtcMonth(now)) },
-    );
+    return new DomainError('rate_limited', `Free plan limit of ${this.config.freeMonthlyMinutes} minutes per month reached. Upgrade your plan or retry next month (UTC).`, {
+      retryAfterS: secondsUntil(now, nextUtcMonth(now)),
+    });
   }
 }

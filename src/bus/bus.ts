@@ -127,9 +127,7 @@ export function assertValidSubject(subject: string): void {
 
 export function assertValidPattern(pattern: string): void {
   if (!isValidPattern(pattern)) {
-    throw new BusError(
-      `invalid subject pattern ${JSON.stringify(pattern)}: expected dot-separated tokens, '*' for one token, '>' only as the last token`,
-    );
+    throw new BusError(`invalid subject pattern ${JSON.stringify(pattern)}: expected dot-separated tokens, '*' for one token, '>' only as the last token`);
   }
 }
 

@@ -102,7 +102,10 @@ export class NatsBus implements Bus {
   }
 
   private async doStart(): Promise<void> {
-    const servers = this.opts.url.split(',').map((s) => s.trim()).filter(Boolean);
+    const servers = this.opts.url
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     let nc: NatsConnection;
     try {
       nc = await connect({
@@ -176,11 +179,7 @@ export class NatsBus implements Bus {
         }
       }
       const c = info.config;
-      if (
-        c.max_age !== want.max_age ||
-        c.max_bytes !== want.max_bytes ||
-        !(c.subjects ?? []).includes(SESSIONS_STREAM_SUBJECTS)
-      ) {
+      if (c.max_age !== want.max_age || c.max_bytes !== want.max_bytes || !(c.subjects ?? []).includes(SESSIONS_STREAM_SUBJECTS)) {
         await jsm.streams.update(SESSIONS_STREAM, {
           subjects: Array.from(new Set([...(c.subjects ?? []), SESSIONS_STREAM_SUBJECTS])),
           max_age: want.max_age,
@@ -293,12 +292,7 @@ export class NatsBus implements Bus {
     return this.replayGen<T>(this.js, this.jsm, pattern, opts.follow === true);
   }
 
-  private async *replayGen<T>(
-    js: JetStreamClient,
-    jsm: JetStreamManager,
-    pattern: string,
-    follow: boolean,
-  ): AsyncGenerator<BusMessage<T>> {
+  private async *replayGen<T>(js: JetStreamClient, jsm: JetStreamManager, pattern: string, follow: boolean): AsyncGenerator<BusMessage<T>> {
     if (!follow) {
       // An ordered consumer waits forever when nothing matches: learn first whether anything is stored.
       const si = await jsm.streams.info(SESSIONS_STREAM, { subjects_filter: pattern });

@@ -220,7 +220,10 @@ export class NatsWorkQueue {
   }
 
   async start(): Promise<void> {
-    const servers = this.opts.url.split(',').map((s) => s.trim()).filter(Boolean);
+    const servers = this.opts.url
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     try {
       this.nc = await connect({ servers, name: `open-stt-work-${this.serverId}`, timeout: this.opts.connectTimeoutMs ?? 5000, maxReconnectAttempts: -1, waitOnFirstConnect: false });
     } catch (err) {
@@ -386,7 +389,11 @@ export class NatsWorkQueue {
             if (this.pending.get(chunkId) !== p) return;
             this.pending.delete(chunkId);
             forget();
-            p.reject(new WorkQueueError(`No worker answered for a chunk of model '${model}' within ${Math.round(this.timeoutMs / 1000)} s (work queue ${WORK_STREAM}): workers are down or far behind; retry later`));
+            p.reject(
+              new WorkQueueError(
+                `No worker answered for a chunk of model '${model}' within ${Math.round(this.timeoutMs / 1000)} s (work queue ${WORK_STREAM}): workers are down or far behind; retry later`,
+              ),
+            );
           }, this.timeoutMs);
         },
       };
@@ -528,10 +535,13 @@ export class NatsWorkQueue {
     };
     this.inflightMsgs.add(m);
     reply({ chunkId: head.chunkId, kind: 'working', worker: this.serverId });
-    const beat = setInterval(() => {
-      m.working();
-      reply({ chunkId: head.chunkId, kind: 'working', worker: this.serverId });
-    }, Math.max(500, Math.floor(Math.min(this.ackWaitMs, this.timeoutMs) / 3)));
+    const beat = setInterval(
+      () => {
+        m.working();
+        reply({ chunkId: head.chunkId, kind: 'working', worker: this.serverId });
+      },
+      Math.max(500, Math.floor(Math.min(this.ackWaitMs, this.timeoutMs) / 3)),
+    );
     try {
       const result = await handler(item);
       reply({ chunkId: head.chunkId, kind: 'result', worker: this.serverId, result });

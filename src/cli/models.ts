@@ -34,7 +34,14 @@ function mb(n: number): string {
 /** Plain-text table, columns padded. */
 export function formatTable(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function formatList(entries: ModelEntry[]): string {
@@ -124,18 +131,14 @@ async function cmdPull(registry: ModelRegistry, ids: string[], flags: Set<string
       } else {
         const how = [...new Set(Object.values(r.lock.files).map((f) => f.verifiedAgainst))].join(', ');
         const resumed = r.resumedFiles.length > 0 ? `, resumed ${r.resumedFiles.length} file(s)` : '';
-        process.stdout.write(
-          `${id} installed in ${r.path} (${mb(r.bytesDownloaded)} MB downloaded${resumed}; verified against: ${how})\n`,
-        );
+        process.stdout.write(`${id} installed in ${r.path} (${mb(r.bytesDownloaded)} MB downloaded${resumed}; verified against: ${how})\n`);
       }
     } catch (e) {
       reporter.stop();
       const err = e as Error;
       process.stderr.write(`\nmodels:pull ${id} failed: ${err.message}\n`);
       if (/ENOTFOUND|ECONNREFUSED|EAI_AGAIN|ETIMEDOUT|ENETUNREACH/.test(err.message)) {
-        process.stderr.write(
-          `Cannot reach ${process.env.HF_ENDPOINT || 'https://huggingface.co'}. Check the network, or set HF_ENDPOINT to a reachable mirror.\n`,
-        );
+        process.stderr.write(`Cannot reach ${process.env.HF_ENDPOINT || 'https://huggingface.co'}. Check the network, or set HF_ENDPOINT to a reachable mirror.\n`);
       }
       if ((err as { retryable?: boolean }).retryable) {
         process.stderr.write(`Run the same command again to resume: finished files and partial data are kept in ${join(registry.modelsDir, id)}.partial\n`);

@@ -118,7 +118,10 @@ export async function main(argv: string[]): Promise<number> {
     vad = await SileroVad.load();
     const samples = await decodeToPcm16k(file);
 
-    const bar = o.json || o.quiet || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: ' {stage} [{bar}] {percentage}% | {value}/{total} s', stream: process.stderr }, cliProgress.Presets.shades_classic);
+    const bar =
+      o.json || o.quiet || !process.stderr.isTTY
+        ? null
+        : new cliProgress.SingleBar({ format: ' {stage} [{bar}] {percentage}% | {value}/{total} s', stream: process.stderr }, cliProgress.Presets.shades_classic);
     const duration = Math.round(samples.length / 16000);
     bar?.start(duration, 0, { stage: 'vad' });
     const result = await new FileTranscriber({ vad }).transcribe(

@@ -63,7 +63,10 @@ export function toCues(segments: Segment[], opts: CaptionOptions = DEFAULT_CAPTI
       cues.push({
         start: cur[0].start,
         end: Math.max(cur[cur.length - 1].end, cur[0].start + 0.01),
-        lines: wrapLines(cur.map((w) => w.word), opts.maxLineChars),
+        lines: wrapLines(
+          cur.map((w) => w.word),
+          opts.maxLineChars,
+        ),
         speaker: seg.speaker,
       });
       cur = [];
@@ -71,7 +74,10 @@ export function toCues(segments: Segment[], opts: CaptionOptions = DEFAULT_CAPTI
     for (const w of words) {
       const candidate = [...cur, w];
       const fits =
-        wrapLines(candidate.map((x) => x.word), opts.maxLineChars).length <= opts.maxLines &&
+        wrapLines(
+          candidate.map((x) => x.word),
+          opts.maxLineChars,
+        ).length <= opts.maxLines &&
         candidate.map((x) => x.word).join(' ').length <= maxChars &&
         w.end - (cur[0]?.start ?? w.start) <= opts.maxCueSeconds;
       if (!fits && cur.length) flush();

@@ -54,11 +54,7 @@ export async function toDocx(t: TranscriptDocument): Promise<Buffer> {
           ...t.segments.map(
             (s) =>
               new Paragraph({
-                children: [
-                  new TextRun({ text: `[${clock(s.start)}] `, color: '666666' }),
-                  ...(s.speaker ? [new TextRun({ text: `${s.speaker}: `, bold: true })] : []),
-                  new TextRun(s.text.trim()),
-                ],
+                children: [new TextRun({ text: `[${clock(s.start)}] `, color: '666666' }), ...(s.speaker ? [new TextRun({ text: `${s.speaker}: `, bold: true })] : []), new TextRun(s.text.trim())],
               }),
           ),
         ],
@@ -83,7 +79,11 @@ export function toPdf(t: TranscriptDocument): Promise<Buffer> {
     doc.moveDown(0.3).font('Helvetica-Oblique').fontSize(9).fillColor('#555555').text(metaLine(t));
     doc.moveDown();
     for (const s of t.segments) {
-      doc.font('Helvetica').fontSize(9).fillColor('#666666').text(`[${clock(s.start)}] `, { continued: true });
+      doc
+        .font('Helvetica')
+        .fontSize(9)
+        .fillColor('#666666')
+        .text(`[${clock(s.start)}] `, { continued: true });
       if (s.speaker) doc.font('Helvetica-Bold').fillColor('#000000').fontSize(11).text(`${s.speaker}: `, { continued: true });
       doc.font('Helvetica').fillColor('#000000').fontSize(11).text(s.text.trim());
       doc.moveDown(0.4);

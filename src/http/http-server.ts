@@ -148,12 +148,7 @@ export class HttpServer {
 
     const maxHeaderBytes = this.opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     if (ctx.headerBytes > maxHeaderBytes) {
-      fail(
-        new ApiError(
-          431,
-          `Request headers are ${formatBytes(ctx.headerBytes)}, over the limit of ${formatBytes(maxHeaderBytes)}: send fewer or shorter headers (cookies, long tokens).`,
-        ),
-      );
+      fail(new ApiError(431, `Request headers are ${formatBytes(ctx.headerBytes)}, over the limit of ${formatBytes(maxHeaderBytes)}: send fewer or shorter headers (cookies, long tokens).`));
       finish();
       return;
     }
@@ -243,10 +238,6 @@ export class HttpServer {
     const status = ctx.signal.aborted && !ctx.status ? 499 : ctx.status;
     this.opts.metrics.httpRequests.inc({ method: ctx.method, route: ctx.route, status: String(status) });
     this.opts.metrics.httpDuration.observe({ method: ctx.method, route: ctx.route }, seconds);
-    this.opts.logger.info(
-      { reqId: ctx.requestId, method: ctx.method, path: ctx.path, status, ms: Math.round(seconds * 1e4) / 10, bytes: ctx.bytesSent, ip: ctx.remoteAddress },
-      'request',
-    );
+    this.opts.logger.info({ reqId: ctx.requestId, method: ctx.method, path: ctx.path, status, ms: Math.round(seconds * 1e4) / 10, bytes: ctx.bytesSent, ip: ctx.remoteAddress }, 'request');
   }
 }
-

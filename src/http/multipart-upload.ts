@@ -85,9 +85,7 @@ export async function receiveMultipart(ctx: HttpContext, opts: UploadOptions): P
       const entry: UploadedFile = { path: tmpPath, filename: info.filename || 'upload', mimeType: info.mimeType, size: 0 };
       file = entry;
       stream.on('data', (c: Buffer) => (entry.size += c.length));
-      stream.on('limit', () =>
-        fail(new ApiError(413, `File is larger than the limit of ${formatBytes(opts.maxFileBytes)}.`)),
-      );
+      stream.on('limit', () => fail(new ApiError(413, `File is larger than the limit of ${formatBytes(opts.maxFileBytes)}.`)));
       writes.push(pipeline(stream, fs.createWriteStream(tmpPath)).catch((err) => fail(err)));
     });
     bb.on('filesLimit', () => {});

@@ -9,10 +9,7 @@ interface Compiled<H> {
   handler: H;
 }
 
-export type RouteMatch<H> =
-  | { kind: 'found'; handler: H; params: Record<string, string>; pattern: string }
-  | { kind: 'method-not-allowed'; allowed: Method[]; pattern: string }
-  | { kind: 'not-found' };
+export type RouteMatch<H> = { kind: 'found'; handler: H; params: Record<string, string>; pattern: string } | { kind: 'method-not-allowed'; allowed: Method[]; pattern: string } | { kind: 'not-found' };
 
 /** `/api/v1/transcripts/:id/` → regex; a trailing slash is optional so both spellings work. */
 function compile(pattern: string): { regex: RegExp; keys: string[] } {

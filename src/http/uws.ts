@@ -44,11 +44,7 @@ export class NativeUwsUnavailableError extends Error {
 }
 
 /** Path of the native addon for this platform, ABI and architecture. */
-export function nativeBinaryPath(
-  platform: string = process.platform,
-  arch: string = process.arch,
-  abi: string = process.versions.modules,
-): string {
+export function nativeBinaryPath(platform: string = process.platform, arch: string = process.arch, abi: string = process.versions.modules): string {
   const pkgDir = path.dirname(require.resolve('@trufflesuite/uws-js-unofficial/package.json'));
   return path.join(pkgDir, 'binaries', `uws_${platform}_${arch}_${abi}.node`);
 }

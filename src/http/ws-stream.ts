@@ -288,4 +288,3 @@ function refuse(res: HttpResponse, err: unknown, logger?: Logger): void {
     res.end(JSON.stringify({ error: error.message }));
   });
 }
-

@@ -9,7 +9,10 @@ import { createRequire } from 'node:module';
 export const OPUS_SAMPLE_RATE = 48_000;
 
 interface NativeOpus {
-  OpusEncoder: new (rate: number, channels: number) => {
+  OpusEncoder: new (
+    rate: number,
+    channels: number,
+  ) => {
     encode(pcm: Buffer): Buffer;
     decode(packet: Buffer): Buffer;
     setBitrate?(bps: number): void;

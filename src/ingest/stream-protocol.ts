@@ -107,14 +107,11 @@ export const streamConfigSchema = z.object({
     .string({ error: 'language: expected a string: "auto" or an ISO 639-1 code such as "en"' })
     .transform((v) => v.trim().toLowerCase())
     .refine((v) => v === 'auto' || isWhisperLanguage(v), {
-      error: (iss) =>
-        `language: ${JSON.stringify(iss.input)} is not supported; expected "auto" or an ISO 639-1 code such as "en" (GET /v1/languages lists them)`,
+      error: (iss) => `language: ${JSON.stringify(iss.input)} is not supported; expected "auto" or an ISO 639-1 code such as "en" (GET /v1/languages lists them)`,
     }),
-  model: z
-    .string({ error: 'model: expected a string naming a model, such as "large-v3-turbo" (GET /v1/models lists them)' })
-    .regex(MODEL_RE, {
-      error: "model: expected a model id such as \"large-v3-turbo\" (letters, digits, '.', '_', '-'; at most 128 characters)",
-    }),
+  model: z.string({ error: 'model: expected a string naming a model, such as "large-v3-turbo" (GET /v1/models lists them)' }).regex(MODEL_RE, {
+    error: "model: expected a model id such as \"large-v3-turbo\" (letters, digits, '.', '_', '-'; at most 128 characters)",
+  }),
   sample_rate: z
     .number({ error: `sample_rate: expected a number of Hz, ${TARGET_SAMPLE_RATE} preferred (${MIN_SAMPLE_RATE}..${MAX_SAMPLE_RATE} accepted and resampled)` })
     .int({ error: `sample_rate: expected a whole number of Hz between ${MIN_SAMPLE_RATE} and ${MAX_SAMPLE_RATE}` })
@@ -171,10 +168,7 @@ function decodeJsonObject(message: string | ArrayBuffer | ArrayBufferView, what:
 }
 
 /** Validates the first (config) message. Errors name the field and what is allowed. */
-export function parseConfigMessage(
-  message: string | ArrayBuffer | ArrayBufferView | Record<string, unknown>,
-  opts: ParseConfigOptions = {},
-): Parsed<StreamConfig> {
+export function parseConfigMessage(message: string | ArrayBuffer | ArrayBufferView | Record<string, unknown>, opts: ParseConfigOptions = {}): Parsed<StreamConfig> {
   let obj: Record<string, unknown>;
   if (typeof message === 'object' && message !== null && !ArrayBuffer.isView(message) && !(message instanceof ArrayBuffer)) {
     obj = message;
@@ -286,9 +280,7 @@ export function parseControlMessage(message: string | ArrayBuffer | ArrayBufferV
 // ---------------------------------------------------------------------------------------------
 // Binary audio frames
 
-export type FrameCheck =
-  | { ok: true; samples: number }
-  | { ok: false; error: string; closeCode: typeof CLOSE_CODES.INVALID_PAYLOAD | typeof CLOSE_CODES.MESSAGE_TOO_BIG };
+export type FrameCheck = { ok: true; samples: number } | { ok: false; error: string; closeCode: typeof CLOSE_CODES.INVALID_PAYLOAD | typeof CLOSE_CODES.MESSAGE_TOO_BIG };
 
 /** A binary frame must be non-empty 16-bit PCM (even byte count) no larger than maxBytes. */
 export function validatePcmFrame(bytes: ArrayBuffer | ArrayBufferView | number, maxBytes: number): FrameCheck {

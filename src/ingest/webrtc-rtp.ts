@@ -14,7 +14,7 @@ export interface RtpAudioPacket {
 
 export type RtpStep =
   | { kind: 'drop'; reason: 'duplicate' | 'late' | 'empty' }
-  | { kind: 'play'; /** Silence to insert before this packet, in clock samples. */ gapSamples: number; payload: Uint8Array };
+  | { kind: 'play' /** Silence to insert before this packet, in clock samples. */; gapSamples: number; payload: Uint8Array };
 
 export class RtpAudioTimeline {
   private lastSeq: number | null = null;
@@ -66,5 +66,5 @@ export function seqDelta(a: number, b: number): number {
 
 /** a - b for 32-bit RTP timestamps, signed. */
 export function tsDelta(a: number, b: number): number {
-  return ((a - b) | 0);
+  return (a - b) | 0;
 }

@@ -27,21 +27,8 @@ import https from 'node:https';
 import { dirname, join, relative, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  ChecksumMismatchError,
-  DownloadError,
-  PullInProgressError,
-  SizeMismatchError,
-} from './errors.ts';
-import {
-  gitBlobSha1File,
-  hashFileInto,
-  LOCK_FILE,
-  readLockFile,
-  sha256File,
-  type LockFile,
-  type VerifiedAgainst,
-} from './integrity.ts';
+import { ChecksumMismatchError, DownloadError, PullInProgressError, SizeMismatchError } from './errors.ts';
+import { gitBlobSha1File, hashFileInto, LOCK_FILE, readLockFile, sha256File, type LockFile, type VerifiedAgainst } from './integrity.ts';
 import { filesForVariant, MODEL_ID_RE, type FileVariant, type ManifestFile, type ManifestModel } from './manifest.ts';
 
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
@@ -308,13 +295,7 @@ async function fetchToPart(part: string, ctx: FileContext): Promise<FetchOutcome
     await pipeline(res.body, counter, createWriteStream(part, resumed ? { flags: 'r+', start } : { flags: 'w' }));
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
-    throw new DownloadError(
-      `Connection lost while downloading ${ctx.url} after ${bytes} bytes: ${(e as Error).message}`,
-      ctx.url,
-      undefined,
-      true,
-      { cause: e },
-    );
+    throw new DownloadError(`Connection lost while downloading ${ctx.url} after ${bytes} bytes: ${(e as Error).message}`, ctx.url, undefined, true, { cause: e });
   }
   if (total !== null && bytes < total) {
     throw new DownloadError(`Download of ${ctx.url} ended early: ${bytes} of ${total} bytes`, ctx.url, undefined, true);
@@ -676,14 +657,7 @@ async function hasData(dir: string): Promise<boolean> {
 }
 
 /** Lock data for a folder that was installed by hand (no .stt-model.json): hashes what is there. */
-async function lockFromFolder(
-  id: string,
-  model: ManifestModel,
-  endpoint: string,
-  variant: FileVariant,
-  dir: string,
-  files: ManifestFile[],
-): Promise<LockFile> {
+async function lockFromFolder(id: string, model: ManifestModel, endpoint: string, variant: FileVariant, dir: string, files: ManifestFile[]): Promise<LockFile> {
   const out: LockFile['files'] = {};
   for (const f of files) {
     const p = join(dir, f.path);

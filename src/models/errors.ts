@@ -50,10 +50,7 @@ export class ChecksumMismatchError extends Error {
     readonly expectedFrom: string,
     readonly algorithm: 'sha256' | 'git-sha1' = 'sha256',
   ) {
-    super(
-      `Checksum mismatch for '${file}': expected ${algorithm} ${expected} (from ${expectedFrom}), got ${actual}. ` +
-        `The file was deleted; nothing was installed.`,
-    );
+    super(`Checksum mismatch for '${file}': expected ${algorithm} ${expected} (from ${expectedFrom}), got ${actual}. ` + `The file was deleted; nothing was installed.`);
   }
 }
 
@@ -67,10 +64,7 @@ export class SizeMismatchError extends Error {
     readonly actual: number,
     readonly expectedFrom: string,
   ) {
-    super(
-      `Size mismatch for '${file}': expected ${expected} bytes (from ${expectedFrom}), got ${actual}. ` +
-        `The file was deleted; nothing was installed.`,
-    );
+    super(`Size mismatch for '${file}': expected ${expected} bytes (from ${expectedFrom}), got ${actual}. ` + `The file was deleted; nothing was installed.`);
   }
 }
 

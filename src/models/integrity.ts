@@ -49,10 +49,7 @@ export const LockFileSchema = z.object({
   endpoint: z.string(),
   variant: z.string(),
   installedAt: z.string(),
-  files: z.record(
-    z.string(),
-    z.object({ size: z.number().int().nonnegative(), sha256: z.string(), verifiedAgainst: z.enum(VERIFIED_AGAINST) }),
-  ),
+  files: z.record(z.string(), z.object({ size: z.number().int().nonnegative(), sha256: z.string(), verifiedAgainst: z.enum(VERIFIED_AGAINST) })),
   /** Optional manifest files the hub did not have (404). */
   absent: z.array(z.string()).default([]),
 });

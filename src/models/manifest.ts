@@ -27,10 +27,7 @@ export type FileVariant = (typeof FILE_VARIANTS)[number];
 const relPath = z
   .string()
   .min(1)
-  .refine(
-    (p) => !p.startsWith('/') && !p.includes('\\') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'),
-    { message: 'must be a relative path without "." or ".." segments' },
-  );
+  .refine((p) => !p.startsWith('/') && !p.includes('\\') && p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'), { message: 'must be a relative path without "." or ".." segments' });
 
 export const ManifestFileSchema = z.strictObject({
   path: relPath,
@@ -58,7 +55,10 @@ export const ManifestModelSchema = z.strictObject({
   /** Hub repository, `owner/name`. */
   repo: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be owner/name'),
   /** Branch, tag or commit. Pin a commit sha for reproducible installs. */
-  revision: z.string().min(1).regex(/^[^\s/][^\s]*$/, 'no whitespace'),
+  revision: z
+    .string()
+    .min(1)
+    .regex(/^[^\s/][^\s]*$/, 'no whitespace'),
   description: z.string().optional(),
   license: z.string().optional(),
   files: z.array(ManifestFileSchema).min(1),

@@ -274,7 +274,6 @@ export function roundTrip(model: Uint8Array): Uint8Array {
   return encodeMessage(decodeMessage(model).map((f) => (f.no === MODEL_GRAPH ? lenField(MODEL_GRAPH, rebuildGraph(f.value)) : f)));
 }
 
-
 // ---- model folders ----
 
 /** True when a decoder file already has `cross_attentions.*` top-level outputs. */
@@ -439,7 +438,11 @@ export async function patchWhisperFolder(dir: string, opts: PatchFolderOptions =
     const tmp = join(onnxDir, `.${p.f.name}.patch-${process.pid}.tmp`);
     try {
       writeDurably(tmp, p.patched);
-      if (opts.check) await opts.check(tmp, Array.from({ length: layers }, (_, i) => `cross_attentions.${i}`));
+      if (opts.check)
+        await opts.check(
+          tmp,
+          Array.from({ length: layers }, (_, i) => `cross_attentions.${i}`),
+        );
       const orig = join(onnxDir, originalName(p.f.name));
       if (!existsSync(orig)) {
         try {

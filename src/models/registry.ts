@@ -8,16 +8,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { ModelNotInstalledError, UnknownModelError } from './errors.ts';
 import { LOCK_FILE, LockFileSchema, sha256File } from './integrity.ts';
 import { checkPatchedDecoder, originalName } from './onnx-attentions.ts';
-import {
-  DEFAULT_MANIFEST_PATH,
-  filesForVariant,
-  loadManifest,
-  MODEL_ID_RE,
-  variantsOf,
-  type FileVariant,
-  type Manifest,
-  type ManifestModel,
-} from './manifest.ts';
+import { DEFAULT_MANIFEST_PATH, filesForVariant, loadManifest, MODEL_ID_RE, variantsOf, type FileVariant, type Manifest, type ManifestModel } from './manifest.ts';
 
 export type { ModelKind } from './manifest.ts';
 

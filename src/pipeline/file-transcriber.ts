@@ -131,12 +131,7 @@ export class FileTranscriber {
    * Diarization needs the whole signal: it keeps it (float32) up to {@link DIARIZE_MAX_SECONDS},
    * and fails with 413 beyond. Breaking off (error, abort) returns `source`, which kills ffmpeg.
    */
-  async transcribeStream(
-    model: FileSpeechModel,
-    source: AsyncIterable<Float32Array>,
-    opts: FileTranscribeOptions,
-    ctl: FileControl & { expectedSeconds?: number } = {},
-  ): Promise<FileTranscription> {
+  async transcribeStream(model: FileSpeechModel, source: AsyncIterable<Float32Array>, opts: FileTranscribeOptions, ctl: FileControl & { expectedSeconds?: number } = {}): Promise<FileTranscription> {
     const sr = speechModelInfo(model).samplingRate;
     const key = ctl.key ?? 'file';
     const report = (p: FileProgress) => ctl.onProgress?.(p);

@@ -55,11 +55,7 @@ export interface LiveClient {
 }
 
 /** Everything a session emits, in order; the transports turn it into their wire messages. */
-export type LiveOutput =
-  | { type: 'ready'; sessionId: string }
-  | StreamEvent
-  | { type: 'pong' }
-  | { type: 'share'; token: { share_token: string; expires_at: string } };
+export type LiveOutput = { type: 'ready'; sessionId: string } | StreamEvent | { type: 'pong' } | { type: 'share'; token: { share_token: string; expires_at: string } };
 
 /** How a session ended (once). */
 export type LiveEnd =
@@ -256,7 +252,10 @@ export class LiveSession {
     try {
       model = await o.models.get(config.model);
     } catch (err) {
-      void resampling.then((r) => r.close(), () => undefined);
+      void resampling.then(
+        (r) => r.close(),
+        () => undefined,
+      );
       throw err;
     }
     const [resampler] = await Promise.all([resampling, following]);

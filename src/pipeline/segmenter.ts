@@ -141,7 +141,7 @@ export interface SegmenterState {
 }
 
 export type SegmenterEvent =
-  | { type: 'speech_start'; /** padded start sample */ sample: number; frameIndex: number }
+  | { type: 'speech_start' /** padded start sample */; sample: number; frameIndex: number }
   | {
       type: 'speech_end';
       /** padded start sample (same as the matching speech_start) */
@@ -255,14 +255,7 @@ function maybeConfirm(s: SegmenterState, i: number, events: SegmenterEvent[]): S
   return { ...s, confirmed: true, segStart: sample };
 }
 
-function closeSegment(
-  s: SegmenterState,
-  rawEnd: number,
-  endPad: number,
-  reason: 'silence' | 'end_of_stream' | 'max_length',
-  i: number,
-  events: SegmenterEvent[],
-): SegmenterState {
+function closeSegment(s: SegmenterState, rawEnd: number, endPad: number, reason: 'silence' | 'end_of_stream' | 'max_length', i: number, events: SegmenterEvent[]): SegmenterState {
   const o = s.opts;
   if (s.confirmed) {
     const endSample = Math.min(rawEnd + Math.max(0, endPad), s.segStart + o.maxSamples);

@@ -55,7 +55,10 @@ export interface StabilizerStep extends StabilizerOutput {
 
 /** Comparison key of a word: NFKC, lower-cased, punctuation and surrounding space removed ("Don't," → "dont"). */
 export function normalizeWord(word: string): string {
-  return word.normalize('NFKC').toLowerCase().replace(/[\p{P}\s]+/gu, '');
+  return word
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[\p{P}\s]+/gu, '');
 }
 
 export function createStabilizerState(n = 2): StabilizerState {
@@ -122,11 +125,7 @@ export function alignCommitted(committed: readonly string[], hyp: readonly strin
   const anchored = (k: number) => (k > 0 && hyp[k - 1] === committed[c - 1] ? 0 : 1);
   let best = 0;
   for (let k = 1; k <= h; k++) {
-    const better =
-      prev[k]! < prev[best]! ||
-      (prev[k] === prev[best] &&
-        (anchored(k) < anchored(best) ||
-          (anchored(k) === anchored(best) && Math.abs(k - c) < Math.abs(best - c))));
+    const better = prev[k]! < prev[best]! || (prev[k] === prev[best] && (anchored(k) < anchored(best) || (anchored(k) === anchored(best) && Math.abs(k - c) < Math.abs(best - c))));
     if (better) best = k;
   }
   return best;
@@ -157,9 +156,7 @@ export function stabilizerReducer(state: StabilizerState, hypothesis: readonly H
   const newlyCommittedWords = newest.words.slice(0, m);
   const committed = [...state.committed, ...newlyCommittedWords];
   const committedNorm = [...state.committedNorm, ...newest.norm.slice(0, m)];
-  const recent = window
-    .slice(Math.max(0, window.length - (state.n - 1)))
-    .map((t) => ({ words: t.words.slice(m), norm: t.norm.slice(m) }));
+  const recent = window.slice(Math.max(0, window.length - (state.n - 1))).map((t) => ({ words: t.words.slice(m), norm: t.norm.slice(m) }));
   const tailWords = newest.words.slice(m);
   const next: StabilizerState = { n: state.n, committed, committedNorm, recent: state.n > 1 ? recent : [] };
   return {

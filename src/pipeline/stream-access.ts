@@ -81,7 +81,10 @@ export class StreamAccess {
    */
   async authorize(sessionId: string, cred: FollowCredentials): Promise<void> {
     if (!cred.shareToken && !cred.authorization) {
-      throw new DomainError('unauthenticated', "Following a live session needs the owner's API key (Authorization: Bearer …, or ?api_key=…) or a share token (?share_token=…) from the stream's {\"action\":\"share\"}.");
+      throw new DomainError(
+        'unauthenticated',
+        'Following a live session needs the owner\'s API key (Authorization: Bearer …, or ?api_key=…) or a share token (?share_token=…) from the stream\'s {"action":"share"}.',
+      );
     }
     // A bad key is a 401 whatever the session.
     const account = cred.authorization && this.o.access ? await this.o.access.authenticate(cred.authorization) : null;

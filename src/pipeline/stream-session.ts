@@ -28,11 +28,7 @@ const FRAME = 512;
  */
 export type FinalEvent = { type: 'final'; segments: Segment[] } & Segment;
 
-export type StreamEvent =
-  | { type: 'partial'; text: string; stable: string }
-  | FinalEvent
-  | { type: 'end' }
-  | { type: 'error'; message: string };
+export type StreamEvent = { type: 'partial'; text: string; stable: string } | FinalEvent | { type: 'end' } | { type: 'error'; message: string };
 
 export interface StreamSessionOptions {
   id: string;

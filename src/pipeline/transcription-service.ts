@@ -56,11 +56,7 @@ export interface TranscribeFileResult extends FileTranscription {
  * meters the excess (at least METER_STEP_S) before letting those samples on. Never lets more
  * than metered + tolerance through; a refusal ends the stream with its error.
  */
-export async function* meteredPcm(
-  source: AsyncIterable<Float32Array>,
-  sampleRate: number,
-  meter: { metered: number; more: (extraSeconds: number) => Promise<void> },
-): AsyncGenerator<Float32Array> {
+export async function* meteredPcm(source: AsyncIterable<Float32Array>, sampleRate: number, meter: { metered: number; more: (extraSeconds: number) => Promise<void> }): AsyncGenerator<Float32Array> {
   let samples = 0;
   for await (const x of source) {
     samples += x.length;
@@ -75,9 +71,7 @@ export async function* meteredPcm(
 }
 
 export class TranscriptionService {
-  constructor(
-    private readonly deps: { models: SpeechModels; transcriber: FileTranscriber; jobs: JobRegistry; transcripts?: TranscriptStore },
-  ) {}
+  constructor(private readonly deps: { models: SpeechModels; transcriber: FileTranscriber; jobs: JobRegistry; transcripts?: TranscriptStore }) {}
 
   /** Resolves the model first (fast 400/503), then runs the job. `signal` cancels it (client gone). */
   async transcribeFile(req: TranscribeFileRequest, signal?: AbortSignal): Promise<TranscribeFileResult> {
@@ -130,7 +124,14 @@ export class TranscriptionService {
           })
         : null;
       this.deps.jobs.complete(job.id);
-      return { ...result, diarizationSkipped: result.diarizationSkipped ?? diarizationSkipped, jobId: job.publicId, transcriptId: saved?.id ?? null, deliveredSeconds: result.duration, meteredSeconds: meter.metered };
+      return {
+        ...result,
+        diarizationSkipped: result.diarizationSkipped ?? diarizationSkipped,
+        jobId: job.publicId,
+        transcriptId: saved?.id ?? null,
+        deliveredSeconds: result.duration,
+        meteredSeconds: meter.metered,
+      };
     } catch (err) {
       this.deps.jobs.fail(job.id, (err as Error).message);
       throw err;

@@ -6,15 +6,7 @@
  *   merged chunk stays <= `maxChunkS`, so Whisper gets sentence context instead of fragments;
  * - every chunk is <= maxChunkS (Whisper's 30 s window); longer speech is cut by the segmenter.
  */
-import {
-  createSegmenterState,
-  segmentProbabilities,
-  segmenterFinish,
-  segmenterReducer,
-  resolveSegmenterOptions,
-  type SegmenterEvent,
-  type SegmenterOptions,
-} from './segmenter.ts';
+import { createSegmenterState, segmentProbabilities, segmenterFinish, segmenterReducer, resolveSegmenterOptions, type SegmenterEvent, type SegmenterOptions } from './segmenter.ts';
 
 export interface ChunkerOptions extends SegmenterOptions {
   /** Upper bound for a chunk, seconds. Default 30 (also caps segmenter's maxUtteranceS). */
@@ -104,11 +96,7 @@ export interface SpeechProbabilitySource {
 }
 
 /** Run the VAD over a whole decoded file and chunk it. */
-export async function splitFileIntoSpeechChunks(
-  samples: Float32Array,
-  vad: SpeechProbabilitySource,
-  opts: ChunkerOptions & { signal?: AbortSignal } = {},
-): Promise<SpeechChunk[]> {
+export async function splitFileIntoSpeechChunks(samples: Float32Array, vad: SpeechProbabilitySource, opts: ChunkerOptions & { signal?: AbortSignal } = {}): Promise<SpeechChunk[]> {
   const { signal, ...chunkOpts } = opts;
   const probs = await vad.speechProbabilities(samples, signal ? { signal } : {});
   return chunkSpeech(samples, probs, chunkOpts);
@@ -186,14 +174,7 @@ class SampleWindow {
  * continues lane 0; without it lane 0 starts fresh. Returns the probabilities and the state at
  * the end of the block (its last lane).
  */
-async function scoreBlock(
-  vad: StreamingVad,
-  win: SampleWindow,
-  first: number,
-  n: number,
-  carry: VadStreamLike | null,
-  signal?: AbortSignal,
-): Promise<{ probs: Float32Array; last: VadStreamLike }> {
+async function scoreBlock(vad: StreamingVad, win: SampleWindow, first: number, n: number, carry: VadStreamLike | null, signal?: AbortSignal): Promise<{ probs: Float32Array; last: VadStreamLike }> {
   const probs = new Float32Array(n);
   const lanes = Math.max(1, Math.min(MAX_LANES, Math.floor(n / (4 * LANE_WARMUP))));
   const per = Math.ceil(n / lanes);

@@ -145,10 +145,7 @@ export class AccountStore {
   async addCredits(id: string, amount: number): Promise<Account | null> {
     if (!isUuid(id)) return null;
     if (!Number.isInteger(amount)) throw new Error('credits must be an integer');
-    const rows = await this.db.query<AccountRow>(
-      `UPDATE accounts SET credits = GREATEST(0, credits + $2), updated_at = $3 WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
-      [id, amount, this.now()],
-    );
+    const rows = await this.db.query<AccountRow>(`UPDATE accounts SET credits = GREATEST(0, credits + $2), updated_at = $3 WHERE id = $1 RETURNING ${ACCOUNT_COLUMNS}`, [id, amount, this.now()]);
     return rows[0] ? toAccount(rows[0]) : null;
   }
 
@@ -185,10 +182,7 @@ export class AccountStore {
   /** Revokes one of the account's keys; false when it is not the account's (or does not exist). */
   async revokeKey(accountId: string, keyId: string): Promise<boolean> {
     if (!isUuid(accountId) || !isUuid(keyId)) return false;
-    const rows = await this.db.query(
-      `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND account_id = $2 RETURNING id`,
-      [keyId, accountId, this.now()],
-    );
+    const rows = await this.db.query(`UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND account_id = $2 RETURNING id`, [keyId, accountId, this.now()]);
     return rows.length > 0;
   }
 
@@ -206,10 +200,7 @@ export class AccountStore {
   /** Records use of a key (at most once a minute per key, to keep writes cheap). */
   async touchKey(keyId: string): Promise<void> {
     const t = this.now();
-    await this.db.query(
-      `UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)`,
-      [keyId, t, new Date(t.getTime() - 60_000)],
-    );
+    await this.db.query(`UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)`, [keyId, t, new Date(t.getTime() - 60_000)]);
   }
 }
 

@@ -69,10 +69,7 @@ export class ConcurrencyLeaseStore {
 
   /** Unexpired leases of `key` (all servers). */
   async live(key: string): Promise<number> {
-    const [{ n }] = await this.db.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM concurrency_leases WHERE key = $1 AND expires_at > clock_timestamp()',
-      [key],
-    );
+    const [{ n }] = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM concurrency_leases WHERE key = $1 AND expires_at > clock_timestamp()', [key]);
     return n;
   }
 }

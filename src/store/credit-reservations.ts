@@ -188,9 +188,7 @@ export class CreditReservationStore {
    */
   async sweep(opts: { all?: boolean } = {}): Promise<Reservation[]> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.query<Row>(
-        `DELETE FROM credit_reservations ${opts.all ? '' : 'WHERE expires_at <= clock_timestamp()'} RETURNING ${COLUMNS}`,
-      );
+      const rows = await tx.query<Row>(`DELETE FROM credit_reservations ${opts.all ? '' : 'WHERE expires_at <= clock_timestamp()'} RETURNING ${COLUMNS}`);
       const swept = rows.map(toReservation);
       for (const r of swept) await giveBack(tx, r, r.amount);
       return swept;
@@ -199,10 +197,7 @@ export class CreditReservationStore {
 
   /** Open reservations (of one account when given), oldest first. */
   async list(accountId?: string): Promise<Reservation[]> {
-    const rows = await this.db.query<Row>(
-      `SELECT ${COLUMNS} FROM credit_reservations ${accountId ? 'WHERE account_id = $1' : ''} ORDER BY created_at`,
-      accountId ? [accountId] : [],
-    );
+    const rows = await this.db.query<Row>(`SELECT ${COLUMNS} FROM credit_reservations ${accountId ? 'WHERE account_id = $1' : ''} ORDER BY created_at`, accountId ? [accountId] : []);
     return rows.map(toReservation);
   }
 }

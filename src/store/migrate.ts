@@ -69,9 +69,7 @@ export async function migrate(db: Session, opts: { lock: boolean; log?: Migratio
         };
       }),
       storage: storage(db),
-      logger: opts.log
-        ? { info: (m) => opts.log!(describe(m)), warn: (m) => opts.log!(describe(m)), error: (m) => opts.log!(describe(m)), debug: () => {} }
-        : undefined,
+      logger: opts.log ? { info: (m) => opts.log!(describe(m)), warn: (m) => opts.log!(describe(m)), error: (m) => opts.log!(describe(m)), debug: () => {} } : undefined,
     });
     const applied = await umzug.up();
     return applied.map((m) => m.name);

@@ -78,10 +78,7 @@ export class TranscriptChatStore {
   /** Whether `sessionId` has turns on this transcript by this owner. */
   async sessionExists(sessionId: string, transcriptId: string, ownerId: string): Promise<boolean> {
     if (!isUuid(sessionId) || !isUuid(transcriptId) || !isUuid(ownerId)) return false;
-    const rows = await this.db.query(
-      `SELECT 1 FROM transcript_chat_turns WHERE session_id = $1 AND transcript_id = $2 AND owner_id = $3 LIMIT 1`,
-      [sessionId, transcriptId, ownerId],
-    );
+    const rows = await this.db.query(`SELECT 1 FROM transcript_chat_turns WHERE session_id = $1 AND transcript_id = $2 AND owner_id = $3 LIMIT 1`, [sessionId, transcriptId, ownerId]);
     return rows.length > 0;
   }
 

@@ -88,20 +88,7 @@ export class TranscriptStore {
     await this.db.query(
       `INSERT INTO transcripts (id, owner_id, status, model, language, duration, source, filename, text, segments, speakers, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12)`,
-      [
-        id,
-        t.ownerId,
-        t.status ?? 'completed',
-        t.model,
-        t.language,
-        t.duration,
-        t.source,
-        t.filename ?? null,
-        t.text,
-        JSON.stringify(t.segments),
-        JSON.stringify(speakers),
-        this.now(),
-      ],
+      [id, t.ownerId, t.status ?? 'completed', t.model, t.language, t.duration, t.source, t.filename ?? null, t.text, JSON.stringify(t.segments), JSON.stringify(speakers), this.now()],
     );
     return { id };
   }
@@ -121,10 +108,11 @@ export class TranscriptStore {
     if (filter.to) add('created_at < ?', filter.to);
     const whereSql = where.join(' AND ');
     const [{ count }] = await this.db.query<{ count: number }>(`SELECT count(*)::int AS count FROM transcripts WHERE ${whereSql}`, params);
-    const rows = await this.db.query<Row>(
-      `SELECT ${SUMMARY_COLUMNS} FROM transcripts WHERE ${whereSql} ORDER BY created_at DESC, id DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
-      [...params, page.limit, page.offset],
-    );
+    const rows = await this.db.query<Row>(`SELECT ${SUMMARY_COLUMNS} FROM transcripts WHERE ${whereSql} ORDER BY created_at DESC, id DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`, [
+      ...params,
+      page.limit,
+      page.offset,
+    ]);
     return { count: Number(count), results: rows.map(toSummary) };
   }
 

@@ -50,9 +50,7 @@ export class UsageStore {
   /** Reserve-then-settle of file transcriptions (credits, monthly minutes, anonymous units). */
   readonly reservations: CreditReservationStore;
 
-  constructor(
-    private readonly db: Queryable & { transaction: Tx },
-  ) {
+  constructor(private readonly db: Queryable & { transaction: Tx }) {
     this.reservations = new CreditReservationStore(db);
   }
 
@@ -108,10 +106,7 @@ export class UsageStore {
    */
   async spendCredits(accountId: string, event: UsageEvent): Promise<number | null> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx.query<{ credits: number }>(
-        `UPDATE accounts SET credits = credits - $2::int WHERE id = $1 AND credits >= $2::int RETURNING credits`,
-        [accountId, event.credits],
-      );
+      const rows = await tx.query<{ credits: number }>(`UPDATE accounts SET credits = credits - $2::int WHERE id = $1 AND credits >= $2::int RETURNING credits`, [accountId, event.credits]);
       if (!rows[0]) return null;
       await insertEvent(tx, event);
       return Number(rows[0].credits);
@@ -154,8 +149,14 @@ export class UsageStore {
 
 /** Appends one row to the usage log (also used by settled reservations, src/store/credit-reservations.ts). */
 export async function insertEvent(db: Queryable, e: UsageEvent): Promise<void> {
-  await db.query(
-    `INSERT INTO usage_events (account_id, ip, kind, seconds, minutes, credits, requests, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-    [e.accountId, e.ip, e.kind, e.seconds, e.minutes, e.credits, e.requests, e.at],
-  );
+  await db.query(`INSERT INTO usage_events (account_id, ip, kind, seconds, minutes, credits, requests, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+    e.accountId,
+    e.ip,
+    e.kind,
+    e.seconds,
+    e.minutes,
+    e.credits,
+    e.requests,
+    e.at,
+  ]);
 }

@@ -17,7 +17,10 @@ export interface GpuInfo {
 
 /** Parses `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` output (first GPU). */
 export function parseNvidiaSmi(stdout: string): { name: string; memoryMb: number } | null {
-  const line = stdout.split('\n').map((l) => l.trim()).find(Boolean);
+  const line = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .find(Boolean);
   if (!line) return null;
   const idx = line.lastIndexOf(',');
   if (idx < 0) return null;
@@ -48,7 +51,11 @@ export async function detectGpu(opts: DetectGpuOptions = {}): Promise<GpuInfo> {
     if (e.code === 'ENOENT') return unavailable('no NVIDIA driver (nvidia-smi not found)');
     if (e.killed) return unavailable(`nvidia-smi did not answer within ${timeoutMs} ms`);
     // nvidia-smi says why on stderr (e.g. "couldn't communicate with the NVIDIA driver").
-    const why = String(e.stderr ?? '').split('\n').map((l) => l.trim()).find(Boolean) ?? e.message.split('\n')[0];
+    const why =
+      String(e.stderr ?? '')
+        .split('\n')
+        .map((l) => l.trim())
+        .find(Boolean) ?? e.message.split('\n')[0];
     return unavailable(`nvidia-smi failed${typeof e.code === 'number' ? ` (exit ${e.code})` : ''}: ${why}`);
   }
 }

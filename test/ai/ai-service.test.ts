@@ -36,7 +36,12 @@ describe('chunking', () => {
   });
   it('chapter markers get offsets and the timestamp written before them', () => {
     const text = '[00:00] Welcome everyone. [01:30] Now the budget. [1:02:03] Finally questions.';
-    expect(locateChapters(text, [{ title: 'Budget', starts_with: 'Now the budget' }, { title: 'X', starts_with: 'not there' }])).toEqual([
+    expect(
+      locateChapters(text, [
+        { title: 'Budget', starts_with: 'Now the budget' },
+        { title: 'X', starts_with: 'not there' },
+      ]),
+    ).toEqual([
       { title: 'Budget', starts_with: 'Now the budget', offset: text.indexOf('Now the'), timestamp: 90 },
       { title: 'X', starts_with: 'not there', offset: -1, timestamp: null },
     ]);

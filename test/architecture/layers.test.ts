@@ -71,7 +71,7 @@ describe('layer rule (the function itself)', () => {
           "import { z } from 'zod';",
           "import pkg from '../../package.json';",
           "// import { no } from '../http/comment.ts';",
-          "const s = \"import { no } from '../http/string.ts'\";",
+          'const s = "import { no } from \'../http/string.ts\'";',
         ].join('\n'),
       );
       fs.writeFileSync(path.join(root, 'config/c.ts'), "import { e } from '../src/engines/e.ts';\n");
@@ -103,7 +103,10 @@ describe('the import graph of src/ and config/', () => {
 
   it('no module imports from a higher layer (besides the known, listed ones)', () => {
     const { upward } = checkLayers(edges);
-    expect(upward.filter((v) => !KNOWN_VIOLATIONS.includes(v)), 'upward imports: move the code down or invert the dependency').toEqual([]);
+    expect(
+      upward.filter((v) => !KNOWN_VIOLATIONS.includes(v)),
+      'upward imports: move the code down or invert the dependency',
+    ).toEqual([]);
   });
 
   it('every known violation still exists (remove the fixed ones from KNOWN_VIOLATIONS)', () => {

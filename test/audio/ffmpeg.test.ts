@@ -4,26 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AudioDecodeError,
-  classifyFfmpegFailure,
-  decodeStream,
-  decodeToPcm,
-  decodeToPcm16k,
-  audioDurationS,
-  probeAudio,
-  scanAudioDuration,
-} from '../../src/audio/ffmpeg.ts';
+import { AudioDecodeError, classifyFfmpegFailure, decodeStream, decodeToPcm, decodeToPcm16k, audioDurationS, probeAudio, scanAudioDuration } from '../../src/audio/ffmpeg.ts';
 import { readWav, rms } from '../../src/audio/pcm.ts';
-import {
-  ALL_FORMATS,
-  convertTo,
-  makeRandomBytesFile,
-  makeSpeechWav,
-  moovPosition,
-  TEXTS,
-  type SpeechWav,
-} from '../helpers/audio-fixtures.ts';
+import { ALL_FORMATS, convertTo, makeRandomBytesFile, makeSpeechWav, moovPosition, TEXTS, type SpeechWav } from '../helpers/audio-fixtures.ts';
 import { statusOf } from '../../src/http/error-kinds.ts';
 
 let speech: SpeechWav;

@@ -1,16 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  encodeWav,
-  f32leBytesToFloat32,
-  float32ToInt16,
-  float32ToInt16LeBytes,
-  int16LeBytesToFloat32,
-  int16ToFloat32,
-  readWav,
-  rms,
-  WavFormatError,
-} from '../../src/audio/pcm.ts';
+import { encodeWav, f32leBytesToFloat32, float32ToInt16, float32ToInt16LeBytes, int16LeBytesToFloat32, int16ToFloat32, readWav, rms, WavFormatError } from '../../src/audio/pcm.ts';
 import { makeSpeechWav, TEXTS } from '../helpers/audio-fixtures.ts';
 
 function sine(n: number, freq: number, sr: number, amp = 0.5): Float32Array {

@@ -8,7 +8,6 @@ import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 import { apiError } from '../helpers/errors.ts';
 
-
 describe('keys and config (pure)', () => {
   it('keys are stt_ + 43 base64url characters, distinct, hashed with sha256', () => {
     const k = generateKey();
@@ -37,7 +36,16 @@ describe('keys and config (pure)', () => {
   });
 
   it('authConfigFromEnv: defaults, overrides, errors naming the variable', () => {
-    expect(authConfigFromEnv({})).toEqual({ anonDailyLimit: 3, freeMonthlyMinutes: 600, signupEnabled: false, concurrencyRetryAfterS: 5, concurrencyLeaseTtlS: 60, anonDailyAiLimit: 50, anonAiMaxRequestBytes: 32 * 1024, anonAiMaxUploadBytes: 10 * 1024 * 1024 });
+    expect(authConfigFromEnv({})).toEqual({
+      anonDailyLimit: 3,
+      freeMonthlyMinutes: 600,
+      signupEnabled: false,
+      concurrencyRetryAfterS: 5,
+      concurrencyLeaseTtlS: 60,
+      anonDailyAiLimit: 50,
+      anonAiMaxRequestBytes: 32 * 1024,
+      anonAiMaxUploadBytes: 10 * 1024 * 1024,
+    });
     expect(authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '15' }).concurrencyLeaseTtlS).toBe(15);
     expect(() => authConfigFromEnv({ CONCURRENCY_LEASE_TTL_S: '0' })).toThrow(/CONCURRENCY_LEASE_TTL_S="0"/);
     expect(authConfigFromEnv({ ANON_DAILY_LIMIT: '10', FREE_MONTHLY_MINUTES: '', SIGNUP_ENABLED: 'true' })).toMatchObject({ anonDailyLimit: 10, freeMonthlyMinutes: 600, signupEnabled: true });
@@ -52,8 +60,7 @@ for (const variant of DB_VARIANTS) {
     let s: Stores;
     let now: Date;
     const clock = () => now;
-    const make = (opts: Partial<ConstructorParameters<typeof AccessControl>[0]> = {}) =>
-      new AccessControl({ accounts: s.accounts, usage: s.usage, now: clock, ...opts });
+    const make = (opts: Partial<ConstructorParameters<typeof AccessControl>[0]> = {}) => new AccessControl({ accounts: s.accounts, usage: s.usage, now: clock, ...opts });
 
     async function accountWithKey(email: string, plan: 'free' | 'paid', credits = 0) {
       const account = await s.accounts.create({ email, plan, credits });

@@ -67,7 +67,10 @@ describe('npm run admin (process, embedded database)', () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stt-admin-'));
     try {
       const env = { ...process.env, DATA_DIR: dataDir, DATABASE_URL: '' };
-      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/admin.ts', 'create-account', '--email', 'cli@x.io', '--plan', 'paid', '--credits', '5'], { env, timeout: 60_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/admin.ts', 'create-account', '--email', 'cli@x.io', '--plan', 'paid', '--credits', '5'], {
+        env,
+        timeout: 60_000,
+      });
       expect(stdout).toMatch(/created .* cli@x\.io  plan=paid  credits=5/);
       expect(stdout).toMatch(/api key \(shown once, store it now\): stt_[A-Za-z0-9_-]{43}/);
       await expect(fs.stat(path.join(dataDir, 'db'))).resolves.toBeTruthy();

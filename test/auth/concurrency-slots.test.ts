@@ -18,7 +18,6 @@ import { apiError } from '../helpers/errors.ts';
 
 const LOCAL_DEFAULT = 'postgres://stt:stt@127.0.0.1:5432/stt_test';
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const uniqueIp = () => `10.${[...randomBytes(3)].join('.')}`;
 
@@ -98,9 +97,7 @@ for (const variant of DB_VARIANTS) {
       const a = server(1);
       const b = server(2);
       const free = await freeAccount();
-      const results = await Promise.allSettled(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? a.ac : b.ac).admit({ authorization: free.authorization, ip: '1.1.1.1', kind: 'transcribe' })),
-      );
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? a.ac : b.ac).admit({ authorization: free.authorization, ip: '1.1.1.1', kind: 'transcribe' })));
       const granted = results.filter((r): r is PromiseFulfilledResult<Grant> => r.status === 'fulfilled').map((r) => r.value);
       const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => toApiError(r.reason).error);
       expect(granted).toHaveLength(2);
@@ -123,9 +120,7 @@ for (const variant of DB_VARIANTS) {
 
       const account = await s1.accounts.create({ email: `${randomUUID()}@slots.test`, plan: 'paid', credits: 100 });
       const { key } = await issueKey(s1.accounts, account.id, 'test');
-      const paid = await Promise.allSettled(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? a.ac : b.ac).admit({ authorization: `Bearer ${key}`, ip, kind: 'transcribe' })),
-      );
+      const paid = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? a.ac : b.ac).admit({ authorization: `Bearer ${key}`, ip, kind: 'transcribe' })));
       expect(paid.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
       for (const r of [...anon, ...paid]) if (r.status === 'fulfilled') r.value.release();
     });

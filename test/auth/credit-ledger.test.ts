@@ -13,7 +13,6 @@ import { createStores, type Stores } from '../../src/store/index.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 import { apiError } from '../helpers/errors.ts';
 
-
 /** Polls `check` until it returns true (generous bound: CI is a busy 2-core machine). */
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

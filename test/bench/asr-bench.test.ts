@@ -12,33 +12,38 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'asr-bench-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe.skipIf(!existsSync(WHISPER_FIXTURE))('bench:asr --quick', () => {
-  it(
-    'prints the encoder/decoder/RTF/batching/baseline/knob tables, tokens match transformers.js, writes JSON',
-    async () => {
-      const out = path.join(tmp, 'asr.json');
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/asr.ts', WHISPER_FIXTURE, '--quick', '--out', out], {
-        cwd: REPO_ROOT,
-        maxBuffer: 16 * 1024 * 1024,
-        timeout: 290_000, // ~45 s at load 5 on 2 cores, 135 s seen at load 14
-      });
-      for (const h of ['## 1. Encoder', '## 2. Decoder', '## 3. File real-time factor', '## 4. Per-request vs batched', '## 5. transformers.js', '## 6. Knobs', '### Big wins', '### Encoder on shorter audio'])
-        expect(stdout).toContain(h);
-      expect(stdout).toMatch(/\| fp32 \| 1 \| [\d.]+ \|/); // encoder row, batch 1
-      expect(stdout).toMatch(/\| fp32 \| merged \| 1 \| [\d.]+ \|/); // decoder row
-      expect(stdout).toMatch(/token match \(.*\): ours == transformers\.js: yes; ours == golden: yes/);
-      expect(stdout).toMatch(/\| graphOptimizationLevel \| disabled \|/);
-      expect(stdout).toContain('onnxruntime-node');
-      const json = JSON.parse(readFileSync(out, 'utf8'));
-      expect(json.meta.tokenBudget).toBeGreaterThan(0);
-      expect(json.encoder.length).toBeGreaterThan(0);
-      // fp32 batching is exact; int8 quantizes activations per batch tensor, so it is only close.
-      const tp = json.throughput as { precision: string; sameTokens: boolean; tokenAgreement: number }[];
-      expect(tp.some((r) => r.precision === 'fp32')).toBe(true);
-      for (const r of tp.filter((r) => r.precision === 'fp32')) expect(r.sameTokens).toBe(true);
-      for (const r of tp) expect(r.tokenAgreement === 1).toBe(r.sameTokens);
-      expect(json.baseline.tokens.oursEqTheirs).toBe(true);
-      expect(json.shortAudio.rows.find((r: { frames: number }) => r.frames === 3000).ok).toBe(true);
-    },
-    300_000,
-  );
+  it('prints the encoder/decoder/RTF/batching/baseline/knob tables, tokens match transformers.js, writes JSON', async () => {
+    const out = path.join(tmp, 'asr.json');
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/asr.ts', WHISPER_FIXTURE, '--quick', '--out', out], {
+      cwd: REPO_ROOT,
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 290_000, // ~45 s at load 5 on 2 cores, 135 s seen at load 14
+    });
+    for (const h of [
+      '## 1. Encoder',
+      '## 2. Decoder',
+      '## 3. File real-time factor',
+      '## 4. Per-request vs batched',
+      '## 5. transformers.js',
+      '## 6. Knobs',
+      '### Big wins',
+      '### Encoder on shorter audio',
+    ])
+      expect(stdout).toContain(h);
+    expect(stdout).toMatch(/\| fp32 \| 1 \| [\d.]+ \|/); // encoder row, batch 1
+    expect(stdout).toMatch(/\| fp32 \| merged \| 1 \| [\d.]+ \|/); // decoder row
+    expect(stdout).toMatch(/token match \(.*\): ours == transformers\.js: yes; ours == golden: yes/);
+    expect(stdout).toMatch(/\| graphOptimizationLevel \| disabled \|/);
+    expect(stdout).toContain('onnxruntime-node');
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.meta.tokenBudget).toBeGreaterThan(0);
+    expect(json.encoder.length).toBeGreaterThan(0);
+    // fp32 batching is exact; int8 quantizes activations per batch tensor, so it is only close.
+    const tp = json.throughput as { precision: string; sameTokens: boolean; tokenAgreement: number }[];
+    expect(tp.some((r) => r.precision === 'fp32')).toBe(true);
+    for (const r of tp.filter((r) => r.precision === 'fp32')) expect(r.sameTokens).toBe(true);
+    for (const r of tp) expect(r.tokenAgreement === 1).toBe(r.sameTokens);
+    expect(json.baseline.tokens.oursEqTheirs).toBe(true);
+    expect(json.shortAudio.rows.find((r: { frames: number }) => r.frames === 3000).ok).toBe(true);
+  }, 300_000);
 });

@@ -110,9 +110,7 @@ export function busConformance(name: string, makeBus: BusFactory): void {
       const tailGot = await take$(tail, 7);
       const midGot = await take$(mid, 4);
       expect(starGot.map((m) => m.subject)).toEqual([`${p}.s1.events`, `${p}.s2.events`, `${p}.end.events`]);
-      expect(tailGot.map((m) => m.subject)).toEqual([
-        `${p}.s1.events`, `${p}.s2.events`, `${p}.s1.other`, `${p}.s1.events.more`, `${p}.events`, `${p}.end.events`, `${p}.s1.end`,
-      ]);
+      expect(tailGot.map((m) => m.subject)).toEqual([`${p}.s1.events`, `${p}.s2.events`, `${p}.s1.other`, `${p}.s1.events.more`, `${p}.events`, `${p}.end.events`, `${p}.s1.end`]);
       expect(midGot.map((m) => m.subject)).toEqual([`${p}.s1.events`, `${p}.s1.other`, `${p}.s1.events.more`, `${p}.s1.end`]);
     });
 

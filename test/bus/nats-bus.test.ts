@@ -22,8 +22,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const newBus = (extra: Partial<ConstructorParameters<typeof NatsBus>[0]> = {}) =>
-  new NatsBus({ url: server.url, logger, name: 'stt-test', ...extra });
+const newBus = (extra: Partial<ConstructorParameters<typeof NatsBus>[0]> = {}) => new NatsBus({ url: server.url, logger, name: 'stt-test', ...extra });
 
 busConformance('NatsBus', async ({ started = true } = {}) => {
   const bus = newBus();

@@ -1,15 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  ALL_SESSION_EVENTS,
-  BusError,
-  isReplayable,
-  isValidId,
-  isValidPattern,
-  isValidSubject,
-  parseSessionSubject,
-  sessionSubject,
-  subjectMatches,
-} from '../../src/bus/bus.ts';
+import { ALL_SESSION_EVENTS, BusError, isReplayable, isValidId, isValidPattern, isValidSubject, parseSessionSubject, sessionSubject, subjectMatches } from '../../src/bus/bus.ts';
 import { subjectMatches as reexported } from '../../src/bus/in-process-bus.ts';
 
 describe('subjectMatches (NATS semantics)', () => {

@@ -47,7 +47,11 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   }
 }
 
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e: WorkQueueError) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e: WorkQueueError) => e,
+  );
 
 describe('NatsWorkQueue.ensureWorker', () => {
   let q: NatsWorkQueue;

@@ -14,16 +14,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { ConfigError, loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
-import {
-  NatsWorkQueue,
-  WORK_STREAM,
-  decodeWork,
-  encodeJson,
-  encodeWork,
-  workConsumerName,
-  workPresenceSubject,
-  WorkQueueError,
-} from '../../src/bus/work-queue.ts';
+import { NatsWorkQueue, WORK_STREAM, decodeWork, encodeJson, encodeWork, workConsumerName, workPresenceSubject, WorkQueueError } from '../../src/bus/work-queue.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { paidKey } from '../helpers/accounts.ts';
@@ -206,11 +197,12 @@ describe('API server + worker over NATS', () => {
     expect(auto.body).toEqual(autoLocal.body);
     await expectNothingLoaded(api);
     // Both sides export their counts on /metrics.
-    const scrape = async (app: App, event: string) => Number((await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text()).match(new RegExp(`stt_work_chunks_total\\{event="${event}"\\} (\\d+)`))?.[1]);
+    const scrape = async (app: App, event: string) =>
+      Number((await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text()).match(new RegExp(`stt_work_chunks_total\\{event="${event}"\\} (\\d+)`))?.[1]);
     expect(await scrape(api, 'dispatched')).toBe(api.workQueue!.stats.dispatched);
     expect(api.workQueue!.stats.dispatched).toBeGreaterThanOrEqual(2);
     expect(await scrape(worker, 'served')).toBe(worker.workQueue!.stats.served);
-    expect((await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text())).toMatch(/stt_work_chunks_waiting 0/);
+    expect(await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text()).toMatch(/stt_work_chunks_waiting 0/);
     await worker.close();
   });
 

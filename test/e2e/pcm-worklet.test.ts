@@ -69,7 +69,7 @@ describe('web/pcm-worklet.js resampler', () => {
       expect(rmsOf(pass)).toBeLessThan(0.37);
       // It is still 1 kHz: ~2 zero crossings per ms.
       let zc = 0;
-      for (let i = 1; i < pass.length; i++) if ((pass[i - 1] < 0) !== (pass[i] < 0)) zc++;
+      for (let i = 1; i < pass.length; i++) if (pass[i - 1] < 0 !== pass[i] < 0) zc++;
       expect(zc / (pass.length / 16)).toBeCloseTo(2, 1);
       expect(rmsOf(run(rate, 6000, 1))).toBeGreaterThan(0.3);
       // 12 kHz would fold to 4 kHz at full level without the low-pass.

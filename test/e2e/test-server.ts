@@ -25,7 +25,17 @@ export interface TestServer {
 
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-e2e-'));
-  const fullEnv = { PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', INFERENCE_THREADS: '1', ANON_DAILY_LIMIT: '1000000', STREAM_MAX_FINAL_WAIT_MS: '0', ...env };
+  const fullEnv = {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODELS_DIR,
+    DATA_DIR: dataDir,
+    DEFAULT_MODEL: 'whisper-mini-random',
+    INFERENCE_THREADS: '1',
+    ANON_DAILY_LIMIT: '1000000',
+    STREAM_MAX_FINAL_WAIT_MS: '0',
+    ...env,
+  };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let app: App | undefined;
   const close = async () => {

@@ -84,7 +84,9 @@ describe.skipIf(!hasModel)('web page: static files', () => {
   });
 });
 
-const skipBrowser = browserSkipReason() ?? (!hasModel ? 'needs the whisper-mini-random fixture (MODELS_DIR)' : !tools ? 'needs espeak-ng, sox, ffmpeg' : !opusAvailability().ok ? 'needs the native Opus decoder (@discordjs/opus)' : null);
+const skipBrowser =
+  browserSkipReason() ??
+  (!hasModel ? 'needs the whisper-mini-random fixture (MODELS_DIR)' : !tools ? 'needs espeak-ng, sox, ffmpeg' : !opusAvailability().ok ? 'needs the native Opus decoder (@discordjs/opus)' : null);
 
 describe.skipIf(skipBrowser !== null)(`web page in Chromium${skipBrowser ? ` — skipped: ${skipBrowser}` : ''}`, () => {
   let browser: BrowserSession;
@@ -203,7 +205,9 @@ describe.skipIf(skipBrowser !== null)(`web page in Chromium${skipBrowser ? ` —
     const segments = await page.$$eval('#transcript .segments li', (els) => els.length);
     expect(segments).toBeGreaterThanOrEqual(1);
     const exports = await page.$$eval('#transcript .exports a', (els: El[]) => els.map((a) => ({ href: a.href as string, download: a.download as string })));
-    expect(exports.map((e) => e.download)).toEqual(expect.arrayContaining([expect.stringMatching(/\.txt$/), expect.stringMatching(/\.srt$/), expect.stringMatching(/\.vtt$/), expect.stringMatching(/\.json$/)]));
+    expect(exports.map((e) => e.download)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/\.txt$/), expect.stringMatching(/\.srt$/), expect.stringMatching(/\.vtt$/), expect.stringMatching(/\.json$/)]),
+    );
     const srt = await page.evaluate(async (href) => (await fetch(href)).text(), exports.find((e) => e.download.endsWith('.srt'))!.href);
     expect(srt).toMatch(/^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n/);
     const vtt = await page.evaluate(async (href) => (await fetch(href)).text(), exports.find((e) => e.download.endsWith('.vtt'))!.href);

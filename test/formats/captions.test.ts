@@ -5,8 +5,7 @@ import { WebVTTParser } from 'webvtt-parser';
 import { toCues, toSrt, toTxt, toVtt, wrapLines } from '../../src/formats/captions.ts';
 import type { Transcript } from '../../src/formats/transcript.ts';
 
-const words = (text: string, start: number, step: number) =>
-  text.split(' ').map((w, i) => ({ word: w, start: start + i * step, end: start + (i + 1) * step - 0.02 }));
+const words = (text: string, start: number, step: number) => text.split(' ').map((w, i) => ({ word: w, start: start + i * step, end: start + (i + 1) * step - 0.02 }));
 
 const long = 'the quick brown fox jumps over the lazy dog while the band plays on and the crowd cheers loudly at the end of a very long day';
 const transcript: Transcript = {

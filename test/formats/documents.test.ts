@@ -48,12 +48,7 @@ describe('document exports (src/formats/documents.ts)', () => {
     const lines = value.split('\n').filter((l) => l.trim() !== '');
     expect(lines[0]).toBe('Transcript: board meeting.mp3');
     expect(lines[1]).toBe('Language: en · Duration: 01:02:05 · Model: whisper-mini-random · Created: 2025-03-04 05:06 UTC');
-    expect(lines.slice(2)).toEqual([
-      '[00:00:00] Speaker 1: Hello, welcome to the meeting.',
-      '[00:00:03] Speaker 2: =SUM(A1) "quoted", fine.',
-      '[01:01:01] -1 and',
-      'more',
-    ]);
+    expect(lines.slice(2)).toEqual(['[00:00:00] Speaker 1: Hello, welcome to the meeting.', '[00:00:03] Speaker 2: =SUM(A1) "quoted", fine.', '[01:01:01] -1 and', 'more']);
     const untitled = await mammoth.extractRawText({ buffer: await toDocx({ ...DOC, filename: null }) });
     expect(untitled.value.split('\n')[0]).toBe('Transcript');
   });

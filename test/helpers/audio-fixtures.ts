@@ -105,8 +105,7 @@ export async function makeSpeechWav(text: string, opts: SpeechWavOptions = {}): 
     try {
       await run('espeak-ng', ['-v', voice, '-s', String(speed), '-w', raw, text]);
       // Trim silence at both ends (reverse trick), resample, 16-bit mono.
-      await run('sox', [raw, '-r', String(sr), '-c', '1', '-b', '16', tmp,
-        'silence', '1', '0.02', '0.5%', 'reverse', 'silence', '1', '0.02', '0.5%', 'reverse']);
+      await run('sox', [raw, '-r', String(sr), '-c', '1', '-b', '16', tmp, 'silence', '1', '0.02', '0.5%', 'reverse', 'silence', '1', '0.02', '0.5%', 'reverse']);
     } finally {
       rmSync(raw, { force: true });
     }
@@ -173,11 +172,7 @@ export async function concatWithGaps(paths: string[], gapS: number, opts: { padS
 }
 
 /** Every upload format the server claims to accept, plus the tricky variants. */
-export const ALL_FORMATS = [
-  'mp3', 'wav', 'flac', 'ogg', 'm4a', 'aac', 'opus', 'wma',
-  'mp4', 'webm', 'mkv', 'avi', 'mov', 'wmv', 'mpg', 'mpeg',
-  'm4a-moov-at-end', 'mp4-moov-at-end',
-] as const;
+export const ALL_FORMATS = ['mp3', 'wav', 'flac', 'ogg', 'm4a', 'aac', 'opus', 'wma', 'mp4', 'webm', 'mkv', 'avi', 'mov', 'wmv', 'mpg', 'mpeg', 'm4a-moov-at-end', 'mp4-moov-at-end'] as const;
 export type FixtureFormat = (typeof ALL_FORMATS)[number] | 'video-no-audio';
 
 interface FormatRecipe {
@@ -256,11 +251,13 @@ export async function makeRandomBytesFile(bytes: number, ext = 'mp3', seed = 1):
   return cached(path, async (tmp) => {
     const { writeFileSync } = await import('node:fs');
     const buf = Buffer.alloc(bytes);
-    let x = seed * 2654435761 >>> 0;
+    let x = (seed * 2654435761) >>> 0;
     for (let i = 0; i < bytes; i++) {
-      x ^= x << 13; x >>>= 0;
+      x ^= x << 13;
+      x >>>= 0;
       x ^= x >>> 17;
-      x ^= x << 5; x >>>= 0;
+      x ^= x << 5;
+      x >>>= 0;
       buf[i] = x & 0xff;
     }
     writeFileSync(tmp, buf);

@@ -33,8 +33,7 @@ export function patchedWhisperFolder(src: string, opts: { heads: number; merged?
   for (const name of readdirSync(onnxSrc)) {
     const from = join(onnxSrc, name);
     if (name === 'decoder_model.onnx') writeFileSync(join(onnxDst, name), patchDecoder(readFileSync(from), opts.heads));
-    else if (name === 'decoder_model_merged.onnx' && opts.merged !== false)
-      writeFileSync(join(onnxDst, name), patchMergedDecoder(readFileSync(from), opts.heads));
+    else if (name === 'decoder_model_merged.onnx' && opts.merged !== false) writeFileSync(join(onnxDst, name), patchMergedDecoder(readFileSync(from), opts.heads));
     else link(from, join(onnxDst, name));
   }
   return dir;

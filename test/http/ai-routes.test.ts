@@ -45,8 +45,7 @@ async function startInstance(env: Record<string, string>): Promise<Instance> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const j = (r: Response): Promise<any> => r.json();
 
-const post = (base: string, path: string, body: unknown) =>
-  fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (base: string, path: string, body: unknown) => fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 async function sse(res: Response): Promise<Record<string, unknown>[]> {
   const text = await res.text();
@@ -177,7 +176,12 @@ describe('AI routes on the local fixture models', () => {
     const msgs = [{ role: 'user', content: 'Say hi' }];
     const r = await post(a.base, '/v1/chat/completions', { model: 'whatever', messages: msgs, max_tokens: 12 });
     const c = await j(r);
-    expect(c).toMatchObject({ object: 'chat.completion', model: 'qwen2-mini-random', choices: [{ index: 0, message: { role: 'assistant' }, finish_reason: 'length' }], usage: { completion_tokens: 12 } });
+    expect(c).toMatchObject({
+      object: 'chat.completion',
+      model: 'qwen2-mini-random',
+      choices: [{ index: 0, message: { role: 'assistant' }, finish_reason: 'length' }],
+      usage: { completion_tokens: 12 },
+    });
 
     const s = await post(a.base, '/v1/chat/completions', { messages: msgs, max_tokens: 12, stream: true, stream_options: { include_usage: true } });
     expect(s.headers.get('content-type')).toMatch(/text\/event-stream/);

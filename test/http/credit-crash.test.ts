@@ -109,20 +109,24 @@ describe('kill -9 of a server mid-job refunds its reservation', () => {
     }
   }, 400_000);
 
-  it.skipIf(pgSkip !== null)('PostgreSQL: the dead server’s lease expires and the sweeper refunds', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-crash-'));
-    const schema = `stt_crash_${randomBytes(6).toString('hex')}`;
-    const url = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-    try {
-      // Database with `schema` creates it and migrates into it; the servers use it through search_path.
-      const key = await seedAccount(new Database({ url: PG_URL, embeddedDir: 'unused', schema }));
-      await crashMidJobAndRestart({ DATA_DIR: dataDir, DATABASE_URL: url }, key);
-    } finally {
-      const db = new Database({ url: PG_URL, embeddedDir: 'unused', schema });
-      await db.start();
-      await db.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => {});
-      await db.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    }
-  }, 400_000);
+  it.skipIf(pgSkip !== null)(
+    'PostgreSQL: the dead server’s lease expires and the sweeper refunds',
+    async () => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-crash-'));
+      const schema = `stt_crash_${randomBytes(6).toString('hex')}`;
+      const url = `${PG_URL}${PG_URL.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+      try {
+        // Database with `schema` creates it and migrates into it; the servers use it through search_path.
+        const key = await seedAccount(new Database({ url: PG_URL, embeddedDir: 'unused', schema }));
+        await crashMidJobAndRestart({ DATA_DIR: dataDir, DATABASE_URL: url }, key);
+      } finally {
+        const db = new Database({ url: PG_URL, embeddedDir: 'unused', schema });
+        await db.start();
+        await db.query(`DROP SCHEMA ${schema} CASCADE`).catch(() => {});
+        await db.close();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
+    },
+    400_000,
+  );
 });

@@ -55,9 +55,7 @@ describe('HttpServer', () => {
   });
 
   it('reads JSON bodies, rejects bad JSON with 400 and oversized bodies with 413', async () => {
-    const base = await startServer((s) =>
-      s.route('POST', '/echo', async (ctx) => ({ body: { got: await ctx.readJson() } })),
-    );
+    const base = await startServer((s) => s.route('POST', '/echo', async (ctx) => ({ body: { got: await ctx.readJson() } })));
     const ok = await fetch(`${base}/echo`, { method: 'POST', body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } });
     expect(await ok.json()).toEqual({ got: { a: 1 } });
     const bad = await fetch(`${base}/echo`, { method: 'POST', body: '{nope' });

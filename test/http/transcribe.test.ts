@@ -10,15 +10,7 @@ import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
 import { WhisperTokenizer } from '../../src/engines/whisper/index.ts';
 import { loadWhisperConfig } from '../../src/engines/whisper/config.ts';
-import {
-  ALL_FORMATS,
-  TEXTS,
-  concatWithGaps,
-  convertTo,
-  makeRandomBytesFile,
-  makeSilenceWav,
-  makeSpeechWav,
-} from '../helpers/audio-fixtures.ts';
+import { ALL_FORMATS, TEXTS, concatWithGaps, convertTo, makeRandomBytesFile, makeSilenceWav, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR, WHISPER_FIXTURE } from '../helpers/paths.ts';
 import { paidKey } from '../helpers/accounts.ts';
 
@@ -181,7 +173,9 @@ describe('POST /v1/transcribe', () => {
         for (const [k, v] of Object.entries({ ...FAST, language: 'en' })) f.append(k, v);
         return f;
       };
-      const results = await Promise.all([0, 1, 2, 3].map(async () => fetch(`http://127.0.0.1:${wide.port}/v1/transcribe`, { method: 'POST', body: await form(), headers: { authorization: `Bearer ${wideKey}` } })));
+      const results = await Promise.all(
+        [0, 1, 2, 3].map(async () => fetch(`http://127.0.0.1:${wide.port}/v1/transcribe`, { method: 'POST', body: await form(), headers: { authorization: `Bearer ${wideKey}` } })),
+      );
       expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
       const { requests, batches, maxBatchSize } = model.scheduler.stats;
       expect(requests).toBe(4);
@@ -316,7 +310,17 @@ describe('POST /v1/audio/transcriptions (OpenAI-compatible)', () => {
     expect(v).toMatchObject({ task: 'transcribe', language: 'english' });
     expect(v.duration).toBeCloseTo(speech.durationS, 1);
     expect(v.segments[0]).toEqual(
-      expect.objectContaining({ id: 0, start: expect.any(Number), end: expect.any(Number), text: expect.any(String), tokens: expect.any(Array), avg_logprob: expect.any(Number), compression_ratio: expect.any(Number), no_speech_prob: expect.any(Number), temperature: 0 }),
+      expect.objectContaining({
+        id: 0,
+        start: expect.any(Number),
+        end: expect.any(Number),
+        text: expect.any(String),
+        tokens: expect.any(Array),
+        avg_logprob: expect.any(Number),
+        compression_ratio: expect.any(Number),
+        no_speech_prob: expect.any(Number),
+        temperature: 0,
+      }),
     );
     expect(v.words.length).toBeGreaterThan(0);
     expect(v.words[0]).toEqual({ word: expect.any(String), start: expect.any(Number), end: expect.any(Number) });

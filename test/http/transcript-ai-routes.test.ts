@@ -15,7 +15,6 @@ import { createStores, type Stores } from '../../src/store/index.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 
-
 const seg = (start: number, text: string, speaker: string): Segment => ({ start, end: start + 2, text, speaker, confidence: 0.9, words: [] });
 const SEGMENTS: Segment[] = [
   seg(0, ' Welcome everyone to the weekly release meeting.', 'Anna'),
@@ -25,7 +24,9 @@ const SEGMENTS: Segment[] = [
   seg(8, ' Marketing needs the release notes by Thursday.', 'Cleo'),
   seg(10, ' Great, thanks everyone, see you next week.', 'Anna'),
 ];
-const TEXT = SEGMENTS.map((s) => s.text.trim()).filter(Boolean).join(' ');
+const TEXT = SEGMENTS.map((s) => s.text.trim())
+  .filter(Boolean)
+  .join(' ');
 
 const j = (r: Response): Promise<any> => r.json();
 
@@ -273,7 +274,11 @@ for (const variant of DB_VARIANTS) {
         const r2 = await fetch(`${b.base}/api/v1/transcripts/${id}/chat/`, { method: 'POST', headers: { authorization: await bearer(anna.account.id) }, body: JSON.stringify({ question: 'When?' }) });
         expect(r2.status).toBe(503);
         expect((await j(r2)).error).toMatch(/npm run models:pull -- qwen2.5-1.5b-instruct/);
-        const r3 = await fetch(`${b.base}/api/v1/transcripts/${id}/generate/`, { method: 'POST', headers: { authorization: await bearer(anna.account.id) }, body: JSON.stringify({ type: 'meeting_notes' }) });
+        const r3 = await fetch(`${b.base}/api/v1/transcripts/${id}/generate/`, {
+          method: 'POST',
+          headers: { authorization: await bearer(anna.account.id) },
+          body: JSON.stringify({ type: 'meeting_notes' }),
+        });
         expect(r3.status).toBe(503);
         expect(await count('SELECT count(*)::int AS n FROM transcript_chat_turns', [])).toBe(0);
       } finally {

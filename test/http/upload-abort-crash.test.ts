@@ -59,9 +59,7 @@ async function finishedByStatus(url: string, route: string): Promise<Record<stri
 describe('uploads aborted during admission (real server process)', () => {
   it('keeps the process alive, finishes every aborted request and still transcribes with the same key', async () => {
     const route = '/v1/audio/transcriptions';
-    await Promise.all(
-      Array.from({ length: ABORTS_PER_KIND }, (_, i) => [abortedUpload(srv.port, `Bearer ${key}`), abortedUpload(srv.port, i % 2 ? undefined : 'Bearer sk-not-a-key')]).flat(),
-    );
+    await Promise.all(Array.from({ length: ABORTS_PER_KIND }, (_, i) => [abortedUpload(srv.port, `Bearer ${key}`), abortedUpload(srv.port, i % 2 ? undefined : 'Bearer sk-not-a-key')]).flat());
     // Every aborted request is finished and recorded (499 for the ones whose client left first; the
     // handler ran to its end, so in-flight counting and the concurrency grant were released) — or the process died.
     const deadline = Date.now() + 60_000;

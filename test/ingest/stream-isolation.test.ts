@@ -22,7 +22,17 @@ const dirs: string[] = [];
 async function startApp(env: Record<string, string> = {}): Promise<App> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-iso-'));
   dirs.push(dir);
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, DEFAULT_MODEL: 'whisper-mini-random', STREAM_IDLE_TIMEOUT_S: '60', STREAM_MAX_FINAL_WAIT_MS: '0', ANON_DAILY_LIMIT: '1000', ...env });
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODELS_DIR,
+    DATA_DIR: dir,
+    DEFAULT_MODEL: 'whisper-mini-random',
+    STREAM_IDLE_TIMEOUT_S: '60',
+    STREAM_MAX_FINAL_WAIT_MS: '0',
+    ANON_DAILY_LIMIT: '1000',
+    ...env,
+  });
   return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
 }
 
@@ -64,8 +74,8 @@ function tryConnect(u: string, headers: Record<string, string> = {}): Promise<{ 
 
 const silence = (seconds: number) => new Float32Array(Math.round(seconds * 16_000));
 
-describe('captions followers need the owner\'s key or a share token', () => {
-  it('refuses followers without credentials (401), with another tenant\'s key (404) or a bad key (401)', async () => {
+describe("captions followers need the owner's key or a share token", () => {
+  it("refuses followers without credentials (401), with another tenant's key (404) or a bad key (401)", async () => {
     const owner = await paidKey(app);
     const other = await paidKey(app);
     const c = await StreamClient.connect(url, { authorization: `Bearer ${owner}` });
@@ -286,41 +296,45 @@ async function postgresSchemaUrl(): Promise<{ url: string; drop: () => Promise<v
 }
 
 describe('MAX_STREAMS under a burst', () => {
-  it.each(['embedded', 'postgres'])('50 upgrades at once against MAX_STREAMS=20 (%s database): exactly 20 become ready, 30 get 503 with the JSON error; after they close, new ones are admitted', async (db) => {
-    const pgDb = db === 'postgres' ? await postgresSchemaUrl() : null;
-    if (db === 'postgres' && !pgDb) return console.warn('PostgreSQL variant skipped: no database (set TEST_DATABASE_URL)');
-    const small = await startApp({ MAX_STREAMS: '20', STREAM_IDLE_TIMEOUT_S: '60', ...(pgDb ? { DATABASE_URL: pgDb.url } : {}) });
-    try {
-      // Ten paid accounts of five concurrent streams each: the tier limit is not what refuses.
-      const keys = await Promise.all(Array.from({ length: 10 }, () => paidKey(small)));
-      const burst = async (n: number) => {
-        const socks = await Promise.all(Array.from({ length: n }, () => RawWs.connect(small.port)));
-        socks.forEach((s, i) => s.requestUpgrade(keys[i % 10]!));
-        await Promise.all(socks.map((s) => s.headersDone));
-        return socks;
-      };
-      const socks = await burst(50);
-      const opened = socks.filter((s) => s.status === 101);
-      const refused = socks.filter((s) => s.status !== 101);
-      expect(opened.length).toBe(20);
-      expect(refused.length).toBe(30);
-      for (const r of refused) {
-        expect(r.status).toBe(503);
-        expect(JSON.parse(r.body)).toEqual({ error: 'Too many live streams (limit 20); retry later.' });
+  it.each(['embedded', 'postgres'])(
+    '50 upgrades at once against MAX_STREAMS=20 (%s database): exactly 20 become ready, 30 get 503 with the JSON error; after they close, new ones are admitted',
+    async (db) => {
+      const pgDb = db === 'postgres' ? await postgresSchemaUrl() : null;
+      if (db === 'postgres' && !pgDb) return console.warn('PostgreSQL variant skipped: no database (set TEST_DATABASE_URL)');
+      const small = await startApp({ MAX_STREAMS: '20', STREAM_IDLE_TIMEOUT_S: '60', ...(pgDb ? { DATABASE_URL: pgDb.url } : {}) });
+      try {
+        // Ten paid accounts of five concurrent streams each: the tier limit is not what refuses.
+        const keys = await Promise.all(Array.from({ length: 10 }, () => paidKey(small)));
+        const burst = async (n: number) => {
+          const socks = await Promise.all(Array.from({ length: n }, () => RawWs.connect(small.port)));
+          socks.forEach((s, i) => s.requestUpgrade(keys[i % 10]!));
+          await Promise.all(socks.map((s) => s.headersDone));
+          return socks;
+        };
+        const socks = await burst(50);
+        const opened = socks.filter((s) => s.status === 101);
+        const refused = socks.filter((s) => s.status !== 101);
+        expect(opened.length).toBe(20);
+        expect(refused.length).toBe(30);
+        for (const r of refused) {
+          expect(r.status).toBe(503);
+          expect(JSON.parse(r.body)).toEqual({ error: 'Too many live streams (limit 20); retry later.' });
+        }
+        for (const s of opened) s.sendText(JSON.stringify(CONFIG));
+        const readies = await Promise.all(opened.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
+        expect(readies.filter((m) => m.status === 'ready').length).toBe(20);
+        expect(small.streams.active).toBe(20);
+        for (const s of socks) s.sock.destroy();
+        for (let i = 0; i < 1500 && small.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(small.streams.active).toBe(0);
+        const again = await burst(20);
+        expect(again.map((s) => s.status)).toEqual(Array(20).fill(101));
+        for (const s of again) s.sock.destroy();
+      } finally {
+        await small.close();
+        await pgDb?.drop();
       }
-      for (const s of opened) s.sendText(JSON.stringify(CONFIG));
-      const readies = await Promise.all(opened.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
-      expect(readies.filter((m) => m.status === 'ready').length).toBe(20);
-      expect(small.streams.active).toBe(20);
-      for (const s of socks) s.sock.destroy();
-      for (let i = 0; i < 1500 && small.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(small.streams.active).toBe(0);
-      const again = await burst(20);
-      expect(again.map((s) => s.status)).toEqual(Array(20).fill(101));
-      for (const s of again) s.sock.destroy();
-    } finally {
-      await small.close();
-      await pgDb?.drop();
-    }
-  }, 180_000);
+    },
+    180_000,
+  );
 });

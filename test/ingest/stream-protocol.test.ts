@@ -44,9 +44,13 @@ describe('parseConfigMessage', () => {
   });
 
   it('takes every field', () => {
-    expect(
-      ok({ language: 'auto', model: 'small', sample_rate: 16000, diarize: true, interim_results: false, partial_interval_ms: 250 }),
-    ).toMatchObject({ language: 'auto', model: 'small', diarize: true, interimResults: false, partialIntervalMs: 250 });
+    expect(ok({ language: 'auto', model: 'small', sample_rate: 16000, diarize: true, interim_results: false, partial_interval_ms: 250 })).toMatchObject({
+      language: 'auto',
+      model: 'small',
+      diarize: true,
+      interimResults: false,
+      partialIntervalMs: 250,
+    });
   });
 
   it('accepts Whisper language codes, case-insensitively', () => {

@@ -116,10 +116,12 @@ describe('WS /v1/stream protocol', () => {
   it('serves several streams at once', async () => {
     const clients = await Promise.all([0, 1, 2, 3].map(() => connect()));
     await Promise.all(clients.map((c) => ready(c)));
-    await Promise.all(clients.map(async (c) => {
-      await c.sendPcm(dialogue.pcm, { pace: 8 });
-      c.json({ action: 'stop' });
-    }));
+    await Promise.all(
+      clients.map(async (c) => {
+        await c.sendPcm(dialogue.pcm, { pace: 8 });
+        c.json({ action: 'stop' });
+      }),
+    );
     await Promise.all(clients.map((c) => c.next((m) => m.is_final === true)));
     for (const c of clients) expect(c.finals().length).toBe(2);
   });
@@ -223,9 +225,7 @@ describe('WS /v1/stream errors', () => {
       // A backlog of finals on the model's scheduler, one per model call.
       const model = await busy.speechModels.get('whisper-mini-random');
       const window = single.subarray(0, 16_000 * 3);
-      const backlog = Array.from({ length: 8 }, (_, i) =>
-        model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }),
-      );
+      const backlog = Array.from({ length: 8 }, (_, i) => model.scheduler.submit({ audio: window, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` }));
       await new Promise((r) => setTimeout(r, 300));
       expect(model.scheduler.finalWaitMs()).toBeGreaterThan(100);
       const refused = await StreamClient.connect(u, { authorization: `Bearer ${k}` });

@@ -13,16 +13,7 @@ import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperEngine } from '../../src/engines/whisper/engine.ts';
-import {
-  lenField,
-  varintField,
-  crossAttentionOutputs,
-  decodeMessage,
-  encodeMessage,
-  modelGraph,
-  patchWhisperFolder,
-  usesExternalData,
-} from '../../src/models/onnx-attentions.ts';
+import { lenField, varintField, crossAttentionOutputs, decodeMessage, encodeMessage, modelGraph, patchWhisperFolder, usesExternalData } from '../../src/models/onnx-attentions.ts';
 import { loadAudio, MODEL_DIR } from '../engines/whisper/helpers.ts';
 
 const run = promisify(execFile);

@@ -3,14 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelNotInstalledError, UnknownModelError } from '../../src/models/errors.ts';
-import {
-  DEFAULT_MANIFEST_PATH,
-  filesForVariant,
-  loadManifest,
-  ManifestError,
-  parseManifest,
-  type Manifest,
-} from '../../src/models/manifest.ts';
+import { DEFAULT_MANIFEST_PATH, filesForVariant, loadManifest, ManifestError, parseManifest, type Manifest } from '../../src/models/manifest.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { statusOf } from '../../src/http/error-kinds.ts';
 
@@ -101,8 +94,15 @@ describe('ModelRegistry on /work/shared/models', () => {
     expect(byId.get('pyannote-segmentation-3.0-random')).toMatchObject({ kind: 'diarization', role: 'segmentation' });
     for (const size of ['tiny', 'base', 'small']) expect(byId.get(`whisper-${size}-random`)).toMatchObject({ kind: 'asr', source: 'folder' });
     // Every model folder of the fixtures is listed (the set grows as fixtures are added: count them, don't hard-code).
-    const folders = readdirSync(SHARED, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
-    expect(list.filter((e) => e.source === 'folder').map((e) => e.id).sort()).toEqual(folders.sort());
+    const folders = readdirSync(SHARED, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
+    expect(
+      list
+        .filter((e) => e.source === 'folder')
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual(folders.sort());
   });
 
   it('resolves folder models by folder name, optionally checking the kind', () => {
@@ -127,9 +127,7 @@ describe('ModelRegistry on /work/shared/models', () => {
     expect(err).toBeInstanceOf(ModelNotInstalledError);
     expect((err as ModelNotInstalledError).kind).toBe('unavailable');
     expect(statusOf(err)).toBe(503);
-    expect((err as Error).message).toBe(
-      "Model 'small' is not installed on this server. Install it with: npm run models:pull -- small",
-    );
+    expect((err as Error).message).toBe("Model 'small' is not installed on this server. Install it with: npm run models:pull -- small");
   });
 
   it('an unknown id: UnknownModelError, 400, lists the available ids', () => {

@@ -138,9 +138,7 @@ describe('models verify on a folder patched by models:attentions', () => {
     await withBytes(onnx('decoder_model_quantized.orig.onnx'), flipLastByte(readFileSync(onnx('decoder_model_quantized.orig.onnx'))), async () => {
       const v = await reg.verify('whisper-v');
       expect(v.ok).toBe(false);
-      expect(v.mismatches).toEqual([
-        expect.objectContaining({ path: 'onnx/decoder_model_quantized.onnx', detail: 'onnx/decoder_model_quantized.orig.onnx does not match this entry either' }),
-      ]);
+      expect(v.mismatches).toEqual([expect.objectContaining({ path: 'onnx/decoder_model_quantized.onnx', detail: 'onnx/decoder_model_quantized.orig.onnx does not match this entry either' })]);
     });
 
     // A changed file without an original: a plain mismatch, no detail.

@@ -36,11 +36,7 @@ describe('BatchScheduler', () => {
 
   it('serves finals before file chunks before partials', async () => {
     const { s, batches } = recording({ maxBatch: 2, windowMs: 20 });
-    const all = [
-      s.submit('p1', { priority: 'partial', key: 's1' }),
-      s.submit('f1', { priority: 'file', key: 'job' }),
-      s.submit('F1', { priority: 'final', key: 's2' }),
-    ];
+    const all = [s.submit('p1', { priority: 'partial', key: 's1' }), s.submit('f1', { priority: 'file', key: 'job' }), s.submit('F1', { priority: 'final', key: 's2' })];
     await Promise.all(all);
     expect(batches[0]).toEqual(['F1', 'f1']);
     expect(batches[1]).toEqual(['p1']);

@@ -101,7 +101,13 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
     await vad?.close();
   });
 
-  const decodes = () => (fs.existsSync(ffmpegLog) ? fs.readFileSync(ffmpegLog, 'utf8').split('\n').filter((l) => l.includes('pcm_f32le')).length : 0);
+  const decodes = () =>
+    fs.existsSync(ffmpegLog)
+      ? fs
+          .readFileSync(ffmpegLog, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('pcm_f32le')).length
+      : 0;
   const req = { model: 'whisper-mini-random', language: 'en', maxNewTokens: 4, temperature: 0 };
 
   it('a 3 h file: the hook gets ~3 h before anything is decoded, and its 402 ends the job with no decode at all', async () => {
@@ -133,12 +139,10 @@ describe('metering long files (in process: real ffmpeg, VAD and model)', () => {
     const withDiarizer = new TranscriptionService({ models, transcriber: new FileTranscriber({ vad, diarizer }), jobs });
     const metered: number[] = [];
     const before = decodes();
-    const err = await withDiarizer
-      .transcribeFile({ ...req, path: long3h, diarize: true, beforeTranscribe: async (s) => void metered.push(s) })
-      .then(
-        () => null,
-        (e: unknown) => e as Error,
-      );
+    const err = await withDiarizer.transcribeFile({ ...req, path: long3h, diarize: true, beforeTranscribe: async (s) => void metered.push(s) }).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
     await diarizer.close();
     expect(statusOf(err)).toBe(413);
     expect(err?.message).toContain(`${DIARIZE_MAX_SECONDS / 3600} h`);

@@ -43,12 +43,7 @@ describe('toSegments: engine decode + offset → result segments', () => {
   it('gives each segment exp(avgLogprob), clamped to [0, 1] and rounded to 0.001', () => {
     const out = toSegments(
       {
-        segments: [
-          seg({ text: 'a', avgLogprob: -0.10269582663774311 }),
-          seg({ text: 'b', avgLogprob: -2 }),
-          seg({ text: 'c', avgLogprob: 0.3 }),
-          seg({ text: 'd', avgLogprob: -Infinity }),
-        ],
+        segments: [seg({ text: 'a', avgLogprob: -0.10269582663774311 }), seg({ text: 'b', avgLogprob: -2 }), seg({ text: 'c', avgLogprob: 0.3 }), seg({ text: 'd', avgLogprob: -Infinity })],
       },
       0,
     );
@@ -105,9 +100,18 @@ describe('mergeSegments: a stream final over several decode segments', () => {
     });
   });
 
-  it("segments of one window (one confidence) give the final that very confidence", () => {
+  it('segments of one window (one confidence) give the final that very confidence', () => {
     const c = 0.123;
-    expect(mergeSegments([{ ...a, confidence: c }, { ...b, confidence: c }, { ...b, text: 'x', confidence: c }], { start: 0, end: 4 }).confidence).toBe(c);
+    expect(
+      mergeSegments(
+        [
+          { ...a, confidence: c },
+          { ...b, confidence: c },
+          { ...b, text: 'x', confidence: c },
+        ],
+        { start: 0, end: 4 },
+      ).confidence,
+    ).toBe(c);
     expect(mergeSegments([a], { start: 0, end: 4 }).confidence).toBe(a.confidence);
   });
 });

@@ -1,13 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  createSegmenterState,
-  resolveSegmenterOptions,
-  segmenterFinish,
-  segmenterReducer,
-  segmentProbabilities,
-  type SegmenterEvent,
-  type SegmenterOptions,
-} from '../../src/pipeline/segmenter.ts';
+import { createSegmenterState, resolveSegmenterOptions, segmenterFinish, segmenterReducer, segmentProbabilities, type SegmenterEvent, type SegmenterOptions } from '../../src/pipeline/segmenter.ts';
 
 const W = 512;
 const SR = 16000;
@@ -192,7 +184,9 @@ describe('segmenterReducer', () => {
 
   it('segmentProbabilities == folding the reducer by hand', () => {
     const probs = seq([0.02, 30], [0.9, 60], [0.1, 5], [0.9, 20], [0.02, 40], [0.8, 30], [0.02, 20]);
-    const byHand = runAll(probs).events.filter((e) => e.type === 'speech_end').map((e) => e.type === 'speech_end' && [e.startSample, e.endSample]);
+    const byHand = runAll(probs)
+      .events.filter((e) => e.type === 'speech_end')
+      .map((e) => e.type === 'speech_end' && [e.startSample, e.endSample]);
     expect(segmentProbabilities(probs).map((s) => [s.startSample, s.endSample])).toEqual(byHand);
   });
 });

@@ -79,7 +79,7 @@ describe('language detection goes through the scheduler', () => {
     expect(r.language).toBe(direct.language);
   });
 
-  it("a stream closed while its detection waits in the queue: the detection is dropped, nothing is decoded", async () => {
+  it('a stream closed while its detection waits in the queue: the detection is dropped, nothing is decoded', async () => {
     // A batching window far longer than the test: whatever is submitted stays queued until cancelled.
     const m = await models({ batchWindowMs: 600_000, maxBatch: 64 });
     const model = await m.get(MODEL);

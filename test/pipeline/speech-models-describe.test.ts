@@ -90,7 +90,7 @@ afterAll(async () => {
 });
 
 describe('SpeechModels.describe', () => {
-  it("reads what the loaded engine reports, once, without loading it", async () => {
+  it('reads what the loaded engine reports, once, without loading it', async () => {
     const m = models();
     const d = await m.describe(MODEL);
     expect(m.loadedCount).toBe(0);

@@ -1,13 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  alignCommitted,
-  createStabilizer,
-  createStabilizerState,
-  normalizeWord,
-  stabilizerFlush,
-  stabilizerReducer,
-  type StabilizerState,
-} from '../../src/pipeline/stabilizer.ts';
+import { alignCommitted, createStabilizer, createStabilizerState, normalizeWord, stabilizerFlush, stabilizerReducer, type StabilizerState } from '../../src/pipeline/stabilizer.ts';
 
 const w = (s: string) => s.split(' ').filter(Boolean);
 
@@ -102,7 +94,10 @@ describe('LocalAgreement-2', () => {
 
   it('keeps word timings when hypotheses are {word,start,end}', () => {
     const s = createStabilizer(2);
-    s.push([{ word: ' one', start: 0, end: 0.4 }, { word: ' two', start: 0.5, end: 0.8 }]);
+    s.push([
+      { word: ' one', start: 0, end: 0.4 },
+      { word: ' two', start: 0.5, end: 0.8 },
+    ]);
     const out = s.push([
       { word: ' One', start: 0.02, end: 0.41 },
       { word: ' two', start: 0.5, end: 0.9 },
@@ -184,10 +179,7 @@ describe('stabilizerReducer', () => {
   });
 
   it('works as an Array.reduce reducer', () => {
-    const final = [w('a'), w('a b'), w('a b c')].reduce<StabilizerState>(
-      (st, h) => stabilizerReducer(st, h).state,
-      createStabilizerState(2),
-    );
+    const final = [w('a'), w('a b'), w('a b c')].reduce<StabilizerState>((st, h) => stabilizerReducer(st, h).state, createStabilizerState(2));
     expect(final.committed.map((x) => x.word)).toEqual(['a', 'b']);
   });
 });
@@ -207,7 +199,7 @@ describe('alignCommitted', () => {
 describe('monotonicity under random hypotheses', () => {
   it.each([1, 2, 3])('n=%i: committed only grows, newlyCommitted is exactly what was added', (n) => {
     let seed = 12345 + n;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const vocab = ['a', 'b', 'c', 'd', 'E,', 'e', 'F.', 'f', 'g'];
     const s = createStabilizer(n);
     let prev: string[] = [];

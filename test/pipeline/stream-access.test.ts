@@ -16,7 +16,11 @@ describe('StreamAccess (captions followers)', () => {
   });
   afterEach(() => bus.close());
 
-  const status = (p: Promise<void>) => p.then(() => 'ok', (e: { kind?: string }) => e.kind ?? 'thrown');
+  const status = (p: Promise<void>) =>
+    p.then(
+      () => 'ok',
+      (e: { kind?: string }) => e.kind ?? 'thrown',
+    );
 
   it('share tokens open the session until they expire; the bus carries only their hash', async () => {
     const here = new StreamAccess({ bus, access: null, logger, now: () => now });

@@ -16,7 +16,10 @@ function probsFor(durationS: number, speech: Array<[number, number]>): { samples
 
 describe('chunkSpeech (pure)', () => {
   it('skips silence and returns seconds + sample offsets + a view of the audio', () => {
-    const { samples, probs } = probsFor(20, [[3, 6], [12, 15]]);
+    const { samples, probs } = probsFor(20, [
+      [3, 6],
+      [12, 15],
+    ]);
     for (let i = 0; i < samples.length; i++) samples[i] = i;
     const chunks = chunkSpeech(samples, probs);
     expect(chunks).toHaveLength(2);
@@ -50,7 +53,10 @@ describe('chunkSpeech (pure)', () => {
   });
 
   it('does not merge across long silences', () => {
-    const { samples, probs } = probsFor(20, [[1, 4], [7, 9]]);
+    const { samples, probs } = probsFor(20, [
+      [1, 4],
+      [7, 9],
+    ]);
     expect(chunkSpeech(samples, probs).length).toBe(2);
     expect(chunkSpeech(samples, probs, { maxMergeGapS: 5 }).length).toBe(1);
   });

@@ -9,7 +9,17 @@ import { createStores, DuplicateEmailError, type Stores, type UsageEvent } from 
 import { DB_VARIANTS, variantTitle, type TestDatabase } from './test-databases.ts';
 
 const SEGMENTS: Segment[] = [
-  { start: 0, end: 2.5, text: ' Hello there.', speaker: 'Speaker 1', confidence: 0.9, words: [{ word: 'Hello', start: 0, end: 0.5 }, { word: 'there.', start: 0.6, end: 1 }] },
+  {
+    start: 0,
+    end: 2.5,
+    text: ' Hello there.',
+    speaker: 'Speaker 1',
+    confidence: 0.9,
+    words: [
+      { word: 'Hello', start: 0, end: 0.5 },
+      { word: 'there.', start: 0.6, end: 1 },
+    ],
+  },
   { start: 3, end: 5, text: ' General Kenobi.', speaker: 'Speaker 2', confidence: 0.8, words: [] },
 ];
 
@@ -39,10 +49,7 @@ for (const variant of DB_VARIANTS) {
       const rows = await t.db.query<{ name: string }>('SELECT name FROM schema_migrations');
       expect(rows.map((r) => r.name)).toContain('0001_accounts');
       const { migrate } = await import('../../src/store/migrate.ts');
-      const again = await migrate(
-        { query: (q, p) => t.db.query(q, p), exec: async (q) => void (await t.db.query(q)), transaction: (fn) => t.db.transaction(fn) },
-        { lock: false },
-      );
+      const again = await migrate({ query: (q, p) => t.db.query(q, p), exec: async (q) => void (await t.db.query(q)), transaction: (fn) => t.db.transaction(fn) }, { lock: false });
       expect(again).toEqual([]);
     });
 
@@ -125,7 +132,16 @@ for (const variant of DB_VARIANTS) {
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) {
         now = new Date(Date.UTC(2025, 2, 1 + i, 12));
-        const { id } = await s.transcripts.save({ ownerId: a.id, model: 'small', language: i % 2 ? 'de' : 'en', duration: 5, source: i === 4 ? 'stream' : 'file', filename: `f${i}.wav`, segments: SEGMENTS, text: 'Hello there. General Kenobi.' });
+        const { id } = await s.transcripts.save({
+          ownerId: a.id,
+          model: 'small',
+          language: i % 2 ? 'de' : 'en',
+          duration: 5,
+          source: i === 4 ? 'stream' : 'file',
+          filename: `f${i}.wav`,
+          segments: SEGMENTS,
+          text: 'Hello there. General Kenobi.',
+        });
         ids.push(id);
       }
       const { id: bId } = await s.transcripts.save({ ownerId: b.id, model: 'small', language: 'en', duration: 1, source: 'file', segments: [], text: '' });
@@ -159,9 +175,7 @@ for (const variant of DB_VARIANTS) {
       await s.transcripts.save({ ownerId: a.id, model: 'small', language: 'en', duration: 1, source: 'file', segments: [], text: '' });
       await s.usage.spendCredits(a.id, event({ accountId: a.id, credits: 1 }));
       expect(await s.accounts.delete(a.id)).toBe(true);
-      const [{ n }] = await t.db.query<{ n: number }>(
-        'SELECT ((SELECT count(*) FROM api_keys) + (SELECT count(*) FROM transcripts) + (SELECT count(*) FROM usage_events))::int AS n',
-      );
+      const [{ n }] = await t.db.query<{ n: number }>('SELECT ((SELECT count(*) FROM api_keys) + (SELECT count(*) FROM transcripts) + (SELECT count(*) FROM usage_events))::int AS n');
       expect(n).toBe(0);
     });
   });

@@ -262,7 +262,10 @@ class BaselineDiarizer implements Diarizer {
     const kept = vecs.map((v, i) => (v ? i : -1)).filter((i) => i >= 0);
     const labels = new Int32Array(windows.length).fill(-1);
     if (kept.length) {
-      const X = centreWithBias(kept.map((i) => vecs[i]!), P.baseline.bias);
+      const X = centreWithBias(
+        kept.map((i) => vecs[i]!),
+        P.baseline.bias,
+      );
       const lab = clusterEmbeddings(X, { numClusters: numClusters(opts), threshold: P.baseline.threshold, minClusterSize: P.baseline.minClusterSize, refine: true });
       kept.forEach((w, j) => (labels[w] = lab[j]));
     }

@@ -88,7 +88,10 @@ export class WespeakerEmbedder {
       for (let s = 0; s < idx.length; s += maxBatch) {
         signal?.throwIfAborted();
         const part = idx.slice(s, s + maxBatch);
-        const embs = await this.embedFeats(part.map((i) => applyCmn(fb, ranges[i][0], ranges[i][1])), L);
+        const embs = await this.embedFeats(
+          part.map((i) => applyCmn(fb, ranges[i][0], ranges[i][1])),
+          L,
+        );
         part.forEach((i, j) => (out[i] = embs[j]));
       }
     }

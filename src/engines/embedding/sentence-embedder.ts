@@ -61,7 +61,7 @@ export class SentenceEmbedder {
     const config = readJson(join(dir, 'config.json')) ?? {};
     const st = readJson(join(dir, 'sentence_bert_config.json')) ?? {};
     const truncation = tokJson.truncation as { max_length?: number } | null;
-    const maxSeqLength = opts.maxSeqLength ?? (typeof st.max_seq_length === 'number' ? st.max_seq_length : truncation?.max_length ?? 256);
+    const maxSeqLength = opts.maxSeqLength ?? (typeof st.max_seq_length === 'number' ? st.max_seq_length : (truncation?.max_length ?? 256));
     const pooling = readJson(join(dir, '1_Pooling', 'config.json'));
     if (pooling && pooling.pooling_mode_mean_tokens === false) {
       throw new Error(`${dir}/1_Pooling/config.json asks for a pooling mode other than mean tokens: not supported`);

@@ -25,8 +25,13 @@ export class LoudnessMeter {
   }
 
   push(samples: ArrayLike<number>, scale = 1): void {
-    const b0 = 1.53512485958697, b1 = -2.69169618940638, b2 = 1.19839281085285, a1 = -1.69065929318241, a2 = 0.73248077421585;
-    const c1 = -1.99004745483398, c2 = 0.99007225036621;
+    const b0 = 1.53512485958697,
+      b1 = -2.69169618940638,
+      b2 = 1.19839281085285,
+      a1 = -1.69065929318241,
+      a2 = 0.73248077421585;
+    const c1 = -1.99004745483398,
+      c2 = 0.99007225036621;
     for (let i = 0; i < samples.length; i++) {
       const x = samples[i] * scale;
       const y = b0 * x + b1 * this.x1 + b2 * this.x2 - a1 * this.y1 - a2 * this.y2;

@@ -99,4 +99,3 @@ export function llmOutcome(err: unknown): LlmOutcome {
   if (err instanceof LlmQueueFullError) return 'rejected';
   return 'error';
 }
-

@@ -4,17 +4,7 @@
  * is requested with `response_format: {type: "json_schema"}`; streaming uses server-sent events.
  */
 import { DomainError } from '../../errors.ts';
-import {
-  LlmAbortedError,
-  LlmQueueFullError,
-  llmOutcome,
-  LlmUnavailableError,
-  type ChatBackend,
-  type ChatMessage,
-  type ChatOptions,
-  type ChatResult,
-  type LlmObserver,
-} from './chat-backend.ts';
+import { LlmAbortedError, LlmQueueFullError, llmOutcome, LlmUnavailableError, type ChatBackend, type ChatMessage, type ChatOptions, type ChatResult, type LlmObserver } from './chat-backend.ts';
 
 export interface OpenAiBackendOptions {
   /** Base URL including the version path, e.g. http://127.0.0.1:8080/v1. */

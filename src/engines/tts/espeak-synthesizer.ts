@@ -50,7 +50,9 @@ const CALIBRATION_PITCHES = [10, 30, 50, 70, 90, 99];
 export function medianF0Hz(samples16k: Float32Array): number | null {
   const frames = Math.floor(samples16k.length / 160);
   const track = logF0Track(samples16k, frames, 160, { octaveGuard: 0.9 });
-  const voiced = Array.from(track).filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  const voiced = Array.from(track)
+    .filter((v) => !Number.isNaN(v))
+    .sort((a, b) => a - b);
   if (voiced.length < 10) return null;
   return Math.exp(voiced[voiced.length >> 1]);
 }
@@ -139,7 +141,10 @@ export class EspeakSynthesizer {
       version = (await run(binary, ['--version'])).stdout.toString('utf8').trim();
       voices = (await run(binary, ['--voices'])).stdout.toString('utf8');
     } catch (err) {
-      throw new DomainError('unavailable', `Text to speech is unavailable: ${binary} could not be run (${(err as Error).message}). Install it (Debian/Ubuntu: apt install espeak-ng).`, { expected: false, cause: err });
+      throw new DomainError('unavailable', `Text to speech is unavailable: ${binary} could not be run (${(err as Error).message}). Install it (Debian/Ubuntu: apt install espeak-ng).`, {
+        expected: false,
+        cause: err,
+      });
     }
     const languages = new Set<string>();
     for (const line of voices.split('\n').slice(1)) {

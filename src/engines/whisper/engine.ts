@@ -9,16 +9,7 @@
 import { basename } from 'node:path';
 import { loadWhisperConfig, type WhisperConfig } from './config.ts';
 import { extractFeatures, longFormMel, sliceFrames, type LogMel } from './features.ts';
-import {
-  BatchDecoder,
-  decodeWithFallback,
-  detectLanguage as detectLanguageRows,
-  type DecodeIds,
-  type DecodeTask,
-  type FallbackOptions,
-  type FallbackResult,
-  type LanguageProbs,
-} from './generate.ts';
+import { BatchDecoder, decodeWithFallback, detectLanguage as detectLanguageRows, type DecodeIds, type DecodeTask, type FallbackOptions, type FallbackResult, type LanguageProbs } from './generate.ts';
 import { whisperLogitsProcessors, type LogitsProcessor } from './logits-processors.ts';
 import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOutput, type WhisperModelOptions } from './model.ts';
 import { windowSegments } from './segments.ts';
@@ -324,7 +315,10 @@ export class WhisperEngine {
     }
 
     return states.map((s) => ({
-      text: s.segments.map((x) => x.text).join('').trim(),
+      text: s.segments
+        .map((x) => x.text)
+        .join('')
+        .trim(),
       language: s.language ?? 'en',
       languageProbs: s.languageProbs,
       segments: s.segments,
@@ -421,14 +415,7 @@ export class WhisperEngine {
     if (!s.opts.conditionOnPrevious || r.temperature > 0.5) s.promptResetSince = s.allTokens.length;
   }
 
-  private async addWordTimestamps(
-    s: StreamState,
-    segs: TranscriptSegment[],
-    segLogprobs: number[][],
-    enc: EncoderOutput,
-    numFrames: number,
-    timeOffset: number,
-  ): Promise<WordTimestampMethod> {
+  private async addWordTimestamps(s: StreamState, segs: TranscriptSegment[], segLogprobs: number[][], enc: EncoderOutput, numFrames: number, timeOffset: number): Promise<WordTimestampMethod> {
     const tok = this.tokenizer;
     const decode = (ids: number[]) => tok.decode(ids);
     const language = s.language ?? undefined;
@@ -502,4 +489,3 @@ function textTokenProbs(logits: Float32Array, vocab: number, first: number, text
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
-

@@ -61,13 +61,7 @@ export function melToHertzSlaney(m: number): number {
  * Returns filters as [nMels][nFreq] (row-major Float64Array of nMels*nFreq), i.e. the transpose of
  * HF's [nFreq, nMels] matrix, which is the convenient orientation for a per-frame dot product.
  */
-export function melFilterBank(
-  nFreq: number,
-  nMels: number,
-  minHz: number,
-  maxHz: number,
-  samplingRate: number,
-): Float64Array {
+export function melFilterBank(nFreq: number, nMels: number, minHz: number, maxHz: number, samplingRate: number): Float64Array {
   const melMin = hertzToMelSlaney(minHz);
   const melMax = hertzToMelSlaney(maxHz);
   const filterFreqs = new Float64Array(nMels + 2);

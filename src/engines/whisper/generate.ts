@@ -7,13 +7,7 @@
  * beam ranking, fallback criteria).
  */
 import { deflateSync } from 'node:zlib';
-import {
-  applyProcessors,
-  argmax,
-  logSumExp,
-  softmaxOver,
-  type LogitsProcessor,
-} from './logits-processors.ts';
+import { applyProcessors, argmax, logSumExp, softmaxOver, type LogitsProcessor } from './logits-processors.ts';
 import { selectCacheRows, selectEncoderRows, type EncoderOutput, type KVCache, type WhisperOnnxModel } from './model.ts';
 
 export interface DecodeTask {
@@ -131,7 +125,10 @@ export class BatchDecoder {
     const d = new BatchDecoder(model, tasks, ids);
     const len = tasks[0].prompt.length;
     if (tasks.some((t) => t.prompt.length !== len)) throw new Error('BatchDecoder: all prompts must have the same length');
-    const out = await model.prefill(encoder, tasks.map((t) => t.prompt));
+    const out = await model.prefill(
+      encoder,
+      tasks.map((t) => t.prompt),
+    );
     tasks.forEach((t, r) => {
       d.res[r].noSpeechProb = softmaxProb(logitsRow(out.logits, out.seqLen, out.vocab, r, t.sotIndex), ids.noSpeech);
     });
@@ -196,7 +193,12 @@ export async function decodeGreedy(model: WhisperOnnxModel, encoder: EncoderOutp
   const out: DecodeResult[] = new Array(tasks.length);
   for (const group of groupByPromptLength(tasks)) {
     const enc = selectEncoderRows(encoder, group);
-    const d = await BatchDecoder.start(model, enc, group.map((i) => tasks[i]), ids);
+    const d = await BatchDecoder.start(
+      model,
+      enc,
+      group.map((i) => tasks[i]),
+      ids,
+    );
     while (!d.done) await d.step();
     d.results().forEach((r, j) => (out[group[j]] = r));
   }
@@ -235,34 +237,31 @@ interface Beam {
  * Candidates per step: top beamSize+1 of every beam; EOT candidates become finished sequences.
  * With beamSize 1 and no EOT this is exactly greedy.
  */
-export async function beamSearch(
-  model: WhisperOnnxModel,
-  encoder: EncoderOutput,
-  tasks: DecodeTask[],
-  ids: DecodeIds,
-  opts: BeamOptions,
-): Promise<DecodeResult[]> {
+export async function beamSearch(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
   const out: DecodeResult[] = new Array(tasks.length);
   for (const group of groupByPromptLength(tasks)) {
     const enc = selectEncoderRows(encoder, group);
-    const res = await beamSearchGroup(model, enc, group.map((i) => tasks[i]), ids, opts);
+    const res = await beamSearchGroup(
+      model,
+      enc,
+      group.map((i) => tasks[i]),
+      ids,
+      opts,
+    );
     res.forEach((r, j) => (out[group[j]] = r));
   }
   return out;
 }
 
-async function beamSearchGroup(
-  model: WhisperOnnxModel,
-  encoder: EncoderOutput,
-  tasks: DecodeTask[],
-  ids: DecodeIds,
-  opts: BeamOptions,
-): Promise<DecodeResult[]> {
+async function beamSearchGroup(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
   const K = Math.max(1, opts.beamSize);
   const maxCandidates = Math.max(1, Math.round(K * (opts.patience ?? 1)));
   const B = tasks.length;
   const promptLen = tasks[0].prompt.length;
-  const pre = await model.prefill(encoder, tasks.map((t) => t.prompt));
+  const pre = await model.prefill(
+    encoder,
+    tasks.map((t) => t.prompt),
+  );
   const noSpeech = tasks.map((t, r) => softmaxProb(logitsRow(pre.logits, pre.seqLen, pre.vocab, r, t.sotIndex), ids.noSpeech));
   const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean }[][] = tasks.map(() => []);
   let beams: Beam[][] = tasks.map((t) => [{ seq: [...t.prompt], sum: 0, lps: [] }]);
@@ -309,8 +308,7 @@ async function beamSearchGroup(
       if (finished[ti].length >= maxCandidates || next[ti].length === 0 || generated >= task.maxNewTokens) {
         active[ti] = false;
         // budget exhausted: unfinished beams count as candidates (OpenAI finalize)
-        if (finished[ti].length < maxCandidates)
-          for (const b of next[ti]) if (finished[ti].length < maxCandidates) finished[ti].push({ ...b, eot: false });
+        for (const b of next[ti].slice(0, Math.max(0, maxCandidates - finished[ti].length))) finished[ti].push({ ...b, eot: false });
         next[ti] = [];
         src[ti] = [];
       }
@@ -324,7 +322,10 @@ async function beamSearchGroup(
     const sameAudio = newRows.length === rows.length && newRows.every(([t], i) => rows[i][0] === t);
     cache = selectCacheRows(cache!, gather, sameAudio);
     rows = newRows;
-    const o = await model.step(cache, rows.map(([t, b]) => beams[t][b].seq[beams[t][b].seq.length - 1]));
+    const o = await model.step(
+      cache,
+      rows.map(([t, b]) => beams[t][b].seq[beams[t][b].seq.length - 1]),
+    );
     cache = o.cache;
     logits = o.logits;
     seqLen = o.seqLen;
@@ -385,13 +386,11 @@ export interface LanguageProbs {
  * OpenAI detect_language / HF: one decoder step on [<|startoftranscript|>], softmax over the
  * language-token logits only. One batched run for all rows of `encoder`.
  */
-export async function detectLanguage(
-  model: WhisperOnnxModel,
-  encoder: EncoderOutput,
-  sot: number,
-  languages: Map<string, number>,
-): Promise<LanguageProbs[]> {
-  const out = await model.prefill(encoder, Array.from({ length: encoder.batch }, () => [sot]));
+export async function detectLanguage(model: WhisperOnnxModel, encoder: EncoderOutput, sot: number, languages: Map<string, number>): Promise<LanguageProbs[]> {
+  const out = await model.prefill(
+    encoder,
+    Array.from({ length: encoder.batch }, () => [sot]),
+  );
   const codes = [...languages.keys()];
   const tokIds = codes.map((c) => languages.get(c)!);
   const res: LanguageProbs[] = [];
@@ -445,9 +444,7 @@ export async function decodeWithFallback(
     // one PRNG per row seeded only by (seed, attempt): a row samples the same tokens whatever batch it is in
     const sub = pending.map((i) => ({ ...tasks[i], temperature: T, random: mulberry32(o.seed + 7919 * ti) }));
     const res =
-      T === 0 && o.beamSize > 1
-        ? await beamSearch(model, enc, sub, ids, { beamSize: o.beamSize, patience: o.patience, lengthPenalty: o.lengthPenalty })
-        : await decodeGreedy(model, enc, sub, ids);
+      T === 0 && o.beamSize > 1 ? await beamSearch(model, enc, sub, ids, { beamSize: o.beamSize, patience: o.patience, lengthPenalty: o.lengthPenalty }) : await decodeGreedy(model, enc, sub, ids);
     const retry: number[] = [];
     res.forEach((r, j) => {
       const i = pending[j];
@@ -457,8 +454,7 @@ export async function decodeWithFallback(
       if (o.compressionRatioThreshold !== null && cr > o.compressionRatioThreshold) needsFallback = true;
       if (o.logprobThreshold !== null && r.avgLogprob < o.logprobThreshold) needsFallback = true;
       // silence: a low-confidence result is fine, do not retry
-      if (o.noSpeechThreshold !== null && r.noSpeechProb > o.noSpeechThreshold && o.logprobThreshold !== null && r.avgLogprob < o.logprobThreshold)
-        needsFallback = false;
+      if (o.noSpeechThreshold !== null && r.noSpeechProb > o.noSpeechThreshold && o.logprobThreshold !== null && r.avgLogprob < o.logprobThreshold) needsFallback = false;
       if (needsFallback) retry.push(i);
     });
     pending = retry;

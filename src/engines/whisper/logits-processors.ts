@@ -62,7 +62,8 @@ export function timestampRules(c: TimestampRulesConfig): LogitsProcessor {
     const lastWasTs = n >= 1 && seq[n - 1] >= tb;
     const penultimateWasTs = n < 2 || seq[n - 2] >= tb;
     if (lastWasTs) {
-      if (penultimateWasTs) logits.fill(-Infinity, tb, V); // has to be text (or EOT)
+      if (penultimateWasTs)
+        logits.fill(-Infinity, tb, V); // has to be text (or EOT)
       else logits.fill(-Infinity, 0, eot); // cannot be normal text
     }
     let lastTs = -1;

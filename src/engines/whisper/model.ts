@@ -180,10 +180,7 @@ export class WhisperOnnxModel {
     const enc = prev ? prev.encoder : encoder;
     // Only the first-step graph is required to expose them (split: decoder_with_past has none; merged cached
     // steps do not fetch them), so they are returned when this run produced them.
-    const cross =
-      this.crossAttentionOutputs.length && this.crossAttentionOutputs.every((n) => out[n])
-        ? this.crossAttentionOutputs.map((n) => out[n].data as Float32Array)
-        : null;
+    const cross = this.crossAttentionOutputs.length && this.crossAttentionOutputs.every((n) => out[n]) ? this.crossAttentionOutputs.map((n) => out[n].data as Float32Array) : null;
     return {
       logits: logitsT.data as Float32Array,
       seqLen: logitsT.dims[1],
@@ -231,9 +228,7 @@ export class WhisperOnnxModel {
     // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, 1500, d] per
     // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV
     // (and not cross-attentions, which only the teacher-forced alignment pass reads, via prefill).
-    const out = this.cachedStepOutputs
-      ? await this.decoderPast.run(feeds, this.cachedStepOutputs)
-      : await this.decoderPast.run(feeds);
+    const out = this.cachedStepOutputs ? await this.decoderPast.run(feeds, this.cachedStepOutputs) : await this.decoderPast.run(feeds);
     return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden);
   }
 }
@@ -263,8 +258,7 @@ export function concatRows(ts: ort.Tensor[]): ort.Tensor {
   return new ort.Tensor('float32', out, [ts.reduce((a, t) => a + t.dims[0], 0), ...tail]);
 }
 
-const mapValues = (r: Record<string, ort.Tensor>, f: (t: ort.Tensor, k: string) => ort.Tensor) =>
-  Object.fromEntries(Object.entries(r).map(([k, v]) => [k, f(v, k)]));
+const mapValues = (r: Record<string, ort.Tensor>, f: (t: ort.Tensor, k: string) => ort.Tensor) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, f(v, k)]));
 
 const isIdentity = (rows: number[], n: number) => rows.length === n && rows.every((r, i) => r === i);
 

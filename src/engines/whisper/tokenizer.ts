@@ -109,7 +109,10 @@ export class WhisperTokenizer {
 
   /** Decode text, dropping all special and timestamp tokens. */
   decode(ids: number[]): string {
-    return this.tok.decode(ids.filter((t) => t < this.eot), { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return this.tok.decode(
+      ids.filter((t) => t < this.eot),
+      { skip_special_tokens: true, clean_up_tokenization_spaces: false },
+    );
   }
 
   /** Decode with timestamps rendered as <|1.08|> (for debugging / verbose output). */

@@ -176,15 +176,7 @@ export function proportionalWordTimes(words: Word[], start: number, end: number)
  * rows [<|notimestamps|>, text_0 … text_{n-1}] (the row of the token that predicts the next one), entry k
  * is the start of text token k and entry n ends the last word. Defaults (first 0, count nRows): every row.
  */
-export function alignTokens(
-  heads: Float32Array[],
-  nRows: number,
-  nFrames: number,
-  numFrames: number,
-  medianWidth: number,
-  first = 0,
-  count = nRows - first,
-): number[] {
+export function alignTokens(heads: Float32Array[], nRows: number, nFrames: number, numFrames: number, medianWidth: number, first = 0, count = nRows - first): number[] {
   if (first < 0 || count < 1 || first + count > nRows) throw new Error(`alignTokens: rows [${first}, ${first + count}) outside 0..${nRows}`);
   const cols = Math.max(1, Math.min(nFrames, Math.floor(numFrames / 2)));
   const sum = new Float64Array(count * cols);
@@ -279,11 +271,7 @@ export function alignWords(words: Word[], jumpTimes: number[], tokenProbs?: numb
  * OpenAI, so token counts still walk the segments; `withoutEmpty` drops them. Membership is Python's `in`
  * on strings (substring), as there.
  */
-export function mergePunctuations<T extends { word: string; tokens: number[] }>(
-  alignment: T[],
-  prepended: string = PREPEND_PUNCTUATIONS,
-  appended: string = APPEND_PUNCTUATIONS,
-): T[] {
+export function mergePunctuations<T extends { word: string; tokens: number[] }>(alignment: T[], prepended: string = PREPEND_PUNCTUATIONS, appended: string = APPEND_PUNCTUATIONS): T[] {
   let i = alignment.length - 2;
   let j = alignment.length - 1;
   while (i >= 0) {
@@ -401,10 +389,7 @@ export function addWordTimestamps(segments: WordSegmentInput[], alignment: Align
       const first = words[0];
       const last = words[words.length - 1];
       // truncate a long first (and second) word after a pause
-      if (
-        first.end - lastSpeech > medianDuration * 4 &&
-        (first.end - first.start > maxDuration || (words.length > 1 && words[1].end - first.start > maxDuration * 2))
-      ) {
+      if (first.end - lastSpeech > medianDuration * 4 && (first.end - first.start > maxDuration || (words.length > 1 && words[1].end - first.start > maxDuration * 2))) {
         if (words.length > 1 && words[1].end - words[1].start > maxDuration) {
           const boundary = Math.max(words[1].end / 2, words[1].end - maxDuration);
           first.end = words[1].start = boundary;

@@ -139,7 +139,11 @@ export async function renderExport(t: TranscriptRecord, format: ExportFormat): P
 }
 
 function downloadName(t: TranscriptRecord, format: ExportFormat): string {
-  const base = (t.filename ?? '').replace(/\.[^.]*$/, '').replace(/[^\w.-]+/g, '_').slice(0, 80) || `transcript-${t.id}`;
+  const base =
+    (t.filename ?? '')
+      .replace(/\.[^.]*$/, '')
+      .replace(/[^\w.-]+/g, '_')
+      .slice(0, 80) || `transcript-${t.id}`;
   return `${base}.${format}`;
 }
 
@@ -168,7 +172,10 @@ const listQuery = z.object({
   page: intField('page', 1, 1_000_000),
   page_size: intField('page_size', 1, MAX_PAGE_SIZE),
   status: z.enum(TRANSCRIPT_STATUSES as [string, ...string[]], { message: `status must be one of ${TRANSCRIPT_STATUSES.join(', ')}` }).optional(),
-  language: z.string().regex(/^[a-z]{2,3}$/, 'language must be a language code such as en').optional(),
+  language: z
+    .string()
+    .regex(/^[a-z]{2,3}$/, 'language must be a language code such as en')
+    .optional(),
   created_after: dateField('created_after'),
   created_before: dateField('created_before'),
 });

@@ -57,47 +57,59 @@ function parse<T extends z.ZodType>(schema: T, body: unknown): Parsed<T> {
 }
 
 const enumOf = <T extends readonly [string, ...string[]]>(name: string, values: T, dflt?: T[number]) =>
-  z.unknown().optional().transform((v, ctx): T[number] => {
-    if ((v === undefined || v === null || v === '') && dflt !== undefined) return dflt;
-    if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v;
-    ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})` });
-    return z.NEVER;
-  });
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): T[number] => {
+      if ((v === undefined || v === null || v === '') && dflt !== undefined) return dflt;
+      if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v;
+      ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})` });
+      return z.NEVER;
+    });
 
 function textField(name: string, maxChars: number) {
-  return z.unknown().optional().transform((v, ctx): string => {
-    if (typeof v !== 'string' || v.trim() === '') {
-      ctx.addIssue({ code: 'custom', message: `${name} is required: a non-empty string${v === undefined ? '' : ` (got ${v === '' ? 'an empty string' : typeof v})`}` });
-      return z.NEVER;
-    }
-    if (v.length > maxChars) {
-      ctx.addIssue({ code: 'custom', message: `${name} is ${v.length} characters long; the limit is ${maxChars}`, params: { status: 413 } });
-      return z.NEVER;
-    }
-    return v;
-  });
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string => {
+      if (typeof v !== 'string' || v.trim() === '') {
+        ctx.addIssue({ code: 'custom', message: `${name} is required: a non-empty string${v === undefined ? '' : ` (got ${v === '' ? 'an empty string' : typeof v})`}` });
+        return z.NEVER;
+      }
+      if (v.length > maxChars) {
+        ctx.addIssue({ code: 'custom', message: `${name} is ${v.length} characters long; the limit is ${maxChars}`, params: { status: 413 } });
+        return z.NEVER;
+      }
+      return v;
+    });
 }
 
 const maxTokensField = (cap: number) =>
-  z.unknown().optional().transform((v, ctx): number | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
-      return z.NEVER;
-    }
-    return Math.min(v, cap);
-  });
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): number | undefined => {
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+        ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
+        return z.NEVER;
+      }
+      return Math.min(v, cap);
+    });
 
 function languageField(name: string, dflt?: string) {
-  return z.unknown().optional().transform((v, ctx) => {
-    if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
-    const lang = typeof v === 'string' ? lookupLanguage(v) : null;
-    if (!lang) {
-      ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
-      return z.NEVER;
-    }
-    return lang;
-  });
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
+      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
+      if (!lang) {
+        ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
+        return z.NEVER;
+      }
+      return lang;
+    });
 }
 
 /** Maps engine errors that carry extra headers; everything else goes to HttpServer's mapping. */
@@ -187,23 +199,26 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
   });
 
   const embedBody = z.object({
-    texts: z.unknown().optional().transform((v, ctx): string[] => {
-      const arr = typeof v === 'string' ? [v] : v;
-      if (!Array.isArray(arr) || arr.length === 0 || arr.some((t) => typeof t !== 'string')) {
-        ctx.addIssue({ code: 'custom', message: 'texts is required: a non-empty array of strings' });
-        return z.NEVER;
-      }
-      if (arr.length > maxTexts) {
-        ctx.addIssue({ code: 'custom', message: `texts has ${arr.length} items; the limit is ${maxTexts}`, params: { status: 413 } });
-        return z.NEVER;
-      }
-      const total = (arr as string[]).reduce((n, t) => n + t.length, 0);
-      if (total > deps.maxTextChars) {
-        ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
-        return z.NEVER;
-      }
-      return arr as string[];
-    }),
+    texts: z
+      .unknown()
+      .optional()
+      .transform((v, ctx): string[] => {
+        const arr = typeof v === 'string' ? [v] : v;
+        if (!Array.isArray(arr) || arr.length === 0 || arr.some((t) => typeof t !== 'string')) {
+          ctx.addIssue({ code: 'custom', message: 'texts is required: a non-empty array of strings' });
+          return z.NEVER;
+        }
+        if (arr.length > maxTexts) {
+          ctx.addIssue({ code: 'custom', message: `texts has ${arr.length} items; the limit is ${maxTexts}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        const total = (arr as string[]).reduce((n, t) => n + t.length, 0);
+        if (total > deps.maxTextChars) {
+          ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        return arr as string[];
+      }),
     model: z.string().optional(),
   });
   route('POST', '/v1/embed', async (ctx) => {
@@ -262,7 +277,8 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
         const pcm = await decodeToPcm16k(upload.file.path, { signal: ctx.signal });
         const seconds = pcm.length / 16_000;
         if (seconds < TTS_REFERENCE_MIN_S) throw new ApiError(400, `reference is ${seconds.toFixed(1)} s long; send ${TTS_REFERENCE_MIN_S}–10 s of clear speech.`);
-        if (seconds > TTS_REFERENCE_MAX_S) throw new ApiError(400, `reference is ${seconds.toFixed(1)} s long; send 3–10 s of clear speech (at most ${TTS_REFERENCE_MAX_S} s are accepted; the first 10 s are used).`);
+        if (seconds > TTS_REFERENCE_MAX_S)
+          throw new ApiError(400, `reference is ${seconds.toFixed(1)} s long; send 3–10 s of clear speech (at most ${TTS_REFERENCE_MAX_S} s are accepted; the first 10 s are used).`);
         const reference = pcm.subarray(0, 10 * 16_000);
         const synth = await deps.models.synthesizer();
         const r = await synth.synthesize(text, reference, { language, signal: ctx.signal });
@@ -294,37 +310,39 @@ const TTS_REFERENCE_MIN_S = 3;
 const TTS_REFERENCE_MAX_S = 30;
 
 const chatBody = (cap: number, maxChars: number) =>
-  z.object({
-    model: z.string().optional(),
-    messages: z
-      .array(
-        z.object({
-          role: z.enum(['system', 'user', 'assistant', 'developer'], { message: 'messages[].role must be system, user or assistant' }),
-          content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }))], { message: 'messages[].content must be a string or an array of text parts' }),
-        }),
-        { message: 'messages is required: an array of {role, content}' },
-      )
-      .min(1, 'messages must not be empty'),
-    max_tokens: maxTokensField(cap),
-    max_completion_tokens: maxTokensField(cap),
-    temperature: z.number().min(0).max(2).optional(),
-    top_p: z.number().gt(0).max(1).optional(),
-    seed: z.number().int().optional(),
-    stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
-    stream: z.boolean().optional(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
-    n: z.literal(1, { message: 'n must be 1' }).optional(),
-    response_format: z
-      .union([
-        z.object({ type: z.literal('text') }),
-        z.object({ type: z.literal('json_object') }),
-        z.object({ type: z.literal('json_schema'), json_schema: z.object({ name: z.string().optional(), schema: z.record(z.string(), z.unknown()), strict: z.boolean().optional() }) }),
-      ])
-      .optional(),
-  }).superRefine((b, ctx) => {
-    const chars = b.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.reduce((k, p) => k + (p.text?.length ?? 0), 0)), 0);
-    if (chars > maxChars) ctx.addIssue({ code: 'custom', message: `messages total ${chars} characters; the limit is ${maxChars}`, params: { status: 413 } });
-  });
+  z
+    .object({
+      model: z.string().optional(),
+      messages: z
+        .array(
+          z.object({
+            role: z.enum(['system', 'user', 'assistant', 'developer'], { message: 'messages[].role must be system, user or assistant' }),
+            content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }))], { message: 'messages[].content must be a string or an array of text parts' }),
+          }),
+          { message: 'messages is required: an array of {role, content}' },
+        )
+        .min(1, 'messages must not be empty'),
+      max_tokens: maxTokensField(cap),
+      max_completion_tokens: maxTokensField(cap),
+      temperature: z.number().min(0).max(2).optional(),
+      top_p: z.number().gt(0).max(1).optional(),
+      seed: z.number().int().optional(),
+      stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+      stream: z.boolean().optional(),
+      stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+      n: z.literal(1, { message: 'n must be 1' }).optional(),
+      response_format: z
+        .union([
+          z.object({ type: z.literal('text') }),
+          z.object({ type: z.literal('json_object') }),
+          z.object({ type: z.literal('json_schema'), json_schema: z.object({ name: z.string().optional(), schema: z.record(z.string(), z.unknown()), strict: z.boolean().optional() }) }),
+        ])
+        .optional(),
+    })
+    .superRefine((b, ctx) => {
+      const chars = b.messages.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.reduce((k, p) => k + (p.text?.length ?? 0), 0)), 0);
+      if (chars > maxChars) ctx.addIssue({ code: 'custom', message: `messages total ${chars} characters; the limit is ${maxChars}`, params: { status: 413 } });
+    });
 
 function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>(fn: () => Promise<T>) => Promise<T>): void {
   const schema = chatBody(deps.maxTokens, deps.maxTextChars);
@@ -349,7 +367,11 @@ function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>
     };
     if (b.response_format?.type === 'json_schema') opts.jsonSchema = b.response_format.json_schema.schema;
     else if (b.response_format?.type === 'json_object') opts.jsonSchema = { type: 'object' };
-    const usage = (r: { promptTokens: number; completionTokens: number }) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
+    const usage = (r: { promptTokens: number; completionTokens: number }) => ({
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.completionTokens,
+      total_tokens: r.promptTokens + r.completionTokens,
+    });
 
     if (!b.stream) {
       const r = await run(() => backend.chat(messages, opts));
@@ -410,7 +432,10 @@ function checkAnonymousSize(access: AccessControl, ctx: HttpContext, body: AnonB
   }
   if (declared > limit) {
     const what = body === 'json' ? 'request bodies of' : 'uploads of';
-    throw new ApiError(413, `Anonymous AI requests are limited to ${what} ${formatBytes(limit)} (this one is ${formatBytes(declared)}): shorten the input or send an API key ('Authorization: Bearer YOUR_API_KEY') for the full limits.`);
+    throw new ApiError(
+      413,
+      `Anonymous AI requests are limited to ${what} ${formatBytes(limit)} (this one is ${formatBytes(declared)}): shorten the input or send an API key ('Authorization: Bearer YOUR_API_KEY') for the full limits.`,
+    );
   }
 }
 

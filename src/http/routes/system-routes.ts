@@ -16,10 +16,7 @@ export interface ModelCatalog {
   }>;
 }
 
-export function registerSystemRoutes(
-  server: HttpServer,
-  deps: { gpu: GpuInfo; catalog: ModelCatalog; metrics: Metrics },
-): void {
+export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; catalog: ModelCatalog; metrics: Metrics }): void {
   server.route('GET', '/health', () => {
     const draining = server.isDraining;
     return {

@@ -40,22 +40,27 @@ const languageField = z
     const code = (v ?? '').trim().toLowerCase();
     if (!code || code === 'auto') return 'auto';
     if (isWhisperLanguage(code) || code === 'yue') return code;
-    ctx.addIssue({ code: 'custom', message: `language must be 'auto' or a language code from GET /v1/languages, such as ${WHISPER_LANGUAGES.slice(0, 5).map(([c]) => c).join(', ')} (got '${v}')` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `language must be 'auto' or a language code from GET /v1/languages, such as ${WHISPER_LANGUAGES.slice(0, 5)
+        .map(([c]) => c)
+        .join(', ')} (got '${v}')`,
+    });
     return z.NEVER;
   });
 
 const temperatureField = z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const t = Number(v);
-      if (!Number.isFinite(t) || t < 0 || t > 1) {
-        ctx.addIssue({ code: 'custom', message: `temperature must be a number from 0 to 1 (got '${v}')` });
-        return z.NEVER;
-      }
-      return t;
-    });
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v === '') return undefined;
+    const t = Number(v);
+    if (!Number.isFinite(t) || t < 0 || t > 1) {
+      ctx.addIssue({ code: 'custom', message: `temperature must be a number from 0 to 1 (got '${v}')` });
+      return z.NEVER;
+    }
+    return t;
+  });
 
 const transcribeFields = z.object({
   model: z.string().optional(),

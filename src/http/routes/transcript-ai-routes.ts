@@ -49,41 +49,53 @@ function body(raw: unknown): Record<string, unknown> {
 }
 
 const typeField = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.unknown().optional().transform((v, ctx): T[number] => {
-    if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v;
-    ctx.addIssue({ code: 'custom', message: `type must be one of ${values.join(', ')} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})` });
-    return z.NEVER;
-  });
-
-const maxTokensField = z.unknown().optional().transform((v, ctx): number | undefined => {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
-    return z.NEVER;
-  }
-  return v;
-});
-
-const chatBody = z.object({
-  question: z.unknown().optional().transform((v, ctx): string => {
-    if (typeof v !== 'string' || v.trim() === '') {
-      ctx.addIssue({ code: 'custom', message: 'question is required: a non-empty string' });
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): T[number] => {
+      if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v;
+      ctx.addIssue({ code: 'custom', message: `type must be one of ${values.join(', ')} (got ${v === undefined ? 'nothing' : JSON.stringify(v)})` });
       return z.NEVER;
-    }
-    if (v.length > MAX_QUESTION_CHARS) {
-      ctx.addIssue({ code: 'custom', message: `question is ${v.length} characters long; the limit is ${MAX_QUESTION_CHARS}` });
-      return z.NEVER;
-    }
-    return v.trim();
-  }),
-  session_id: z.unknown().optional().transform((v, ctx): string | undefined => {
+    });
+
+const maxTokensField = z
+  .unknown()
+  .optional()
+  .transform((v, ctx): number | undefined => {
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'string' || v === '') {
-      ctx.addIssue({ code: 'custom', message: 'session_id must be a string (the session_id of an earlier answer)' });
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
       return z.NEVER;
     }
     return v;
-  }),
+  });
+
+const chatBody = z.object({
+  question: z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string => {
+      if (typeof v !== 'string' || v.trim() === '') {
+        ctx.addIssue({ code: 'custom', message: 'question is required: a non-empty string' });
+        return z.NEVER;
+      }
+      if (v.length > MAX_QUESTION_CHARS) {
+        ctx.addIssue({ code: 'custom', message: `question is ${v.length} characters long; the limit is ${MAX_QUESTION_CHARS}` });
+        return z.NEVER;
+      }
+      return v.trim();
+    }),
+  session_id: z
+    .unknown()
+    .optional()
+    .transform((v, ctx): string | undefined => {
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'string' || v === '') {
+        ctx.addIssue({ code: 'custom', message: 'session_id must be a string (the session_id of an earlier answer)' });
+        return z.NEVER;
+      }
+      return v;
+    }),
 });
 
 const analyzeBody = z.object({ type: typeField(ANALYSIS_TYPES), max_tokens: maxTokensField });
@@ -120,7 +132,12 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
   }
 
   function transcriptText(t: TranscriptRecord): string {
-    const text = t.text.trim() || t.segments.map((s) => s.text.trim()).filter(Boolean).join(' ');
+    const text =
+      t.text.trim() ||
+      t.segments
+        .map((s) => s.text.trim())
+        .filter(Boolean)
+        .join(' ');
     if (!text) throw new ApiError(400, 'The transcript has no text.');
     return text;
   }
@@ -139,16 +156,19 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     const backend = await ai.llm();
 
     // Segment embeddings: cached per transcript and model; computed on the first question.
-    const segments: TranscriptSegment[] = t.segments
-      .map((s, i) => ({ segment_order: i, text: s.text.trim(), start: s.start }))
-      .filter((s) => s.text !== '');
+    const segments: TranscriptSegment[] = t.segments.map((s, i) => ({ segment_order: i, text: s.text.trim(), start: s.start })).filter((s) => s.text !== '');
     const cached = await chat.embeddings(t.id, embedder.modelId);
     const complete = segments.every((s) => cached.get(s.segment_order)?.length === embedder.dimensions);
     if (complete) {
       for (const s of segments) s.embedding = cached.get(s.segment_order);
     } else if (segments.length > 0) {
       const vectors = await embedSegments(embedder, segments, ctx.signal);
-      await chat.saveEmbeddings(t.id, embedder.modelId, vectors, segments.map((s) => s.segment_order));
+      await chat.saveEmbeddings(
+        t.id,
+        embedder.modelId,
+        vectors,
+        segments.map((s) => s.segment_order),
+      );
       segments.forEach((s, i) => (s.embedding = vectors[i]));
     }
 

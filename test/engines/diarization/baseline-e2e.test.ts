@@ -17,7 +17,13 @@ describe('baseline-mfcc diarizer on espeak-ng voices', () => {
   it('two alternating voices (en+m3 / en+f4): 2 speakers, correct turns (auto and speakers=2)', async () => {
     const d = await createDiarizer({});
     expect(d.method).toBe('baseline-mfcc');
-    const dl = alternating([['-v', 'en+m3'], ['-v', 'en+f4']], 6);
+    const dl = alternating(
+      [
+        ['-v', 'en+m3'],
+        ['-v', 'en+f4'],
+      ],
+      6,
+    );
     for (const speakers of [0, 2]) {
       const turns = await d.diarize(dl.samples, { speakers });
       expect(new Set(turns.map((t) => t.speaker))).toEqual(new Set(['Speaker 1', 'Speaker 2']));
@@ -34,7 +40,13 @@ describe('baseline-mfcc diarizer on espeak-ng voices', () => {
 
   it('same base voice at two pitches (en+m3 -p 30 / -p 70) and a single voice', async () => {
     const d = await createDiarizer({});
-    const two = alternating([['-v', 'en+m3', '-p', '30'], ['-v', 'en+m3', '-p', '70']], 4);
+    const two = alternating(
+      [
+        ['-v', 'en+m3', '-p', '30'],
+        ['-v', 'en+m3', '-p', '70'],
+      ],
+      4,
+    );
     const turns = await d.diarize(two.samples);
     expect(new Set(turns.map((t) => t.speaker)).size).toBe(2);
     expect(diarizationErrorRate(two.reference, turns).der).toBeLessThan(0.05);
@@ -45,7 +57,13 @@ describe('baseline-mfcc diarizer on espeak-ng voices', () => {
 
   it('uses the caller speech regions when given; empty/short input gives no turns', async () => {
     const d = await createDiarizer({});
-    const dl = alternating([['-v', 'en+m3'], ['-v', 'en+f4']], 2);
+    const dl = alternating(
+      [
+        ['-v', 'en+m3'],
+        ['-v', 'en+f4'],
+      ],
+      2,
+    );
     const turns = await d.diarize(dl.samples, { speech: dl.reference.map((r) => ({ start: r.start, end: r.end })) });
     expect(turns.map((t) => t.speaker)).toEqual(['Speaker 1', 'Speaker 2']);
     expect(Math.abs(turns[0].start - dl.reference[0].start)).toBeLessThanOrEqual(0.02);

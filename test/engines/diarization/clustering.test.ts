@@ -20,10 +20,11 @@ function blobs(k: number, n: number, dim: number, sigma: number, seed = 1) {
   const centres = Array.from({ length: k }, () => l2normalize(Array.from({ length: dim }, g)));
   const x: number[][] = [];
   const truth: number[] = [];
-  for (let i = 0; i < n; i++) for (let c = 0; c < k; c++) {
-    x.push(Array.from(centres[c], (v) => v + sigma * g()));
-    truth.push(c);
-  }
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < k; c++) {
+      x.push(Array.from(centres[c], (v) => v + sigma * g()));
+      truth.push(c);
+    }
   return { x, truth };
 }
 

@@ -2,11 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { diarizationErrorRate, maxWeightAssignment, parseRttm, toRttm } from '../../../src/engines/diarization/der.ts';
 
 const rttm = (rows: Array<[number, number, string]>) => rows.map(([s, d, n]) => `SPEAKER f 1 ${s} ${d} <NA> <NA> ${n} <NA> <NA>`).join('\n');
-const REF = parseRttm(rttm([[0, 10, 'A'], [10, 10, 'B'], [20, 10, 'A']]));
+const REF = parseRttm(
+  rttm([
+    [0, 10, 'A'],
+    [10, 10, 'B'],
+    [20, 10, 'A'],
+  ]),
+);
 
 describe('RTTM', () => {
   it('parses and writes SPEAKER lines, filters by file', () => {
-    expect(REF).toEqual([{ start: 0, end: 10, speaker: 'A' }, { start: 10, end: 20, speaker: 'B' }, { start: 20, end: 30, speaker: 'A' }]);
+    expect(REF).toEqual([
+      { start: 0, end: 10, speaker: 'A' },
+      { start: 10, end: 20, speaker: 'B' },
+      { start: 20, end: 30, speaker: 'A' },
+    ]);
     expect(parseRttm(toRttm(REF, 'x'), 'x')).toEqual(REF);
     expect(parseRttm(toRttm(REF, 'x'), 'y')).toEqual([]);
     expect(parseRttm(';; comment\n\nSPKR-INFO f 1 <NA> <NA> <NA> unknown A <NA> <NA>\n')).toEqual([]);
@@ -23,7 +33,15 @@ describe('DER (collar = ±c around reference boundaries)', () => {
   });
 
   it('missed speech, false alarm and confusion, no collar', () => {
-    const hyp = parseRttm(rttm([[0, 8, 'x'], [10, 10, 'y'], [20, 5, 'y'], [25, 5, 'x'], [30, 3, 'x']]));
+    const hyp = parseRttm(
+      rttm([
+        [0, 8, 'x'],
+        [10, 10, 'y'],
+        [20, 5, 'y'],
+        [25, 5, 'x'],
+        [30, 3, 'x'],
+      ]),
+    );
     const r = diarizationErrorRate(REF, hyp, { collar: 0 });
     expect(r.missed).toBeCloseTo(2); // 8-10 nobody
     expect(r.falseAlarm).toBeCloseTo(3); // 30-33
@@ -32,7 +50,13 @@ describe('DER (collar = ±c around reference boundaries)', () => {
   });
 
   it('the collar forgives boundary errors up to ±0.25 s', () => {
-    const hyp = parseRttm(rttm([[0.2, 10, 'x'], [10.2, 9.6, 'y'], [19.8, 10.1, 'x']]));
+    const hyp = parseRttm(
+      rttm([
+        [0.2, 10, 'x'],
+        [10.2, 9.6, 'y'],
+        [19.8, 10.1, 'x'],
+      ]),
+    );
     expect(diarizationErrorRate(REF, hyp).der).toBe(0);
     expect(diarizationErrorRate(REF, hyp, { collar: 0 }).der).toBeGreaterThan(0);
     const r = diarizationErrorRate(REF, hyp, { collar: 0 });
@@ -44,7 +68,12 @@ describe('DER (collar = ±c around reference boundaries)', () => {
   });
 
   it('overlapped reference speech counts every speaker; one hypothesis speaker for two reference speakers', () => {
-    const ref = parseRttm(rttm([[0, 10, 'A'], [5, 10, 'B']]));
+    const ref = parseRttm(
+      rttm([
+        [0, 10, 'A'],
+        [5, 10, 'B'],
+      ]),
+    );
     const hyp = parseRttm(rttm([[0, 15, 'x']]));
     const r = diarizationErrorRate(ref, hyp, { collar: 0 });
     expect(r.total).toBeCloseTo(20);
@@ -54,7 +83,14 @@ describe('DER (collar = ±c around reference boundaries)', () => {
   });
 
   it('more hypothesis speakers than reference, empty inputs', () => {
-    const hyp = parseRttm(rttm([[0, 10, 'x'], [10, 5, 'y'], [15, 5, 'z'], [20, 10, 'x']]));
+    const hyp = parseRttm(
+      rttm([
+        [0, 10, 'x'],
+        [10, 5, 'y'],
+        [15, 5, 'z'],
+        [20, 10, 'x'],
+      ]),
+    );
     const r = diarizationErrorRate(REF, hyp, { collar: 0 });
     expect(r.confusion).toBeCloseTo(5);
     expect(r.der).toBeCloseTo(5 / 30);
@@ -65,7 +101,14 @@ describe('DER (collar = ±c around reference boundaries)', () => {
   it('Hungarian assignment is optimal (vs brute force on random 4x5 matrices)', () => {
     let seed = 3;
     const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 10;
-    const perms = (n: number, k: number): number[][] => (k === 0 ? [[]] : perms(n, k - 1).flatMap((p) => Array.from({ length: n }, (_, j) => j).filter((j) => !p.includes(j)).map((j) => [...p, j])));
+    const perms = (n: number, k: number): number[][] =>
+      k === 0
+        ? [[]]
+        : perms(n, k - 1).flatMap((p) =>
+            Array.from({ length: n }, (_, j) => j)
+              .filter((j) => !p.includes(j))
+              .map((j) => [...p, j]),
+          );
     for (let trial = 0; trial < 20; trial++) {
       const w = Array.from({ length: 4 }, () => Array.from({ length: 5 }, rand));
       const a = maxWeightAssignment(w);

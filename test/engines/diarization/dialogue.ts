@@ -30,7 +30,10 @@ const DIR = process.env.STT_FIXTURE_DIR ?? join(tmpdir(), 'stt-audio-fixtures-v1
 
 function utterance(voice: string[], text: string): Float32Array {
   mkdirSync(DIR, { recursive: true });
-  const key = createHash('sha1').update(JSON.stringify({ voice, text, v: 1 })).digest('hex').slice(0, 16);
+  const key = createHash('sha1')
+    .update(JSON.stringify({ voice, text, v: 1 }))
+    .digest('hex')
+    .slice(0, 16);
   const file = join(DIR, `diar-utt-${key}.wav`);
   if (!existsSync(file)) {
     const raw = `${file}.${process.pid}.raw.wav`;
@@ -67,7 +70,7 @@ export function makeDialogue(turns: DialogueTurn[], opts: { pauseS?: number[]; t
   n += tail.length;
   const samples = new Float32Array(n);
   let o = 0;
-  for (const p of parts) (samples.set(p, o), (o += p.length));
+  for (const p of parts) samples.set(p, o), (o += p.length);
   const path = opts.writeTo ?? join(DIR, `diar-dialogue-${createHash('sha1').update(JSON.stringify({ turns, opts })).digest('hex').slice(0, 16)}.wav`);
   if (!existsSync(path)) writeFileSync(path, encodeWav(samples, 16000));
   return { samples, path, reference, durationS: n / 16000 };

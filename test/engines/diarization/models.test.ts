@@ -8,14 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readWav } from '../../../src/audio/pcm.ts';
 import { diarizerFromModels, type Diarizer } from '../../../src/engines/diarization/diarizer.ts';
 import { kaldiFbank } from '../../../src/engines/diarization/fbank.ts';
-import {
-  PyannoteSegmenter,
-  powersetClasses,
-  powersetToMultilabel,
-  segmentationFrameCount,
-  segmentationFrameTime,
-  segmentationGeometry,
-} from '../../../src/engines/diarization/segmentation.ts';
+import { PyannoteSegmenter, powersetClasses, powersetToMultilabel, segmentationFrameCount, segmentationFrameTime, segmentationGeometry } from '../../../src/engines/diarization/segmentation.ts';
 import { WespeakerEmbedder } from '../../../src/engines/diarization/wespeaker.ts';
 import { cosine, maxAbsDiff, readF32, SEGMENTATION_DIR, WESPEAKER_DIR } from './helpers.ts';
 
@@ -55,7 +48,11 @@ describe('wespeaker embeddings (tolerance abs 1e-3, cosine ≥ 0.9999)', () => {
   it('batched ranges equal single calls; too few frames is refused', async () => {
     const wav = readWav(readFileSync(join(WG, 'input_3s_16k.wav'))).samples;
     const fb = kaldiFbank(wav);
-    const ranges: Array<[number, number]> = [[0, 150], [100, 250], [148, 298]];
+    const ranges: Array<[number, number]> = [
+      [0, 150],
+      [100, 250],
+      [148, 298],
+    ];
     const batched = await emb.embedRanges(fb, ranges);
     const single = await emb.embedRanges(fb, [ranges[1]]);
     expect(maxAbsDiff(batched[1], single[0])).toBeLessThan(1e-3);

@@ -15,7 +15,7 @@ const TARGET = -23;
 const SNR_GAIN_DB = 6; // measured: 5.0 dB → 13.8 dB (+8.8)
 
 /** Scale-invariant SNR of `y` against the reference `s` (dB): loudness normalisation does not count. */
-export function siSnr(s: Float32Array, y: Float32Array): number {
+function siSnr(s: Float32Array, y: Float32Array): number {
   let dot = 0;
   let ss = 0;
   for (let i = 0; i < s.length; i++) {

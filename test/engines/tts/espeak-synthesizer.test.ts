@@ -53,7 +53,10 @@ describe('pitchSettingFor', () => {
 describe('loudness', () => {
   it('speechRms ignores pauses; matchLoudness reaches the target without passing -1 dBFS', () => {
     const s = new Float32Array(32_000);
-    s.set(harmonic(150, 1).map((v) => v * 0.2), 0); // 1 s of sound, 1 s of silence
+    s.set(
+      harmonic(150, 1).map((v) => v * 0.2),
+      0,
+    ); // 1 s of sound, 1 s of silence
     const alone = speechRms(s.subarray(0, 16_000), 16_000);
     expect(speechRms(s, 16_000)).toBeCloseTo(alone, 5);
     const out = matchLoudness(s.slice(), 16_000, 0.1);

@@ -91,9 +91,11 @@ describe('SileroVad cross-stream batching', () => {
   it('without batching every frame is its own ORT call', async () => {
     single.resetStats();
     const streams = [single.createStream(), single.createStream()];
-    await Promise.all(streams.map(async (s, k) => {
-      for (let i = 0; i < 5; i++) await single.process(s, signals[k].subarray(i * F, (i + 1) * F));
-    }));
+    await Promise.all(
+      streams.map(async (s, k) => {
+        for (let i = 0; i < 5; i++) await single.process(s, signals[k].subarray(i * F, (i + 1) * F));
+      }),
+    );
     expect(single.stats).toMatchObject({ ortCalls: 10, frames: 10, largestBatch: 1 });
   });
 
@@ -126,12 +128,7 @@ describe('SileroVad cross-stream batching', () => {
     const want = await Promise.all(audio.map((a) => feedAlone(single, a)));
     const streams = audio.map(() => batched.createStream());
     const bad = batched.createStream();
-    const calls = [
-      batched.process(streams[0], audio[0]),
-      batched.process(bad, new Float32Array(300)),
-      batched.process(streams[1], audio[1]),
-      batched.process(streams[2], audio[2]),
-    ];
+    const calls = [batched.process(streams[0], audio[0]), batched.process(bad, new Float32Array(300)), batched.process(streams[1], audio[1]), batched.process(streams[2], audio[2])];
     const res = await Promise.allSettled(calls);
     expect(res[1]).toMatchObject({ status: 'rejected' });
     expect(String((res[1] as PromiseRejectedResult).reason)).toMatch(/512/);

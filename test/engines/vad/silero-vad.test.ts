@@ -1,11 +1,7 @@
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeToPcm16k } from '../../../src/audio/ffmpeg.ts';
-import {
-  resolveSileroWeightsPath,
-  SileroVad,
-  VAD_FRAME_SAMPLES,
-} from '../../../src/engines/vad/silero-vad.ts';
+import { resolveSileroWeightsPath, SileroVad, VAD_FRAME_SAMPLES } from '../../../src/engines/vad/silero-vad.ts';
 import { makeSilenceWav, makeSpeechWav, TEXTS, type SpeechWav } from '../../helpers/audio-fixtures.ts';
 import { chunkSpeech } from '../../../src/pipeline/vad-chunker.ts';
 
@@ -115,7 +111,15 @@ describe('SileroVad', () => {
       const frame = secondPcm.subarray(i * 512, (i + 1) * 512);
       refOut.push(await vad.process(ref, frame));
       if (i < 20) out.push(await vad.process(b, frame));
-      else out.push((await vad.processBatch([{ stream: a, frame: speechPcm.subarray(i * 512, (i + 1) * 512) }, { stream: b, frame }]))[1]);
+      else
+        out.push(
+          (
+            await vad.processBatch([
+              { stream: a, frame: speechPcm.subarray(i * 512, (i + 1) * 512) },
+              { stream: b, frame },
+            ])
+          )[1],
+        );
     }
     for (let i = 0; i < 60; i++) expect(Math.abs(out[i] - refOut[i])).toBeLessThan(1e-5);
   });
@@ -124,7 +128,12 @@ describe('SileroVad', () => {
     const s = vad.createStream();
     await expect(vad.process(s, new Float32Array(256))).rejects.toThrow(/512/);
     const frame = new Float32Array(512);
-    await expect(vad.processBatch([{ stream: s, frame }, { stream: s, frame }])).rejects.toThrow(/twice/);
+    await expect(
+      vad.processBatch([
+        { stream: s, frame },
+        { stream: s, frame },
+      ]),
+    ).rejects.toThrow(/twice/);
     expect(await vad.processBatch([])).toEqual([]);
     const p1 = vad.process(s, frame);
     await expect(vad.process(s, frame)).rejects.toThrow(/already being processed/);

@@ -149,7 +149,10 @@ describe('whisper engine (fp32, merged decoder)', () => {
     const text = t.encodeText('hello world');
     expect(t.decode([50258, ...text, 50257])).toBe(' hello world');
     const segs = t.splitByTimestamps([50364, ...text, 50364 + 50, 50364 + 50, ...text, 50364 + 100]);
-    expect(segs.map((s) => [s.start, s.end, s.text])).toEqual([[0, 1, ' hello world'], [1, 2, ' hello world']]);
+    expect(segs.map((s) => [s.start, s.end, s.text])).toEqual([
+      [0, 1, ' hello world'],
+      [1, 2, ' hello world'],
+    ]);
     expect(t.decodeWithTimestamps([50364, ...text, 50414])).toBe('<|0.00|> hello world<|1.00|>');
   });
 });

@@ -61,7 +61,10 @@ export function goldenSuite(layout: 'merged' | 'split'): void {
     });
 
     it('first-step logits top-10 within 1e-3 of golden', async () => {
-      const out = await eng.model.prefill(enc, GOLDEN_NAMES.map(() => golden.prompt_notimestamps));
+      const out = await eng.model.prefill(
+        enc,
+        GOLDEN_NAMES.map(() => golden.prompt_notimestamps),
+      );
       GOLDEN_NAMES.forEach((n, i) => {
         const pos = golden.prompt_notimestamps.length - 1;
         const row = out.logits.subarray((i * out.seqLen + pos) * out.vocab, (i * out.seqLen + pos + 1) * out.vocab);
@@ -86,9 +89,7 @@ export function goldenSuite(layout: 'merged' | 'split'): void {
       });
 
       it(`engine.transcribe ${mode} (WAV -> features -> tokens) reproduces golden tokens for the batch`, async () => {
-        const res = await eng.transcribe(
-          audio.map((a) => ({ audio: a, options: { language: 'en', timestamps: mode === 'timestamps', temperature: 0, maxNewTokens: 24 } })),
-        );
+        const res = await eng.transcribe(audio.map((a) => ({ audio: a, options: { language: 'en', timestamps: mode === 'timestamps', temperature: 0, maxNewTokens: 24 } })));
         res.forEach((r, i) => {
           expect(r.language).toBe('en');
           expect(r.tokensPerWindow).toHaveLength(1);

@@ -37,7 +37,10 @@ describe('whisper int8 (quantized: true)', () => {
 
   it('teacher-forced argmax and first-step logits within the stated tolerance', async () => {
     const prompt = golden.prompt_notimestamps;
-    const out = await eng.model.prefill(enc, GOLDEN_NAMES.map((n) => [...prompt, ...golden.inputs[n].generate!.notimestamps.slice(0, 23)]));
+    const out = await eng.model.prefill(
+      enc,
+      GOLDEN_NAMES.map((n) => [...prompt, ...golden.inputs[n].generate!.notimestamps.slice(0, 23)]),
+    );
     const row = (i: number, pos: number) => out.logits.subarray((i * out.seqLen + pos) * out.vocab, (i * out.seqLen + pos + 1) * out.vocab);
     let top1 = 0;
     GOLDEN_NAMES.forEach((n, i) => {

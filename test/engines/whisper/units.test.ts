@@ -5,7 +5,10 @@ import { topK, compressionRatio, mulberry32, sampleToken } from '../../../src/en
 import { dtw, medianFilter, proportionalWordTimes, splitWords, alignTokens, wordTimesFromTokenTimes } from '../../../src/engines/whisper/word-timestamps.ts';
 
 // toy vocabulary: 0..4 text, 5 = eot, 6 = notimestamps, 7.. = timestamps (7 = <|0.00|>)
-const EOT = 5, NOTS = 6, TB = 7, V = 12;
+const EOT = 5,
+  NOTS = 6,
+  TB = 7,
+  V = 12;
 const rules = timestampRules({ eot: EOT, noTimestamps: NOTS, timestampBegin: TB, maxInitialTimestampIndex: 2 });
 const row = (vals: Record<number, number> = {}, base = 0) => {
   const r = new Float32Array(V).fill(base);
@@ -77,8 +80,18 @@ describe('logits processors', () => {
     expect(compressionRatio('the same words '.repeat(20))).toBeGreaterThan(2.4);
     expect(compressionRatio('A short varied sentence.')).toBeLessThan(2.4);
     const l = new Float32Array([0, 1, 2, inf]);
-    const a = [...Array(20)].map(((r) => () => sampleToken(l, 1, r))(mulberry32(5)));
-    const b = [...Array(20)].map(((r) => () => sampleToken(l, 1, r))(mulberry32(5)));
+    const a = [...Array(20)].map(
+      (
+        (r) => () =>
+          sampleToken(l, 1, r)
+      )(mulberry32(5)),
+    );
+    const b = [...Array(20)].map(
+      (
+        (r) => () =>
+          sampleToken(l, 1, r)
+      )(mulberry32(5)),
+    );
     expect(a).toEqual(b);
     expect(a.includes(3)).toBe(false);
   });
@@ -87,16 +100,25 @@ describe('logits processors', () => {
 describe('word timestamps maths', () => {
   it('DTW follows the cheap diagonal of a hand-made cost matrix', () => {
     // 3 tokens x 6 frames, cheap cells: t0 at f0-1, t1 at f2-3, t2 at f4-5
-    const n = 3, m = 6;
+    const n = 3,
+      m = 6;
     const c = new Float32Array(n * m).fill(1);
-    [[0, 0], [0, 1], [1, 2], [1, 3], [2, 4], [2, 5]].forEach(([i, j]) => (c[i * m + j] = 0));
+    [
+      [0, 0],
+      [0, 1],
+      [1, 2],
+      [1, 3],
+      [2, 4],
+      [2, 5],
+    ].forEach(([i, j]) => (c[i * m + j] = 0));
     const { textIndices, timeIndices } = dtw(c, n, m);
     expect(textIndices).toEqual([0, 0, 1, 1, 2, 2]);
     expect(timeIndices).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
   it('DTW path is monotonic and ends at the corner', () => {
-    const n = 4, m = 9;
+    const n = 4,
+      m = 9;
     const c = Float32Array.from({ length: n * m }, (_, k) => Math.sin(k * 1.7));
     const { textIndices, timeIndices } = dtw(c, n, m);
     expect(textIndices[0]).toBe(0);
@@ -120,7 +142,8 @@ describe('word timestamps maths', () => {
 
   it('alignTokens recovers token onsets from a synthetic attention pattern', () => {
     // 3 rows (2 text tokens + eot) over 20 encoder frames; numFrames 40 mel frames -> 20 columns
-    const nTok = 3, frames = 20;
+    const nTok = 3,
+      frames = 20;
     const att = new Float32Array(nTok * frames);
     for (let f = 0; f < frames; f++) att[(f < 8 ? 0 : f < 15 ? 1 : 2) * frames + f] = 1;
     const times = alignTokens([att, att], nTok, frames, 40, 1);
@@ -128,8 +151,18 @@ describe('word timestamps maths', () => {
     expect(times[0]).toBeCloseTo(0, 6);
     expect(times[1]).toBeCloseTo(8 / 50, 6);
     expect(times[2]).toBeCloseTo(15 / 50, 6);
-    const words = wordTimesFromTokenTimes([{ word: ' a', tokens: [1], probability: 1 }, { word: ' b', tokens: [2], probability: 1 }], times, 10);
-    expect(words.map((w) => [w.start, w.end])).toEqual([[10, 10.16], [10.16, 10.3]]);
+    const words = wordTimesFromTokenTimes(
+      [
+        { word: ' a', tokens: [1], probability: 1 },
+        { word: ' b', tokens: [2], probability: 1 },
+      ],
+      times,
+      10,
+    );
+    expect(words.map((w) => [w.start, w.end])).toEqual([
+      [10, 10.16],
+      [10.16, 10.3],
+    ]);
   });
 
   it('splits words on spaces/punctuation and spreads time by characters', () => {
@@ -156,14 +189,20 @@ describe('long-form window bookkeeping (OpenAI transcribe)', () => {
   it('pairs split segments; an unfinished tail makes the window seek to the last pair', () => {
     const toks = [ts(0), 1, 2, ts(2), ts(2), 3, ts(5), ts(5), 4, 5];
     const { pieces, seekAdvance } = windowSegments(toks, g);
-    expect(pieces.map((p) => [p.start, p.end, p.from, p.to])).toEqual([[0, 2, 0, 4], [2, 5, 4, 7]]);
+    expect(pieces.map((p) => [p.start, p.end, p.from, p.to])).toEqual([
+      [0, 2, 0, 4],
+      [2, 5, 4, 7],
+    ]);
     expect(seekAdvance).toBe(500); // 5.00 s = 250 encoder positions * 2 mel frames
   });
 
   it('a single timestamp ending consumes the whole window', () => {
     const toks = [ts(0), 1, ts(1), ts(1), 2, ts(3)];
     const { pieces, seekAdvance } = windowSegments(toks, { ...g, segmentSize: 1200 });
-    expect(pieces.map((p) => [p.start, p.end])).toEqual([[0, 1], [1, 3]]);
+    expect(pieces.map((p) => [p.start, p.end])).toEqual([
+      [0, 1],
+      [1, 3],
+    ]);
     expect(seekAdvance).toBe(1200);
   });
 

@@ -143,7 +143,7 @@ describe('OpenAI word-duration clean-up and segment adjustment', () => {
 describe('word splitting and the proportional fallback', () => {
   const table: Record<number, string> = { 1: ' Hello', 2: ',', 3: ' (', 4: 'world', 5: ')', 6: '()', 7: '\n', 8: '日', 9: '本' };
   const decode = (ids: number[]) => ids.map((i) => table[i]).join('');
-  it("string.punctuation membership is a substring test; whitespace-only units start a word (OpenAI)", () => {
+  it('string.punctuation membership is a substring test; whitespace-only units start a word (OpenAI)', () => {
     // '()' is in string.punctuation; '\n'.strip() == '' is too, so it starts a word that 'world' then continues
     expect(splitWords([1, 6, 7, 4], [], decode).map((x) => x.word)).toEqual([' Hello', '()', '\nworld']);
   });
@@ -159,7 +159,6 @@ describe('word splitting and the proportional fallback', () => {
     expect(t.at(-1)!.end).toBe(2.3);
   });
 });
-
 
 describe('add_word_timestamps vs the numpy port of timing.py on random hand-made alignments', () => {
   it.skipIf(!pythonOk)('300 random windows: identical words, word times and segment times', () => {
