@@ -169,10 +169,10 @@ describe('WS /v1/stream errors', () => {
     await expectError(c, /^sample_rate: /, 1007);
   });
 
-  it('a model that is not installed → error with the pull command', async () => {
+  it('a model that is not installed → error with the pull command, 1013 (what a REST call gets 503 for)', async () => {
     const c = await connect();
     c.json({ ...CONFIG, model: 'small' });
-    await expectError(c, /npm run models:pull -- small/, 1011);
+    await expectError(c, /npm run models:pull -- small/, 1013);
   });
 
   it('odd byte counts → 1007, oversized frames → 1009, text instead of audio → 1003', async () => {
