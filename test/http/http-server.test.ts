@@ -1,3 +1,4 @@
+import { DomainError } from '../../src/errors.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiError } from '../../src/http/api-error.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
@@ -80,13 +81,13 @@ describe('HttpServer', () => {
     expect(r.status).toBe(413);
   });
 
-  it('maps thrown errors: ApiError keeps its status, domain errors with status too, others become 500 without details', async () => {
+  it('maps thrown errors: ApiError keeps its status, a DomainError gets the status of its kind, others become 500 without details', async () => {
     const base = await startServer((s) => {
       s.route('GET', '/api-error', () => {
         throw new ApiError(429, 'Slow down', { 'retry-after': '7' });
       });
       s.route('GET', '/domain', () => {
-        throw Object.assign(new Error('Model x is not installed'), { status: 503 });
+        throw new DomainError('unavailable', 'Model x is not installed', { retryAfterS: 30 });
       });
       s.route('GET', '/boom', () => {
         throw new Error('secret internals');
@@ -98,6 +99,7 @@ describe('HttpServer', () => {
     expect(await a.json()).toEqual({ error: 'Slow down' });
     const d = await fetch(`${base}/domain`);
     expect(d.status).toBe(503);
+    expect(d.headers.get('retry-after')).toBe('30');
     expect(await d.json()).toEqual({ error: 'Model x is not installed' });
     const b = await fetch(`${base}/boom`);
     expect(b.status).toBe(500);

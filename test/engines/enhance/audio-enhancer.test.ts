@@ -131,16 +131,16 @@ describe('AudioEnhancer (RNNoise + EBU R128)', () => {
     const probe = await execFileP('ffprobe', ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', webm]);
     expect(['', 'N/A']).toContain(probe.stdout.trim());
     const short = await AudioEnhancer.load({ maxDurationS: 2 });
-    await expect(short.enhanceFile(webm)).rejects.toMatchObject({ status: 413, message: 'The audio is longer than 2 s, the enhance-audio limit.' });
+    await expect(short.enhanceFile(webm)).rejects.toMatchObject({ kind: 'too_large', message: 'The audio is longer than 2 s, the enhance-audio limit.' });
     // Within the limit the same file is enhanced whole.
     const r = await (await AudioEnhancer.load({ maxDurationS: 3600 })).enhanceFile(webm);
     expect(Math.abs(r.durationS - clean.length / 48000)).toBeLessThan(0.1);
   });
 
-  it('decodes with src/audio/ffmpeg.ts: its errors (ffmpeg missing: 500 naming FFMPEG_PATH) and its cancellation', async () => {
+  it('decodes with src/audio/ffmpeg.ts: its errors (ffmpeg missing: an internal error naming FFMPEG_PATH, for the log) and its cancellation', async () => {
     const noFfmpeg = await AudioEnhancer.load({ ffmpegPath: join(dir, 'no-such-ffmpeg') });
     await expect(noFfmpeg.enhanceFile(noisyPath)).rejects.toMatchObject({
-      status: 500,
+      kind: 'internal',
       code: 'ffmpeg_missing',
       message: expect.stringContaining('or point FFMPEG_PATH / FFPROBE_PATH at the binaries'),
     });
