@@ -7,7 +7,7 @@
  * Subjects use NATS syntax: dot-separated tokens; in subscription patterns `*` matches exactly
  * one token and `>` (last token only) matches one or more tokens.
  */
-import { Observable, Subject } from 'rxjs';
+import { type Observable, Subject } from 'rxjs';
 
 export interface BusMessage<T = unknown> {
   subject: string;

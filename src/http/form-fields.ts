@@ -40,3 +40,17 @@ export const enumField = <T extends readonly [string, ...string[]]>(name: string
       ctx.addIssue({ code: 'custom', message: `${name} must be one of ${values.join(', ')} (got '${v}')` });
       return z.NEVER;
     });
+
+/** A JSON `max_tokens` (or `max_completion_tokens`): a positive integer, clamped to `cap` (none: as sent). */
+export const maxTokensField = (cap = Number.POSITIVE_INFINITY) =>
+  z
+    .unknown()
+    .optional()
+    .transform((v, ctx): number | undefined => {
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+        ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
+        return z.NEVER;
+      }
+      return Math.min(v, cap);
+    });

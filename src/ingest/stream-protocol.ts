@@ -13,6 +13,7 @@
  *   errors            text   {"error":"..."} then close with one of CLOSE_CODES
  */
 import { z } from 'zod';
+import { WHISPER_MAX_TOKENS } from '../engines/whisper/config.ts';
 import { isWhisperLanguage } from '../languages.ts';
 import type { Word } from '../formats/transcript.ts';
 import type { LiveOutput } from '../pipeline/live-session.ts';
@@ -88,8 +89,7 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const CONFIG_FIELDS = ['language', 'model', 'sample_rate', 'diarize', 'interim_results', 'partial_interval_ms', 'max_new_tokens'] as const;
-/** Whisper's decoder context: no decode can produce more tokens. */
-export const MAX_NEW_TOKENS = 448;
+const MAX_NEW_TOKENS = WHISPER_MAX_TOKENS;
 /** camelCase spellings that would otherwise be silently ignored (a 44.1 kHz stream read as 16 kHz is garbage). */
 const MISSPELLINGS: Record<string, string> = {
   sampleRate: 'sample_rate',

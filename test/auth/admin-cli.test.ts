@@ -30,7 +30,7 @@ describe(`admin CLI commands on ${variantTitle(variant)}`, () => {
 
   it('create-account prints the raw key once; set-plan, add-credits, issue-key, revoke-key, list-accounts', async () => {
     const out = await run('create-account', '--email', 'a@b.c', '--plan', 'paid', '--credits', '100');
-    expect(out[0]).toMatch(/^created [0-9a-f-]{36}  a@b\.c  plan=paid  credits=100$/);
+    expect(out[0]).toMatch(/^created [0-9a-f-]{36} {2}a@b\.c {2}plan=paid {2}credits=100$/);
     const key = /api key \(shown once, store it now\): (stt_\S+)/.exec(out.join('\n'))![1];
     const found = await verifyKey(s.accounts, key);
     expect(found?.account).toMatchObject({ email: 'a@b.c', plan: 'paid', credits: 100 });
@@ -71,7 +71,7 @@ describe('npm run admin (process, embedded database)', () => {
         env,
         timeout: 60_000,
       });
-      expect(stdout).toMatch(/created .* cli@x\.io  plan=paid  credits=5/);
+      expect(stdout).toMatch(/created .* cli@x\.io {2}plan=paid {2}credits=5/);
       expect(stdout).toMatch(/api key \(shown once, store it now\): stt_[A-Za-z0-9_-]{43}/);
       await expect(fs.stat(path.join(dataDir, 'db'))).resolves.toBeTruthy();
       const bad = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/admin.ts', 'set-plan', '--email', 'cli@x.io'], { env, timeout: 60_000 }).catch((e) => e);

@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfig } from '../../config/config.ts';
-import { App } from '../../src/app.ts';
+import type { App } from '../../src/app.ts';
 import { NatsWorkQueue, WORK_STREAM, workConsumerName, WorkQueueError } from '../../src/bus/work-queue.ts';
 import { TEXTS, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';

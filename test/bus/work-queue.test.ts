@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { ConfigError, loadConfig } from '../../config/config.ts';
-import { App } from '../../src/app.ts';
+import type { App } from '../../src/app.ts';
 import { NatsWorkQueue, WORK_STREAM, decodeWork, encodeJson, encodeWork, workConsumerName, workPresenceSubject, WorkQueueError } from '../../src/bus/work-queue.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';

@@ -35,7 +35,7 @@ describe('npm run admin while a server runs on the embedded database', () => {
 
     const created = await runAdminCli(['create-account', '--email', 'ops@x.io', '--plan', 'paid', '--credits', '7'], env);
     expect(created.code, created.stderr).toBe(0);
-    expect(created.stdout).toMatch(/created [0-9a-f-]{36}  ops@x\.io  plan=paid  credits=7/);
+    expect(created.stdout).toMatch(/created [0-9a-f-]{36} {2}ops@x\.io {2}plan=paid {2}credits=7/);
     const key = keyOf(created.stdout)!;
     expect(key).toMatch(/^stt_[A-Za-z0-9_-]{43}$/);
     const me = await account(port, key);
@@ -74,7 +74,7 @@ describe('npm run admin while a server runs on the embedded database', () => {
     const port = await server.listening;
     expect((await account(port, key)).status).toBe(200);
     const listed = await runAdminCli(['list-accounts'], env);
-    expect(listed.stdout).toMatch(/offline@x\.io  plan=free/);
+    expect(listed.stdout).toMatch(/offline@x\.io {2}plan=free/);
   });
 });
 

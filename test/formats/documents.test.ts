@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import mammoth from 'mammoth';
+import { pdfText } from '../helpers/documents.ts';
 import { describe, expect, it } from 'vitest';
 import { toCsv, toDocx, toPdf, type TranscriptDocument } from '../../src/formats/documents.ts';
 
@@ -16,20 +15,6 @@ const DOC: TranscriptDocument = {
     { start: 3661, end: 3662.5, text: ' -1 and\nmore', speaker: null, confidence: 0.5, words: [] },
   ],
 };
-
-/** The text pdf.js reads back, pages joined. */
-async function pdfText(buf: Buffer): Promise<string> {
-  const { getDocument } = await import('pdfjs-dist/legacy/build/pdf.mjs');
-  const standardFontDataUrl = path.join(path.dirname(createRequire(import.meta.url).resolve('pdfjs-dist/package.json')), 'standard_fonts') + path.sep;
-  const pdf = await getDocument({ data: new Uint8Array(buf), standardFontDataUrl, useSystemFonts: false, isEvalSupported: false }).promise;
-  let out = '';
-  for (let i = 1; i <= pdf.numPages; i++) {
-    const content = await (await pdf.getPage(i)).getTextContent();
-    out += content.items.map((it) => ('str' in it ? it.str : '')).join(' ') + '\n';
-  }
-  await pdf.destroy();
-  return out;
-}
 
 describe('document exports (src/formats/documents.ts)', () => {
   it('CSV: RFC 4180 quoting, CRLF rows, formula-like cells defused, no speaker = empty cell', () => {

@@ -1,7 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- response bodies are checked by the assertions */
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import mammoth from 'mammoth';
+import { pdfText } from '../helpers/documents.ts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccessControl } from '../../src/auth/access-control.ts';
 import { issueKey } from '../../src/auth/keys.ts';
@@ -29,19 +28,6 @@ const SEGMENTS: Segment[] = [
   },
   { start: 3, end: 5.5, text: ' =SUM(A1) "quoted", fine.', speaker: 'Speaker 2', confidence: 0.8, words: [] },
 ];
-
-async function pdfText(buf: Buffer): Promise<string> {
-  const { getDocument } = await import('pdfjs-dist/legacy/build/pdf.mjs');
-  const standardFontDataUrl = path.join(path.dirname(createRequire(import.meta.url).resolve('pdfjs-dist/package.json')), 'standard_fonts') + path.sep;
-  const pdf = await getDocument({ data: new Uint8Array(buf), standardFontDataUrl, useSystemFonts: false, isEvalSupported: false }).promise;
-  let out = '';
-  for (let i = 1; i <= pdf.numPages; i++) {
-    const content = await (await pdf.getPage(i)).getTextContent();
-    out += content.items.map((it) => ('str' in it ? it.str : '')).join(' ') + '\n';
-  }
-  await pdf.destroy();
-  return out;
-}
 
 for (const variant of DB_VARIANTS) {
   describe.skipIf(variant.skip !== null)(`account REST API on ${variantTitle(variant)}`, () => {

@@ -6,6 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { featureConfigFromPreprocessor, type FeatureConfig } from './features.ts';
 
+/** Whisper's decoder context in every published size: no request may ask for more tokens than this. */
+export const WHISPER_MAX_TOKENS = 448;
+
 export interface WhisperConfig {
   dModel: number;
   decoderLayers: number;
@@ -62,7 +65,7 @@ export async function loadWhisperConfig(dir: string): Promise<WhisperConfig> {
     decoderHeads: heads,
     headDim: dModel / heads,
     vocabSize: cfg.vocab_size,
-    maxTargetPositions: cfg.max_target_positions ?? 448,
+    maxTargetPositions: cfg.max_target_positions ?? WHISPER_MAX_TOKENS,
     maxSourcePositions: cfg.max_source_positions ?? 1500,
     nMels: cfg.num_mel_bins,
     medianFilterWidth: cfg.median_filter_width ?? 7,
@@ -79,7 +82,7 @@ export async function loadWhisperConfig(dir: string): Promise<WhisperConfig> {
       langToId: gen.lang_to_id ?? {},
       taskToId: gen.task_to_id ?? { transcribe: noTs - 4, translate: noTs - 5 },
       isMultilingual: gen.is_multilingual ?? Object.keys(gen.lang_to_id ?? {}).length > 0,
-      maxLength: gen.max_length ?? cfg.max_target_positions ?? 448,
+      maxLength: gen.max_length ?? cfg.max_target_positions ?? WHISPER_MAX_TOKENS,
     },
   };
 }

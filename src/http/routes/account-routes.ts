@@ -5,7 +5,7 @@
  * Lists are paginated like Django REST framework: {count, next, previous, results}.
  */
 import { z } from 'zod';
-import { type AccessControl } from '../../auth/access-control.ts';
+import type { AccessControl } from '../../auth/access-control.ts';
 import { issueKey } from '../../auth/keys.ts';
 import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
 import { toCsv, toDocx, toPdf } from '../../formats/documents.ts';

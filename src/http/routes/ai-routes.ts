@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AccessControl } from '../../auth/index.ts';
 import type { Method } from '../router.ts';
+import { maxTokensField } from '../form-fields.ts';
 import { z } from 'zod';
 import type { AiModels } from '../../ai/ai-models.ts';
 import type { LlmServices } from '../../ai/llm-services.ts';
@@ -83,19 +84,6 @@ function textField(name: string, maxChars: number) {
       return v;
     });
 }
-
-const maxTokensField = (cap: number) =>
-  z
-    .unknown()
-    .optional()
-    .transform((v, ctx): number | undefined => {
-      if (v === undefined || v === null) return undefined;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-        ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
-        return z.NEVER;
-      }
-      return Math.min(v, cap);
-    });
 
 function languageField(name: string, dflt?: string) {
   return z

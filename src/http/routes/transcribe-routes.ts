@@ -3,6 +3,7 @@
  * GET/DELETE /v1/jobs/:id (progress of a running transcription). Parse, validate, call the
  * TranscriptionService, format. No model code here.
  */
+import { WHISPER_MAX_TOKENS } from '../../engines/whisper/config.ts';
 import path from 'node:path';
 import { z } from 'zod';
 import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
@@ -74,7 +75,7 @@ const transcribeFields = z.object({
   timestamps: boolField('timestamps', true),
   task: enumField('task', ['transcribe', 'translate'] as const, 'transcribe'),
   beam_size: intField('beam_size', 1, 16),
-  max_new_tokens: intField('max_new_tokens', 1, 448),
+  max_new_tokens: intField('max_new_tokens', 1, WHISPER_MAX_TOKENS),
   /** A fixed temperature (0 = greedy, no fallback); default: the fallback schedule 0, 0.2 … 1. */
   temperature: temperatureField,
   job_id: z.string().optional(),

@@ -8,6 +8,7 @@
  * model), retrieves the top segments by cosine and answers with the session's earlier turns.
  * Models load on first use; one that is not installed answers 503 with the pull command (AiModels).
  */
+import { maxTokensField } from '../form-fields.ts';
 import { z } from 'zod';
 import type { AccessControl } from '../../auth/access-control.ts';
 import type { AiModels } from '../../ai/ai-models.ts';
@@ -58,18 +59,6 @@ const typeField = <T extends readonly [string, ...string[]]>(values: T) =>
       return z.NEVER;
     });
 
-const maxTokensField = z
-  .unknown()
-  .optional()
-  .transform((v, ctx): number | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      ctx.addIssue({ code: 'custom', message: `max_tokens must be a positive integer (got ${JSON.stringify(v)})` });
-      return z.NEVER;
-    }
-    return v;
-  });
-
 const chatBody = z.object({
   question: z
     .unknown()
@@ -98,8 +87,8 @@ const chatBody = z.object({
     }),
 });
 
-const analyzeBody = z.object({ type: typeField(ANALYSIS_TYPES), max_tokens: maxTokensField });
-const generateBody = z.object({ type: typeField(GENERATE_TYPES), max_tokens: maxTokensField });
+const analyzeBody = z.object({ type: typeField(ANALYSIS_TYPES), max_tokens: maxTokensField() });
+const generateBody = z.object({ type: typeField(GENERATE_TYPES), max_tokens: maxTokensField() });
 
 /** Engine errors with extra headers; everything else goes to HttpServer's mapping (status, 503 with pull command …). */
 async function run<T>(fn: () => Promise<T>): Promise<T> {
