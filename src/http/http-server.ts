@@ -19,6 +19,8 @@ export interface RouteOptions {
   maxBodyBytes?: number;
   /** The 413 message when the body is over the limit (default names the body limit). */
   tooLargeMessage?: string;
+  /** The JSON body of this route's error replies (default `{"error": message}`); the OpenAI-compatible routes use their SDK's shape. */
+  errorBody?: (error: ApiError) => unknown;
 }
 
 export interface HttpServerOptions {
@@ -38,6 +40,7 @@ interface RouteEntry {
   handler: Handler;
   maxBodyBytes: number;
   tooLargeMessage?: string;
+  errorBody?: (error: ApiError) => unknown;
 }
 
 const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
@@ -63,7 +66,12 @@ export class HttpServer {
   }
 
   route(method: Method, pattern: string, handler: Handler, options: RouteOptions = {}): this {
-    this.router.add(method, pattern, { handler, maxBodyBytes: options.maxBodyBytes ?? this.opts.maxJsonBodyBytes, tooLargeMessage: options.tooLargeMessage });
+    this.router.add(method, pattern, {
+      handler,
+      maxBodyBytes: options.maxBodyBytes ?? this.opts.maxJsonBodyBytes,
+      tooLargeMessage: options.tooLargeMessage,
+      errorBody: options.errorBody,
+    });
     return this;
   }
 
@@ -140,10 +148,11 @@ export class HttpServer {
       this.record(ctx);
       if (--this.inFlight === 0) this.idleWaiters.splice(0).forEach((r) => r());
     };
+    let errorBody: RouteEntry['errorBody'];
     const fail = (err: unknown) => {
       const { error, internal } = toApiError(err);
       if (internal) this.opts.logger.error({ err, reqId: requestId }, 'request failed');
-      ctx.send({ status: error.status, headers: error.headers, body: { error: error.message } }, baseHeaders);
+      ctx.send({ status: error.status, headers: error.headers, body: errorBody ? errorBody(error) : { error: error.message } }, baseHeaders);
     };
 
     const maxHeaderBytes = this.opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
@@ -183,6 +192,7 @@ export class HttpServer {
     }
     ctx.route = match.pattern;
     ctx.params = match.params;
+    errorBody = match.handler.errorBody;
     if (this.draining) {
       fail(new ApiError(503, 'Server is shutting down; retry on another instance.', { 'retry-after': '5' }));
       finish();

@@ -62,7 +62,11 @@ async function postFile(p: string, field: string, file: string, fields: Record<s
   return fetch(`${base}${p}`, { method: 'POST', body: form, headers: key ? { authorization: `Bearer ${key}` } : {} });
 }
 
-const error = async (r: Response) => ((await r.json()) as { error: string }).error;
+/** The message of a reference `{"error": "..."}` or of an OpenAI route's `{"error": {"message"}}`. */
+const error = async (r: Response) => {
+  const e = ((await r.json()) as { error: string | { message: string } }).error;
+  return typeof e === 'string' ? e : e.message;
+};
 const aiUnitsSpent = async () => Number((await app.stores.db.query<{ n: number }>(`SELECT COALESCE(sum(count), 0)::int AS n FROM anon_daily_ai_usage`))[0].n);
 
 describe('anonymous AI limits', () => {

@@ -329,11 +329,12 @@ describe('POST /v1/audio/transcriptions (OpenAI-compatible)', () => {
   it('400 for bad fields', async () => {
     const r = await oa({ response_format: 'xml' });
     expect(r.status).toBe(400);
-    expect((await r.json()).error).toMatch(/json, text, srt, verbose_json, vtt/);
+    // OpenAI's error object (message, type, param, code), as the SDKs parse it.
+    expect((await r.json()).error).toMatchObject({ message: expect.stringMatching(/json, text, srt, verbose_json, vtt/), type: 'invalid_request_error', param: 'response_format' });
     const g = await oa({ 'timestamp_granularities[]': 'char' });
-    expect((await g.json()).error).toMatch(/word and\/or segment/);
+    expect((await g.json()).error).toMatchObject({ message: expect.stringMatching(/word and\/or segment/), param: 'timestamp_granularities' });
     const t = await oa({ temperature: '3' });
-    expect((await t.json()).error).toMatch(/temperature must be a number from 0 to 1/);
+    expect((await t.json()).error).toMatchObject({ message: expect.stringMatching(/temperature must be a number from 0 to 1/), code: 'invalid_request' });
   });
 });
 

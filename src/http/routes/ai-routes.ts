@@ -20,6 +20,7 @@ import { receiveMultipart } from '../multipart-upload.ts';
 import { decodeToPcm16k } from '../../audio/ffmpeg.ts';
 import { encodeWav } from '../../audio/pcm.ts';
 import { ApiError } from '../api-error.ts';
+import { OpenAiError, openAiErrorBody } from '../openai-errors.ts';
 import { formatBytes } from '../../formats/bytes.ts';
 import type { HttpContext, Reply } from '../http-context.ts';
 import type { Handler, HttpServer, RouteOptions } from '../http-server.ts';
@@ -52,7 +53,9 @@ function parse<T extends z.ZodType>(schema: T, body: unknown): Parsed<T> {
   if (!r.success) {
     const tooLong = r.error.issues.find((i) => i.code === 'custom' && (i.params as { status?: number } | undefined)?.status === 413);
     const msg = r.error.issues.map((i) => i.message).join('; ');
-    throw new ApiError(tooLong ? 413 : 400, msg);
+    // The field at fault, for OpenAI clients (`err.param`); the reference routes show only the message.
+    const param = r.error.issues[0]?.path.map(String).join('.') || null;
+    throw new OpenAiError(tooLong ? 413 : 400, msg, { param });
   }
   return r.data;
 }
@@ -216,6 +219,65 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
     return { body: { embeddings: vectors.map((v) => Array.from(v)), dimensions: embedder.dimensions, model: embedder.modelId } };
   });
 
+  // OpenAI-compatible twin of /v1/embed: same model, limits and admission; the SDK's shapes and errors.
+  const embeddingsBody = z.object({
+    input: z
+      .unknown()
+      .optional()
+      .transform((v, ctx): string[] => {
+        const arr = typeof v === 'string' ? [v] : v;
+        if (Array.isArray(arr) && arr.length > 0 && arr.every((t) => typeof t === 'number' || Array.isArray(t))) {
+          ctx.addIssue({ code: 'custom', message: 'input as token ids is not supported: send a string or an array of strings' });
+          return z.NEVER;
+        }
+        if (!Array.isArray(arr) || arr.length === 0 || arr.some((t) => typeof t !== 'string' || t === '')) {
+          ctx.addIssue({ code: 'custom', message: 'input is required: a non-empty string or a non-empty array of non-empty strings' });
+          return z.NEVER;
+        }
+        if (arr.length > maxTexts) {
+          ctx.addIssue({ code: 'custom', message: `input has ${arr.length} items; the limit is ${maxTexts}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        const total = (arr as string[]).reduce((n, t) => n + t.length, 0);
+        if (total > deps.maxTextChars) {
+          ctx.addIssue({ code: 'custom', message: `input totals ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
+          return z.NEVER;
+        }
+        return arr as string[];
+      }),
+    model: z.string().optional(),
+    encoding_format: enumOf('encoding_format', ['float', 'base64'] as const, 'float'),
+    dimensions: z.number({ message: 'dimensions must be a positive integer' }).int('dimensions must be a positive integer').positive('dimensions must be a positive integer').optional(),
+    user: z.string().optional(),
+  });
+  route(
+    'POST',
+    '/v1/embeddings',
+    async (ctx) => {
+      const b = parse(embeddingsBody, await ctx.readJson());
+      // OpenAI clients name OpenAI's models (text-embedding-3-small, …): that means "this server's embedding model".
+      const embedder = await deps.models.embedder(b.model === undefined || /^text-embedding-/.test(b.model) ? undefined : b.model);
+      if (b.dimensions !== undefined && b.dimensions !== embedder.dimensions) {
+        throw new OpenAiError(400, `dimensions must be ${embedder.dimensions} for ${embedder.modelId} (this server does not shorten embeddings); leave it out`, {
+          param: 'dimensions',
+          code: 'unsupported_value',
+        });
+      }
+      const vectors = await embedder.embed(b.input, ctx.signal);
+      // Tokens the model read (with [CLS]/[SEP], after truncation to its sequence length).
+      const tokens = b.input.reduce((n, t) => n + embedder.embedder.tokenize(t).length, 0);
+      return {
+        body: {
+          object: 'list',
+          data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: b.encoding_format === 'base64' ? float32Base64(v) : Array.from(v) })),
+          model: embedder.modelId,
+          usage: { prompt_tokens: tokens, total_tokens: tokens },
+        },
+      };
+    },
+    { errorBody: openAiErrorBody },
+  );
+
   route(
     'POST',
     '/v1/enhance-audio',
@@ -293,6 +355,12 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
   registerChatCompletions(server, deps, run);
 }
 
+/** OpenAI's `encoding_format: 'base64'`: the little-endian float32 bytes of the vector, base64-encoded. */
+function float32Base64(v: Float32Array): string {
+  const le = new Float32Array(v); // a copy that owns its whole buffer (v may be a view)
+  return Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString('base64');
+}
+
 /** Shortest and longest reference the TTS accepts (the spec asks for 3–10 s; up to 30 s are taken, the first 10 s used). */
 const TTS_REFERENCE_MIN_S = 3;
 const TTS_REFERENCE_MAX_S = 30;
@@ -318,7 +386,7 @@ const chatBody = (cap: number, maxChars: number) =>
       stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
       stream: z.boolean().optional(),
       stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
-      n: z.literal(1, { message: 'n must be 1' }).optional(),
+      n: z.unknown().optional(), // checked before parsing (rejectUnsupported)
       response_format: z
         .union([
           z.object({ type: z.literal('text') }),
@@ -335,9 +403,11 @@ const chatBody = (cap: number, maxChars: number) =>
 function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>(fn: () => Promise<T>) => Promise<T>): void {
   const schema = chatBody(deps.maxTokens, deps.maxTextChars);
   const handler: Handler = async (ctx) => chatCompletion(ctx);
-  server.route('POST', '/v1/chat/completions', deps.access ? guarded(deps.access, handler, 'json') : handler);
+  server.route('POST', '/v1/chat/completions', deps.access ? guarded(deps.access, handler, 'json') : handler, { errorBody: openAiErrorBody });
   async function chatCompletion(ctx: HttpContext): Promise<Reply | void> {
-    const b = parse(schema, await ctx.readJson());
+    const raw = await ctx.readJson();
+    rejectUnsupported(raw);
+    const b = parse(schema, raw);
     const backend = await deps.models.llm();
     const messages: ChatMessage[] = b.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
@@ -397,10 +467,43 @@ function registerChatCompletions(server: HttpServer, deps: AiRouteDeps, run: <T>
       if (!out) throw err;
       if (!(err instanceof LlmAbortedError)) {
         const s = out as ReturnType<HttpContext['beginStream']>;
-        s.write(`data: ${JSON.stringify({ error: { message: (err as Error).message, type: 'server_error' } })}\n\n`);
+        s.write(`data: ${JSON.stringify({ error: { message: (err as Error).message, type: 'server_error', param: null, code: 'server_error' } })}\n\n`);
         s.end();
       }
     }
+  }
+}
+
+/**
+ * Chat parameters this server does not implement answer 400 instead of being ignored: a client that
+ * sends tools expects tool calls, and one that asks for n choices expects n.
+ */
+function rejectUnsupported(body: unknown): void {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return; // parse() answers
+  const b = body as Record<string, unknown>;
+  const unsupported = (param: string, message: string) => new OpenAiError(400, message, { param, code: 'unsupported_parameter' });
+  for (const param of ['tools', 'functions'] as const) {
+    if (b[param] !== undefined && b[param] !== null && !(Array.isArray(b[param]) && b[param].length === 0)) {
+      throw unsupported(
+        param,
+        `${param} is not supported: this server's chat model does not call tools or functions. Remove '${param}' (and tool_choice) and put what the model needs into the messages.`,
+      );
+    }
+  }
+  for (const param of ['tool_choice', 'function_call'] as const) {
+    if (b[param] !== undefined && b[param] !== null && b[param] !== 'none' && b[param] !== 'auto') {
+      throw unsupported(param, `${param} is not supported: this server's chat model does not call tools or functions. Remove '${param}'.`);
+    }
+  }
+  if (b.n !== undefined && b.n !== null && b.n !== 1) {
+    throw new OpenAiError(
+      400,
+      `n must be 1 (got ${JSON.stringify(b.n)}): this server returns one choice per request; send ${typeof b.n === 'number' && b.n > 1 ? b.n : 'several'} requests for more.`,
+      {
+        param: 'n',
+        code: 'unsupported_value',
+      },
+    );
   }
 }
 

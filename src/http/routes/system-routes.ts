@@ -3,6 +3,7 @@ import type { GpuInfo } from '../../system/gpu.ts';
 import { WHISPER_LANGUAGES } from '../../languages.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { HttpServer } from '../http-server.ts';
+import { OpenAiError, openAiErrorBody } from '../openai-errors.ts';
 
 /** What these routes need to know about models (implemented by the model registry). */
 export interface ModelCatalog {
@@ -30,13 +31,32 @@ export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; c
     };
   });
 
-  server.route('GET', '/v1/models', () => {
-    const models = deps.catalog
-      .list()
-      .filter((m) => m.kind === 'asr')
-      .map((m) => ({ id: m.id, name: m.name, languages: m.languages ?? 99, speed: m.speed ?? 'unknown', installed: m.installed }));
-    return { body: { models } };
-  });
+  // The reference's `models` (speech models, its fields) plus OpenAI's list (`object`, `data`: every
+  // model of the catalog, so that `models.list()` of the SDKs shows what `model` may name).
+  // The catalog has no release dates: `created` is when this server started listing them.
+  const created = Math.floor(Date.now() / 1000);
+  const openAiModel = (m: ReturnType<ModelCatalog['list']>[number]) => ({ id: m.id, object: 'model', created, owned_by: 'open-stt-server', kind: m.kind, installed: m.installed });
+  server.route(
+    'GET',
+    '/v1/models',
+    () => {
+      const all = deps.catalog.list();
+      const models = all.filter((m) => m.kind === 'asr').map((m) => ({ id: m.id, name: m.name, languages: m.languages ?? 99, speed: m.speed ?? 'unknown', installed: m.installed }));
+      return { body: { models, object: 'list', data: all.map(openAiModel) } };
+    },
+    { errorBody: openAiErrorBody },
+  );
+
+  server.route(
+    'GET',
+    '/v1/models/:id',
+    (ctx) => {
+      const m = deps.catalog.list().find((e) => e.id === ctx.params.id);
+      if (!m) throw new OpenAiError(404, `The model '${ctx.params.id}' does not exist: GET /v1/models lists the models of this server.`, { param: 'model', code: 'model_not_found' });
+      return { body: openAiModel(m) };
+    },
+    { errorBody: openAiErrorBody },
+  );
 
   server.route('GET', '/v1/languages', () => ({
     body: { languages: WHISPER_LANGUAGES.map(([code, name]) => ({ code, name })) },

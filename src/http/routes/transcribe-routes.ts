@@ -1,5 +1,5 @@
 /**
- * POST /v1/transcribe (the API reference's shape), POST /v1/audio/transcriptions (OpenAI-compatible),
+ * POST /v1/transcribe (the API reference's shape), POST /v1/audio/transcriptions and /v1/audio/translations (OpenAI-compatible),
  * GET/DELETE /v1/jobs/:id (progress of a running transcription). Parse, validate, call the
  * TranscriptionService, format. No model code here.
  */
@@ -15,6 +15,7 @@ import { jobOwner, type JobRegistry } from '../../pipeline/job-registry.ts';
 import type { TranscriptionService } from '../../pipeline/transcription-service.ts';
 import type { AccessControl, Grant } from '../../auth/index.ts';
 import { ApiError } from '../api-error.ts';
+import { OpenAiError, openAiErrorBody } from '../openai-errors.ts';
 import { boolField, enumField, intField } from '../form-fields.ts';
 import { formatBytes } from '../../formats/bytes.ts';
 import type { HttpContext, Reply } from '../http-context.ts';
@@ -96,7 +97,7 @@ function parseFields<T extends z.ZodType>(schema: T, fields: Upload['fields']): 
   const single: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) single[k] = Array.isArray(v) && !k.startsWith('timestamp_granularities') ? v[v.length - 1] : v;
   const r = schema.safeParse(single);
-  if (!r.success) throw new ApiError(400, r.error.issues.map((i) => i.message).join('; '));
+  if (!r.success) throw new OpenAiError(400, r.error.issues.map((i) => i.message).join('; '), { param: r.error.issues[0]?.path.map(String).join('.') || null });
   return r.data;
 }
 
@@ -196,75 +197,76 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
     { maxBodyBytes, tooLargeMessage },
   );
 
-  server.route(
-    'POST',
-    '/v1/audio/transcriptions',
-    (ctx) =>
-      withUpload(ctx, async (upload, grant) => {
-        const f = parseFields(openAiFields, upload.fields);
-        const granularities = [f['timestamp_granularities[]'] ?? f.timestamp_granularities ?? []].flat();
-        for (const g of granularities) {
-          if (g !== 'word' && g !== 'segment') throw new ApiError(400, `timestamp_granularities must be word and/or segment (got '${g}')`);
+  // OpenAI-compatible: transcriptions keep the spoken language; translations (Whisper's translate
+  // task) turn speech in any language into English text. Same fields and response formats.
+  const openAiAudio = (task: 'transcribe' | 'translate') => (ctx: HttpContext) =>
+    withUpload(ctx, async (upload, grant) => {
+      const f = parseFields(openAiFields, upload.fields);
+      const granularities = [f['timestamp_granularities[]'] ?? f.timestamp_granularities ?? []].flat();
+      for (const g of granularities) {
+        if (g !== 'word' && g !== 'segment') throw new OpenAiError(400, `timestamp_granularities must be word and/or segment (got '${g}')`, { param: 'timestamp_granularities' });
+      }
+      const words = granularities.includes('word');
+      // OpenAI clients send model=whisper-1: that means "this server's default model".
+      const model = !f.model || f.model === 'whisper-1' ? deps.defaultModel : f.model;
+      const result = await deps.service.transcribeFile(
+        {
+          path: upload.file.path,
+          model,
+          language: f.language,
+          task,
+          wordTimestamps: words,
+          temperature: f.temperature,
+          initialPrompt: f.prompt,
+          jobId: jobIdOf(ctx, undefined),
+          jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
+          beforeTranscribe: (seconds) => grant.reserve(seconds),
+          meterMore: (extraSeconds) => grant.reserve(extraSeconds),
+          ownerId: grant.account?.id ?? null,
+          filename: upload.file.filename,
+        },
+        ctx.signal,
+      );
+      await grant.settle(result.deliveredSeconds);
+      const t = publicTranscript(result);
+      switch (f.response_format) {
+        case 'text':
+          return { headers: { 'content-type': 'text/plain; charset=utf-8' }, body: t.text + '\n' };
+        case 'srt':
+          return { headers: { 'content-type': 'application/x-subrip; charset=utf-8' }, body: toSrt(t) };
+        case 'vtt':
+          return { headers: { 'content-type': 'text/vtt; charset=utf-8' }, body: toVtt(t) };
+        case 'verbose_json': {
+          // A translation's language is the output's (always English, as OpenAI answers); a transcription's the one spoken.
+          const name = task === 'translate' ? 'english' : (WHISPER_LANGUAGES.find(([c]) => c === t.language)?.[1] ?? t.language);
+          return {
+            body: {
+              task,
+              language: name,
+              duration: t.duration,
+              text: t.text,
+              segments: result.detailed.map((s) => ({
+                id: s.id,
+                seek: s.seek,
+                start: s.start,
+                end: s.end,
+                text: s.text,
+                tokens: s.tokens,
+                temperature: s.temperature,
+                avg_logprob: s.avgLogprob,
+                compression_ratio: s.compressionRatio,
+                no_speech_prob: s.noSpeechProb,
+              })),
+              ...(words ? { words: t.segments.flatMap((s) => s.words.map((w) => ({ word: w.word, start: w.start, end: w.end }))) } : {}),
+            },
+          };
         }
-        const words = granularities.includes('word');
-        // OpenAI clients send model=whisper-1: that means "this server's default model".
-        const model = !f.model || f.model === 'whisper-1' ? deps.defaultModel : f.model;
-        const result = await deps.service.transcribeFile(
-          {
-            path: upload.file.path,
-            model,
-            language: f.language,
-            wordTimestamps: words,
-            temperature: f.temperature,
-            initialPrompt: f.prompt,
-            jobId: jobIdOf(ctx, undefined),
-            jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
-            beforeTranscribe: (seconds) => grant.reserve(seconds),
-            meterMore: (extraSeconds) => grant.reserve(extraSeconds),
-            ownerId: grant.account?.id ?? null,
-            filename: upload.file.filename,
-          },
-          ctx.signal,
-        );
-        await grant.settle(result.deliveredSeconds);
-        const t = publicTranscript(result);
-        switch (f.response_format) {
-          case 'text':
-            return { headers: { 'content-type': 'text/plain; charset=utf-8' }, body: t.text + '\n' };
-          case 'srt':
-            return { headers: { 'content-type': 'application/x-subrip; charset=utf-8' }, body: toSrt(t) };
-          case 'vtt':
-            return { headers: { 'content-type': 'text/vtt; charset=utf-8' }, body: toVtt(t) };
-          case 'verbose_json': {
-            const name = WHISPER_LANGUAGES.find(([c]) => c === t.language)?.[1] ?? t.language;
-            return {
-              body: {
-                task: 'transcribe',
-                language: name,
-                duration: t.duration,
-                text: t.text,
-                segments: result.detailed.map((s) => ({
-                  id: s.id,
-                  seek: s.seek,
-                  start: s.start,
-                  end: s.end,
-                  text: s.text,
-                  tokens: s.tokens,
-                  temperature: s.temperature,
-                  avg_logprob: s.avgLogprob,
-                  compression_ratio: s.compressionRatio,
-                  no_speech_prob: s.noSpeechProb,
-                })),
-                ...(words ? { words: t.segments.flatMap((s) => s.words.map((w) => ({ word: w.word, start: w.start, end: w.end }))) } : {}),
-              },
-            };
-          }
-          default:
-            return { body: { text: t.text } };
-        }
-      }),
-    { maxBodyBytes, tooLargeMessage },
-  );
+        default:
+          return { body: { text: t.text } };
+      }
+    });
+  server.route('POST', '/v1/audio/transcriptions', openAiAudio('transcribe'), { maxBodyBytes, tooLargeMessage, errorBody: openAiErrorBody });
+  server.route('POST', '/v1/audio/translations', openAiAudio('translate'), { maxBodyBytes, tooLargeMessage, errorBody: openAiErrorBody });
 
   // Jobs are their owner's: the key's account, or the client address without a key. Anyone else gets
   // the same 404 as for an unknown id, so that job ids cannot be probed.
