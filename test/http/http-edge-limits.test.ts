@@ -176,7 +176,7 @@ describe('HTTP edge limits (real server process)', () => {
     expect(reply.status, reply.body).toBeGreaterThanOrEqual(400);
     expect(reply.status, reply.body).toBeLessThan(500);
     expect(reply.status, reply.body).not.toBe(413);
-    expect(JSON.parse(reply.body).error).toMatch(/could not be read as audio/);
+    expect(JSON.parse(reply.body).error.message).toMatch(/could not be read as audio/); // the OpenAI route: {"error": {"message", …}}
     await expectServing();
     expect(uploadsLeft()).toEqual([]);
   }, 600_000);
@@ -184,7 +184,7 @@ describe('HTTP edge limits (real server process)', () => {
   it('answers 413 to a chunked upload of 2 GB + 1 byte', async () => {
     const reply = await streamUpload(2 * GiB + 1);
     expect(reply.status, reply.body).toBe(413);
-    expect(JSON.parse(reply.body).error).toMatch(/larger than the limit of 2 GB/);
+    expect(JSON.parse(reply.body).error.message).toMatch(/larger than the limit of 2 GB/);
     expect(reply.sent).toBeGreaterThan(2 * GiB);
     await expectServing();
     expect(uploadsLeft()).toEqual([]);
