@@ -86,7 +86,7 @@ function tryConnect(u: string, headers: Record<string, string> = {}): Promise<{ 
 const silence = (seconds: number) => new Float32Array(Math.round(seconds * 16_000));
 
 describe("captions followers need the owner's key or a share token", () => {
-  it("refuses followers without credentials, with another tenant's key or a bad key: {"error"} and 1008 (HTTP 401/404 with ?refuse=http)", async () => {
+  it("refuses followers without credentials, with another tenant's key or a bad key: an error and close 1008 (HTTP 401/404 with ?refuse=http)", async () => {
     const owner = await paidKey(app);
     const other = await paidKey(app);
     const c = await StreamClient.connect(url, { authorization: `Bearer ${owner}` });
