@@ -39,7 +39,7 @@ describe.skipIf(skip !== null)(`refused streams in Chromium${skip ? ` — skippe
 
   it("the live page shows the server's reason for refusing a WebSocket stream; screenshot", async () => {
     const page = await openPage('/');
-    await page.waitForFunction(() => (globalThis as { document: { querySelectorAll(s: string): { length: number } } }).document.querySelectorAll('#language option').length > 50);
+    await page.waitForFunction(() => (globalThis as unknown as { document: { querySelectorAll(s: string): { length: number } } }).document.querySelectorAll('#language option').length > 50);
     await page.check('input[name=transport][value=websocket]');
     await page.click('#live-start');
     await page.waitForSelector('section[data-state="error"]', { timeout: 30_000 });
