@@ -37,8 +37,12 @@ function follow() {
     box.dataset.state = 'following';
     status.textContent = `Following session ${id}.`;
   };
+  let refusal = '';
   ws.onmessage = (e) => {
-    const kind = view.handle(JSON.parse(e.data));
+    const m = JSON.parse(e.data);
+    const kind = view.handle(m);
+    // A refusal (no credentials, unknown session) comes as {"error"} on the accepted socket, then a close.
+    if (kind === 'error') refusal = m.error;
     if (kind === 'partial') box.dataset.partials = String(++partials);
     if (kind === 'final') box.dataset.finals = String(++finals);
     if (kind === 'end') {
@@ -50,11 +54,13 @@ function follow() {
   ws.onclose = (e) => {
     if (ended) return;
     box.dataset.state = 'closed';
-    status.textContent = !opened
-      ? "Cannot follow this session: open the viewer link from the streaming page (it carries a share token), or set the owner's API key on the main page."
-      : e.code === 1001
-        ? 'The server is shutting down.'
-        : `Disconnected (${e.code}). Reload the page to follow again.`;
+    status.textContent = refusal
+      ? `Cannot follow this session: ${refusal}`
+      : !opened
+        ? "Cannot follow this session: open the viewer link from the streaming page (it carries a share token), or set the owner's API key on the main page."
+        : e.code === 1001
+          ? 'The server is shutting down.'
+          : `Disconnected (${e.code}). Reload the page to follow again.`;
   };
 }
 

@@ -39,7 +39,9 @@ options:
   --quiet                 no progress bar
   --server URL            send the file to a running server (POST /v1/transcribe) and follow
                           its progress (GET /v1/jobs/:id) instead of transcribing in-process
-  --format FMT            with --server: json (default), txt, srt or vtt`;
+  --format FMT            with --server: json (default), txt, srt or vtt
+  --api-key KEY           with --server: the API key (sent as Authorization: Bearer);
+                          default: the STT_API_KEY environment variable`;
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -62,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         server: { type: 'string' },
+        'api-key': { type: 'string' },
         format: { type: 'string', default: 'json' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -86,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got '${v}')`);
     return n;
   };
-  if (o.server) return transcribeOnServer(o.server, file, o);
+  if (o.server) return transcribeOnServer(o.server, file, { ...o, apiKey: o['api-key'] ?? (process.env.STT_API_KEY || undefined) });
   const modelArg = o.model!;
   let models: SpeechModels | null = null;
   let vad: SileroVad | null = null;
@@ -174,7 +177,17 @@ class UsageError extends Error {}
 async function transcribeOnServer(
   server: string,
   file: string,
-  o: { model?: string; language?: string; format?: string; json?: boolean; quiet?: boolean; 'no-vad'?: boolean; 'max-new-tokens'?: string; temperature?: string },
+  o: {
+    model?: string;
+    language?: string;
+    format?: string;
+    json?: boolean;
+    quiet?: boolean;
+    'no-vad'?: boolean;
+    'max-new-tokens'?: string;
+    temperature?: string;
+    apiKey?: string;
+  },
 ): Promise<number> {
   if (!fs.existsSync(file)) {
     console.error(`error: No such file: ${file}`);
@@ -182,6 +195,8 @@ async function transcribeOnServer(
   }
   const base = server.replace(/\/+$/, '');
   const jobId = crypto.randomUUID();
+  // Job ids are scoped per owner: the progress poll needs the key as much as the upload.
+  const auth: Record<string, string> = o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {};
   const form = new FormData();
   form.append('file', await fs.openAsBlob(file), path.basename(file));
   const fields: Record<string, string | undefined> = {
@@ -199,7 +214,7 @@ async function transcribeOnServer(
   const poll = (async () => {
     while (!finished) {
       await new Promise((r) => setTimeout(r, 250));
-      const r = await fetch(`${base}/v1/jobs/${jobId}`).catch(() => null);
+      const r = await fetch(`${base}/v1/jobs/${jobId}`, { headers: auth }).catch(() => null);
       if (r?.ok) {
         const j = (await r.json()) as { progress: { stage: string; fraction: number } };
         bar?.update(Math.round(j.progress.fraction * 100), { stage: j.progress.stage });
@@ -207,7 +222,7 @@ async function transcribeOnServer(
     }
   })();
   try {
-    const res = await fetch(`${base}/v1/transcribe`, { method: 'POST', body: form, headers: { 'x-job-id': jobId } });
+    const res = await fetch(`${base}/v1/transcribe`, { method: 'POST', body: form, headers: { ...auth, 'x-job-id': jobId } });
     finished = true;
     await poll;
     bar?.stop();

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import { ApiError, toApiError } from './api-error.ts';
+import { CORS_HEADERS } from './cors.ts';
 import { HttpContext, type Reply, tooLarge } from './http-context.ts';
 import { formatBytes } from '../formats/bytes.ts';
 import { type Method, Router } from './router.ts';
@@ -45,10 +46,6 @@ interface RouteEntry {
 
 const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
-const CORS_HEADERS = {
-  'access-control-allow-origin': '*',
-  'access-control-expose-headers': 'x-request-id, retry-after, x-job-id',
-};
 
 export class HttpServer {
   readonly app: TemplatedApp;

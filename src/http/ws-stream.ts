@@ -9,8 +9,10 @@
  * Everything about the session (admission, limits, metering, timers, the pipeline) is the
  * LiveSession's; this file parses frames (stream-protocol), sends messages, and turns how a session
  * ended into a close code (`error-kinds.ts` for errors). A slot under MAX_STREAMS is taken at the
- * upgrade, before the asynchronous admission; a refused upgrade gets the HTTP status and
- * `{"error"}` a REST call would get.
+ * upgrade, before the asynchronous admission. A refused upgrade (bad key, no credits, limits,
+ * capacity) is accepted, sent `{"error"}` and closed at once with the kind's close code (1008, 1013…),
+ * because a browser cannot read an HTTP refusal of an upgrade; a client that asks with
+ * `?refuse=http` gets the HTTP status and `{"error"}` a REST call would get instead.
  */
 import { STATUS_CODES } from 'node:http';
 import type { Logger } from 'pino';
@@ -32,7 +34,7 @@ import {
 import type { LiveEnd, LiveSession, LiveSessions } from '../pipeline/live-session.ts';
 import type { StreamEvent } from '../pipeline/stream-session.ts';
 import { toApiError } from './api-error.ts';
-import { ERROR_KIND_CODES } from './error-kinds.ts';
+import { ERROR_KIND_CODES, closeCodeOf } from './error-kinds.ts';
 import type { HttpResponse, TemplatedApp, WebSocket } from './uws.ts';
 
 export interface WsStreamOptions {
@@ -48,18 +50,35 @@ export interface WsStreamOptions {
   draining: () => boolean;
 }
 
+/** A refusal told over an accepted socket: `{"error"}`, then closed with `closeCode`; never a live stream. */
+interface Refused {
+  refused: { error: string; closeCode: number };
+}
+
 /** Per socket (uWS copies this object at upgrade: it holds references only). */
-interface StreamSocket {
+interface LiveSocket {
+  refused?: undefined;
   session: LiveSession;
   /** Set when the socket is gone or being closed by us: nothing more is sent. */
   closed: boolean;
 }
+type StreamSocket = LiveSocket | Refused;
 
-interface FollowerSocket {
+interface Follower {
+  refused?: undefined;
   id: string;
   replay: boolean;
   unsubscribe?: () => void;
   closed?: boolean;
+}
+type FollowerSocket = Follower | Refused;
+
+interface Handshake {
+  key: string;
+  protocol: string;
+  extensions: string;
+  /** `?refuse=http`: the client reads an HTTP refusal (not a browser). */
+  httpRefusal: boolean;
 }
 
 export class WsStreamIngest implements AudioIngest {
@@ -80,16 +99,17 @@ export class WsStreamIngest implements AudioIngest {
       idleTimeout: Math.max(8, o.idleTimeoutS + 8),
       maxBackpressure: 1024 * 1024,
       upgrade: (res, req, context) => {
-        if (o.draining()) return refuse(res, new DomainError('unavailable', 'Server is shutting down; reconnect to another instance.'));
+        // uWS's request dies with this callback: copy what the async admission needs.
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const handshake = upgradeHeaders(req, query);
+        if (o.draining()) return refuse(res, context, handshake, new DomainError('unavailable', 'Server is shutting down; reconnect to another instance.'));
         let slot;
         try {
           slot = o.live.reserve();
         } catch (err) {
-          return refuse(res, err);
+          return refuse(res, context, handshake, err);
         }
-        // uWS's request dies with this callback: copy what the async admission needs.
-        const handshake = upgradeHeaders(req);
-        const authorization = authorizationFrom(req.getHeader('authorization'), new URLSearchParams(req.getQuery() ?? ''));
+        const authorization = authorizationFrom(req.getHeader('authorization'), query);
         const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
         let aborted = false;
         res.onAborted(() => {
@@ -103,11 +123,12 @@ export class WsStreamIngest implements AudioIngest {
             res.cork(() => res.upgrade<StreamSocket>({ session, closed: false }, handshake.key, handshake.protocol, handshake.extensions, context));
           })
           .catch((err) => {
-            if (!aborted) refuse(res, err, o.logger);
+            if (!aborted) refuse(res, context, handshake, err, o.logger);
           });
       },
       open: (ws) => {
         const data = ws.getUserData();
+        if (data.refused) return tellRefusal(ws, data);
         const { session } = data;
         session.output$.subscribe((m) => this.send(ws, data, toServerMessage(m)));
         void session.ended.then((end) => this.closeFor(ws, data, end));
@@ -115,6 +136,7 @@ export class WsStreamIngest implements AudioIngest {
       },
       message: (ws, bytes, isBinary) => {
         const data = ws.getUserData();
+        if (data.refused) return;
         try {
           this.onMessage(ws, data, bytes, isBinary);
         } catch (err) {
@@ -124,6 +146,7 @@ export class WsStreamIngest implements AudioIngest {
       },
       close: (ws) => {
         const data = ws.getUserData();
+        if (data.refused) return;
         data.closed = true;
         data.session.close();
       },
@@ -134,13 +157,13 @@ export class WsStreamIngest implements AudioIngest {
       maxPayloadLength: 1024,
       upgrade: (res, req, context) => {
         const id = req.getParameter(0) ?? '';
-        if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return refuse(res, new DomainError('invalid', 'session id must be 1-128 letters, digits, - or _'));
         const query = new URLSearchParams(req.getQuery() ?? '');
+        const handshake = upgradeHeaders(req, query);
+        if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return refuse(res, context, handshake, new DomainError('invalid', 'session id must be 1-128 letters, digits, - or _'));
         const replay = /^(1|true)$/.test(query.get('replay') ?? '');
         // The owner's key (header or ?api_key=, as on /v1/stream) or a share token.
         const authorization = authorizationFrom(req.getHeader('authorization'), query);
         const shareToken = query.get('share_token') ?? undefined;
-        const handshake = upgradeHeaders(req);
         let aborted = false;
         res.onAborted(() => {
           aborted = true;
@@ -151,15 +174,18 @@ export class WsStreamIngest implements AudioIngest {
             if (!aborted) res.cork(() => res.upgrade<FollowerSocket>({ id, replay }, handshake.key, handshake.protocol, handshake.extensions, context));
           })
           .catch((err) => {
-            if (!aborted) refuse(res, err, o.logger);
+            if (!aborted) refuse(res, context, handshake, err, o.logger);
           });
       },
       open: (ws) => {
+        const data = ws.getUserData();
+        if (data.refused) return tellRefusal(ws, data);
         this.followers.add(ws);
-        this.follow(ws, ws.getUserData()).catch((err) => o.logger.warn({ err, session: ws.getUserData().id }, 'captions follower failed'));
+        this.follow(ws, data).catch((err) => o.logger.warn({ err, session: data.id }, 'captions follower failed'));
       },
       close: (ws) => {
         const data = ws.getUserData();
+        if (data.refused) return;
         data.closed = true;
         data.unsubscribe?.();
         this.followers.delete(ws);
@@ -178,7 +204,7 @@ export class WsStreamIngest implements AudioIngest {
     }
   }
 
-  private onMessage(ws: WebSocket<StreamSocket>, data: StreamSocket, bytes: ArrayBuffer, isBinary: boolean): void {
+  private onMessage(ws: WebSocket<StreamSocket>, data: LiveSocket, bytes: ArrayBuffer, isBinary: boolean): void {
     const { session } = data;
     if (session.phase === 'config') {
       if (isBinary) return this.refuseFrame(ws, data, 'expected the JSON config message first, e.g. {"language": "en", "model": "large-v3-turbo"}', CLOSE_CODES.UNSUPPORTED_DATA);
@@ -206,14 +232,14 @@ export class WsStreamIngest implements AudioIngest {
   }
 
   /** A frame the protocol does not allow: `{"error"}`, the session freed, the socket closed with `code`. */
-  private refuseFrame(ws: WebSocket<StreamSocket>, data: StreamSocket, error: string, code: number): void {
+  private refuseFrame(ws: WebSocket<StreamSocket>, data: LiveSocket, error: string, code: number): void {
     this.send(ws, data, { error });
     this.closeSocket(ws, data, code, error);
     data.session.close();
   }
 
   /** How the session ended → the close code. */
-  private closeFor(ws: WebSocket<StreamSocket>, data: StreamSocket, end: LiveEnd): void {
+  private closeFor(ws: WebSocket<StreamSocket>, data: LiveSocket, end: LiveEnd): void {
     switch (end.reason) {
       case 'complete':
         return this.closeSocket(ws, data, CLOSE_CODES.NORMAL, 'stream complete');
@@ -228,7 +254,7 @@ export class WsStreamIngest implements AudioIngest {
     }
   }
 
-  private closeSocket(ws: WebSocket<StreamSocket>, data: StreamSocket, code: number, reason: string): void {
+  private closeSocket(ws: WebSocket<StreamSocket>, data: LiveSocket, code: number, reason: string): void {
     if (data.closed) return;
     data.closed = true;
     try {
@@ -238,7 +264,7 @@ export class WsStreamIngest implements AudioIngest {
     }
   }
 
-  private send(ws: WebSocket<StreamSocket>, data: StreamSocket, m: ServerMessage): void {
+  private send(ws: WebSocket<StreamSocket>, data: LiveSocket, m: ServerMessage): void {
     if (data.closed) return;
     try {
       // Sends from async code must be corked, or uWS may not flush them before a close that follows.
@@ -248,7 +274,7 @@ export class WsStreamIngest implements AudioIngest {
     }
   }
 
-  private async follow(ws: WebSocket<FollowerSocket>, data: FollowerSocket): Promise<void> {
+  private async follow(ws: WebSocket<FollowerSocket>, data: Follower): Promise<void> {
     const subject = sessionSubject(data.id);
     const send = (e: StreamEvent) => {
       if (data.closed) return false;
@@ -274,17 +300,43 @@ export class WsStreamIngest implements AudioIngest {
   }
 }
 
-function upgradeHeaders(req: { getHeader(name: string): string }) {
-  return { key: req.getHeader('sec-websocket-key'), protocol: req.getHeader('sec-websocket-protocol'), extensions: req.getHeader('sec-websocket-extensions') };
+function upgradeHeaders(req: { getHeader(name: string): string }, query: URLSearchParams): Handshake {
+  return {
+    key: req.getHeader('sec-websocket-key'),
+    protocol: req.getHeader('sec-websocket-protocol'),
+    extensions: req.getHeader('sec-websocket-extensions'),
+    httpRefusal: query.get('refuse') === 'http',
+  };
 }
 
-/** Refuses an upgrade with the status and `{"error"}` a REST call would get. */
-function refuse(res: HttpResponse, err: unknown, logger?: Logger): void {
+/**
+ * Refuses an upgrade. By default the upgrade is accepted and the socket told `{"error"}` and closed
+ * with the kind's close code (`tellRefusal`): a browser's WebSocket cannot read an HTTP refusal.
+ * `?refuse=http` gets the status, headers and `{"error"}` a REST call would get. Either way no slot
+ * is held and no session exists: the socket never counts as a live stream.
+ */
+function refuse(res: HttpResponse, context: unknown, handshake: Handshake, err: unknown, logger?: Logger): void {
   const { error, internal } = toApiError(err);
   if (internal) logger?.error({ err }, 'stream admission failed');
   res.cork(() => {
+    if (!handshake.httpRefusal) {
+      const refused = { error: error.message, closeCode: closeCodeOf(err) };
+      res.upgrade<Refused>({ refused }, handshake.key, handshake.protocol, handshake.extensions, context as never);
+      return;
+    }
     res.writeStatus(`${error.status} ${STATUS_CODES[error.status] ?? ''}`).writeHeader('content-type', 'application/json');
     for (const [k, v] of Object.entries(error.headers)) res.writeHeader(k, v);
     res.end(JSON.stringify({ error: error.message }));
   });
+}
+
+/** An accepted-but-refused socket: the error, then closed at once. */
+function tellRefusal(ws: Pick<WebSocket<unknown>, 'cork' | 'send' | 'end'>, data: Refused): void {
+  const { error, closeCode } = data.refused;
+  try {
+    ws.cork(() => ws.send(encodeServerMessage({ error }), false));
+    ws.end(closeCode, closeReason(error));
+  } catch {
+    /* the client already went away */
+  }
 }

@@ -8,10 +8,10 @@ import { MODELS_DIR, REPO_ROOT, WHISPER_FIXTURE } from '../helpers/paths.ts';
 const run = promisify(execFile);
 const golden = JSON.parse(fs.readFileSync(path.join(WHISPER_FIXTURE, 'golden/golden.json'), 'utf8'));
 
-async function stt(args: string[]) {
+async function stt(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [path.join(REPO_ROOT, 'bin/stt.mjs'), ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, MODELS_DIR },
+    env: { ...process.env, STT_API_KEY: '', MODELS_DIR, ...env },
     timeout: 60_000,
   });
 }
@@ -79,6 +79,36 @@ describe('stt transcribe --server (against a running server)', () => {
       const srt = await stt(['transcribe', wav, '--server', url, '--model', 'whisper-mini-random', '--language', 'en', '--max-new-tokens', '4', '--format', 'srt']);
       expect(srt.stdout).toMatch(/^1\n00:00:\d\d,\d{3} --> /);
       await expect(stt(['transcribe', wav, '--server', url, '--model', 'small'])).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('503') });
+    } finally {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends --api-key or STT_API_KEY as a Bearer key to a server that requires keys', async () => {
+    const { App } = await import('../../src/app.ts');
+    const { loadConfig } = await import('../../config/config.ts');
+    const { pino } = await import('pino');
+    const { paidKey } = await import('../helpers/accounts.ts');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-cli-key-'));
+    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, ANON_DAILY_LIMIT: '0' }), { logger: pino({ level: 'silent' }) }).start();
+    try {
+      const url = `http://127.0.0.1:${app.port}`;
+      const key = await paidKey(app);
+      const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+      const args = ['transcribe', wav, '--server', url, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '4', '--temperature', '0', '--json'];
+      // Without a key the server refuses (keys required: ANON_DAILY_LIMIT=0), and the CLI says so.
+      await expect(stt(args)).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('401') });
+      const flag = JSON.parse((await stt([...args, '--api-key', key])).stdout);
+      expect(flag.segments.length).toBeGreaterThan(0);
+      const env = JSON.parse((await stt(args, { STT_API_KEY: key })).stdout);
+      expect(env.segments.length).toBeGreaterThan(0);
+      // The flag wins over the environment.
+      await expect(stt([...args, '--api-key', 'stt_wrong'], { STT_API_KEY: key })).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('401') });
+      // Both were saved as the key owner's transcripts.
+      const list = await (await fetch(`${url}/api/v1/transcripts/`, { headers: { authorization: `Bearer ${key}` } })).json();
+      expect(list.count).toBe(2);
     } finally {
       await app.close();
       fs.rmSync(dir, { recursive: true, force: true });

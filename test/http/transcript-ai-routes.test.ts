@@ -174,7 +174,7 @@ for (const variant of DB_VARIANTS) {
       expect(await count('SELECT count(*)::int AS n FROM transcript_segment_embeddings WHERE transcript_id = $1', [id])).toBe(0);
     });
 
-    it('tenant isolation and unknown sessions: 404', async () => {
+    it('tenant isolation (404) and unknown sessions (a new session)', async () => {
       const anna = await user('anna@example.com');
       const ben = await user('ben@example.com');
       const { id } = await save(anna.account.id);
@@ -194,17 +194,33 @@ for (const variant of DB_VARIANTS) {
         expect(r.status, path).toBe(404);
         expect((await j(r)).error).toBe('Transcript not found.');
       }
-      // Anna's session on another transcript, a random and a malformed session id: 404.
-      for (const [tid, sid] of [
-        [other, session_id],
-        [id, '00000000-0000-4000-8000-000000000000'],
-        [id, 'nope'],
-      ]) {
-        const r = await anna.post(`/api/v1/transcripts/${tid}/chat/`, { question: 'Again?', session_id: sid });
-        expect(r.status).toBe(404);
-        expect((await j(r)).error).toMatch(/session not found/i);
-      }
       expect(await count('SELECT count(*)::int AS n FROM transcript_chat_turns', [])).toBe(turnsBefore);
+
+      // An id that names no session of this transcript and owner starts a new session (the
+      // reference's example sends "optional"): Anna's session on another transcript, Ben with
+      // Anna's session id on his own transcript, a random and a malformed id.
+      const { id: bens } = await save(ben.account.id);
+      const seen = new Set<string>([session_id]);
+      for (const [who, tid, sid] of [
+        [anna, other, session_id],
+        [ben, bens, session_id],
+        [anna, id, '00000000-0000-4000-8000-000000000000'],
+        [anna, id, 'optional'],
+      ] as const) {
+        const r = await who.post(`/api/v1/transcripts/${tid}/chat/`, { question: 'Again?', session_id: sid });
+        expect(r.status, sid).toBe(200);
+        const b = await j(r);
+        expect(b.session_id).toMatch(/^[0-9a-f-]{36}$/);
+        expect(seen.has(b.session_id), 'a fresh session id').toBe(false);
+        seen.add(b.session_id);
+        // A new session: this question and its answer only; the session named is not touched.
+        expect(await count('SELECT count(*)::int AS n FROM transcript_chat_turns WHERE session_id = $1', [b.session_id])).toBe(2);
+        // The new id continues the new session.
+        const again = await j(await who.post(`/api/v1/transcripts/${tid}/chat/`, { question: 'And then?', session_id: b.session_id }));
+        expect(again.session_id).toBe(b.session_id);
+        expect(await count('SELECT count(*)::int AS n FROM transcript_chat_turns WHERE session_id = $1', [b.session_id])).toBe(4);
+      }
+      expect(await count('SELECT count(*)::int AS n FROM transcript_chat_turns WHERE session_id = $1', [session_id])).toBe(2);
 
       const anon = await fetch(`${base}/api/v1/transcripts/${id}/chat/`, { method: 'POST', body: JSON.stringify({ question: 'x' }) });
       expect(anon.status).toBe(401);

@@ -56,7 +56,18 @@ async function ready(c: StreamClient): Promise<string> {
   return r.session_id as string;
 }
 
-/** Connects and reports the upgrade's outcome: 101, or the HTTP status and JSON body of a refusal. */
+/**
+ * A refusal as a browser sees it: the upgrade is accepted, `{"error"}` comes, then the close code.
+ * (Fails by timing out if the socket is not refused.)
+ */
+async function refusal(u: string, headers: Record<string, string> = {}): Promise<{ error: string; code: number }> {
+  const c = await StreamClient.connect(u, headers);
+  const [m, { code }] = await Promise.all([c.next((m) => 'error' in m), c.closed]);
+  expect(c.messages).toHaveLength(1);
+  return { error: m.error as string, code };
+}
+
+/** Connects and reports the upgrade's outcome: 101, or the HTTP status and JSON body of a refusal (`?refuse=http`). */
 function tryConnect(u: string, headers: Record<string, string> = {}): Promise<{ status: number; body?: { error: string }; client?: StreamClient }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(u, { headers });
@@ -75,37 +86,41 @@ function tryConnect(u: string, headers: Record<string, string> = {}): Promise<{ 
 const silence = (seconds: number) => new Float32Array(Math.round(seconds * 16_000));
 
 describe("captions followers need the owner's key or a share token", () => {
-  it("refuses followers without credentials (401), with another tenant's key (404) or a bad key (401)", async () => {
+  it("refuses followers without credentials, with another tenant's key or a bad key: an error and close 1008 (HTTP 401/404 with ?refuse=http)", async () => {
     const owner = await paidKey(app);
     const other = await paidKey(app);
     const c = await StreamClient.connect(url, { authorization: `Bearer ${owner}` });
     const id = await ready(c);
     const captions = `${url}/${id}/captions`;
 
-    const none = await tryConnect(`${captions}?replay=true`);
-    expect(none.status).toBe(401);
-    expect(none.body?.error).toMatch(/owner's API key .* or a share token/);
-    const stranger = await tryConnect(captions, { authorization: `Bearer ${other}` });
-    expect(stranger.status).toBe(404);
-    expect(stranger.body?.error).toMatch(/No live session/);
-    // The same 404 as for a session that does not exist: ids cannot be probed.
-    const missing = await tryConnect(`${url}/00000000-0000-4000-8000-000000000000/captions`, { authorization: `Bearer ${other}` });
-    expect(missing.status).toBe(404);
-    expect((await tryConnect(captions, { authorization: 'Bearer stt_not_a_key' })).status).toBe(401);
-    expect((await tryConnect(`${captions}?share_token=guessed`)).status).toBe(404);
+    // Refusals are told over the accepted socket (a browser cannot read an HTTP refusal): 1008.
+    const none = await refusal(`${captions}?replay=true`);
+    expect(none).toEqual({ error: expect.stringMatching(/owner's API key .* or a share token/), code: 1008 });
+    const stranger = await refusal(captions, { authorization: `Bearer ${other}` });
+    expect(stranger).toEqual({ error: expect.stringMatching(/No live session/), code: 1008 });
+    // The same refusal as for a session that does not exist: ids cannot be probed.
+    const missing = await refusal(`${url}/00000000-0000-4000-8000-000000000000/captions`, { authorization: `Bearer ${other}` });
+    expect(missing).toEqual({ error: stranger.error.replace(id, '00000000-0000-4000-8000-000000000000'), code: 1008 });
+    expect((await refusal(captions, { authorization: 'Bearer stt_not_a_key' })).code).toBe(1008);
+    expect(await refusal(`${captions}?share_token=guessed`)).toEqual(stranger);
+    // A client that asks for it gets the HTTP status a REST call would get.
+    const http = await tryConnect(`${captions}?replay=true&refuse=http`);
+    expect(http).toEqual({ status: 401, body: { error: none.error } });
+    expect((await tryConnect(`${captions}?refuse=http`, { authorization: `Bearer ${other}` })).status).toBe(404);
 
     // The owner's key (header or ?api_key=) follows.
     const own = await tryConnect(`${captions}?api_key=${owner}`);
     expect(own.status).toBe(101);
-    own.client!.ws.close();
     c.json({ action: 'stop' });
     await c.next((m) => m.is_final === true);
+    await own.client!.next((m) => m.is_final === true);
+    expect(own.client!.messages.some((m) => 'error' in m)).toBe(false);
   });
 
   it('an anonymous stream shares with a token from {"action":"share"}; the token follows live and in replay', async () => {
     const c = await StreamClient.connect(url);
     const id = await ready(c);
-    expect((await tryConnect(`${url}/${id}/captions`, { authorization: `Bearer ${await paidKey(app)}` })).status).toBe(404);
+    expect((await refusal(`${url}/${id}/captions`, { authorization: `Bearer ${await paidKey(app)}` })).error).toMatch(/No live session/);
     c.json({ action: 'share' });
     const share = await c.next((m) => 'share_token' in m || 'error' in m);
     expect(share).toMatchObject({ share_token: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/), expires_at: expect.any(String) });
@@ -119,7 +134,7 @@ describe("captions followers need the owner's key or a share token", () => {
     const late = await tryConnect(`${url}/${id}/captions?replay=true&share_token=${share.share_token}`);
     expect(late.status).toBe(101);
     await late.client!.next((m) => m.is_final === true);
-    expect((await tryConnect(`${url}/${id}/captions?replay=true&share_token=${String(share.share_token).slice(1)}x`)).status).toBe(404);
+    expect((await refusal(`${url}/${id}/captions?replay=true&share_token=${String(share.share_token).slice(1)}x`)).error).toMatch(/No live session/);
   });
 });
 
@@ -198,6 +213,8 @@ class RawWs {
   status = 0;
   body = '';
   readonly texts: string[] = [];
+  /** The code of the server's close frame, once one came. */
+  closeCode = 0;
   readonly headersDone: Promise<void>;
   readonly ended: Promise<void>;
   private onData: () => void = () => {};
@@ -230,7 +247,9 @@ class RawWs {
           off = 4;
         }
         if (this.buf.length < off + len) return;
-        if ((this.buf[0]! & 0x0f) === 1) this.texts.push(this.buf.subarray(off, off + len).toString());
+        const opcode = this.buf[0]! & 0x0f;
+        if (opcode === 1) this.texts.push(this.buf.subarray(off, off + len).toString());
+        if (opcode === 8 && len >= 2) this.closeCode = this.buf.readUInt16BE(off);
         this.buf = this.buf.subarray(off + len);
       }
       this.onData();
@@ -297,7 +316,7 @@ async function postgresSchemaUrl(): Promise<{ url: string; drop: () => Promise<v
 
 describe('MAX_STREAMS under a burst', () => {
   it.each(['embedded', 'postgres'])(
-    '50 upgrades at once against MAX_STREAMS=20 (%s database): exactly 20 become ready, 30 get 503 with the JSON error; after they close, new ones are admitted',
+    '50 upgrades at once against MAX_STREAMS=20 (%s database): exactly 20 become ready, 30 get the JSON error and close 1013; after they close, new ones are admitted',
     async (db) => {
       const pgDb = db === 'postgres' ? await postgresSchemaUrl() : null;
       if (db === 'postgres' && !pgDb) return console.warn('PostgreSQL variant skipped: no database (set TEST_DATABASE_URL)');
@@ -312,23 +331,28 @@ describe('MAX_STREAMS under a burst', () => {
           return socks;
         };
         const socks = await burst(50);
-        const opened = socks.filter((s) => s.status === 101);
-        const refused = socks.filter((s) => s.status !== 101);
+        // Every upgrade is accepted (a browser cannot read an HTTP refusal); the 30 over the limit are
+        // told {"error"} and closed with 1013 at once, the 20 admitted wait for their config.
+        expect(socks.map((s) => s.status)).toEqual(Array(50).fill(101));
+        for (const s of socks) s.sendText(JSON.stringify(CONFIG));
+        const first = await Promise.all(socks.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
+        const opened = socks.filter((_, i) => first[i]!.status === 'ready');
+        const refused = socks.filter((_, i) => 'error' in first[i]!);
         expect(opened.length).toBe(20);
         expect(refused.length).toBe(30);
         for (const r of refused) {
-          expect(r.status).toBe(503);
-          expect(JSON.parse(r.body)).toEqual({ error: 'Too many live streams (limit 20); retry later.' });
+          expect(JSON.parse(r.texts[0]!)).toEqual({ error: 'Too many live streams (limit 20); retry later.' });
+          await r.ended;
+          expect(r.closeCode).toBe(1013);
         }
-        for (const s of opened) s.sendText(JSON.stringify(CONFIG));
-        const readies = await Promise.all(opened.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
-        expect(readies.filter((m) => m.status === 'ready').length).toBe(20);
         expect(small.streams.active).toBe(20);
         for (const s of socks) s.sock.destroy();
         for (let i = 0; i < 1500 && small.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
         expect(small.streams.active).toBe(0);
         const again = await burst(20);
-        expect(again.map((s) => s.status)).toEqual(Array(20).fill(101));
+        for (const s of again) s.sendText(JSON.stringify(CONFIG));
+        const readies = await Promise.all(again.map((s) => s.next((m) => m.status === 'ready' || 'error' in m)));
+        expect(readies.map((m) => m.status)).toEqual(Array(20).fill('ready'));
         for (const s of again) s.sock.destroy();
       } finally {
         await small.close();

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { StreamClient } from '../helpers/ws-client.ts';
 import { readWav } from '../../src/audio/pcm.ts';
 import { OpusDecoder, OpusEncoder, opusAvailability } from '../../src/ingest/opus-decoder.ts';
 import { announceIp } from '../../src/ingest/webrtc.ts';
@@ -164,15 +165,11 @@ describe.skipIf(!canRun)(
         expect(answer).toMatch(/a=candidate:.* 127\.0\.0\.1 /);
         const ready = await c.next((m) => m.status === 'ready');
         expect(ready.session_id).toBe(c.sessionId);
-        // Captions of a WebRTC session are not open to anyone holding its id: 401 without credentials…
-        const refused = new WebSocket(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
-        const status = await new Promise<number>((resolve) => {
-          refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-          refused.once('open', () => resolve(101));
-          refused.once('error', () => resolve(0));
-        });
-        refused.terminate();
-        expect(status).toBe(401);
+        // Captions of a WebRTC session are not open to anyone holding its id: without credentials the
+        // follower is told {"error"} and closed with 1008 (the HTTP 401 with ?refuse=http)…
+        const refused = await StreamClient.connect(`ws://127.0.0.1:${srv.port}/v1/stream/${c.sessionId}/captions`);
+        expect(await refused.closed).toMatchObject({ code: 1008 });
+        expect(refused.messages).toEqual([{ error: expect.stringMatching(/share token/) }]);
         // …but with a share token asked for on the data channel, a follower on the bus sees the same results.
         c.send({ action: 'share' });
         const share = await c.next((m) => 'share_token' in m);

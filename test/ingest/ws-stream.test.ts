@@ -203,12 +203,18 @@ describe('WS /v1/stream errors', () => {
     }
   });
 
-  it('refuses streams over MAX_STREAMS with 503 at the upgrade', async () => {
+  it('refuses streams over MAX_STREAMS: the upgrade is accepted, {"error"} sent, closed 1013 (HTTP 503 with ?refuse=http)', async () => {
     const small = await startApp({ MAX_STREAMS: '1' });
     try {
       const u = `ws://127.0.0.1:${small.port}/v1/stream`;
       const first = await StreamClient.connect(u);
-      await expect(StreamClient.connect(u)).rejects.toThrow(/HTTP 503/);
+      const refused = await StreamClient.connect(u);
+      expect(await refused.closed).toMatchObject({ code: 1013 });
+      expect(refused.messages).toEqual([{ error: 'Too many live streams (limit 1); retry later.' }]);
+      await expect(StreamClient.connect(`${u}?refuse=http`)).rejects.toThrow(/HTTP 503/);
+      // The refused sockets never counted: the first stream still works and is the only one.
+      expect(small.streams.active).toBe(1);
+      await ready(first);
       first.ws.close();
     } finally {
       await small.close();
@@ -263,8 +269,11 @@ describe('WS /v1/stream errors', () => {
 });
 
 describe('WS /v1/stream accounts', () => {
-  it('refuses a bad key at the upgrade (401) and accepts ?api_key= for browsers', async () => {
-    await expect(StreamClient.connect(url, { authorization: 'Bearer stt_nope' })).rejects.toThrow(/HTTP 401/);
+  it('refuses a bad key with {"error"} and close 1008 (HTTP 401 with ?refuse=http) and accepts ?api_key= for browsers', async () => {
+    const refused = await StreamClient.connect(url, { authorization: 'Bearer stt_nope' });
+    expect(await refused.closed).toMatchObject({ code: 1008 });
+    expect(refused.messages).toEqual([{ error: expect.stringMatching(/API key/i) }]);
+    await expect(StreamClient.connect(`${url}?refuse=http`, { authorization: 'Bearer stt_nope' })).rejects.toThrow(/HTTP 401/);
     const c = await StreamClient.connect(`${url}?api_key=${key}`);
     await ready(c);
     c.json({ action: 'stop' });
@@ -318,7 +327,9 @@ describe('captions followers (bus fan-out)', () => {
         // An anonymous stream is followed with a share token, on any server of the cluster.
         c.json({ action: 'share' });
         const token = (await c.next((m) => 'share_token' in m)).share_token as string;
-        await expect(StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions`)).rejects.toThrow(/HTTP 401/);
+        const refused = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions`);
+        expect(await refused.closed).toMatchObject({ code: 1008 });
+        expect(refused.messages).toEqual([{ error: expect.stringMatching(/share token/) }]);
         const follower = await StreamClient.connect(`ws://127.0.0.1:${b.port}/v1/stream/${id}/captions?share_token=${token}`);
         await new Promise((r) => setTimeout(r, 300));
         await c.sendPcm(dialogue.pcm, { pace: 8 });

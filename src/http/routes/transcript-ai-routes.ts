@@ -136,10 +136,10 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     const parsed = chatBody.safeParse(body(await ctx.readJson()));
     if (!parsed.success) throw badRequest(parsed.error);
     const { question, session_id } = parsed.data;
-    if (session_id !== undefined && !(await chat.sessionExists(session_id, t.id, ownerId))) {
-      throw new ApiError(404, 'Chat session not found for this transcript.');
-    }
-    const sessionId = session_id ?? chat.newSessionId();
+    // An id that names no session of this transcript and owner (the reference's example sends
+    // "optional") starts a new one; the answer carries its id, which continues it.
+    const continues = session_id !== undefined && (await chat.sessionExists(session_id, t.id, ownerId));
+    const sessionId = continues ? session_id : chat.newSessionId();
 
     const embedder = await ai.embedder();
     const backend = await ai.llm();
@@ -161,7 +161,7 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
       segments.forEach((s, i) => (s.embedding = vectors[i]));
     }
 
-    const history = session_id ? (await chat.turns(sessionId, t.id, ownerId, HISTORY_TURNS)).map((h) => ({ role: h.role, content: h.content })) : [];
+    const history = continues ? (await chat.turns(sessionId, t.id, ownerId, HISTORY_TURNS)).map((h) => ({ role: h.role, content: h.content })) : [];
     const r = await run(() => chatOverTranscript({ question, segments, history, backend, embedder, k: TOP_K, maxTokens, signal: ctx.signal }));
     await chat.appendExchange({ sessionId, transcriptId: t.id, ownerId, question, answer: r.answer });
     return { body: { answer: r.answer, sources: r.sources, session_id: sessionId } };

@@ -23,8 +23,6 @@ export interface WebRtcRouteDeps {
 
 const MAX_SDP_BYTES = 64 * 1024;
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
-/** The Location header must be readable by browser clients on other origins. */
-const EXPOSE = { 'access-control-expose-headers': 'x-request-id, retry-after, x-job-id, location, x-session-id' };
 
 /** Query string → the session options (the /v1/stream config fields, validated in one place). */
 function optionsFromQuery(ctx: HttpContext, defaultModel: string) {
@@ -59,7 +57,6 @@ export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps):
       return {
         status: 201,
         headers: {
-          ...EXPOSE,
           'content-type': 'application/sdp',
           location: `/v1/webrtc/${answer.sessionId}`,
           'x-session-id': answer.sessionId,
