@@ -337,7 +337,6 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
           headers: {
             'content-type': 'audio/wav',
             'content-disposition': 'attachment; filename="speech.wav"',
-            'access-control-expose-headers': 'x-duration, x-generation-time, x-tts-engine, x-request-id',
             'x-duration': durationS.toFixed(3),
             'x-generation-time': ((performance.now() - t0) / 1000).toFixed(3),
             'x-tts-engine': `espeak-ng voice ${r.voice} pitch ${r.pitch} (matched to the reference: pitch ${r.referenceF0Hz.toFixed(0)} Hz, loudness; not a voice clone)`,
