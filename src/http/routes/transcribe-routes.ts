@@ -124,6 +124,17 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
    * the route settles what was delivered once the transcript is ready. Any other ending (error,
    * cancellation, client gone, no worker) reaches release() unsettled, which refunds everything.
    */
+  /** What every upload's transcription carries for its owner: the job's owner, credits reserved as the length becomes known, the saved transcript's owner and name. */
+  function ownedBy(ctx: HttpContext, grant: Grant, upload: Upload & { file: NonNullable<Upload['file']> }) {
+    return {
+      jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
+      beforeTranscribe: (seconds: number) => grant.reserve(seconds),
+      meterMore: (extraSeconds: number) => grant.reserve(extraSeconds),
+      ownerId: grant.account?.id ?? null,
+      filename: upload.file.filename,
+    };
+  }
+
   async function withUpload(ctx: HttpContext, fn: (u: Upload & { file: NonNullable<Upload['file']> }, grant: Grant) => Promise<Reply>): Promise<Reply> {
     const declared = Number(ctx.headers['content-length']);
     const grant = await deps.access.admit({
@@ -169,11 +180,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
             diarizeBestEffort: upload.fields.diarize === undefined,
             speakers: f.speakers ?? 0,
             jobId: jobIdOf(ctx, f.job_id),
-            jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
-            beforeTranscribe: (seconds) => grant.reserve(seconds),
-            meterMore: (extraSeconds) => grant.reserve(extraSeconds),
-            ownerId: grant.account?.id ?? null,
-            filename: upload.file.filename,
+            ...ownedBy(ctx, grant, upload),
           },
           ctx.signal,
         );
@@ -219,11 +226,7 @@ export function registerTranscribeRoutes(server: HttpServer, deps: TranscribeRou
           temperature: f.temperature,
           initialPrompt: f.prompt,
           jobId: jobIdOf(ctx, undefined),
-          jobOwner: jobOwner(grant.account?.id, ctx.remoteAddress),
-          beforeTranscribe: (seconds) => grant.reserve(seconds),
-          meterMore: (extraSeconds) => grant.reserve(extraSeconds),
-          ownerId: grant.account?.id ?? null,
-          filename: upload.file.filename,
+          ...ownedBy(ctx, grant, upload),
         },
         ctx.signal,
       );
