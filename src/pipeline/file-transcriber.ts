@@ -9,6 +9,7 @@
  * The model is a loaded one where chunks may be decoded here (`decodesLocally`), else only its
  * descriptor (id, sampling rate): an API-only server loads no engine for files.
  */
+import { PcmBuffer } from '../audio/pcm-buffer.ts';
 import { DomainError } from '../errors.ts';
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
@@ -151,7 +152,8 @@ export class FileTranscriber {
     // Counts the delivered samples; keeps them for the diarizer when asked (capped).
     let delivered = 0;
     let diarizationSkipped: string | null = null;
-    let kept = wantDiarization ? new GrowingSamples(Math.min(DIARIZE_MAX_SECONDS, Math.max(expected, 1)) * sr) : null;
+    // Sized from the probe; grows by half (not ×2) if the file is longer than it said.
+    let kept = wantDiarization ? new PcmBuffer(Math.min(DIARIZE_MAX_SECONDS, Math.max(expected, 1)) * sr, { growth: 1.5 }) : null;
     async function* counted(): AsyncGenerator<Float32Array> {
       for await (const x of source) {
         delivered += x.length;
@@ -209,11 +211,11 @@ export class FileTranscriber {
       // the other: a file up to one piece is exactly one long-form request, as before; later pieces
       // are conditioned on the end of the previous piece's text (as Whisper conditions windows).
       const pieceSamples = LONG_FORM_PIECE_S * sr;
-      let buf = new GrowingSamples(Math.min(pieceSamples, Math.max(1, expected * sr)));
+      let buf = new PcmBuffer(Math.min(pieceSamples, Math.max(1, expected * sr)), { growth: 1.5 });
       let offset = 0;
       let prompt = base.initialPrompt;
       const flush = async () => {
-        const audio = buf.take();
+        const audio = buf.view(0, buf.end);
         if (!audio.length) return;
         if (offset === 0) await detect(audio);
         const options: TranscribeOptions = { ...base, initialPrompt: prompt, language, conditionOnPrevious: true };
@@ -226,12 +228,12 @@ export class FileTranscriber {
       for await (const x of counted()) {
         let rest = x;
         while (rest.length) {
-          const take = Math.min(rest.length, pieceSamples - buf.length);
+          const take = Math.min(rest.length, pieceSamples - buf.held);
           buf.append(rest.subarray(0, take));
           rest = rest.subarray(take);
-          if (buf.length >= pieceSamples) {
+          if (buf.held >= pieceSamples) {
             await flush();
-            buf = new GrowingSamples(pieceSamples);
+            buf = new PcmBuffer(pieceSamples, { growth: 1.5 });
           }
         }
       }
@@ -244,7 +246,7 @@ export class FileTranscriber {
 
     // Diarization needs the whole signal: it starts once decoding is over.
     const diarizer = kept && results.length ? this.deps.diarizer : undefined;
-    const turns: Promise<SpeakerTurn[]> | null = diarizer ? diarizer.diarize(kept!.take(), { speakers: opts.speakers ?? 0, signal: ctl.signal, speech: vadOn ? speech : undefined }) : null;
+    const turns: Promise<SpeakerTurn[]> | null = diarizer ? diarizer.diarize(kept!.view(0, kept!.end), { speakers: opts.speakers ?? 0, signal: ctl.signal, speech: vadOn ? speech : undefined }) : null;
 
     const segments: Segment[] = [];
     const detailed: FileTranscription['detailed'] = [];
@@ -286,29 +288,4 @@ export class FileTranscriber {
 
 async function* once(x: Float32Array): AsyncGenerator<Float32Array> {
   if (x.length) yield x;
-}
-
-/** A float32 buffer that grows by half when full (not ×2: it is sized from the probe). */
-class GrowingSamples {
-  private buf: Float32Array;
-  length = 0;
-
-  constructor(capacity: number) {
-    this.buf = new Float32Array(Math.max(1, Math.ceil(capacity)));
-  }
-
-  append(x: Float32Array): void {
-    if (this.length + x.length > this.buf.length) {
-      const next = new Float32Array(Math.max(Math.ceil(this.buf.length * 1.5), this.length + x.length));
-      next.set(this.buf.subarray(0, this.length));
-      this.buf = next;
-    }
-    this.buf.set(x, this.length);
-    this.length += x.length;
-  }
-
-  /** The samples so far (a view). */
-  take(): Float32Array {
-    return this.buf.subarray(0, this.length);
-  }
 }

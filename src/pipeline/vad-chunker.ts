@@ -6,6 +6,7 @@
  *   merged chunk stays <= `maxChunkS`, so Whisper gets sentence context instead of fragments;
  * - every chunk is <= maxChunkS (Whisper's 30 s window); longer speech is cut by the segmenter.
  */
+import { PcmBuffer } from '../audio/pcm-buffer.ts';
 import { createSegmenterState, segmentProbabilities, segmenterFinish, segmenterReducer, resolveSegmenterOptions, type SegmenterEvent, type SegmenterOptions } from './segmenter.ts';
 
 export interface ChunkerOptions extends SegmenterOptions {
@@ -132,49 +133,13 @@ export interface StreamChunkerOptions extends ChunkerOptions {
   blockFrames?: number;
 }
 
-/** Growable window of a sample stream: holds absolute samples [base, base + length). */
-class SampleWindow {
-  private buf = new Float32Array(1 << 16);
-  base = 0;
-  length = 0;
-
-  get end(): number {
-    return this.base + this.length;
-  }
-
-  append(x: Float32Array): void {
-    if (this.length + x.length > this.buf.length) {
-      // +25 %, not ×2: the window peaks at one VAD block, and doubling would reserve twice that.
-      const next = new Float32Array(Math.max(Math.ceil(this.buf.length * 1.25), this.length + x.length));
-      next.set(this.buf.subarray(0, this.length));
-      this.buf = next;
-    }
-    this.buf.set(x, this.length);
-    this.length += x.length;
-  }
-
-  /** View of absolute samples [from, to) (clipped to what is held). */
-  view(from: number, to: number): Float32Array {
-    return this.buf.subarray(Math.max(0, from - this.base), Math.max(0, Math.min(this.length, to - this.base)));
-  }
-
-  /** Forget samples before `from` (absolute). */
-  dropBefore(from: number): void {
-    const k = Math.min(this.length, from - this.base);
-    if (k <= 0) return;
-    this.buf.copyWithin(0, k, this.length);
-    this.length -= k;
-    this.base += k;
-  }
-}
-
 /**
  * Speech probabilities of frames [first, first + n) of `win` in lanes, as
  * SileroVad.speechProbabilities does for a whole signal. `carry` (the recurrent state at `first`)
  * continues lane 0; without it lane 0 starts fresh. Returns the probabilities and the state at
  * the end of the block (its last lane).
  */
-async function scoreBlock(vad: StreamingVad, win: SampleWindow, first: number, n: number, carry: VadStreamLike | null, signal?: AbortSignal): Promise<{ probs: Float32Array; last: VadStreamLike }> {
+async function scoreBlock(vad: StreamingVad, win: PcmBuffer, first: number, n: number, carry: VadStreamLike | null, signal?: AbortSignal): Promise<{ probs: Float32Array; last: VadStreamLike }> {
   const probs = new Float32Array(n);
   const lanes = Math.max(1, Math.min(MAX_LANES, Math.floor(n / (4 * LANE_WARMUP))));
   const per = Math.ceil(n / lanes);
@@ -226,7 +191,8 @@ export async function* streamSpeechChunks(
   const minChunkSamples = Math.round((chunkOpts.minChunkS ?? DEFAULT_CHUNKER_OPTIONS.minChunkS) * sr);
   if (resolved.frameSamples !== FRAME) throw new RangeError(`streamSpeechChunks needs ${FRAME}-sample frames`);
 
-  const win = new SampleWindow();
+  // +25 %, not ×2: the window peaks at one VAD block, and doubling would reserve twice that.
+  const win = new PcmBuffer(1 << 16, { growth: 1.25 });
   let seg = createSegmenterState(resolved);
   let group: SpeechSegmentRef[] = [];
   let emitted = 0;
