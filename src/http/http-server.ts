@@ -55,7 +55,6 @@ export class HttpServer {
   private draining = false;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
-  private readonly shutdownHooks: (() => Promise<void> | void)[] = [];
   private boundPort = 0;
 
   constructor(private readonly opts: HttpServerOptions) {
@@ -70,11 +69,6 @@ export class HttpServer {
       errorBody: options.errorBody,
     });
     return this;
-  }
-
-  /** Runs when the server shuts down, after it stops accepting and before in-flight requests are awaited (e.g. close live streams with a final message). */
-  onShutdown(hook: () => Promise<void> | void): void {
-    this.shutdownHooks.push(hook);
   }
 
   get port(): number {
@@ -102,7 +96,6 @@ export class HttpServer {
     this.opts.logger.info({ host: this.opts.host, port: this.boundPort }, 'listening');
   }
 
-  /** Stops accepting, runs shutdown hooks, waits for in-flight requests (bounded by shutdownTimeoutMs). */
   /** Stops taking new connections (open ones go on); `isDraining` from here on. Idempotent. */
   stopAccepting(): void {
     this.draining = true;
@@ -110,17 +103,14 @@ export class HttpServer {
     this.listenSocket = null;
   }
 
+  /**
+   * Stops accepting and waits for in-flight requests (bounded by shutdownTimeoutMs). Live sessions
+   * are flushed before this by the composition root (src/app.ts), which orders the shutdown.
+   */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
     this.stopAccepting();
-    for (const hook of this.shutdownHooks) {
-      try {
-        await hook();
-      } catch (err) {
-        this.opts.logger.error({ err }, 'shutdown hook failed');
-      }
-    }
     if (this.inFlight > 0) {
       this.opts.logger.info({ inFlight: this.inFlight }, 'waiting for in-flight requests');
       let timer: NodeJS.Timeout | undefined;
