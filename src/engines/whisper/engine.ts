@@ -51,6 +51,18 @@ export interface TranscribeOptions {
   noSpeechThreshold?: number | null;
   /** Seed for sampling fallbacks (reproducible runs). */
   seed?: number;
+  /**
+   * Encoder input for audio of ≤ 30 s: 'full' (default) pads to 30 s as the model was trained; 'trimmed'
+   * runs the encoder on the audio's length rounded up to a bucket ({@link ENCODER_BUCKETS}), as whisper.cpp's
+   * audio_ctx does: much cheaper for short audio. Longer audio always uses full windows.
+   */
+  encoder?: 'full' | 'trimmed';
+  /**
+   * Text the transcription is known to start with (OpenAI's `prefix`): forced after the start-of-transcript
+   * sequence in the same prefill, so only what follows is decoded. The result (text, tokens, segments) holds
+   * only what follows the prefix. Used for incremental live partials (the words already agreed on).
+   */
+  prefix?: string;
 }
 
 export interface TranscribeRequest {
