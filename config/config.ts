@@ -46,6 +46,8 @@ const envSchema = z.object({
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
+  WHISPER_PRECISION: z.enum(['fp32', 'int8', 'measure'], { message: "expected 'fp32', 'int8' or 'measure'" }).default('fp32'),
+  WHISPER_DECODER_LAYOUT: z.enum(['auto', 'merged', 'split', 'measure'], { message: "expected 'auto', 'merged', 'split' or 'measure'" }).default('measure'),
   DIARIZATION_MODEL: z.string().min(1).default('baseline'),
   DIARIZATION_SEGMENTATION_MODEL: z.string().min(1).optional(),
   MAX_BATCH_SIZE: int(1, 256).default(8),
@@ -111,6 +113,10 @@ export interface Config {
     /** 0 = onnxruntime's default (all cores). */
     intraOpThreads: number;
     interOpThreads: number;
+    /** Whisper ONNX variant: fp32 or int8 files, or 'measure' (time both at load, keep the faster; int8 changes results slightly). */
+    whisperPrecision: 'fp32' | 'int8' | 'measure';
+    /** Decoder layout: 'measure' times merged and split at load and keeps the faster (same results); 'auto' = merged when present. */
+    whisperDecoderLayout: 'auto' | 'merged' | 'split' | 'measure';
     /** Largest batch of 30 s windows per model call, and how long a batch waits to fill. */
     maxBatchSize: number;
     batchWindowMs: number;
@@ -194,6 +200,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       executionProvider: e.EXECUTION_PROVIDER,
       intraOpThreads: e.INFERENCE_THREADS,
       interOpThreads: e.INFERENCE_INTER_OP_THREADS,
+      whisperPrecision: e.WHISPER_PRECISION,
+      whisperDecoderLayout: e.WHISPER_DECODER_LAYOUT,
       maxBatchSize: e.MAX_BATCH_SIZE,
       batchWindowMs: e.BATCH_WINDOW_MS,
     },

@@ -139,6 +139,8 @@ export class App {
           executionProvider: this.config.inference.executionProvider,
           intraOpThreads: this.config.inference.intraOpThreads || undefined,
           interOpThreads: this.config.inference.interOpThreads || undefined,
+          precision: this.config.inference.whisperPrecision,
+          decoderLayout: this.config.inference.whisperDecoderLayout,
         },
       });
       this.closers.push({ name: 'speech-models', close: () => this.speechModels.close() });

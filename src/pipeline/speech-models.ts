@@ -10,7 +10,7 @@
  * whose chunks are decoded by workers.
  */
 import type { Logger } from 'pino';
-import { loadWhisperConfig, WhisperEngine, type LanguageProbs, type TranscribeRequest, type TranscribeResult, type WhisperModelOptions } from '../engines/whisper/index.ts';
+import { loadWhisperConfig, WhisperEngine, type LanguageProbs, type TranscribeRequest, type TranscribeResult, type WhisperEngineOptions } from '../engines/whisper/index.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler, type Priority } from './batch-scheduler.ts';
@@ -92,7 +92,7 @@ export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
   metrics?: Metrics;
-  inference: Pick<WhisperModelOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel'>;
+  inference: Pick<WhisperEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout'>;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */
@@ -171,7 +171,16 @@ export class SpeechModels {
       },
     });
     metrics?.modelLoaded.set({ model: id, kind: 'asr' }, 1);
-    this.opts.logger.info({ model: id, dir, layout: engine.info.layout, quantized: engine.info.quantized, ms: Math.round(performance.now() - t0) }, 'speech model loaded');
+    const measured = engine.info.variantTimings?.map((t) => ({
+      variant: `${t.quantized ? 'int8' : 'fp32'}/${t.layout}`,
+      encoderMs: Math.round(t.encoderMs),
+      stepMs: +t.stepMs.toFixed(2),
+      score: Math.round(t.score),
+    }));
+    this.opts.logger.info(
+      { model: id, dir, layout: engine.info.layout, quantized: engine.info.quantized, trimmableEncoder: engine.info.trimmableEncoder, measured, ms: Math.round(performance.now() - t0) },
+      measured?.length ? 'speech model loaded (fastest variant measured)' : 'speech model loaded',
+    );
     const lags = new RecentWindow(10_000);
     const liveLag: LiveLag = {
       record: (ms) => {

@@ -14,6 +14,7 @@ import { whisperLogitsProcessors, type LogitsProcessor } from './logits-processo
 import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOutput, type WhisperModelOptions } from './model.ts';
 import { windowSegments } from './segments.ts';
 import { TIME_PRECISION, WhisperTokenizer } from './tokenizer.ts';
+import { loadFastestVariant, type VariantTiming } from './variant-choice.ts';
 import {
   addWordTimestamps,
   alignTokens,
@@ -27,7 +28,13 @@ import {
   type WordTiming,
 } from './word-timestamps.ts';
 
-export type WhisperEngineOptions = WhisperModelOptions & { id?: string };
+export type WhisperEngineOptions = Omit<WhisperModelOptions, 'decoderLayout'> & {
+  id?: string;
+  /** 'measure': time both layouts at load and keep the faster (variant-choice.ts); results are identical. */
+  decoderLayout?: WhisperModelOptions['decoderLayout'] | 'measure';
+  /** 'measure': time fp32 and int8 at load and keep the faster (int8 changes results slightly). Default: `quantized`. */
+  precision?: 'fp32' | 'int8' | 'measure';
+};
 
 /**
  * Mel-frame counts (10 ms each) the trimmed encoder runs at: audio is rounded up to one of these so that
@@ -123,6 +130,10 @@ export interface EngineInfo {
   crossAttentions: boolean;
   vocabSize: number;
   samplingRate: number;
+  /** The encoder runs on shorter audio too (`encoder: 'trimmed'`). */
+  trimmableEncoder: boolean;
+  /** When the variant was measured at load: every candidate's timing (the chosen one has the lowest score). */
+  variantTimings?: VariantTiming[];
 }
 
 const DEFAULT_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1.0];
@@ -159,6 +170,7 @@ export class WhisperEngine {
     readonly tokenizer: WhisperTokenizer,
     readonly model: WhisperOnnxModel,
     id: string,
+    variantTimings?: VariantTiming[],
   ) {
     this.info = {
       id,
@@ -171,6 +183,8 @@ export class WhisperEngine {
       crossAttentions: model.hasCrossAttentions,
       vocabSize: config.vocabSize,
       samplingRate: config.features.samplingRate,
+      trimmableEncoder: model.trimmable,
+      variantTimings,
     };
     this.ids = { eot: tokenizer.eot, noSpeech: tokenizer.noSpeech };
   }
@@ -178,7 +192,16 @@ export class WhisperEngine {
   static async load(dir: string, opts: WhisperEngineOptions = {}): Promise<WhisperEngine> {
     const config = await loadWhisperConfig(dir);
     const tokenizer = await WhisperTokenizer.load(dir, config.gen);
-    const model = await WhisperOnnxModel.load(dir, config, opts);
+    const { decoderLayout, precision, ...modelOpts } = opts;
+    const quantized = precision ? precision === 'int8' : opts.quantized;
+    if (decoderLayout === 'measure' || precision === 'measure') {
+      const multilingual = config.gen.isMultilingual;
+      const sot = tokenizer.sotSequence({ language: multilingual ? 'en' : null, task: 'transcribe', timestamps: false, multilingual });
+      const choice = { precision: precision ?? (quantized ? 'int8' : 'fp32'), layout: decoderLayout ?? 'auto' } as const;
+      const { model, timings } = await loadFastestVariant(dir, config, modelOpts, choice, sot);
+      return new WhisperEngine(dir, config, tokenizer, model, opts.id ?? basename(dir), timings);
+    }
+    const model = await WhisperOnnxModel.load(dir, config, { ...modelOpts, quantized, decoderLayout });
     return new WhisperEngine(dir, config, tokenizer, model, opts.id ?? basename(dir));
   }
 

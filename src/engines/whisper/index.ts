@@ -8,3 +8,4 @@ export * from './generate.ts';
 export * from './word-timestamps.ts';
 export * from './model.ts';
 export * from './segments.ts';
+export * from './variant-choice.ts';
