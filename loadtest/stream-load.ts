@@ -34,6 +34,11 @@ const VAD_SILENCE_S = 0.5;
 const PARTIAL_INTERVAL_MS = 500;
 /** p95 final latency target for "largest N". */
 export const TARGET_P95_FINAL_S = 1;
+/**
+ * The live-capacity targets (issue 15), after the end of speech, the 0.5 s endpoint silence included:
+ * final p50 ≤ 0.8 s and p95 ≤ 1.2 s, first partial p50 ≤ 0.3 s, no final missing, no error.
+ */
+export const LIVE_TARGETS = { finalP50S: 0.8, finalP95S: 1.2, firstPartialP50S: 0.3 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Result shapes (also read by plot.ts and the smoke test)
@@ -86,6 +91,8 @@ export interface BatchRun {
   serverErrors: string[];
   results: RunResult[];
   largestNWithinTarget: number | null;
+  /** Largest N meeting every one of LIVE_TARGETS. */
+  largestNMeetingLiveTargets?: number | null;
 }
 
 export interface LoadTestReport {
@@ -115,6 +122,7 @@ export interface LoadTestReport {
   runs: BatchRun[];
   summary: {
     largestN: Record<string, number | null>;
+    largestNMeetingLiveTargets?: Record<string, number | null>;
     p95FinalRatioPerStreamOverBatched: Array<{ streams: number; ratio: number | null }>;
     rtfRatioPerStreamOverBatched: Array<{ streams: number; ratio: number | null }>;
   };
@@ -690,6 +698,22 @@ export function largestWithin(results: RunResult[], targetS = TARGET_P95_FINAL_S
   return ok.length ? Math.max(...ok.map((r) => r.streams)) : null;
 }
 
+/** Largest N whose run meets every live target (LIVE_TARGETS), or null. */
+export function largestMeetingLiveTargets(results: RunResult[], t = LIVE_TARGETS): number | null {
+  const ok = results.filter(
+    (r) =>
+      r.errorCount === 0 &&
+      r.missingFinals === 0 &&
+      r.final.p50 !== null &&
+      r.final.p50 <= t.finalP50S &&
+      r.final.p95 !== null &&
+      r.final.p95 <= t.finalP95S &&
+      r.firstPartial.p50 !== null &&
+      r.firstPartial.p50 <= t.firstPartialP50S,
+  );
+  return ok.length ? Math.max(...ok.map((r) => r.streams)) : null;
+}
+
 const labelOf = (batch: number | null) => (batch === null ? 'external server' : batch === 1 ? 'per-stream (MAX_BATCH_SIZE=1)' : `batched (MAX_BATCH_SIZE=${batch})`);
 
 // ---------------------------------------------------------------------------------------------
@@ -824,8 +848,12 @@ async function main(): Promise<void> {
       }
     }
     run.largestNWithinTarget = largestWithin(run.results);
+    run.largestNMeetingLiveTargets = largestMeetingLiveTargets(run.results);
     console.log(`\n${markdownTable(run, drainTimeoutFor(audio.durationS) / 1000)}\n`);
     console.log(`largest N with p95 final latency ≤ ${TARGET_P95_FINAL_S} s: ${run.largestNWithinTarget ?? 'none'}`);
+    console.log(
+      `largest N meeting the live targets (final p50 ≤ ${LIVE_TARGETS.finalP50S} s, p95 ≤ ${LIVE_TARGETS.finalP95S} s, first partial p50 ≤ ${LIVE_TARGETS.firstPartialP50S} s, no missing final): ${run.largestNMeetingLiveTargets ?? 'none'}`,
+    );
     if (run.serverErrors.length) console.log(`server errors (${run.serverErrors.length}):\n  ${run.serverErrors.slice(0, 5).join('\n  ')}`);
     if (run.serverExit && run.serverExit !== 'code 0') console.log(`server exit: ${run.serverExit}`);
     console.log('');
@@ -885,6 +913,7 @@ async function main(): Promise<void> {
     runs,
     summary: {
       largestN: Object.fromEntries(runs.map((r) => [r.batch === null ? 'external' : `batch${r.batch}`, r.largestNWithinTarget])),
+      largestNMeetingLiveTargets: Object.fromEntries(runs.map((r) => [r.batch === null ? 'external' : `batch${r.batch}`, r.largestNMeetingLiveTargets ?? null])),
       p95FinalRatioPerStreamOverBatched: ratio((r) => r.final.p95),
       rtfRatioPerStreamOverBatched: ratio((r) => r.rtf),
     },

@@ -32,6 +32,7 @@ describe.skipIf(!haveTools || !haveModel)('loadtest/stream-load.ts --quick', () 
     expect(code, `${stdout}\n${stderr}`).toBe(0);
     expect(stdout).toMatch(/\| N \| utts \| finals \|/);
     expect(stdout).toMatch(/largest N with p95 final latency ≤ 1 s: /);
+    expect(stdout).toMatch(/largest N meeting the live targets \(final p50 ≤ 0.8 s, p95 ≤ 1.2 s, first partial p50 ≤ 0.3 s, no missing final\): /);
 
     const report = JSON.parse(fs.readFileSync(out, 'utf8')) as LoadTestReport;
     expect(report.schema).toBe('stt-loadtest/1');
