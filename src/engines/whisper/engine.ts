@@ -83,6 +83,11 @@ export interface TranscribeOptions {
    * only what follows the prefix. Used for incremental live partials (the words already agreed on).
    */
   prefix?: string;
+  /**
+   * Per-token log-probabilities (default true). false skips the log-softmax over the vocabulary at every step —
+   * for live partials, which show only text: avgLogprob (confidence) is then NaN, so no logprob-based fallback.
+   */
+  tokenLogprobs?: boolean;
 }
 
 export interface TranscribeRequest {
@@ -262,9 +267,21 @@ export class WhisperEngine {
   }
 
   /** A decode task for one row (greedy when temperature is 0). */
-  task(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[]; prefix?: number[]; maxNewTokens?: number; temperature?: number }): DecodeTask {
+  task(o: {
+    language: string;
+    task?: 'transcribe' | 'translate';
+    timestamps: boolean;
+    previous?: number[];
+    prefix?: number[];
+    maxNewTokens?: number;
+    temperature?: number;
+    /** false: no per-token log-softmax (DecodeTask.logprobs) */
+    logprobs?: boolean;
+  }): DecodeTask {
     const { prompt, sotIndex } = this.buildPrompt(o);
-    return { prompt, sotIndex, processors: this.processors(o.timestamps), maxNewTokens: this.budget(prompt.length, o.maxNewTokens), temperature: o.temperature ?? 0 };
+    const task: DecodeTask = { prompt, sotIndex, processors: this.processors(o.timestamps), maxNewTokens: this.budget(prompt.length, o.maxNewTokens), temperature: o.temperature ?? 0 };
+    if (o.logprobs === false) task.logprobs = false;
+    return task;
   }
 
   /** Step-wise batched decoder (one session.run per step for all rows); rows must share prompt length. */
@@ -401,7 +418,15 @@ export class WhisperEngine {
     const tasks: DecodeTask[] = active.map((s) => {
       const prev = s.allTokens.slice(s.promptResetSince);
       const prefix = s.seek === 0 ? s.prefixTokens : [];
-      return this.task({ language: s.language!, task: s.opts.task, timestamps: s.opts.timestamps, previous: prev, prefix, maxNewTokens: s.opts.maxNewTokens });
+      return this.task({
+        language: s.language!,
+        task: s.opts.task,
+        timestamps: s.opts.timestamps,
+        previous: prev,
+        prefix,
+        maxNewTokens: s.opts.maxNewTokens,
+        logprobs: s.opts.tokenLogprobs,
+      });
     });
     for (const idx of groups.values()) {
       const fo = this.fallbackOptions(active[idx[0]].opts);

@@ -22,6 +22,11 @@ export interface DecodeTask {
   temperature?: number;
   /** Random source for sampling, [0, 1). */
   random?: () => number;
+  /**
+   * Compute each token's log-probability (a log-softmax over the whole vocabulary per token: most of the
+   * JavaScript work of a step). Default true; false (live partials, which show only text): logprobs are NaN.
+   */
+  logprobs?: boolean;
 }
 
 export interface DecodeResult {
@@ -154,11 +159,13 @@ export class BatchDecoder {
       const task = this.tasks[ti];
       const res = this.res[ti];
       const seq = this.seqs[ti];
-      const row = logitsRow(logits, seqLen, vocab, r, pos);
+      // in place: this step's logits are not read again
+      const off = (r * seqLen + pos) * vocab;
+      const row = logits.subarray(off, off + vocab);
       applyProcessors(task.processors, row, { tokens: seq, beginIndex: task.prompt.length });
       const T = task.temperature ?? 0;
       const tok = T > 0 ? sampleToken(row, T, task.random ?? Math.random) : argmax(row);
-      const lp = row[tok] - logSumExp(row);
+      const lp = task.logprobs === false ? Number.NaN : row[tok] - logSumExp(row);
       res.sumLogprob += lp;
       if (tok === this.ids.eot) {
         res.finished = true;
