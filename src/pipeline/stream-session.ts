@@ -123,6 +123,11 @@ export class StreamSession {
     this.work = this.work.then(() => this.drainFrames()).catch((err) => this.fail(errorMessage(err)));
   }
 
+  /** Resolves once every whole frame pushed so far has been through the VAD and the segmenter (replays, tests). */
+  processed(): Promise<void> {
+    return this.work;
+  }
+
   /** Flushes: closes the open utterance, waits for every final, emits `end`, completes. */
   async stop(): Promise<void> {
     if (this.closed || this.stopping) return;
