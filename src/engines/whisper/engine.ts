@@ -29,6 +29,19 @@ import {
 
 export type WhisperEngineOptions = WhisperModelOptions & { id?: string };
 
+/**
+ * Mel-frame counts (10 ms each) the trimmed encoder runs at: audio is rounded up to one of these so that
+ * windows of different streams share a shape (one encoder batch, one decoder batch) and onnxruntime sees
+ * few distinct shapes. Finer at the short end, where live partials are.
+ */
+export const ENCODER_BUCKETS: readonly number[] = [250, 500, 750, 1000, 1500, 2000, 2500, 3000];
+
+/** Frames the trimmed encoder runs for a window of `contentFrames` frames of audio (≤ nFrames). */
+export function encoderBucketFrames(contentFrames: number, nFrames = 3000): number {
+  const need = Math.min(Math.max(1, Math.ceil(contentFrames)), nFrames);
+  return Math.min(nFrames, ENCODER_BUCKETS.find((b) => b >= need) ?? nFrames);
+}
+
 export interface TranscribeOptions {
   /** Language code ('en'), or 'auto' (default) to detect it on the first 30 s. */
   language?: string;
@@ -130,6 +143,10 @@ interface StreamState {
   wordMethod?: WordTimestampMethod;
   /** OpenAI `last_speech_timestamp`: end of the last word so far (word timestamps only) */
   lastSpeechTimestamp: number;
+  /** Encoder on the window's audio length rounded up to a bucket, instead of 30 s. */
+  trimmed: boolean;
+  /** Forced after the SOT sequence of the first window (`prefix` option). */
+  prefixTokens: number[];
 }
 
 export class WhisperEngine {
@@ -171,14 +188,25 @@ export class WhisperEngine {
 
   // ---- building blocks (for schedulers) ----
 
-  /** Log-mel of one ≤ 30 s window exactly as HF's feature extractor ([nMels, 3000]). */
-  features(audio: Float32Array): Float32Array {
-    return extractFeatures(audio, this.config.features);
+  /** Log-mel of one ≤ 30 s window exactly as HF's feature extractor ([nMels, 3000]), or its first `frames` frames. */
+  features(audio: Float32Array, frames = this.config.features.nFrames): Float32Array {
+    return extractFeatures(audio, this.config.features, frames);
   }
 
-  /** One encoder run over several windows (possibly from different streams). */
-  encode(features: Float32Array[]): Promise<EncoderOutput> {
-    return this.model.encode(features);
+  /** One encoder run over several windows (possibly from different streams), all of `frames` frames. */
+  encode(features: Float32Array[], frames = this.config.features.nFrames): Promise<EncoderOutput> {
+    return this.model.encode(features, frames);
+  }
+
+  /**
+   * Frames the encoder runs for the first window of `samples` samples of audio with `mode`: 3000 for 'full'
+   * (and whenever the encoder could not be rewritten), else the length rounded up to an {@link ENCODER_BUCKETS}
+   * bucket. Requests with equal values can share a batch (schedulers group by it).
+   */
+  encoderFrames(samples: number, mode: TranscribeOptions['encoder'] = 'full'): number {
+    const { nFrames, hopLength } = this.config.features;
+    if (mode !== 'trimmed' || !this.model.trimmable) return nFrames;
+    return encoderBucketFrames(Math.ceil(samples / hopLength), nFrames);
   }
 
   /** HF/OpenAI processors for a row; `timestamps` selects the timestamp rules. */
@@ -200,16 +228,18 @@ export class WhisperEngine {
   /**
    * Decoder prompt: [<|startofprev|>, last (n_ctx/2 - 1) previous tokens]? + [sot, lang, task, <|notimestamps|>?].
    */
-  buildPrompt(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[] }): { prompt: number[]; sotIndex: number } {
+  buildPrompt(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[]; prefix?: number[] }): { prompt: number[]; sotIndex: number } {
     const sotSeq = this.tokenizer.sotSequence({ language: o.language, task: o.task, timestamps: o.timestamps, multilingual: this.config.gen.isMultilingual });
+    // OpenAI's `prefix`: forced after the SOT sequence (at most half the context, as its prompt)
+    const prefix = (o.prefix ?? []).slice(-(Math.floor(this.config.maxTargetPositions / 2) - 1));
     const prev = o.previous ?? [];
-    if (!prev.length) return { prompt: sotSeq, sotIndex: 0 };
+    if (!prev.length) return { prompt: [...sotSeq, ...prefix], sotIndex: 0 };
     const keep = prev.slice(-(Math.floor(this.config.maxTargetPositions / 2) - 1));
-    return { prompt: [this.tokenizer.sotPrev, ...keep, ...sotSeq], sotIndex: keep.length + 1 };
+    return { prompt: [this.tokenizer.sotPrev, ...keep, ...sotSeq, ...prefix], sotIndex: keep.length + 1 };
   }
 
   /** A decode task for one row (greedy when temperature is 0). */
-  task(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[]; maxNewTokens?: number; temperature?: number }): DecodeTask {
+  task(o: { language: string; task?: 'transcribe' | 'translate'; timestamps: boolean; previous?: number[]; prefix?: number[]; maxNewTokens?: number; temperature?: number }): DecodeTask {
     const { prompt, sotIndex } = this.buildPrompt(o);
     return { prompt, sotIndex, processors: this.processors(o.timestamps), maxNewTokens: this.budget(prompt.length, o.maxNewTokens), temperature: o.temperature ?? 0 };
   }
@@ -253,11 +283,13 @@ export class WhisperEngine {
       };
       let mel: LogMel;
       let contentFrames: number;
+      const trimmed = o.encoder === 'trimmed' && this.model.trimmable;
       if (r.audio.length <= fc.nSamples) {
-        // ≤ 30 s: exactly HF's short-form input (pad to 30 s, then log-mel)
-        mel = { data: extractFeatures(r.audio, fc), nMels: fc.nMels, nFrames: fc.nFrames };
+        // ≤ 30 s: exactly HF's short-form input (pad to 30 s, then log-mel); trimmed: its first frames only
         contentFrames = Math.min(fc.nFrames, Math.floor(r.audio.length / fc.hopLength));
         if (r.audio.length > 0) contentFrames = Math.max(1, contentFrames);
+        const frames = trimmed ? this.encoderFrames(r.audio.length, 'trimmed') : fc.nFrames;
+        mel = { data: extractFeatures(r.audio, fc, frames), nMels: fc.nMels, nFrames: frames };
       } else {
         const lm = longFormMel(r.audio, fc);
         mel = lm;
@@ -279,51 +311,21 @@ export class WhisperEngine {
         segments: [],
         lastSpeechTimestamp: 0,
         tokensPerWindow: [],
+        trimmed,
+        prefixTokens: o.prefix?.trim() ? this.tokenizer.encodeText(` ${o.prefix.trim()}`) : [],
       };
     });
 
     for (;;) {
       const active = states.filter((s) => s.seek < s.contentFrames);
       if (!active.length) break;
-      const windows = active.map((s) => (s.mel.nFrames === fc.nFrames && s.seek === 0 ? s.mel.data : sliceFrames(s.mel, s.seek, fc.nFrames)));
-      const enc = await this.encode(windows);
-
-      const needLang = active.map((s, i) => (s.language === null ? i : -1)).filter((i) => i >= 0);
-      if (needLang.length) {
-        const probs = await this.detectLanguageEncoded(selectEncoderRows(enc, needLang));
-        needLang.forEach((i, j) => {
-          active[i].language = probs[j].language;
-          active[i].languageProbs = probs[j].probs;
-        });
+      // one encoder shape per batch: full windows together, trimmed ones per bucket
+      const byFrames = new Map<number, StreamState[]>();
+      for (const s of active) {
+        const frames = this.windowFrames(s);
+        byFrames.set(frames, [...(byFrames.get(frames) ?? []), s]);
       }
-
-      // one fallback run per distinct decoding configuration
-      const groups = new Map<string, number[]>();
-      active.forEach((s, i) => {
-        const k = JSON.stringify(this.fallbackOptions(s.opts));
-        groups.set(k, [...(groups.get(k) ?? []), i]);
-      });
-      const results: FallbackResult[] = new Array(active.length);
-      const tasks: DecodeTask[] = active.map((s) => {
-        const prev = s.allTokens.slice(s.promptResetSince);
-        return this.task({ language: s.language!, task: s.opts.task, timestamps: s.opts.timestamps, previous: prev, maxNewTokens: s.opts.maxNewTokens });
-      });
-      for (const idx of groups.values()) {
-        const fo = this.fallbackOptions(active[idx[0]].opts);
-        const res = await decodeWithFallback(
-          this.model,
-          selectEncoderRows(enc, idx),
-          idx.map((i) => tasks[i]),
-          this.ids,
-          (t) => this.tokenizer.decode(t),
-          fo,
-        );
-        idx.forEach((i, j) => (results[i] = res[j]));
-      }
-
-      for (let i = 0; i < active.length; i++) {
-        await this.consumeWindow(active[i], results[i], selectEncoderRows(enc, [i]));
-      }
+      for (const [frames, group] of byFrames) await this.decodeWindows(group, frames);
     }
 
     return states.map((s) => ({
@@ -338,6 +340,62 @@ export class WhisperEngine {
       wordTimestamps: s.opts.wordTimestamps ? (s.wordMethod ?? (this.model.hasCrossAttentions ? 'cross-attention-dtw' : 'proportional')) : undefined,
       duration: s.audio.length / fc.samplingRate,
     }));
+  }
+
+  /** Encoder frames of a state's next window (3000, or its remaining audio rounded up to a bucket). */
+  private windowFrames(s: StreamState): number {
+    const { nFrames } = this.config.features;
+    if (!s.trimmed) return nFrames;
+    const frames = encoderBucketFrames(s.contentFrames - s.seek, nFrames);
+    // A short-form mel holds only the first bucket: a later window past it needs the full 30 s mel.
+    if (s.seek + frames > s.mel.nFrames && s.audio.length <= this.config.features.nSamples) {
+      s.mel = { data: extractFeatures(s.audio, this.config.features), nMels: s.mel.nMels, nFrames };
+    }
+    return frames;
+  }
+
+  /** Encodes and decodes the next window of each state (all of `frames` frames), then advances them. */
+  private async decodeWindows(active: StreamState[], frames: number): Promise<void> {
+    const windows = active.map((s) => (s.mel.nFrames === frames && s.seek === 0 ? s.mel.data : sliceFrames(s.mel, s.seek, frames)));
+    const enc = await this.encode(windows, frames);
+
+    const needLang = active.map((s, i) => (s.language === null ? i : -1)).filter((i) => i >= 0);
+    if (needLang.length) {
+      const probs = await this.detectLanguageEncoded(selectEncoderRows(enc, needLang));
+      needLang.forEach((i, j) => {
+        active[i].language = probs[j].language;
+        active[i].languageProbs = probs[j].probs;
+      });
+    }
+
+    // one fallback run per distinct decoding configuration
+    const groups = new Map<string, number[]>();
+    active.forEach((s, i) => {
+      const k = JSON.stringify(this.fallbackOptions(s.opts));
+      groups.set(k, [...(groups.get(k) ?? []), i]);
+    });
+    const results: FallbackResult[] = new Array(active.length);
+    const tasks: DecodeTask[] = active.map((s) => {
+      const prev = s.allTokens.slice(s.promptResetSince);
+      const prefix = s.seek === 0 ? s.prefixTokens : [];
+      return this.task({ language: s.language!, task: s.opts.task, timestamps: s.opts.timestamps, previous: prev, prefix, maxNewTokens: s.opts.maxNewTokens });
+    });
+    for (const idx of groups.values()) {
+      const fo = this.fallbackOptions(active[idx[0]].opts);
+      const res = await decodeWithFallback(
+        this.model,
+        selectEncoderRows(enc, idx),
+        idx.map((i) => tasks[i]),
+        this.ids,
+        (t) => this.tokenizer.decode(t),
+        fo,
+      );
+      idx.forEach((i, j) => (results[i] = res[j]));
+    }
+
+    for (let i = 0; i < active.length; i++) {
+      await this.consumeWindow(active[i], results[i], selectEncoderRows(enc, [i]));
+    }
   }
 
   private fallbackOptions(o: StreamState['opts']): FallbackOptions {

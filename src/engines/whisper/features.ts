@@ -325,11 +325,16 @@ export function padOrTrimAudio(audio: Float32Array, n: number): Float32Array {
 
 /**
  * The reference single-window input: audio padded/trimmed to 30 s, then log-mel
- * → [nMels, 3000] (what HF's feature extractor returns for audio ≤ 30 s).
+ * → [nMels, 3000] (what HF's feature extractor returns for audio ≤ 30 s), or its first `frames` frames.
  */
-export function extractFeatures(audio: Float32Array, cfg: FeatureConfig = DEFAULT_FEATURE_CONFIG): Float32Array {
-  const mel = logMelSpectrogram(padOrTrimAudio(audio, cfg.nSamples), cfg);
-  if (mel.nFrames !== cfg.nFrames) return sliceFrames(mel, 0, cfg.nFrames);
+export function extractFeatures(audio: Float32Array, cfg: FeatureConfig = DEFAULT_FEATURE_CONFIG, frames = cfg.nFrames): Float32Array {
+  // Only the first `frames` frames (trimmed encoder): the STFT of the 30 s padded signal, cut. Frame t reads
+  // samples t·hop ± nFft/2, so padding to frames·hop + nFft keeps every kept frame away from the reflected end;
+  // when the audio ends within the kept frames the others are silence, which never holds the global max, so the
+  // max-8 floor is the same too.
+  const n = frames >= cfg.nFrames ? cfg.nSamples : Math.min(cfg.nSamples, frames * cfg.hopLength + cfg.nFft);
+  const mel = logMelSpectrogram(padOrTrimAudio(audio, n), cfg);
+  if (mel.nFrames !== frames) return sliceFrames(mel, 0, frames);
   return mel.data;
 }
 

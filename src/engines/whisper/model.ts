@@ -1,7 +1,8 @@
 /**
  * ONNX Runtime sessions for the Optimum / onnx-community Whisper layout.
  *
- * Encoder: input_features [B, nMels, 3000] -> last_hidden_state [B, 1500, d].
+ * Encoder: input_features [B, nMels, 3000] -> last_hidden_state [B, 1500, d]; rewritten at load (encoder-graph.ts)
+ * so that any even number of frames ≤ 3000 works too (frames/2 positions out).
  * Decoder, two layouts:
  *  - merged  (decoder_model_merged.onnx): one graph with an If on `use_cache_branch`; the first step
  *    feeds false + empty past tensors [B, heads, 0, headDim], later steps true + previous presents
@@ -17,9 +18,11 @@
  * (beam reordering, dropping finished sequences) and concatenated (cross-stream batching).
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { WhisperConfig } from './config.ts';
+import { trimmableEncoderGraph } from './encoder-graph.ts';
 
 export type DecoderLayout = 'merged' | 'split';
 
@@ -31,6 +34,11 @@ export interface WhisperModelOptions {
   quantized?: boolean;
   decoderLayout?: 'auto' | DecoderLayout;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Rewrite the encoder at load so it runs on fewer than 3000 frames (encoder-graph.ts); default true.
+   * When the graph cannot be rewritten the original is used and `trimmable` is false.
+   */
+  trimmableEncoder?: boolean;
 }
 
 /** Encoder output rows, [batch, frames, dModel] row-major. */
@@ -84,6 +92,8 @@ export class WhisperOnnxModel {
     private readonly decoderFirst: ort.InferenceSession, // merged, or decoder_model
     private readonly decoderPast: ort.InferenceSession, // merged, or decoder_with_past_model
     readonly crossAttentionOutputs: string[],
+    /** The encoder accepts any even number of frames ≤ 3000 (else only 3000). */
+    readonly trimmable: boolean,
   ) {}
 
   static async load(dir: string, cfg: WhisperConfig, opts: WhisperModelOptions = {}): Promise<WhisperOnnxModel> {
@@ -106,16 +116,20 @@ export class WhisperOnnxModel {
       if (layout === 'split' && !hasSplit) throw new Error(`missing ${file('decoder_model')} / decoder_with_past_model${q}.onnx`);
     }
     const so = sessionOptions(opts);
-    const create = async (path: string) => {
+    const create = async (path: string, bytes?: Uint8Array) => {
       try {
-        return await ort.InferenceSession.create(path, so);
+        if (!bytes) return await ort.InferenceSession.create(path, so);
+        // From memory: external data files (large exports) are found next to the original file.
+        return await ort.InferenceSession.create(bytes, { ...so, extra: { session: { model_external_initializers_file_folder_path: dirname(path) } } });
       } catch (e) {
         // the npm package only ships CUDA providers when installed with CUDA binaries (see .npmrc)
         if (opts.executionProvider === 'cuda') throw new Error(`CUDA execution provider unavailable for ${path}: ${(e as Error).message}`);
         throw e;
       }
     };
-    const encoder = await create(file('encoder_model'));
+    const encoderPath = file('encoder_model');
+    const trimmed = opts.trimmableEncoder === false ? null : trimmableEncoderGraph(await readFile(encoderPath), { maxPositions: cfg.maxSourcePositions, dModel: cfg.dModel });
+    const encoder = await create(encoderPath, trimmed?.bytes);
     let first: ort.InferenceSession;
     let past: ort.InferenceSession;
     if (layout === 'merged') {
@@ -126,7 +140,7 @@ export class WhisperOnnxModel {
     }
     // Word-level DTW needs `cross_attentions.{i}` outputs (exported with output_attentions); most exports lack them.
     const cross = first.outputNames.filter((n) => /^cross_attentions\.\d+$/.test(n));
-    return new WhisperOnnxModel(cfg, layout, !!opts.quantized, encoder, first, past, cross);
+    return new WhisperOnnxModel(cfg, layout, !!opts.quantized, encoder, first, past, cross, trimmed !== null);
   }
 
   get hasCrossAttentions(): boolean {
@@ -139,16 +153,24 @@ export class WhisperOnnxModel {
     if (this.decoderPast !== this.decoderFirst) await this.decoderPast.release();
   }
 
-  /** Encode a batch of [nMels, nFrames] feature windows in one run. */
-  async encode(features: Float32Array[]): Promise<EncoderOutput> {
+  /**
+   * Encode a batch of [nMels, frames] feature windows in one run (all of the same `frames`: 3000, or any even
+   * number ≤ 3000 when the encoder is `trimmable`; the output then has frames/2 positions).
+   */
+  async encode(features: Float32Array[], frames = this.cfg.features.nFrames): Promise<EncoderOutput> {
     const { nMels, nFrames } = this.cfg.features;
-    const per = nMels * nFrames;
+    if (frames !== nFrames && (!this.trimmable || frames <= 0 || frames > nFrames || frames % 2 !== 0)) {
+      throw new Error(
+        this.trimmable ? `encoder frames must be an even number in 2..${nFrames}, got ${frames}` : `this encoder only runs on ${nFrames} frames (its graph could not be trimmed), got ${frames}`,
+      );
+    }
+    const per = nMels * frames;
     const buf = new Float32Array(per * features.length);
     features.forEach((f, i) => {
-      if (f.length !== per) throw new Error(`features[${i}] has ${f.length} values, expected ${nMels}x${nFrames}`);
+      if (f.length !== per) throw new Error(`features[${i}] has ${f.length} values, expected ${nMels}x${frames}`);
       buf.set(f, i * per);
     });
-    const input = new ort.Tensor('float32', buf, [features.length, nMels, nFrames]);
+    const input = new ort.Tensor('float32', buf, [features.length, nMels, frames]);
     const out = await this.encoder.run({ input_features: input });
     const h = out.last_hidden_state;
     return { data: h.data as Float32Array, batch: h.dims[0], frames: h.dims[1], dModel: h.dims[2] };
