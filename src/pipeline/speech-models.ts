@@ -53,30 +53,20 @@ export interface LoadedSpeechModel {
   detectLanguage(audio: Float32Array, ctl: DecodeControl): Promise<LanguageProbs>;
 }
 
-/** Mel frames of a full 30 s window: what the 'full' encoder always runs. */
-const FULL_FRAMES = 3000;
-
-/**
- * Mel frames the trimmed encoder runs for `samples` of 16 kHz audio (≤ 30 s rounded up to a bucket).
- * TODO(#15): use `encoderBucketFrames` exported by src/engines/whisper once the trimmed encoder lands;
- * until then a stand-in with 5 s buckets (only equality of buckets matters here).
- */
-export function encoderBucketFrames(samples: number): number {
-  const frames = Math.ceil(samples / 160);
-  return Math.min(FULL_FRAMES, Math.max(500, Math.ceil(frames / 500) * 500));
-}
+/** Encoder frames a request's first window runs (WhisperEngine.encoderFrames: 3000 for the full encoder). */
+export type EncoderFrames = (samples: number, mode: 'full' | 'trimmed') => number;
 
 /**
  * Which requests can share one model call: language detections; transcriptions on the full 30 s
- * encoder (finals, file chunks, and trimmed ones whose bucket is the whole window); and trimmed
- * transcriptions of one encoder bucket each (`transcribe/trimmed@<frames>`), since a batch's
- * encoder input has one shape. Audio over 30 s always runs full windows.
+ * encoder (finals, file chunks, and trimmed ones whose bucket is the whole window or that the model
+ * cannot trim); and trimmed transcriptions of one encoder bucket each (`transcribe/trimmed@<frames>`):
+ * a batch's encoder input has one shape, and the engine would otherwise run one encoder call per bucket.
  */
-export function speechGroup(req: SpeechRequest): string {
+export function speechGroup(req: SpeechRequest, encoderFrames: EncoderFrames): string {
   if (req.op === 'detect') return 'detect';
   if (req.options?.encoder !== 'trimmed') return 'transcribe';
-  const frames = encoderBucketFrames(req.audio.length);
-  return frames >= FULL_FRAMES ? 'transcribe' : `transcribe/trimmed@${frames}`;
+  const frames = encoderFrames(req.audio.length, 'trimmed');
+  return frames >= encoderFrames(req.audio.length, 'full') ? 'transcribe' : `transcribe/trimmed@${frames}`;
 }
 
 /** Runs one batch (all of one op, as the scheduler groups them) on the engine. */
@@ -181,7 +171,7 @@ export class SpeechModels {
     const scheduler = new BatchScheduler<SpeechRequest, SpeechResult>({
       name: id,
       run: (reqs) => runSpeechBatch(engine, reqs),
-      group: speechGroup,
+      group: (req) => speechGroup(req, (samples, mode) => engine.encoderFrames(samples, mode)),
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),

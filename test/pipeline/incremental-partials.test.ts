@@ -15,7 +15,7 @@ import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
 import type { TranscribeRequest, TranscribeResult } from '../../src/engines/whisper/index.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
-import { type DecodeControl, type LoadedSpeechModel, SpeechModels, encoderBucketFrames } from '../../src/pipeline/speech-models.ts';
+import { type DecodeControl, type LoadedSpeechModel, SpeechModels } from '../../src/pipeline/speech-models.ts';
 import { type StreamEvent, StreamSession } from '../../src/pipeline/stream-session.ts';
 import { concatWithGaps, makeSpeechWav, TEXTS } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
@@ -157,7 +157,10 @@ describe('incremental partials', () => {
       // The prefix is exactly what the stream had committed (shown as `stable`) when it was asked.
       expect(o.prefix ?? '').toBe(stable);
       const e = shown[i] as Extract<StreamEvent, { type: 'partial' }>;
-      const added = (await p.result).text.trim();
+      const result = await p.result;
+      const added = result.text.trim();
+      // What the decode generated after the prefix stays within the partial budget.
+      expect(result.tokensPerWindow.flat().length).toBeLessThanOrEqual(8);
       // Text = the committed words + what this decode added (whitespace aside: punctuation is glued).
       expect(e.text.replace(/\s+/g, '')).toBe(`${stable}${added}`.replace(/\s+/g, ''));
       expect(e.text.startsWith(e.stable)).toBe(true);
@@ -191,9 +194,9 @@ describe('batches share an encoder shape', () => {
       const short = speech.subarray(0, 1 * SR);
       const long = new Float32Array(20 * SR);
       for (let i = 0; i < long.length; i += speech.length) long.set(speech.subarray(0, Math.min(speech.length, long.length - i)), i);
-      const a = encoderBucketFrames(short.length);
-      const b = encoderBucketFrames(long.length);
-      expect(a).not.toBe(b);
+      const a = m.engine.encoderFrames(short.length, 'trimmed');
+      const b = m.engine.encoderFrames(long.length, 'trimmed');
+      expect(new Set([a, b, 3000]).size).toBe(3);
       const options = { language: 'en', maxNewTokens: 2, temperature: 0, encoder: 'trimmed' as const, timestamps: false };
       await Promise.all([
         m.transcribe({ audio: short, options }, { priority: 'file', key: 's1' }),

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BatchScheduler } from '../../src/pipeline/batch-scheduler.ts';
-import { encoderBucketFrames, speechGroup } from '../../src/pipeline/speech-models.ts';
+import { encoderBucketFrames } from '../../src/engines/whisper/index.ts';
+import { type EncoderFrames, type SpeechRequest, speechGroup } from '../../src/pipeline/speech-models.ts';
 import { MAX_PARTIAL_INTERVAL_MS, partialIntervalMs, partialTokenBudget } from '../../src/pipeline/stream-session.ts';
 
 describe('partialIntervalMs', () => {
@@ -80,19 +81,23 @@ describe('BatchScheduler.partialWaitMs', () => {
 
 describe('speechGroup', () => {
   const audio = (s: number) => new Float32Array(Math.round(s * 16_000));
+  /** As WhisperEngine.encoderFrames of a model whose encoder could be trimmed (10 ms mel frames). */
+  const trimmable: EncoderFrames = (samples, mode) => (mode === 'full' ? 3000 : encoderBucketFrames(Math.ceil(samples / 160)));
+  const group = (req: SpeechRequest) => speechGroup(req, trimmable);
 
   it('detections, full-encoder transcriptions and each trimmed bucket are separate model calls', () => {
-    expect(speechGroup({ op: 'detect', audio: audio(1) })).toBe('detect');
-    expect(speechGroup({ audio: audio(1) })).toBe('transcribe');
-    expect(speechGroup({ audio: audio(1), options: { encoder: 'full' } })).toBe('transcribe');
-    const short = speechGroup({ audio: audio(1), options: { encoder: 'trimmed' } });
-    expect(short).toBe(`transcribe/trimmed@${encoderBucketFrames(16_000)}`);
-    expect(speechGroup({ audio: audio(1.1), options: { encoder: 'trimmed', prefix: 'hello' } })).toBe(short);
-    expect(speechGroup({ audio: audio(20), options: { encoder: 'trimmed' } })).not.toBe(short);
+    expect(group({ op: 'detect', audio: audio(1) })).toBe('detect');
+    expect(group({ audio: audio(1) })).toBe('transcribe');
+    expect(group({ audio: audio(1), options: { encoder: 'full' } })).toBe('transcribe');
+    const short = group({ audio: audio(1), options: { encoder: 'trimmed' } });
+    expect(short).toBe(`transcribe/trimmed@${encoderBucketFrames(100)}`);
+    expect(group({ audio: audio(1.1), options: { encoder: 'trimmed', prefix: 'hello' } })).toBe(short);
+    expect(group({ audio: audio(20), options: { encoder: 'trimmed' } })).not.toBe(short);
   });
 
-  it('trimmed audio whose bucket is the whole window, or longer than 30 s, shares the full-encoder call', () => {
-    expect(speechGroup({ audio: audio(30), options: { encoder: 'trimmed' } })).toBe('transcribe');
-    expect(speechGroup({ audio: audio(95), options: { encoder: 'trimmed' } })).toBe('transcribe');
+  it('trimmed audio whose bucket is the whole window, longer than 30 s, or on a model that cannot trim shares the full-encoder call', () => {
+    expect(group({ audio: audio(30), options: { encoder: 'trimmed' } })).toBe('transcribe');
+    expect(group({ audio: audio(95), options: { encoder: 'trimmed' } })).toBe('transcribe');
+    expect(speechGroup({ audio: audio(1), options: { encoder: 'trimmed' } }, () => 3000)).toBe('transcribe');
   });
 });
