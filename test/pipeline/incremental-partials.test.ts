@@ -10,7 +10,7 @@
  * come back at once, whatever the machine's speed.
  */
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { SileroVad } from '../../src/engines/vad/silero-vad.ts';
 import type { TranscribeRequest, TranscribeResult } from '../../src/engines/whisper/index.ts';
@@ -45,9 +45,9 @@ afterAll(async () => {
 
 /** Polls `cond` until true; fails after `ms` (a generous bound, not the thing under test). */
 async function waitFor(cond: () => boolean, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (performance.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -64,14 +64,15 @@ interface Seen {
  * A stream on the real model whose decodes are recorded as they reach the scheduler, replayed frame by
  * frame on audio time.
  */
-function replay(opts: { partialIntervalMs?: number; minSilenceMs?: number; finalEncoder?: 'full' | 'trimmed'; maxNewTokens?: number }) {
+function replay(opts: { partialIntervalMs?: number; minSilenceMs?: number; finalEncoder?: 'full' | 'trimmed'; maxNewTokens?: number; model?: LoadedSpeechModel }) {
+  const model_ = opts.model ?? model;
   let audioMs = 0;
   let inflight = 0;
   const seen: Seen[] = [];
   const recording: LoadedSpeechModel = {
-    ...model,
+    ...model_,
     transcribe: (req, ctl) => {
-      const result = model.transcribe(req, ctl);
+      const result = model_.transcribe(req, ctl);
       seen.push({ req, ctl, at: audioMs, result });
       inflight++;
       result.finally(() => inflight--).catch(() => {});
@@ -134,6 +135,38 @@ describe('partials only for new speech', () => {
     expect(r.session.stats).toMatchObject({ finals: 1, droppedPartials: 0, partialDecodes: r.partials().length });
     // Reported by the task: partial decodes per utterance with this replay.
     console.log(`partial decodes: ${speechMs} in ${(speechEndMs / 1000).toFixed(1)} s of speech, ${inPause.length} in the 2.5 s pause, ${r.partials().length} in all`);
+  });
+});
+
+describe('partials under load', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("a stream spaces its partials by the scheduler's partial backlog, though its own decodes are fast", async () => {
+    const own = new SpeechModels({ registry: await ModelRegistry.create(MODELS_DIR), logger: pino({ level: 'silent' }), maxBatch: 8, batchWindowMs: 10, inference: {} });
+    try {
+      const m = await own.get('whisper-mini-random');
+      // Another stream's partial waited 1.5 s for the model (the wall clock is stopped there, so the
+      // scheduler's recent-wait window keeps it: a steady backlog whatever this machine's speed).
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(1_000_000);
+      const other = m.transcribe({ audio: speech.subarray(0, SR), options: { language: 'en', maxNewTokens: 1, encoder: 'trimmed' } }, { priority: 'partial', key: 'other' });
+      vi.setSystemTime(1_001_500);
+      await other;
+      expect(m.scheduler.partialWaitMs()).toBe(1500);
+      const r = replay({ partialIntervalMs: 300, model: m });
+      await r.feed(speech);
+      const at = r.partials().map((p) => p.at);
+      // 2 x 1.5 s apart (the stream's own decodes take no time on its clock); 300 ms apart without the backlog.
+      expect(at.length).toBeGreaterThanOrEqual(1);
+      for (let i = 1; i < at.length; i++) expect(at[i] - at[i - 1]).toBeGreaterThanOrEqual(3000);
+      expect(at.length).toBeLessThanOrEqual(2);
+      await r.session.stop();
+      expect(r.session.stats.droppedPartials).toBe(0);
+    } finally {
+      await own.close();
+    }
   });
 });
 
