@@ -277,8 +277,11 @@ export class StreamSession {
         this.events.next({ type: 'partial', text: [...out.committed, ...out.tail].join(' '), stable });
       })
       .catch((err) => {
-        if (err instanceof DroppedError) this.stats.droppedPartials++;
-        else if (!this.closed) this.fail(errorMessage(err));
+        if (err instanceof DroppedError) {
+          this.stats.droppedPartials++;
+          // Its speech was never shown: the next frame may ask again.
+          if (this.uttStart === uttStart) this.speechFramesAtPartial = -1;
+        } else if (!this.closed) this.fail(errorMessage(err));
       })
       .finally(() => {
         this.partialInFlight = false;

@@ -64,7 +64,15 @@ interface Seen {
  * A stream on the real model whose decodes are recorded as they reach the scheduler, replayed frame by
  * frame on audio time.
  */
-function replay(opts: { partialIntervalMs?: number; minSilenceMs?: number; finalEncoder?: 'full' | 'trimmed'; maxNewTokens?: number; model?: LoadedSpeechModel }) {
+function replay(opts: {
+  partialIntervalMs?: number;
+  minSilenceMs?: number;
+  finalEncoder?: 'full' | 'trimmed';
+  maxNewTokens?: number;
+  model?: LoadedSpeechModel;
+  /** Called as a decode is submitted (before the scheduler takes it). */
+  onSubmit?: (req: TranscribeRequest, ctl: DecodeControl) => void;
+}) {
   const model_ = opts.model ?? model;
   let audioMs = 0;
   let inflight = 0;
@@ -74,6 +82,7 @@ function replay(opts: { partialIntervalMs?: number; minSilenceMs?: number; final
     transcribe: (req, ctl) => {
       const result = model_.transcribe(req, ctl);
       seen.push({ req, ctl, at: audioMs, result });
+      opts.onSubmit?.(req, ctl);
       inflight++;
       result.finally(() => inflight--).catch(() => {});
       return result;
@@ -99,8 +108,8 @@ function replay(opts: { partialIntervalMs?: number; minSilenceMs?: number; final
     partials: () => seen.filter((s) => s.ctl.priority === 'partial'),
     finals: () => seen.filter((s) => s.ctl.priority === 'final'),
     /** Pushes `pcm` one VAD frame at a time, each processed and its partial (if any) answered before the next. */
-    async feed(pcm: Float32Array) {
-      for (let i = 0; i < pcm.length; i += FRAME) {
+    async feed(pcm: Float32Array, until?: () => boolean) {
+      for (let i = 0; i < pcm.length && !until?.(); i += FRAME) {
         session.push(pcm.subarray(i, i + FRAME));
         audioMs += FRAME_MS;
         await session.processed();
@@ -164,6 +173,33 @@ describe('partials under load', () => {
       expect(at.length).toBeLessThanOrEqual(2);
       await r.session.stop();
       expect(r.session.stats.droppedPartials).toBe(0);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe('a dropped partial', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('is asked again though only silence followed: its speech was never shown', async () => {
+    const own = new SpeechModels({ registry: await ModelRegistry.create(MODELS_DIR), logger: pino({ level: 'silent' }), maxBatch: 8, batchWindowMs: 10, inference: {} });
+    try {
+      const m = await own.get('whisper-mini-random');
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(1_000_000);
+      let submitted = 0;
+      // The first partial ages past partialMaxAgeMs (2 s) in the queue: the scheduler drops it.
+      const r = replay({ partialIntervalMs: 300, minSilenceMs: 3000, model: m, onSubmit: () => submitted++ === 0 && vi.setSystemTime(1_002_500) });
+      await r.feed(speech, () => r.session.stats.droppedPartials > 0);
+      expect(r.partials()).toHaveLength(1);
+      expect(r.events.filter((e) => e.type === 'partial')).toEqual([]);
+      await r.feed(new Float32Array(1 * SR));
+      expect(r.partials()).toHaveLength(2);
+      expect(r.events.filter((e) => e.type === 'partial')).toHaveLength(1);
+      await r.session.stop();
     } finally {
       await own.close();
     }
