@@ -52,6 +52,8 @@ const envSchema = z.object({
   DIARIZATION_SEGMENTATION_MODEL: z.string().min(1).optional(),
   MAX_BATCH_SIZE: int(1, 256).default(8),
   BATCH_WINDOW_MS: int(0, 10_000).default(10),
+  PARTIAL_MAX_NEW_TOKENS: int(1, 448).default(8),
+  FINAL_ENCODER: z.enum(['full', 'trimmed'], { message: "expected 'full' or 'trimmed'" }).default('full'),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
   TRUST_PROXY: bool.default(false),
   WORK_QUEUE: z.enum(['local', 'nats'], { message: "expected 'local' or 'nats'" }).default('local'),
@@ -120,6 +122,12 @@ export interface Config {
     /** Largest batch of 30 s windows per model call, and how long a batch waits to fill. */
     maxBatchSize: number;
     batchWindowMs: number;
+  };
+  live: {
+    /** Tokens a live partial may decode after the words already committed (capped by the stream's budget per decode). */
+    partialMaxNewTokens: number;
+    /** Encoder of live finals: 'full' (padded 30 s window, as trained) or 'trimmed' (the audio's length, rounded up to a bucket). */
+    finalEncoder: 'full' | 'trimmed';
   };
 }
 
@@ -205,6 +213,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBatchSize: e.MAX_BATCH_SIZE,
       batchWindowMs: e.BATCH_WINDOW_MS,
     },
+    live: { partialMaxNewTokens: e.PARTIAL_MAX_NEW_TOKENS, finalEncoder: e.FINAL_ENCODER },
   };
 }
 

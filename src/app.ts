@@ -219,6 +219,8 @@ export class App {
         maxStreams: this.config.limits.maxStreams,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,
+        partialMaxNewTokens: this.config.live.partialMaxNewTokens,
+        finalEncoder: this.config.live.finalEncoder,
       });
       this.streams = new WsStreamIngest({
         app: this.server.app,

@@ -10,7 +10,9 @@
  * - One batch runs at a time: the engine already uses every core.
  * - Requests of different `group`s (e.g. a speech model's `transcribe` and `detect` ops) never share
  *   a batch: each batch is one kind of model call. The first request taken fixes the batch's group.
- * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams).
+ * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams);
+ *   `partialWaitMs()` the same for partials (live streams widen their partial interval from it, so
+ *   that under load they ask for fewer partials before any has to be dropped for age).
  */
 import { DomainError } from '../errors.ts';
 import { RecentWindow } from './recent-window.ts';
@@ -48,6 +50,8 @@ export interface BatchSchedulerOptions<Req, Res> {
   onBatch?: (info: { size: number; ms: number; priorities: Record<Priority, number> }) => void;
   /** How far back `finalWaitMs()` looks at the waits of finals already started (default 10 s). */
   waitWindowMs?: number;
+  /** How far back `partialWaitMs()` looks at the waits of partials already started (default 5 s: load that has gone soon stops widening intervals). */
+  partialWaitWindowMs?: number;
   /** The kind of model call a request needs; only requests of one group share a batch (default: one group). */
   group?: (req: Req) => string;
 }
@@ -70,6 +74,8 @@ export class BatchScheduler<Req, Res> {
   private readonly partialMaxAgeMs: number;
   /** Queue waits (enqueue → model call) of finals started recently. */
   private readonly finalWaits: RecentWindow;
+  /** Queue waits of partials started recently. */
+  private readonly partialWaits: RecentWindow;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private timerDelay = 0;
@@ -85,6 +91,7 @@ export class BatchScheduler<Req, Res> {
     this.windowMs = opts.windowMs ?? 10;
     this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
     this.finalWaits = new RecentWindow(opts.waitWindowMs ?? 10_000);
+    this.partialWaits = new RecentWindow(opts.partialWaitWindowMs ?? 5_000);
   }
 
   /**
@@ -95,6 +102,17 @@ export class BatchScheduler<Req, Res> {
   finalWaitMs(now = Date.now()): number {
     const oldest = this.queues.final.length ? now - Math.min(...this.queues.final.map((p) => p.enqueuedAt)) : 0;
     return Math.max(oldest, this.finalWaits.quantile(0.9, now));
+  }
+
+  /**
+   * The partial backlog, in ms: the longer of the wait of the oldest partial still queued and the
+   * 90th percentile of the waits of partials started in the last `partialWaitWindowMs`. Partials
+   * that wait `partialMaxAgeMs` are dropped; a live stream spaces its partials by a multiple of this.
+   */
+  partialWaitMs(now = Date.now()): number {
+    let oldest = now;
+    for (const p of this.queues.partial) oldest = Math.min(oldest, p.enqueuedAt);
+    return Math.max(now - oldest, this.partialWaits.quantile(0.9, now));
   }
 
   get depth(): Record<Priority, number> {
@@ -225,7 +243,10 @@ export class BatchScheduler<Req, Res> {
     this.reportDepth();
     if (!batch.length) return;
     const startedAt = Date.now();
-    for (const b of batch) if (b.priority === 'final') this.finalWaits.add(startedAt - b.enqueuedAt, startedAt);
+    for (const b of batch) {
+      if (b.priority === 'final') this.finalWaits.add(startedAt - b.enqueuedAt, startedAt);
+      else if (b.priority === 'partial') this.partialWaits.add(startedAt - b.enqueuedAt, startedAt);
+    }
     this.running = true;
     this.stats.batches++;
     this.stats.requests += batch.length;

@@ -93,6 +93,10 @@ export interface LiveSessionsOptions {
   maxDurationS: number;
   /** Token budget per decode when the client names none (undefined: the engine default). */
   maxNewTokens?: number;
+  /** Token budget of a partial beyond its committed words (PARTIAL_MAX_NEW_TOKENS; capped by the decode's budget). */
+  partialMaxNewTokens?: number;
+  /** Encoder of live finals (FINAL_ENCODER); partials always use the trimmed one. */
+  finalEncoder?: 'full' | 'trimmed';
 }
 
 /** A place under `maxStreams`, taken synchronously before any asynchronous admission. */
@@ -296,6 +300,8 @@ export class LiveSession {
               interimResults: config.interimResults,
               partialIntervalMs: config.partialIntervalMs,
               maxNewTokens: config.maxNewTokens ?? o.maxNewTokens,
+              partialMaxNewTokens: o.partialMaxNewTokens,
+              finalEncoder: o.finalEncoder,
             }),
         ),
         tap((e) => recorder.record(e)),

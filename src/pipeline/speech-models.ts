@@ -44,7 +44,7 @@ export interface DecodeControl {
 export interface LoadedSpeechModel {
   id: string;
   engine: WhisperEngine;
-  /** Takes every decode of this model; batches per op (`stats.byGroup.transcribe` / `.detect`). */
+  /** Takes every decode of this model; batches per model call shape ({@link speechGroup}: `stats.byGroup.transcribe` / `.detect` / `transcribe/trimmed@…`). */
   scheduler: BatchScheduler<SpeechRequest, SpeechResult>;
   liveLag: LiveLag;
   /** Transcribes through the scheduler. */
@@ -53,7 +53,21 @@ export interface LoadedSpeechModel {
   detectLanguage(audio: Float32Array, ctl: DecodeControl): Promise<LanguageProbs>;
 }
 
-export const speechOp = (req: SpeechRequest): SpeechOp => req.op ?? 'transcribe';
+/** Encoder frames a request's first window runs (WhisperEngine.encoderFrames: 3000 for the full encoder). */
+export type EncoderFrames = (samples: number, mode: 'full' | 'trimmed') => number;
+
+/**
+ * Which requests can share one model call: language detections; transcriptions on the full 30 s
+ * encoder (finals, file chunks, and trimmed ones whose bucket is the whole window or that the model
+ * cannot trim); and trimmed transcriptions of one encoder bucket each (`transcribe/trimmed@<frames>`):
+ * a batch's encoder input has one shape, and the engine would otherwise run one encoder call per bucket.
+ */
+export function speechGroup(req: SpeechRequest, encoderFrames: EncoderFrames): string {
+  if (req.op === 'detect') return 'detect';
+  if (req.options?.encoder !== 'trimmed') return 'transcribe';
+  const frames = encoderFrames(req.audio.length, 'trimmed');
+  return frames >= encoderFrames(req.audio.length, 'full') ? 'transcribe' : `transcribe/trimmed@${frames}`;
+}
 
 /** Runs one batch (all of one op, as the scheduler groups them) on the engine. */
 export async function runSpeechBatch(engine: WhisperEngine, reqs: SpeechRequest[]): Promise<SpeechResult[]> {
@@ -157,7 +171,7 @@ export class SpeechModels {
     const scheduler = new BatchScheduler<SpeechRequest, SpeechResult>({
       name: id,
       run: (reqs) => runSpeechBatch(engine, reqs),
-      group: speechOp,
+      group: (req) => speechGroup(req, (samples, mode) => engine.encoderFrames(samples, mode)),
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),

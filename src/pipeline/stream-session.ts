@@ -4,6 +4,12 @@
  * a final decode at the end of each utterance. Decodes go through the model's BatchScheduler
  * (finals before partials, stale partials dropped), so all streams share its batches.
  *
+ * Partials are incremental and cheap: one is decoded only when the VAD heard speech since the last
+ * (silence before the endpoint costs nothing), on the trimmed encoder, with the words the stabilizer
+ * has committed forced as the prefix and a small token budget for what follows; their interval
+ * widens with this stream's last decode time and with the scheduler's partial backlog
+ * ({@link partialIntervalMs}), so load thins partials out before the scheduler drops any.
+ *
  * In: `push(pcm)` / `stop()` (or the `streamEvents(frames$)` operator); out: `events$`.
  * Memory is bounded: audio older than the open utterance (minus a short pre-roll) is dropped, and
  * an utterance is cut at `maxUtteranceS` by the segmenter.
@@ -41,6 +47,12 @@ export interface StreamSessionOptions {
   partialIntervalMs?: number;
   /** Token budget per decode (random-weight models never stop early; real ones stop at end-of-text). */
   maxNewTokens?: number;
+  /** Token budget of a partial beyond its committed prefix (default 8; never above `maxNewTokens`). */
+  partialMaxNewTokens?: number;
+  /** Encoder of finals: 'full' (default: the padded 30 s window the model was trained on) or 'trimmed'. Partials always use 'trimmed'. */
+  finalEncoder?: 'full' | 'trimmed';
+  /** Clock of the partial cadence, in ms (default performance.now; tests replay audio on its own time). */
+  clock?: () => number;
   maxUtteranceS?: number;
   minSilenceMs?: number;
   /** Audio kept before a detected speech start (the segmenter pads starts). */
@@ -72,18 +84,24 @@ export class StreamSession {
   private work: Promise<void> = Promise.resolve();
   private finals: Promise<void> = Promise.resolve();
   private partialInFlight = false;
-  private lastPartialAt = 0;
-  private partialIntervalMs: number;
+  private lastPartialAt = Number.NEGATIVE_INFINITY;
+  /** How long the last partial took, submit to result (queue wait included). */
+  private lastPartialMs = 0;
+  /** VAD frames at or above the speech threshold so far, and their count when the last partial was taken (-1: none this utterance). */
+  private speechFrames = 0;
+  private speechFramesAtPartial = -1;
+  private readonly clock: () => number;
   private readonly abort = new AbortController();
   /** When received audio arrived: [end sample (exclusive), performance.now()] per push, oldest first. */
   private readonly arrivals: Array<[number, number]> = [];
-  readonly stats = { partials: 0, finals: 0, droppedPartials: 0 };
+  /** partialDecodes: partials sent to the scheduler; partials: partial events emitted. */
+  readonly stats = { partials: 0, partialDecodes: 0, finals: 0, droppedPartials: 0 };
 
   constructor(private readonly opts: StreamSessionOptions) {
     this.id = opts.id;
     this.language = opts.language;
     this.vadStream = opts.vad.createStream();
-    this.partialIntervalMs = opts.partialIntervalMs ?? 500;
+    this.clock = opts.clock ?? (() => performance.now());
     this.seg = createSegmenterState({ maxUtteranceS: opts.maxUtteranceS ?? 30, minSilenceMs: opts.minSilenceMs ?? 500 });
   }
 
@@ -103,6 +121,11 @@ export class StreamSession {
     this.pending = concat(this.pending, pcm);
     this.arrivals.push([this.totalSamples + this.pending.length, performance.now()]);
     this.work = this.work.then(() => this.drainFrames()).catch((err) => this.fail(errorMessage(err)));
+  }
+
+  /** Resolves once every whole frame pushed so far has been through the VAD and the segmenter (replays, tests). */
+  processed(): Promise<void> {
+    return this.work;
   }
 
   /** Flushes: closes the open utterance, waits for every final, emits `end`, completes. */
@@ -152,6 +175,7 @@ export class StreamSession {
       this.pending = this.pending.slice(FRAME);
       const step = segmenterReducer(this.seg, { prob, frameIndex: this.frameIndex++ });
       this.seg = step.state;
+      if (prob >= this.seg.opts.threshold) this.speechFrames++;
       this.handle(step.events, this.arrivalOf(this.totalSamples));
       this.maybePartial();
     }
@@ -179,6 +203,7 @@ export class StreamSession {
     for (const e of events) {
       if (e.type === 'speech_start') {
         this.uttStart = e.sample;
+        this.speechFramesAtPartial = -1;
         this.stabilizer.reset();
       } else {
         const audio = this.audio(e.startSample, e.endSample);
@@ -192,7 +217,7 @@ export class StreamSession {
   /** Decodes a finished utterance; finals are emitted in order. */
   private finalize(audio: Float32Array, startSample: number, decidedAt: number): void {
     if (audio.length < FRAME) return;
-    const decode = this.decode(audio, 'final', { timestamps: true, wordTimestamps: true });
+    const decode = this.decode(audio, 'final', { timestamps: true, wordTimestamps: true, encoder: this.opts.finalEncoder ?? 'full' });
     this.finals = this.finals.then(async () => {
       let r;
       try {
@@ -213,30 +238,50 @@ export class StreamSession {
     this.finals.catch((err) => this.fail(errorMessage(err)));
   }
 
-  /** Adaptive partials: at most one in flight per stream, no faster than the last decode took. */
+  /**
+   * Adaptive incremental partials: at most one in flight per stream; none without new speech since
+   * the last; spaced by {@link partialIntervalMs}; decoding only what follows the committed words.
+   */
   private maybePartial(): void {
     if (!(this.opts.interimResults ?? true) || this.uttStart === null || this.partialInFlight || this.stopping) return;
-    const now = performance.now();
-    if (now - this.lastPartialAt < this.partialIntervalMs) return;
+    // Only silence since the last partial (a pause before the endpoint): it would decode the same speech again.
+    if (this.speechFrames === this.speechFramesAtPartial) return;
+    const now = this.clock();
+    const minMs = this.opts.partialIntervalMs ?? 500;
+    if (now - this.lastPartialAt < minMs) return;
+    const interval = partialIntervalMs({ minMs, lastDecodeMs: this.lastPartialMs, queueWaitMs: this.opts.model.scheduler.partialWaitMs() });
+    if (now - this.lastPartialAt < interval) return;
     const audio = this.audio(this.uttStart, this.totalSamples);
     if (audio.length < SR / 4) return;
     this.partialInFlight = true;
     this.lastPartialAt = now;
+    this.speechFramesAtPartial = this.speechFrames;
+    this.stats.partialDecodes++;
     const uttStart = this.uttStart;
-    this.decode(audio, 'partial', { timestamps: false, wordTimestamps: false })
+    // The committed words are final for this utterance: forced as the prefix, only what follows is decoded.
+    const committed = this.stabilizer.committed;
+    this.decode(audio, 'partial', {
+      timestamps: false,
+      wordTimestamps: false,
+      encoder: 'trimmed',
+      prefix: committed.length ? committed.join(' ') : undefined,
+      maxNewTokens: partialTokenBudget(this.opts.partialMaxNewTokens, this.opts.maxNewTokens),
+    })
       .then((r) => {
-        const took = performance.now() - now;
-        this.partialIntervalMs = Math.max(this.opts.partialIntervalMs ?? 500, Math.min(5000, took * 1.5));
-        // Skip results of an utterance that has ended meanwhile.
+        this.lastPartialMs = this.clock() - now;
+        // Skip results of an utterance that has ended meanwhile (its stabilizer was reset).
         if (this.closed || this.uttStart !== uttStart) return;
-        const out = this.stabilizer.push(r.text.trim().split(/\s+/).filter(Boolean));
+        const out = this.stabilizer.push([...committed, ...r.text.trim().split(/\s+/).filter(Boolean)]);
         this.stats.partials++;
         const stable = out.committed.join(' ');
         this.events.next({ type: 'partial', text: [...out.committed, ...out.tail].join(' '), stable });
       })
       .catch((err) => {
-        if (err instanceof DroppedError) this.stats.droppedPartials++;
-        else if (!this.closed) this.fail(errorMessage(err));
+        if (err instanceof DroppedError) {
+          this.stats.droppedPartials++;
+          // Its speech was never shown: the next frame may ask again.
+          if (this.uttStart === uttStart) this.speechFramesAtPartial = -1;
+        } else if (!this.closed) this.fail(errorMessage(err));
       })
       .finally(() => {
         this.partialInFlight = false;
@@ -255,12 +300,39 @@ export class StreamSession {
       language: this.language,
       temperature: 0,
       conditionOnPrevious: false,
-      maxNewTokens: this.opts.maxNewTokens,
+      maxNewTokens: o.maxNewTokens ?? this.opts.maxNewTokens,
       compressionRatioThreshold: null,
       logprobThreshold: null,
     };
     return this.opts.model.transcribe({ audio, options }, ctl);
   }
+}
+
+/** Default token budget of a partial beyond its committed prefix (see {@link partialTokenBudget}). */
+export const DEFAULT_PARTIAL_MAX_NEW_TOKENS = 8;
+
+/**
+ * Tokens a partial may generate after its prefix: the setting (default 8), never more than the
+ * stream's budget per decode. 8 tokens are about 6 English words, 2 s of speech: more than the
+ * uncommitted tail normally holds (LocalAgreement-2 commits what two partials ~0.5 s apart agree on),
+ * while each token is a decoder step of every row of the batch.
+ */
+export function partialTokenBudget(partialMaxNewTokens: number | undefined, maxNewTokens: number | undefined): number {
+  return Math.min(partialMaxNewTokens ?? DEFAULT_PARTIAL_MAX_NEW_TOKENS, maxNewTokens ?? Number.POSITIVE_INFINITY);
+}
+
+/** Widest partial interval the load can push a stream to (unless its own minimum is wider). */
+export const MAX_PARTIAL_INTERVAL_MS = 5000;
+
+/**
+ * The partial interval of a stream: at least its minimum; 1.5× its last partial's decode time (a
+ * stream never asks faster than it is answered); 2× the scheduler's partial backlog (a partial asked
+ * now waits about that long, so asking half as often drains the queue before partials age out and are
+ * dropped); at most {@link MAX_PARTIAL_INTERVAL_MS}, or the minimum if that is wider.
+ */
+export function partialIntervalMs(o: { minMs: number; lastDecodeMs: number; queueWaitMs: number; maxMs?: number }): number {
+  const max = Math.max(o.minMs, o.maxMs ?? MAX_PARTIAL_INTERVAL_MS);
+  return Math.min(max, Math.max(o.minMs, 1.5 * o.lastDecodeMs, 2 * o.queueWaitMs));
 }
 
 /** RxJS operator form: PCM frames in, session events out (stops on completion, closes on unsubscribe). */

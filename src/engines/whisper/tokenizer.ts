@@ -109,10 +109,10 @@ export class WhisperTokenizer {
 
   /** Decode text, dropping all special and timestamp tokens. */
   decode(ids: number[]): string {
-    return this.tok.decode(
-      ids.filter((t) => t < this.eot),
-      { skip_special_tokens: true, clean_up_tokenization_spaces: false },
-    );
+    const text = ids.filter((t) => t < this.eot);
+    // No text token (end-of-text at once, only timestamps): the tokenizers library rejects an empty list.
+    if (!text.length) return '';
+    return this.tok.decode(text, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
   /** Decode with timestamps rendered as <|1.08|> (for debugging / verbose output). */
