@@ -264,6 +264,8 @@ export class StreamSession {
       timestamps: false,
       wordTimestamps: false,
       encoder: 'trimmed',
+      // a partial shows only text: no per-token log-softmax over the vocabulary
+      tokenLogprobs: false,
       prefix: committed.length ? committed.join(' ') : undefined,
       maxNewTokens: partialTokenBudget(this.opts.partialMaxNewTokens, this.opts.maxNewTokens),
     })

@@ -221,6 +221,7 @@ describe('incremental partials', () => {
     for (const [i, p] of partials.entries()) {
       const o = p.req.options!;
       expect(o.encoder).toBe('trimmed');
+      expect(o.tokenLogprobs).toBe(false); // text only: no per-token log-softmax
       expect(o.maxNewTokens).toBe(8); // the default budget, below the stream's 12
       expect(o.timestamps).toBe(false);
       // The prefix is exactly what the stream had committed (shown as `stable`) when it was asked.
