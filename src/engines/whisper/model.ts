@@ -76,6 +76,9 @@ function sessionOptions(o: WhisperModelOptions): ort.InferenceSession.SessionOpt
 }
 
 export class WhisperOnnxModel {
+  /** Cumulative wall time in session runs since load (timing counters: `stt transcribe --json`; never reset). */
+  readonly timing = { encoderMs: 0, decoderMs: 0, decoderRuns: 0 };
+
   private constructor(
     readonly cfg: WhisperConfig,
     readonly layout: DecoderLayout,
@@ -149,7 +152,9 @@ export class WhisperOnnxModel {
       buf.set(f, i * per);
     });
     const input = new ort.Tensor('float32', buf, [features.length, nMels, nFrames]);
+    const t0 = performance.now(); // timing
     const out = await this.encoder.run({ input_features: input });
+    this.timing.encoderMs += performance.now() - t0; // timing
     const h = out.last_hidden_state;
     return { data: h.data as Float32Array, batch: h.dims[0], frames: h.dims[1], dModel: h.dims[2] };
   }
@@ -205,8 +210,15 @@ export class WhisperOnnxModel {
       for (const name of this.decoderFirst.inputNames) if (name.startsWith('past_key_values.')) feeds[name] = empty;
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([0]), [1]);
     }
+    const t0 = performance.now(); // timing
     const out = await this.decoderFirst.run(feeds);
+    this.countDecoderRun(t0); // timing
     return this.collect(out, b, ids[0].length, null, this.layout === 'merged' ? hidden : null);
+  }
+
+  private countDecoderRun(t0: number): void {
+    this.timing.decoderMs += performance.now() - t0;
+    this.timing.decoderRuns++;
   }
 
   /** Outputs to fetch on cached merged-decoder steps (null = all). */
@@ -228,7 +240,9 @@ export class WhisperOnnxModel {
     // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, 1500, d] per
     // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV
     // (and not cross-attentions, which only the teacher-forced alignment pass reads, via prefill).
+    const t0 = performance.now(); // timing
     const out = this.cachedStepOutputs ? await this.decoderPast.run(feeds, this.cachedStepOutputs) : await this.decoderPast.run(feeds);
+    this.countDecoderRun(t0); // timing
     return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden);
   }
 }
