@@ -92,7 +92,7 @@ export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
   metrics?: Metrics;
-  inference: Pick<WhisperModelOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel'>;
+  inference: Pick<WhisperModelOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'prepackDecoder'>;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */
