@@ -593,8 +593,9 @@ const engineWeightBytes = (() => {
     .filter((f) => existsSync(f))
     .reduce((a, f) => a + statSync(f).size, 0);
 })();
-/** Knob variants are kept loaded side by side (and measured round-robin) only while their weights add up to this. */
-const INTERLEAVE_BYTES = 1 << 30;
+/** Knob variants are kept loaded side by side (and measured round-robin) only while their weights add up to this: each
+ * engine also keeps its ORT arenas at their batch-16 peak, so 4 tiny engines together reached 8.9 GB. */
+const INTERLEAVE_BYTES = 256 * 2 ** 20;
 const knobModes: string[] = [];
 /**
  * Small models: engines for every variant are loaded first, then measured round-robin (see interleave), so load
