@@ -35,6 +35,13 @@ describe('stt transcribe (CLI)', () => {
     expect(JSON.parse(stdout).tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
   });
 
+  it('decoder weights packed at load (--prepack-decoder) or not (the CLI default): the same golden tokens', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const args = ['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json'];
+    expect(JSON.parse((await stt([...args, '--prepack-decoder'])).stdout).tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
+    await expect(stt([...args, '--prepack-decoder=yes'])).rejects.toMatchObject({ code: 2 });
+  });
+
   it('slides 30 s windows over long audio (31.5 s → 2 windows)', async () => {
     const wav = path.join(WHISPER_FIXTURE, 'golden', 'long.wav');
     const { stdout } = await stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--timestamps', '--max-new-tokens', '24', '--temperature', '0', '--json']);
