@@ -2,7 +2,7 @@
  * ASR engine benchmark (issue 10).
  *
  *   npm run bench:asr -- <model-folder> [--quick] [--out docs/benchmarks-asr.json]
- *                        [--tokens 32] [--threads N] [--minutes 10] [--no-baseline] [--no-baseline-long]
+ *                        [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long]
  *
  * One run measures, on the model folder given (nothing here depends on a particular model):
  *  1. encoder ms per 30 s window at batch 1/2/4/8, fp32 vs int8;
@@ -14,9 +14,14 @@
  *  6. knobs: graph optimisation level, intra-op threads, int8, batching; and whether the encoder accepts
  *     fewer than 3000 mel frames ("encoder on shorter audio").
  * Prints markdown tables and writes JSON (default docs/benchmarks-asr.json; --quick: .tmp/bench/asr-quick.json).
+ *
+ * Memory: one engine (one precision/layout) is loaded at a time and closed before the next, every raw session and
+ * the transformers.js pipeline are released when their section ends, and the knob variants are only kept loaded
+ * side by side (to interleave them) when their weights are small; the peak RSS after each section is reported.
+ * `--iters N` caps every repeat count at N (batch sizes unchanged, so memory is that of the full run).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -37,6 +42,7 @@ interface Args {
   tokens: number;
   threads: number;
   minutes: number;
+  iters: number | null;
   baseline: boolean;
   baselineLong: boolean;
 }
@@ -56,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--tokens') a.tokens = Number(val());
     else if (x === '--threads') a.threads = Number(val());
     else if (x === '--minutes') a.minutes = Number(val());
+    else if (x === '--iters') a.iters = Number(val());
     else if (x === '--no-baseline') a.baseline = false;
     else if (x === '--no-baseline-long') a.baselineLong = false;
     else if (x === '--help' || x === '-h') usage(0);
@@ -71,20 +78,23 @@ function parseArgs(argv: string[]): Args {
     tokens: a.tokens ?? (quick ? 8 : 32),
     threads: a.threads ?? os.availableParallelism(),
     minutes: a.minutes ?? (quick ? 1 : 10),
+    iters: a.iters ?? null,
     baseline: a.baseline,
     baselineLong: a.baselineLong && !quick,
   };
 }
 
 function usage(code: number): never {
-  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--no-baseline] [--no-baseline-long]');
+  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long]');
   process.exit(code);
 }
 
 const args = parseArgs(process.argv.slice(2));
 const Q = args.quick;
+/** A repeat count: `full`, or `quick` with --quick; --iters N caps it (N ≥ 1 timed runs). */
+const reps = (full: number, quick: number) => (args.iters ? Math.max(Math.min(args.iters, full), full > 0 ? 1 : 0) : Q ? quick : full);
 /** iterations: timed runs / warm-up runs */
-const IT = Q ? { warmup: 1, iters: 2 } : { warmup: 2, iters: 7 };
+const IT = { warmup: reps(2, 1), iters: reps(7, 2) };
 const BUDGET = args.tokens;
 const LOG = (s = '') => console.log(s);
 const T_START = performance.now();
@@ -118,21 +128,34 @@ const uptime = () => {
   }
 };
 
-const engines = new Map<string, WhisperEngine>();
+/**
+ * The loaded engine: one at a time. Asking for other options closes it first (a real-size model's sessions
+ * take GBs: keeping every precision/layout alive got the tiny run killed at 21.5 GB). Sections are ordered so
+ * that one engine serves a whole loop; an engine must not be used after the next `engine()` call.
+ */
+let current: { key: string; e: WhisperEngine } | null = null;
+const engineKey = (o: WhisperEngineOptions) => {
+  const full: WhisperEngineOptions = { quantized: false, decoderLayout: 'auto', graphOptimizationLevel: 'all', ...baseOpts, ...o };
+  return { full, key: JSON.stringify(Object.entries(full).sort(([a], [b]) => a.localeCompare(b))) };
+};
 async function engine(o: WhisperEngineOptions): Promise<WhisperEngine> {
-  const full = { ...baseOpts, ...o };
-  const key = JSON.stringify(full);
-  let e = engines.get(key);
-  if (!e) {
-    e = await WhisperEngine.load(args.model, full);
-    engines.set(key, e);
-  }
+  const { full, key } = engineKey(o);
+  if (current?.key === key) return current.e;
+  await releaseEngines();
+  const e = await WhisperEngine.load(args.model, full);
+  current = { key, e };
   return e;
 }
 async function releaseEngines(): Promise<void> {
-  for (const e of engines.values()) await e.close();
-  engines.clear();
+  const c = current;
+  current = null;
+  await c?.e.close();
 }
+
+/** Peak RSS of this process so far (getrusage), MB; recorded after each section. */
+const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
+const memory: { section: string; peakRssMb: number; rssMb: number }[] = [];
+const section = (name: string) => memory.push({ section: name, peakRssMb: peakRssMb(), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
 
 const main0 = await engine({});
 const SR = main0.info.samplingRate;
@@ -228,6 +251,8 @@ for (const p of precisions) {
   }
 }
 
+section('1. encoder');
+
 // ---------------------------------------------------------------- 2. decoder
 
 interface DecRow {
@@ -244,7 +269,7 @@ interface DecRow {
   prefillMs: number | null;
 }
 const decBatches = Q ? [1, 4] : [1, 4, 16];
-const decReps = Q ? 1 : 3;
+const decReps = reps(3, 1);
 const decSteps = Math.max(4, BUDGET);
 
 async function encoderRows(e: WhisperEngine, batch: number): Promise<EncoderOutput> {
@@ -263,10 +288,10 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
   const raw: number[] = [];
   const eng: number[] = [];
   const pre: number[] = [];
-  for (let r = 0; r < reps + 1; r++) {
-    const warm = r === 0;
-    // raw: model.prefill + model.step, argmax outside the timed region
-    let t0 = performance.now();
+  // raw: model.prefill + model.step, argmax outside the timed region. A function of its own so that its KV
+  // cache (GBs at batch 16 on small) is garbage before the BatchDecoder run allocates another one.
+  const rawRun = async (warm: boolean) => {
+    const t0 = performance.now();
     const first = await e.model.prefill(
       enc,
       Array.from({ length: batch }, () => prompt),
@@ -277,12 +302,16 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
       Array.from({ length: batch }, (_, i) => argmax(logits.subarray((i * seqLen + seqLen - 1) * vocab, (i * seqLen + seqLen) * vocab)));
     let toks = pick(first.logits, first.seqLen, first.vocab);
     for (let s = 0; s < steps; s++) {
-      t0 = performance.now();
+      const t1 = performance.now();
       const o = await e.model.step(cache, toks);
-      if (!warm) raw.push(performance.now() - t0);
+      if (!warm) raw.push(performance.now() - t1);
       cache = o.cache;
       toks = pick(o.logits, o.seqLen, o.vocab);
     }
+  };
+  for (let r = 0; r < reps + 1; r++) {
+    const warm = r === 0;
+    await rawRun(warm);
     // engine: BatchDecoder (what transcribe runs per token)
     const task = e.task({ language: 'en', timestamps: false, maxNewTokens: steps + 1 });
     const d = await BatchDecoder.start(
@@ -292,9 +321,9 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
       e.ids,
     );
     for (let s = 0; s < steps && !d.done; s++) {
-      t0 = performance.now();
+      const t1 = performance.now();
       await d.step();
-      if (!warm) eng.push(performance.now() - t0);
+      if (!warm) eng.push(performance.now() - t1);
     }
   }
   return { raw: median(raw), engine: median(eng), prefill: median(pre) };
@@ -321,6 +350,8 @@ for (const p of precisions) {
   }
 }
 
+section('2. decoder');
+
 // ---------------------------------------------------------------- 3. real-time factor of a long file
 
 interface RtfRow {
@@ -343,7 +374,7 @@ for (const { p, layout } of precisions.flatMap((p) =>
 )) {
   const e = await engine({ quantized: p.quantized, decoderLayout: layout });
   let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
-  const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: Q ? 0 : 1, iters: Q ? 1 : 3 });
+  const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: reps(1, 0), iters: reps(3, 1) });
   const tpw = res[0].tokensPerWindow;
   rtfRows.push({
     precision: p.name,
@@ -356,6 +387,8 @@ for (const { p, layout } of precisions.flatMap((p) =>
     xRealtime: seconds / (wall.median / 1000),
   });
 }
+
+section('3. file RTF');
 
 // ---------------------------------------------------------------- 4. per-request vs batched
 
@@ -404,7 +437,7 @@ for (const p of precisions) {
         batTok = (await e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts })))).map((r) => r.tokensPerWindow[0]);
       },
     },
-    { warmup: 1, iters: Q ? 1 : 5 },
+    { warmup: 1, iters: reps(5, 1) },
   );
   tpRows.push({
     precision: p.name,
@@ -418,6 +451,8 @@ for (const p of precisions) {
     tokenAgreement: agreement(seqTok, batTok),
   });
 }
+
+section('4. per-request vs batched');
 
 // ---------------------------------------------------------------- 5. transformers.js baseline
 
@@ -439,7 +474,9 @@ const baseline: Baseline = {
 
 if (args.baseline) {
   NOTE('transformers.js baseline');
+  let dispose: (() => Promise<unknown>) | null = null;
   try {
+    const e = await engine({}); // fp32, auto layout (merged when present, like transformers.js): loaded first, as the only engine
     const tjs = await import('@huggingface/transformers');
     tjs.env.allowRemoteModels = false;
     tjs.env.allowLocalModels = true;
@@ -453,8 +490,9 @@ if (args.baseline) {
       (audio: Float32Array | Float32Array[], o: object): Promise<unknown>;
       processor: (a: Float32Array) => Promise<{ input_features: unknown }>;
       model: { generate: (o: object) => Promise<{ tolist: () => (number | bigint)[][] }> };
+      dispose: () => Promise<unknown>;
     };
-    const e = await engine({}); // fp32, auto layout (merged when present, like transformers.js)
+    dispose = () => pipe.dispose();
     const genOpts = { language: 'en', task: 'transcribe', return_timestamps: false };
 
     // token check on a golden input (no timestamps, 24 tokens like golden.json), else on the speech file
@@ -486,7 +524,7 @@ if (args.baseline) {
     };
 
     const theirOpts = { max_new_tokens: BUDGET, ...genOpts };
-    const it = { warmup: 1, iters: Q ? 1 : 5 };
+    const it = { warmup: 1, iters: reps(5, 1) };
     // (a) one 30 s window
     const { ours: oneOurs, theirs: oneTheirs } = await interleave({ ours: () => e.transcribe([{ audio: windows[0], options: decodeOpts }]), theirs: () => pipe(windows[0], theirOpts) }, it);
     baseline.rows.push({ case: 'one 30 s window', ours: oneOurs, theirs: oneTheirs, oursWindows: 1, theirsWindows: 1, ratio: oneTheirs.median / oneOurs.median });
@@ -512,7 +550,7 @@ if (args.baseline) {
       const stride = 30 / 6;
       const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
       const fr = rtfRows.find((r) => r.precision === 'fp32' && r.layout === main0.info.layout)!;
-      const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: Q ? 1 : 3 });
+      const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: reps(3, 1) });
       baseline.rows.push({
         case: `${seconds} s file (theirs chunk_length_s 30)`,
         ours: fr.wall,
@@ -526,8 +564,11 @@ if (args.baseline) {
   } catch (err) {
     baseline.reason = (err as Error).stack ?? String(err);
     console.error(`transformers.js baseline failed: ${baseline.reason}`);
+  } finally {
+    await dispose?.(); // its sessions: as large as ours
   }
 } else baseline.reason = '--no-baseline';
+section('5. transformers.js baseline');
 
 // ---------------------------------------------------------------- 6. knobs
 
@@ -540,28 +581,57 @@ interface KnobRow {
 }
 NOTE('knobs');
 const knobRows: KnobRow[] = [];
-const knobRounds = Q ? 1 : 4;
+const knobRounds = reps(4, 1);
 const bigB = Q ? 4 : 16;
 const knobSteps = Q ? 4 : 16;
-/** Engines for every variant are loaded first, then measured round-robin (see interleave). */
+/** Bytes of the fp32 encoder and default decoder graphs with their external data: what one engine maps. */
+const engineWeightBytes = (() => {
+  const dec = meta.files.mergedFp32 ? ['decoder_model_merged'] : ['decoder_model', 'decoder_with_past_model'];
+  return ['encoder_model', ...dec]
+    .flatMap((n) => [`${n}.onnx`, `${n}.onnx_data`, `${n}.onnx.data`])
+    .map((f) => join(onnxDir, f))
+    .filter((f) => existsSync(f))
+    .reduce((a, f) => a + statSync(f).size, 0);
+})();
+/** Knob variants are kept loaded side by side (and measured round-robin) only while their weights add up to this: each
+ * engine also keeps its ORT arenas at their batch-16 peak, so 4 tiny engines together reached 8.9 GB. */
+const INTERLEAVE_BYTES = 256 * 2 ** 20;
+const knobModes: string[] = [];
+/**
+ * Small models: engines for every variant are loaded first, then measured round-robin (see interleave), so load
+ * changes on a shared machine hit all variants alike. Large ones: one variant after the other (memory).
+ */
 async function knobs(variants: { knob: string; value: string; o: WhisperEngineOptions }[]): Promise<void> {
-  const es = [];
-  for (const v of variants) es.push(await engine(v.o));
+  const together = variants.length * engineWeightBytes <= INTERLEAVE_BYTES;
+  knobModes.push(`${variants[0].knob}: ${together ? 'variants loaded together, measured round-robin' : 'one variant loaded at a time (weights too large to keep all)'}`);
   const acc = variants.map(() => ({ enc: [] as number[], d1: [] as number[], dB: [] as number[] }));
   const warmRounds = Q ? 0 : 1;
-  for (let r = 0; r < knobRounds + warmRounds; r++) {
+  const round = async (e: WhisperEngine, i: number, warm: boolean) => {
+    const f = [features[0]];
+    const t0 = performance.now();
+    await e.encode(f);
+    const encMs = performance.now() - t0;
+    const d1 = await decoderMs(e, 1, 1, knobSteps);
+    const dB = await decoderMs(e, bigB, 1, knobSteps);
+    if (warm) return; // warm-up round (engines already ran at load in --quick)
+    acc[i].enc.push(encMs);
+    acc[i].d1.push(d1.engine);
+    acc[i].dB.push(dB.engine);
+  };
+  if (together) {
+    await releaseEngines();
+    const es: WhisperEngine[] = [];
+    try {
+      for (const v of variants) es.push(await WhisperEngine.load(args.model, engineKey(v.o).full));
+      for (let r = 0; r < knobRounds + warmRounds; r++) for (let i = 0; i < variants.length; i++) await round(es[i], i, r < warmRounds);
+    } finally {
+      for (const e of es) await e.close();
+    }
+  } else {
     for (let i = 0; i < variants.length; i++) {
-      const e = es[i];
-      const f = [features[0]];
-      const t0 = performance.now();
-      await e.encode(f);
-      const encMs = performance.now() - t0;
-      const d1 = await decoderMs(e, 1, 1, knobSteps);
-      const dB = await decoderMs(e, bigB, 1, knobSteps);
-      if (r < warmRounds) continue; // warm-up round (engines already ran at load in --quick)
-      acc[i].enc.push(encMs);
-      acc[i].d1.push(d1.engine);
-      acc[i].dB.push(dB.engine);
+      const e = await engine(variants[i].o);
+      for (let r = 0; r < knobRounds + warmRounds; r++) await round(e, i, r < warmRounds);
+      await releaseEngines();
     }
   }
   variants.forEach((v, i) =>
@@ -587,7 +657,7 @@ await releaseEngines();
   const sOff = await mk(false);
   const { nMels: nm, nFrames: nf } = main0.config.features;
   const feed = { input_features: new ort.Tensor('float32', features[0], [1, nm, nf]) };
-  const t = await interleave({ on: () => sOn.run(feed), off: () => sOff.run(feed) }, { warmup: 1, iters: Q ? 1 : 2 * knobRounds });
+  const t = await interleave({ on: () => sOn.run(feed), off: () => sOff.run(feed) }, { warmup: 1, iters: reps(2 * knobRounds, 1) });
   knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `1 (ORT default), ${threads} threads`, encoderB1: round3(t.on.median), decoderStepB1: null, decoderStepB16: null });
   knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `0, ${threads} threads`, encoderB1: round3(t.off.median), decoderStepB1: null, decoderStepB16: null });
   await sOn.release();
@@ -625,12 +695,14 @@ if (meta.files.mergedFp32) {
       );
     }
   };
-  const t = await interleave({ all: () => stepsFrom(null), slim: () => stepsFrom(slim) }, { warmup: 1, iters: Q ? 1 : knobRounds });
+  const t = await interleave({ all: () => stepsFrom(null), slim: () => stepsFrom(slim) }, { warmup: 1, iters: reps(knobRounds, 1) });
   knobRows.push({ knob: 'merged decoder fetches (raw session)', value: 'all outputs (what the engine does)', encoderB1: NaN, decoderStepB1: null, decoderStepB16: round3(t.all.median / knobSteps) });
   knobRows.push({ knob: 'merged decoder fetches (raw session)', value: 'logits + decoder presents only', encoderB1: NaN, decoderStepB1: null, decoderStepB16: round3(t.slim.median / knobSteps) });
   await sess.release();
   await releaseEngines();
 }
+
+section('6. knobs');
 
 // ---------------------------------------------------------------- 6b. encoder on shorter audio
 
@@ -705,6 +777,8 @@ const shortAudio = {
   rows: shortRows,
   patched: { note: patchNote, rows: patchedRows },
 };
+
+section('6b. encoder on shorter audio');
 
 // ---------------------------------------------------------------- report
 
@@ -861,6 +935,8 @@ LOG('## 6. Knobs (fp32, auto layout)');
 LOG();
 LOG(knobTable);
 LOG();
+for (const m of knobModes) LOG(`- ${m}`);
+LOG();
 LOG('### Big wins');
 LOG();
 for (const w of wins) LOG(`- ${w}`);
@@ -872,8 +948,29 @@ LOG();
 LOG(shortVerdict);
 LOG();
 LOG(`load at end: ${meta.uptimeEnd}`);
+LOG();
+LOG(`## Memory (one engine at a time; fp32 encoder + default decoder weights ${fmt(engineWeightBytes / 2 ** 20)} MB)`);
+LOG();
+LOG(
+  table(
+    ['after section', 'peak RSS so far (MB)', 'RSS now (MB)'],
+    memory.map((m) => [m.section, m.peakRssMb, m.rssMb]),
+  ),
+);
 
-const json = { meta, encoder: encRows, decoder: decRows, rtf: rtfRows, throughput: tpRows, baseline, knobs: knobRows, wins, shortAudio: { ...shortAudio, verdict: shortVerdict }, tokenMatch: tokLine };
+const json = {
+  meta,
+  memory,
+  encoder: encRows,
+  decoder: decRows,
+  rtf: rtfRows,
+  throughput: tpRows,
+  baseline,
+  knobs: knobRows,
+  wins,
+  shortAudio: { ...shortAudio, verdict: shortVerdict },
+  tokenMatch: tokLine,
+};
 mkdirSync(dirname(resolve(args.out)), { recursive: true });
 writeFileSync(args.out, JSON.stringify(json, null, 1) + '\n');
 NOTE(`wrote ${args.out}`);

@@ -5,7 +5,9 @@
  * Runs the same pipeline as the server (ffmpeg decode → Silero VAD → batching scheduler → Whisper)
  * in-process, so the engine can be checked from outside the server. With --json it prints one
  * object: text, language, segments (start, end, text, words) and tokens (the generated ids of each
- * 30 s window or VAD chunk, prompt excluded, timestamp tokens included).
+ * 30 s window or VAD chunk, prompt excluded, timestamp tokens included) and timing (ms, as whisper.cpp prints
+ * its own): load (Whisper sessions, tokenizer, VAD), transcribe (everything after: audio decode, VAD, features,
+ * encoder, decoder), and within it features / encoder / decode (see {@link timingOf}); tokens generated.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +18,7 @@ import cliProgress from 'cli-progress';
 import { loadConfig } from '../../config/config.ts';
 import { decodeToPcm16k } from '../audio/ffmpeg.ts';
 import { SileroVad } from '../engines/vad/silero-vad.ts';
+import type { WhisperEngine } from '../engines/whisper/index.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
@@ -35,6 +38,8 @@ options:
   --no-vad                send the whole file through 30 s windows instead of VAD speech chunks
   --quantized             use the int8 model files
   --threads N             onnxruntime intra-op threads
+  --prepack-decoder       pre-pack the decoder weights at load, as the server does: a slower start
+                          (tiny: ~0.6 s of CPU), for long files where batched decoder steps dominate
   --json                  print one JSON object
   --quiet                 no progress bar
   --server URL            send the file to a running server (POST /v1/transcribe) and follow
@@ -44,6 +49,7 @@ options:
                           default: the STT_API_KEY environment variable`;
 
 export async function main(argv: string[]): Promise<number> {
+  const startupMs = performance.now(); // since the process started: node, tsx and this module's imports
   let parsed;
   try {
     parsed = parseArgs({
@@ -61,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
         'no-vad': { type: 'boolean', default: false },
         quantized: { type: 'boolean', default: false },
         threads: { type: 'string' },
+        'prepack-decoder': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         server: { type: 'string' },
@@ -102,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
       return n;
     });
     const config = loadConfig();
+    const tLoad = performance.now();
     const registry = await ModelRegistry.create(config.paths.modelsDir);
     const logger = pino({ level: 'silent' });
     models = new SpeechModels({
@@ -111,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
         executionProvider: config.inference.executionProvider,
         intraOpThreads: int('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
         quantized: o.quantized,
+        // one file, a few hundred decoder steps: packing the weights costs more at load than it saves (bench/startup.ts)
+        prepackDecoder: o['prepack-decoder'],
       },
     });
     const isPath = modelArg.includes('/') || modelArg.startsWith('.');
@@ -119,7 +129,11 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`--language '${o.language}' is not a language of this model; use 'auto' or one of: ${model.engine.info.languages.join(', ')}`);
     }
     vad = await SileroVad.load();
+    const loadMs = performance.now() - tLoad;
+    const before = countersOf(model.engine);
+    const tAudio = performance.now();
     const samples = await decodeToPcm16k(file);
+    const audioMs = performance.now() - tAudio;
 
     const bar =
       o.json || o.quiet || !process.stderr.isTTY
@@ -143,6 +157,15 @@ export async function main(argv: string[]): Promise<number> {
       { onProgress: (p) => bar?.update(Math.round(p.fraction * duration), { stage: p.stage }) },
     );
     bar?.stop();
+    const timing = timingOf({
+      startupMs,
+      loadMs,
+      audioMs,
+      transcribeMs: performance.now() - tLoad - loadMs,
+      before,
+      after: countersOf(model.engine),
+      tokens: result.tokens.reduce((a, t) => a + t.length, 0),
+    });
 
     if (o.json) {
       console.log(
@@ -154,11 +177,17 @@ export async function main(argv: string[]): Promise<number> {
           word_timestamps: result.wordTimestamps,
           segments: result.segments.map((s) => ({ start: s.start, end: s.end, text: s.text, words: s.words })),
           tokens: result.tokens,
+          timing,
         }),
       );
     } else {
       for (const s of result.segments) console.log(`[${fmt(s.start)} → ${fmt(s.end)}] ${s.text}`);
       console.error(`language: ${result.language}, duration: ${result.duration.toFixed(1)} s, model: ${result.model}`);
+      console.error(
+        `timing (ms): ${Object.entries(timing)
+          .map(([k, v]) => `${k.replace(/_ms$/, '')} ${v}`)
+          .join(', ')}`,
+      );
     }
     return 0;
   } catch (err) {
@@ -172,6 +201,44 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+interface EngineCounters {
+  featuresMs: number;
+  encoderMs: number;
+  decodeMs: number;
+  decoderRunMs: number;
+  decoderRuns: number;
+}
+
+/** The engine's cumulative counters now (they run from load; a request's share is a difference). */
+function countersOf(e: WhisperEngine): EngineCounters {
+  return { featuresMs: e.timing.featuresMs, encoderMs: e.model.timing.encoderMs, decodeMs: e.timing.decodeMs, decoderRunMs: e.model.timing.decoderMs, decoderRuns: e.model.timing.decoderRuns };
+}
+
+/**
+ * The `timing` object of --json (ms, rounded to 0.1): load_ms = models loaded (Whisper config, tokenizer, ONNX
+ * sessions; Silero VAD); transcribe_ms = everything after (audio decode, VAD, features, encoder, decoder, result);
+ * within it features_ms = log-mel, encoder_ms = encoder session runs, decode_ms = each window's decoder phase
+ * (language detection, decoder runs, logits processing, fallbacks, segments), decoder_run_ms = the decoder session
+ * runs alone (decoder_runs of them), audio_ms = reading the file to 16 kHz PCM; tokens = tokens generated
+ * (those returned); startup_ms = process start until the CLI ran (node, tsx, imports).
+ */
+export function timingOf(t: { startupMs: number; loadMs: number; audioMs: number; transcribeMs: number; before: EngineCounters; after: EngineCounters; tokens: number }) {
+  const r = (x: number) => Math.round(x * 10) / 10;
+  const d = (k: keyof EngineCounters) => t.after[k] - t.before[k];
+  return {
+    load_ms: r(t.loadMs),
+    features_ms: r(d('featuresMs')),
+    encoder_ms: r(d('encoderMs')),
+    decode_ms: r(d('decodeMs')),
+    transcribe_ms: r(t.transcribeMs),
+    tokens: t.tokens,
+    decoder_run_ms: r(d('decoderRunMs')),
+    decoder_runs: d('decoderRuns'),
+    audio_ms: r(t.audioMs),
+    startup_ms: r(t.startupMs),
+  };
+}
 
 /** Uploads to a running server with a client-chosen job id and draws the job's progress meanwhile. */
 async function transcribeOnServer(

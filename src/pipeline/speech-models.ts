@@ -106,7 +106,7 @@ export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
   metrics?: Metrics;
-  inference: Pick<WhisperEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout'>;
+  inference: Pick<WhisperEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder'>;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */

@@ -45,5 +45,10 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('bench:asr --quick', () => {
     for (const r of tp) expect(r.tokenAgreement === 1).toBe(r.sameTokens);
     expect(json.baseline.tokens.oursEqTheirs).toBe(true);
     expect(json.shortAudio.rows.find((r: { frames: number }) => r.frames === 3000).ok).toBe(true);
+    // peak RSS after every section (one engine at a time; see bench/asr.ts)
+    expect(stdout).toContain('## Memory');
+    const sections = (json.memory as { section: string; peakRssMb: number }[]).map((m) => m.section);
+    expect(sections).toEqual(['1. encoder', '2. decoder', '3. file RTF', '4. per-request vs batched', '5. transformers.js baseline', '6. knobs', '6b. encoder on shorter audio']);
+    for (const m of json.memory) expect(m.peakRssMb).toBeGreaterThan(0);
   }, 300_000);
 });

@@ -35,12 +35,43 @@ describe('stt transcribe (CLI)', () => {
     expect(JSON.parse(stdout).tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
   });
 
+  it('decoder weights packed at load (--prepack-decoder) or not (the CLI default): the same golden tokens', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const args = ['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json'];
+    expect(JSON.parse((await stt([...args, '--prepack-decoder'])).stdout).tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
+    await expect(stt([...args, '--prepack-decoder=yes'])).rejects.toMatchObject({ code: 2 });
+  });
+
   it('slides 30 s windows over long audio (31.5 s → 2 windows)', async () => {
     const wav = path.join(WHISPER_FIXTURE, 'golden', 'long.wav');
     const { stdout } = await stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--timestamps', '--max-new-tokens', '24', '--temperature', '0', '--json']);
     const out = JSON.parse(stdout);
     expect(out.tokens.length).toBeGreaterThanOrEqual(2);
     for (const s of out.segments) expect(s.end).toBeLessThanOrEqual(31.6);
+  });
+
+  it('reports its own timings (--json: timing object; text mode: a line on stderr)', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const args = ['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0'];
+    const out = JSON.parse((await stt([...args, '--json'])).stdout);
+    const t = out.timing;
+    for (const k of ['load_ms', 'features_ms', 'encoder_ms', 'decode_ms', 'transcribe_ms', 'tokens', 'decoder_run_ms', 'decoder_runs', 'audio_ms', 'startup_ms']) {
+      expect(typeof t[k], k).toBe('number');
+      expect(Number.isFinite(t[k]) && t[k] >= 0, `${k} = ${t[k]}`).toBe(true);
+    }
+    // tokens: what was generated, i.e. what is returned (greedy at temperature 0: no fallback re-decodes)
+    expect(t.tokens).toBe(out.tokens.flat().length);
+    expect(t.tokens).toBe(24);
+    // One request without VAD runs its steps one after another inside transcribe, each measured on the same clock:
+    // the parts cannot add up to more than the whole (0.1 ms rounding each aside). The model really ran.
+    expect(t.features_ms + t.encoder_ms + t.decode_ms + t.audio_ms).toBeLessThanOrEqual(t.transcribe_ms + 0.5);
+    expect(t.decoder_run_ms).toBeLessThanOrEqual(t.decode_ms + 0.1);
+    expect(t.encoder_ms).toBeGreaterThan(0);
+    expect(t.decoder_run_ms).toBeGreaterThan(0);
+    expect(t.decoder_runs).toBeGreaterThanOrEqual(1);
+    expect(t.decoder_runs).toBeLessThanOrEqual(t.tokens + 1);
+    const text = await stt([...args, '--quiet']);
+    expect(text.stderr).toMatch(/timing \(ms\): load [\d.]+, features [\d.]+, encoder [\d.]+, decode [\d.]+, transcribe [\d.]+, tokens 24,/);
   });
 
   it('says what is wrong: missing file, unknown model, model not installed, bad flags', async () => {

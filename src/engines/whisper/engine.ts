@@ -168,6 +168,9 @@ interface StreamState {
 export class WhisperEngine {
   readonly info: EngineInfo;
   readonly ids: DecodeIds;
+  /** Cumulative ms since load (timing counters: `stt transcribe --json`): log-mel of transcribe's input; each window's
+   * decoder phase (language detection, decoding with fallbacks incl. logits processing, segments, word alignment). */
+  readonly timing = { featuresMs: 0, decodeMs: 0 };
 
   private constructor(
     readonly dir: string,
@@ -297,8 +300,14 @@ export class WhisperEngine {
   /** Language detection on the first 30 s of each audio, batched. */
   async detectLanguage(batch: Float32Array[]): Promise<LanguageProbs[]> {
     if (!this.config.gen.isMultilingual) return batch.map(() => ({ language: 'en', probs: [['en', 1]] }));
-    const enc = await this.encode(batch.map((a) => this.features(a)));
-    return this.detectLanguageEncoded(enc);
+    const tFeatures = performance.now(); // timing
+    const features = batch.map((a) => this.features(a));
+    this.timing.featuresMs += performance.now() - tFeatures; // timing
+    const enc = await this.encode(features);
+    const tDecode = performance.now(); // timing
+    const probs = await this.detectLanguageEncoded(enc);
+    this.timing.decodeMs += performance.now() - tDecode; // timing
+    return probs;
   }
 
   private budget(promptLength: number, maxNewTokens?: number): number {
@@ -311,6 +320,7 @@ export class WhisperEngine {
   /** Transcribe a batch of requests; windows of all requests are encoded and decoded together. */
   async transcribe(reqs: TranscribeRequest[]): Promise<TranscribeResult[]> {
     const fc = this.config.features;
+    const tFeatures = performance.now(); // timing
     const states: StreamState[] = reqs.map((r) => {
       const o = r.options ?? {};
       const opts = {
@@ -355,6 +365,7 @@ export class WhisperEngine {
         prefixTokens: o.prefix?.trim() ? this.tokenizer.encodeText(` ${o.prefix.trim()}`) : [],
       };
     });
+    this.timing.featuresMs += performance.now() - tFeatures; // timing
 
     for (;;) {
       const active = states.filter((s) => s.seek < s.contentFrames);
@@ -398,6 +409,7 @@ export class WhisperEngine {
   private async decodeWindows(active: StreamState[], frames: number): Promise<void> {
     const windows = active.map((s) => (s.mel.nFrames === frames && s.seek === 0 ? s.mel.data : sliceFrames(s.mel, s.seek, frames)));
     const enc = await this.encode(windows, frames);
+    const tDecode = performance.now(); // timing
 
     const needLang = active.map((s, i) => (s.language === null ? i : -1)).filter((i) => i >= 0);
     if (needLang.length) {
@@ -444,6 +456,7 @@ export class WhisperEngine {
     for (let i = 0; i < active.length; i++) {
       await this.consumeWindow(active[i], results[i], selectEncoderRows(enc, [i]));
     }
+    this.timing.decodeMs += performance.now() - tDecode; // timing
   }
 
   private fallbackOptions(o: StreamState['opts']): FallbackOptions {

@@ -39,6 +39,12 @@ export interface WhisperModelOptions {
    * When the graph cannot be rewritten the original is used and `trimmable` is false.
    */
   trimmableEncoder?: boolean;
+  /**
+   * Pre-pack the decoder's weights for MLAS GEMMs at session creation (default true). Packing is most of the
+   * decoder's creation cost (tiny merged: ~0.7 s of CPU → ~0.1 s without); a short-lived process that runs a
+   * few steps (the CLI) starts faster without it. The encoder is always packed (cheap to create).
+   */
+  prepackDecoder?: boolean;
 }
 
 /** Encoder output rows, [batch, frames, dModel] row-major. */
@@ -84,6 +90,9 @@ function sessionOptions(o: WhisperModelOptions): ort.InferenceSession.SessionOpt
 }
 
 export class WhisperOnnxModel {
+  /** Cumulative wall time in session runs since load (timing counters: `stt transcribe --json`; never reset). */
+  readonly timing = { encoderMs: 0, decoderMs: 0, decoderRuns: 0 };
+
   private constructor(
     readonly cfg: WhisperConfig,
     readonly layout: DecoderLayout,
@@ -116,11 +125,13 @@ export class WhisperOnnxModel {
       if (layout === 'split' && !hasSplit) throw new Error(`missing ${file('decoder_model')} / decoder_with_past_model${q}.onnx`);
     }
     const so = sessionOptions(opts);
-    const create = async (path: string, bytes?: Uint8Array) => {
+    const decoderSo: ort.InferenceSession.SessionOptions = opts.prepackDecoder === false ? { ...so, extra: { session: { disable_prepacking: '1' } } } : so;
+    const create = async (path: string, options = decoderSo, bytes?: Uint8Array) => {
       try {
-        if (!bytes) return await ort.InferenceSession.create(path, so);
+        if (!bytes) return await ort.InferenceSession.create(path, options);
         // From memory: external data files (large exports) are found next to the original file.
-        return await ort.InferenceSession.create(bytes, { ...so, extra: { session: { model_external_initializers_file_folder_path: dirname(path) } } });
+        const session = { ...(options.extra as { session?: object } | undefined)?.session, model_external_initializers_file_folder_path: dirname(path) };
+        return await ort.InferenceSession.create(bytes, { ...options, extra: { ...options.extra, session } });
       } catch (e) {
         // the npm package only ships CUDA providers when installed with CUDA binaries (see .npmrc)
         if (opts.executionProvider === 'cuda') throw new Error(`CUDA execution provider unavailable for ${path}: ${(e as Error).message}`);
@@ -129,7 +140,7 @@ export class WhisperOnnxModel {
     };
     const encoderPath = file('encoder_model');
     const trimmed = opts.trimmableEncoder === false ? null : trimmableEncoderGraph(await readFile(encoderPath), { maxPositions: cfg.maxSourcePositions, dModel: cfg.dModel });
-    const encoder = await create(encoderPath, trimmed?.bytes);
+    const encoder = await create(encoderPath, so, trimmed?.bytes);
     let first: ort.InferenceSession;
     let past: ort.InferenceSession;
     if (layout === 'merged') {
@@ -171,7 +182,9 @@ export class WhisperOnnxModel {
       buf.set(f, i * per);
     });
     const input = new ort.Tensor('float32', buf, [features.length, nMels, frames]);
+    const t0 = performance.now(); // timing
     const out = await this.encoder.run({ input_features: input });
+    this.timing.encoderMs += performance.now() - t0; // timing
     const h = out.last_hidden_state;
     return { data: h.data as Float32Array, batch: h.dims[0], frames: h.dims[1], dModel: h.dims[2] };
   }
@@ -227,8 +240,15 @@ export class WhisperOnnxModel {
       for (const name of this.decoderFirst.inputNames) if (name.startsWith('past_key_values.')) feeds[name] = empty;
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([0]), [1]);
     }
+    const t0 = performance.now(); // timing
     const out = await this.decoderFirst.run(feeds);
+    this.countDecoderRun(t0); // timing
     return this.collect(out, b, ids[0].length, null, this.layout === 'merged' ? hidden : null);
+  }
+
+  private countDecoderRun(t0: number): void {
+    this.timing.decoderMs += performance.now() - t0;
+    this.timing.decoderRuns++;
   }
 
   /** Outputs to fetch on cached merged-decoder steps (null = all). */
@@ -250,7 +270,9 @@ export class WhisperOnnxModel {
     // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, 1500, d] per
     // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV
     // (and not cross-attentions, which only the teacher-forced alignment pass reads, via prefill).
+    const t0 = performance.now(); // timing
     const out = this.cachedStepOutputs ? await this.decoderPast.run(feeds, this.cachedStepOutputs) : await this.decoderPast.run(feeds);
+    this.countDecoderRun(t0); // timing
     return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden);
   }
 }
