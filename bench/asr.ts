@@ -30,7 +30,6 @@ import { argmax } from '../src/engines/whisper/logits-processors.ts';
 import { selectEncoderRows, type EncoderOutput, type KVCache } from '../src/engines/whisper/model.ts';
 import { WhisperEngine, type TranscribeOptions, type WhisperEngineOptions } from '../src/engines/whisper/index.ts';
 import { loadWav, speechAudio } from './lib/audio.ts';
-import { symbolicTimeAxis } from './lib/onnx-patch.ts';
 import { fmt, interleave, measure, median, round3, table, type Timing } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- arguments
@@ -714,65 +713,53 @@ interface ShortRow {
   error?: string;
 }
 NOTE('encoder on fewer frames');
-const encPath = join(onnxDir, 'encoder_model.onnx');
-const encSession = await ort.InferenceSession.create(encPath, { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 });
-const cleanErr = (err: unknown) => {
-  const m = String((err as Error).message)
+const cleanErr = (err: unknown) =>
+  String((err as Error).message)
     .replace(/\s+/g, ' ')
-    .trim();
-  const node = /running (\w+) node\. Name:'([^']+)'/.exec(m);
-  const why = /(Attempting to broadcast.*)$/.exec(m);
-  if (node && why) return `${node[1]} node ${node[2]}: ${why[1]}`;
-  return m.replace(/ Please fix either the inputs\/outputs or the model\./, '').slice(0, 240);
-};
-const meta0 = encSession.inputMetadata.find((m) => m.name === 'input_features');
-const outMeta = encSession.outputMetadata.find((m) => m.name === 'last_hidden_state');
+    .trim()
+    .slice(0, 200);
 const shapeOf = (m: unknown) => (m && typeof m === 'object' && 'shape' in m ? (m as { shape: (number | string)[] }).shape : 'unknown');
 const nMels = main0.config.nMels;
 const fullFrames = main0.config.features.nFrames;
-const shortRows: ShortRow[] = [];
-for (const frames of [fullFrames, fullFrames / 2, Math.round(fullFrames / 3), 2 * fullFrames]) {
+/** The first `frames` columns of a real window's log-mel. */
+const firstFrames = (frames: number) => {
   const f = new Float32Array(nMels * frames);
-  // take the first `frames` columns of a real window's log-mel
-  for (let m = 0; m < nMels; m++) for (let t = 0; t < frames; t++) f[m * frames + t] = features[0][m * fullFrames + (t % fullFrames)];
-  try {
-    const t0 = performance.now();
-    const o = await encSession.run({ input_features: new ort.Tensor('float32', f, [1, nMels, frames]) });
-    shortRows.push({ frames, ok: true, outputShape: [...o.last_hidden_state.dims], ms: round3(performance.now() - t0) });
-  } catch (err) {
-    shortRows.push({ frames, ok: false, error: cleanErr(err) });
-  }
-}
-await encSession.release();
-
-// Same, with the time axis made symbolic (byte patch of the input shape): what does the graph itself do?
-type PatchedRow = ShortRow;
-const patchedRows: PatchedRow[] = [];
-let patchNote = '';
-{
-  const hasExternal = existsSync(`${encPath}.data`) || existsSync(`${encPath}_data`) || existsSync(join(onnxDir, 'encoder_model.onnx_data'));
-  const p = hasExternal ? null : symbolicTimeAxis(readFileSync(encPath), nMels, fullFrames);
-  if (!p) patchNote = hasExternal ? 'skipped: encoder has external data' : 'skipped: input shape pattern not found';
-  else {
-    const sess = await ort.InferenceSession.create(p.bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 });
-    patchNote = `input_features time axis patched to a symbolic dim (${JSON.stringify(shapeOf(sess.inputMetadata.find((m) => m.name === 'input_features')))})`;
-    for (const frames of [fullFrames, fullFrames / 2, Math.round(fullFrames / 3)]) {
-      const f = new Float32Array(nMels * frames);
-      for (let m = 0; m < nMels; m++) for (let t = 0; t < frames; t++) f[m * frames + t] = features[0][m * fullFrames + t];
-      try {
-        const t0 = performance.now();
-        const o = await sess.run({ input_features: new ort.Tensor('float32', f, [1, nMels, frames]) });
-        patchedRows.push({ frames, ok: true, outputShape: [...o.last_hidden_state.dims], ms: round3(performance.now() - t0) });
-      } catch (err) {
-        patchedRows.push({ frames, ok: false, error: cleanErr(err) });
-      }
+  for (let m = 0; m < nMels; m++) f.set(features[0].subarray(m * fullFrames, m * fullFrames + frames), m * frames);
+  return f;
+};
+async function shortEncoderRows(e: WhisperEngine, frameList: number[]): Promise<ShortRow[]> {
+  const rows: ShortRow[] = [];
+  for (const frames of frameList) {
+    try {
+      const f = firstFrames(frames);
+      let shape: number[] = [];
+      const t = await measure(
+        async () => {
+          const o = await e.encode([f], frames);
+          shape = [o.batch, o.frames, o.dModel];
+        },
+        { warmup: 1, iters: reps(5, 2) },
+      );
+      rows.push({ frames, ok: true, outputShape: shape, ms: round3(t.median) });
+    } catch (err) {
+      rows.push({ frames, ok: false, error: cleanErr(err) });
     }
-    await sess.release();
   }
+  return rows;
 }
+// The graph as exported (fixed 3000 frames) and as the engine loads it (encoder-graph.ts: symbolic time axis,
+// position table sliced to the conv output), one engine at a time.
+await releaseEngines();
+const asExported = await WhisperEngine.load(args.model, { intraOpThreads: threads, interOpThreads: 1, trimmableEncoder: false });
+const shortRows = await shortEncoderRows(asExported, [fullFrames, fullFrames / 2]);
+await asExported.close();
+const rewritten = await engine({});
+const patchedRows = await shortEncoderRows(rewritten, [250, 500, 1000, 1500, fullFrames]);
+const patchNote = rewritten.model.trimmable ? 'rewritten at load (encoder-graph.ts)' : 'the graph could not be rewritten';
+await releaseEngines();
 const shortAudio = {
-  inputShape: shapeOf(meta0),
-  outputShape: shapeOf(outMeta),
+  inputShape: [1, nMels, 'encoder_frames'],
+  outputShape: [1, 'encoder_frames/2', main0.config.dModel],
   maxSourcePositions: main0.config.maxSourcePositions,
   rows: shortRows,
   patched: { note: patchNote, rows: patchedRows },
@@ -824,7 +811,7 @@ const knobTable = table(
 );
 const shortTable = table(
   ['encoder file', 'mel frames fed', 'result', 'output shape', 'ms'],
-  [...shortRows.map((r) => ({ ...r, file: 'as exported' })), ...patchedRows.map((r) => ({ ...r, file: 'time axis made symbolic' }))].map((r) => [
+  [...shortRows.map((r) => ({ ...r, file: 'as exported' })), ...patchedRows.map((r) => ({ ...r, file: 'rewritten at load' }))].map((r) => [
     r.file,
     r.frames,
     r.ok ? 'runs' : `error: ${r.error!.replace(/\|/g, '/')}`,
@@ -884,19 +871,14 @@ if (th('1') && th('2'))
     `intraOpThreads 1 → 2: encoder b1 ${fmt(th('1')!.encoderB1)} → ${fmt(th('2')!.encoderB1)} ms, decoder step b1 ${fmt(th('1')!.decoderStepB1)} → ${fmt(th('2')!.decoderStepB1)} ms, b${bigB} ${fmt(th('1')!.decoderStepB16)} → ${fmt(th('2')!.decoderStepB16)} ms`,
   );
 
-const shortOk = shortRows.filter((r) => r.ok && r.frames !== fullFrames);
-const patchedOk = patchedRows.filter((r) => r.ok && r.frames !== fullFrames);
-const patchedErr = patchedRows.find((r) => !r.ok);
-const declared = JSON.stringify(shortAudio.inputShape);
-const shortVerdict = shortOk.length
-  ? `This export ACCEPTS ${shortOk.map((r) => r.frames).join('/')} frames (output ${shortOk.map((r) => `[${r.outputShape!.join(',')}]`).join(' ')}). The model was still trained on 30 s padded input, so encoder states (and tokens) on shorter input differ from the reference: not safe without re-validating accuracy.`
-  : `Not safe / not possible with the standard export: input_features is declared ${declared}, so ORT rejects any other frame count before running.` +
-    (patchedErr
-      ? ` With the time axis made symbolic the graph still fails (${patchedErr.frames} frames → "${patchedErr.error}"): the fixed ${main0.config.maxSourcePositions}-position embedding is added to the conv output and cannot broadcast against fewer positions.`
-      : patchedOk.length
-        ? ` With the time axis made symbolic it runs (${patchedOk.map((r) => `${r.frames} → [${r.outputShape!.join(',')}]`).join(', ')}), but the outputs are outside the training distribution (Whisper always sees 30 s padded input): would need re-validation.`
-        : ` (${patchNote})`) +
-    ' Short audio must be zero-padded to 30 s (what HF, OpenAI and this engine do); the only saving for short audio is on the decoder side (fewer tokens).';
+const atFull = patchedRows.find((r) => r.ok && r.frames === fullFrames);
+const shortest = patchedRows.find((r) => r.ok && r.frames !== fullFrames);
+const refused = shortRows.find((r) => !r.ok);
+const shortVerdict =
+  (refused ? `As exported the encoder refuses anything but ${fullFrames} frames (${refused.frames} → "${refused.error}"). ` : '') +
+  (atFull && shortest
+    ? `Rewritten at load (symbolic time axis, position table sliced to the conv output; golden short_encoder.json reproduced), it runs ${shortest.frames} frames in ${fmt(shortest.ms!)} ms against ${fmt(atFull.ms!)} ms for ${fullFrames} (${fmt(atFull.ms! / shortest.ms!)}×): live partials use it (encoder: 'trimmed'), finals per FINAL_ENCODER.`
+    : `(${patchNote})`);
 
 const tokLine = baseline.ran
   ? `token match (${baseline.goldenInput}, no timestamps, ${baseline.tokens.ours.length} tokens): ours == transformers.js: ${baseline.tokens.oursEqTheirs ? 'yes' : 'NO'}` +
