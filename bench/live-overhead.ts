@@ -409,11 +409,23 @@ function report(a: Args, levels: Level[], command: string): string {
   return out.join('\n');
 }
 
+/**
+ * The conversation repeated until `seconds` (loadAudio makes at most ~13 min: the 30-min memory
+ * check streams it again and again, as one stream).
+ */
+function repeatTo(audio: LoadAudio, seconds: number): LoadAudio {
+  const times = Math.max(1, Math.floor(seconds / audio.durationS));
+  if (times === 1) return audio;
+  const pcm16 = Buffer.concat(Array.from({ length: times }, () => audio.pcm16));
+  const spans = Array.from({ length: times }, (_, k) => audio.spans.map(([s, e]) => [s + k * audio.durationS, e + k * audio.durationS] as [number, number])).flat();
+  return { ...audio, pcm16, samples: new Float32Array(0), durationS: times * audio.durationS, spans, texts: Array.from({ length: times }, () => audio.texts).flat() };
+}
+
 async function main(): Promise<void> {
   const a = parse();
   const command = `npm run bench:live-overhead -- ${process.argv.slice(2).join(' ')}`.trim();
   mkdirSync(a.outDir, { recursive: true });
-  const audio = loadAudio({ seconds: a.seconds });
+  const audio = repeatTo(loadAudio({ seconds: Math.min(a.seconds, 600) }), a.seconds);
   const template = mkdtempSync(path.join(os.tmpdir(), 'stt-overhead-template-'));
   try {
     console.log(`· provisioning accounts (${a.model}, ${audio.durationS.toFixed(1)} s of audio per stream)`);
