@@ -264,6 +264,8 @@ interface Level {
   rss: { baseline: number; peak: number; end: number; series: Array<[number, number]> };
   heap: { usedMB: number | null; externalMB: number | null };
   profile: ProfileSummary | null;
+  /** The profile window (profile clock, µs): re-analyse the .cpuprofile with summarizeProfile. */
+  windowUs: [number, number];
   partials: number;
   finals: number;
   bytesOutPerStreamS: number;
@@ -316,6 +318,7 @@ async function runLevel(a: Args, n: number, audio: LoadAudio, template: string, 
       rss: { baseline, peak: Math.max(baseline, ...series.map(([, r]) => r)), end, series },
       heap,
       profile,
+      windowUs: [fromUs, toUs],
       partials: outs.reduce((x, o) => x + o.partials, 0),
       finals: outs.reduce((x, o) => x + o.finals, 0),
       bytesOutPerStreamS: outs.reduce((x, o) => x + o.bytesIn, 0) / streamSeconds,
@@ -366,6 +369,11 @@ function report(a: Args, levels: Level[], command: string): string {
     out.push(
       `| ${l.streams} | ${l.streamSeconds.toFixed(0)} | ${per(p?.busyMs)} | ${per(p?.ms['ort-model'])} | **${per(p?.outsideModelMs)}** | ${per(p?.ms['ort-vad'])} | ${per(p?.ms.gc)} | ${per(p?.ms.program)} | ${l.partials} | ${l.finals} | ${l.errors.length} |`,
     );
+  }
+  for (const l of levels) {
+    if (!l.profile) continue;
+    const tags = Object.entries(l.profile.byTag).sort((x, y) => y[1] - x[1]);
+    out.push(`\nORT runs by session, N=${l.streams} (ms / stream-s): ${tags.map(([t, ms]) => `${t.replace('ORT_', '')} ${f2(ms / l.streamSeconds)}`).join(', ')}`);
   }
   out.push('');
   out.push('Memory (RSS of the server process, MB; baseline = after the warm-up stream, before the N streams):');

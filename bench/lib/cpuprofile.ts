@@ -39,6 +39,8 @@ export interface ProfileSummary {
   topSelf: Array<{ key: string; ms: number }>;
   /** Outside ORT calls: time with a frame of this src/ function on the stack (inclusive), descending. */
   topInclusive: Array<{ key: string; ms: number }>;
+  /** ms inside each ORT tag frame (`ORT_vad`, `ORT_model_encoder`, `ORT_model_decoder`, …). */
+  byTag: Record<string, number>;
   samples: number;
 }
 
@@ -78,6 +80,16 @@ export function summarizeProfile(p: CpuProfile, o: { fromUs?: number; toUs?: num
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
   const cat = new Map<number, Category>();
+  const tagOf = new Map<number, string | null>();
+  const ortTagOf = (id: number): string | null => {
+    if (tagOf.has(id)) return tagOf.get(id)!;
+    const name = byId.get(id)?.callFrame.functionName ?? '';
+    const up = parent.get(id);
+    const t = name.startsWith(ORT_TAG) ? name : up === undefined ? null : ortTagOf(up);
+    tagOf.set(id, t);
+    return t;
+  };
+  const byTag: Record<string, number> = {};
   const categoryOf = (id: number): Category => {
     const known = cat.get(id);
     if (known) return known;
@@ -129,6 +141,10 @@ export function summarizeProfile(p: CpuProfile, o: { fromUs?: number; toUs?: num
     const c = categoryOf(id);
     ms[c] += dur;
     counted++;
+    if (c === 'ort-model' || c === 'ort-vad') {
+      const t = ortTagOf(id)!;
+      byTag[t] = (byTag[t] ?? 0) + dur;
+    }
     first = Math.min(first, t);
     last = Math.max(last, t + dur * 1000);
     if (c === 'other' || c === 'gc' || c === 'program') {
@@ -147,5 +163,5 @@ export function summarizeProfile(p: CpuProfile, o: { fromUs?: number; toUs?: num
       .map(([key, v]) => ({ key, ms: v }))
       .sort((a, b) => b.ms - a.ms)
       .slice(0, o.top ?? 15);
-  return { wallMs, ms, busyMs, outsideModelMs: busyMs - ms['ort-model'], topSelf: top(self), topInclusive: top(incl), samples: counted };
+  return { wallMs, ms, busyMs, outsideModelMs: busyMs - ms['ort-model'], topSelf: top(self), topInclusive: top(incl), byTag, samples: counted };
 }

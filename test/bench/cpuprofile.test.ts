@@ -54,6 +54,7 @@ describe('summarizeProfile', () => {
       { key: 'src/pipeline/stream-session.ts:drainFrames', ms: 1 },
     ]);
     expect(s.topInclusive).toEqual([{ key: 'src/pipeline/stream-session.ts:drainFrames', ms: 3 }]);
+    expect(s.byTag).toEqual({ ORT_vad: 1, ORT_model_decoder: 3 });
   });
 
   it('counts only the samples inside the window', () => {
