@@ -2,7 +2,7 @@
  * Per-stream cost outside the model, and memory per live stream (issue 15).
  *
  *   npm run bench:live-overhead -- [--model whisper-mini-random] [--streams 8 | 1,8,16] [--seconds 30]
- *                                  [--tokens 16] [--batch 8] [--interval-us 1000] [--no-profile]
+ *                                  [--tokens 16] [--batch 8] [--sample-rate 16000|48000] [--interval-us 1000] [--no-profile]
  *                                  [--out-dir .tmp/live-overhead] [--json out.json]
  *
  * For each N in --streams: a fresh server child process (`node --cpu-prof --import tsx --import
@@ -31,7 +31,6 @@ import { summarizeProfile, type CpuProfile, type ProfileSummary } from './lib/cp
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const FRAME_MS = 100;
-const FRAME_BYTES = ((SR * FRAME_MS) / 1000) * 2;
 const STREAMS_PER_KEY = 4;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -44,6 +43,8 @@ interface Args {
   seconds: number;
   tokens: number;
   batch: number;
+  /** What the clients send (16000, or 32000 / 48000: the server resamples to 16 kHz). */
+  sampleRate: number;
   intervalUs: number;
   profile: boolean;
   outDir: string;
@@ -59,6 +60,7 @@ function parse(): Args {
       seconds: { type: 'string', default: '30' },
       tokens: { type: 'string', default: '16' },
       batch: { type: 'string', default: '8' },
+      'sample-rate': { type: 'string', default: '16000' },
       'interval-us': { type: 'string' },
       'no-profile': { type: 'boolean', default: false },
       'out-dir': { type: 'string', default: path.join(REPO, '.tmp', 'live-overhead') },
@@ -74,6 +76,7 @@ function parse(): Args {
     seconds,
     tokens: Number(values.tokens),
     batch: Number(values.batch),
+    sampleRate: Number(values['sample-rate']),
     // Long runs: a coarser profile (1 ms × 30 min would be ~2 M samples).
     intervalUs: Number(values['interval-us'] ?? (seconds > 300 ? 10_000 : 1000)),
     profile: !values['no-profile'],
@@ -235,8 +238,9 @@ async function stream(port: number, key: string | undefined, audio: LoadAudio, a
     else if ('error' in m) st.errors.push(String(m.error));
   });
   await new Promise<void>((r) => ws.once('open', () => r()));
-  ws.send(JSON.stringify({ language: 'en', model: a.model, max_new_tokens: a.tokens }));
+  ws.send(JSON.stringify({ language: 'en', model: a.model, max_new_tokens: a.tokens, sample_rate: a.sampleRate }));
   await Promise.race([readyP, deadline(60_000)]);
+  const FRAME_BYTES = ((a.sampleRate * FRAME_MS) / 1000) * 2;
   const t0 = performance.now();
   const frames = Math.ceil(audio.pcm16.length / FRAME_BYTES);
   for (let k = 0; k < frames && ws.readyState === WebSocket.OPEN; k++) {
@@ -277,7 +281,7 @@ async function runLevel(a: Args, n: number, audio: LoadAudio, template: string, 
   const s = await startServer(a, template, `n${n}`);
   const errors: string[] = [];
   try {
-    const warm = await stream(s.port, keys[0], loadAudio({ seconds: 6 }), a, 0);
+    const warm = await stream(s.port, keys[0], upsample(loadAudio({ seconds: 6 }), a.sampleRate / SR), a, 0);
     errors.push(...warm.errors.map((e) => `warm-up: ${e}`));
     await sleep(1000);
     const baseline = rssMB(s.pid) ?? NaN;
@@ -351,7 +355,7 @@ export function slope(points: Array<[number, number]>): number | null {
 function report(a: Args, levels: Level[], command: string): string {
   const out: string[] = [];
   out.push(`Command: \`${command}\``);
-  out.push(`Model ${a.model}, ${a.tokens} tokens per decode, MAX_BATCH_SIZE=${a.batch}, profile interval ${a.intervalUs} µs.`);
+  out.push(`Model ${a.model}, ${a.tokens} tokens per decode, MAX_BATCH_SIZE=${a.batch}, clients send ${a.sampleRate} Hz, profile interval ${a.intervalUs} µs.`);
   out.push(
     `Machine: ${os.cpus()[0]?.model ?? '?'} × ${os.cpus().length}, load average before ${os
       .loadavg()
@@ -417,6 +421,19 @@ function report(a: Args, levels: Level[], command: string): string {
   return out.join('\n');
 }
 
+/** The PCM at `factor` × 16 kHz (linear interpolation: enough to make the server's resampler work). */
+function upsample(audio: LoadAudio, factor: number): LoadAudio {
+  if (factor === 1) return audio;
+  const src = new Int16Array(new Uint8Array(audio.pcm16).buffer); // a copy: aligned
+  const out = new Int16Array(src.length * factor);
+  for (let i = 0; i < src.length; i++) {
+    const a = src[i];
+    const b = src[Math.min(src.length - 1, i + 1)];
+    for (let k = 0; k < factor; k++) out[i * factor + k] = Math.round(a + ((b - a) * k) / factor);
+  }
+  return { ...audio, pcm16: Buffer.from(out.buffer) };
+}
+
 /**
  * The conversation repeated until `seconds` (loadAudio makes at most ~13 min: the 30-min memory
  * check streams it again and again, as one stream).
@@ -433,7 +450,8 @@ async function main(): Promise<void> {
   const a = parse();
   const command = `npm run bench:live-overhead -- ${process.argv.slice(2).join(' ')}`.trim();
   mkdirSync(a.outDir, { recursive: true });
-  const audio = repeatTo(loadAudio({ seconds: Math.min(a.seconds, 600) }), a.seconds);
+  if (a.sampleRate % SR !== 0) throw new Error('--sample-rate: a multiple of 16000 (16000, 32000, 48000)');
+  const audio = upsample(repeatTo(loadAudio({ seconds: Math.min(a.seconds, 600) }), a.seconds), a.sampleRate / SR);
   const template = mkdtempSync(path.join(os.tmpdir(), 'stt-overhead-template-'));
   try {
     console.log(`· provisioning accounts (${a.model}, ${audio.durationS.toFixed(1)} s of audio per stream)`);
