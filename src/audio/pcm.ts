@@ -9,6 +9,12 @@
 export function int16LeBytesToFloat32(bytes: Uint8Array): Float32Array {
   const n = Math.floor(bytes.byteLength / 2);
   const out = new Float32Array(n);
+  if (isLittleEndianHost && bytes.byteOffset % 2 === 0) {
+    // Every live audio frame comes through here: a typed view is several times cheaper than DataView reads.
+    const samples = new Int16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = samples[i] / 32768;
+    return out;
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, n * 2);
   for (let i = 0; i < n; i++) out[i] = view.getInt16(i * 2, true) / 32768;
   return out;
