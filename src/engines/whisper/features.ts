@@ -290,10 +290,21 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
   };
 
   // two real frames per complex DFT: z = a + i b  =>  A_k = (Z_k + conj Z_{N-k})/2, B_k = (Z_k - conj Z_{N-k})/(2i)
+  // A frame of digital silence (the padding of a short window) has power 0 in every bin, so its mel column
+  // stays 0 (the array's initial value): skip its DFT. Exact, and most of a short window's frames.
+  let lastNonZero = len - 1;
+  while (lastNonZero >= 0 && audio[lastNonZero] === 0) lastNonZero--;
+  const silent = (start: number) => {
+    const first = start - pad; // audio index of the frame's first sample
+    if (first <= lastNonZero) return false;
+    const last = start + nFft - 1 - pad; // beyond the end it reflects back, down to 2(len-1)-last
+    return (last >= len ? 2 * (len - 1) - last : last) > lastNonZero;
+  };
   for (let t = 0; t < nOut; t += 2) {
     const hasB = t + 1 < nOut;
     const sa = t * hopLength;
     const sb = (t + 1) * hopLength;
+    if (silent(sa) && (!hasB || silent(sb))) continue;
     for (let i = 0; i < nFft; i++) {
       re[i] = sample(sa + i) * window[i];
       im[i] = hasB ? sample(sb + i) * window[i] : 0;
@@ -305,7 +316,7 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
 
   let max = -Infinity;
   for (let i = 0; i < mel.length; i++) {
-    const v = Math.log10(Math.max(mel[i], 1e-10));
+    const v = mel[i] === 0 ? LOG10_FLOOR : Math.log10(Math.max(mel[i], 1e-10)); // silent columns: no log call
     mel[i] = v;
     if (v > max) max = v;
   }
@@ -314,6 +325,8 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
   for (let i = 0; i < mel.length; i++) out[i] = (Math.max(mel[i], floor) + 4.0) / 4.0;
   return { data: out, nMels, nFrames: nOut };
 }
+
+const LOG10_FLOOR = Math.log10(1e-10);
 
 /** Zero-pad or trim a waveform to `n` samples. */
 export function padOrTrimAudio(audio: Float32Array, n: number): Float32Array {
