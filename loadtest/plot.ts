@@ -4,6 +4,7 @@
  * setting. The SVG is built by hand and rasterised with sharp.
  *
  *   npm run loadtest:plot -- [docs/loadtest.json] [--out docs/loadtest-latency.png] [--svg path.svg]
+ *   npm run loadtest:plot -- before.json=before after.json=after [--title T] --out cmp.png   (several reports, one line each)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -140,26 +141,44 @@ export function renderSvg(report: LoadTestReport): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="${FONT}">\n${parts.join('\n')}\n</svg>\n`;
 }
 
-function colorOf(run: BatchRun, i: number): string {
+/** Runs of several reports in one plot carry their report's label (and get one color each). */
+type LabelledRun = BatchRun & { reportLabel?: string };
+
+function colorOf(run: LabelledRun, i: number): string {
+  if (run.reportLabel !== undefined) return COLORS[i % COLORS.length];
   if (run.batch === 1) return COLORS[0];
   if (run.batch !== null && run.batch > 1) return COLORS[1];
   return COLORS[2 + (i % 3)];
 }
 
-function shortLabel(run: BatchRun): string {
+function shortLabel(run: LabelledRun): string {
+  if (run.reportLabel !== undefined) return run.reportLabel;
   if (run.batch === null) return 'external server';
   return run.batch === 1 ? 'per-stream (batch 1)' : `batched (batch ${run.batch})`;
 }
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
-    options: { out: { type: 'string' }, svg: { type: 'string' } },
+    options: { out: { type: 'string' }, svg: { type: 'string' }, title: { type: 'string' } },
     allowPositionals: true,
   });
-  const input = path.resolve(positionals[0] ?? 'docs/loadtest.json');
   const out = path.resolve(values.out ?? 'docs/loadtest-latency.png');
-  const report = JSON.parse(readFileSync(input, 'utf8')) as LoadTestReport;
-  if (report.schema !== 'stt-loadtest/1') throw new Error(`${input}: not a load-test report (schema ${String(report.schema)})`);
+  const inputs = (positionals.length ? positionals : ['docs/loadtest.json']).map((arg) => {
+    const [file, label] = arg.split('=');
+    const input = path.resolve(file);
+    const r = JSON.parse(readFileSync(input, 'utf8')) as LoadTestReport;
+    if (r.schema !== 'stt-loadtest/1') throw new Error(`${input}: not a load-test report (schema ${String(r.schema)})`);
+    return { r, label: label ?? path.basename(file, '.json') };
+  });
+  // One report: its batch settings. Several: the first report's frame, every report's runs labelled.
+  const report: LoadTestReport =
+    inputs.length === 1
+      ? inputs[0].r
+      : {
+          ...inputs[0].r,
+          command: values.title ?? inputs.map((x) => x.label).join(' vs '),
+          runs: inputs.flatMap((x) => x.r.runs.map((run) => ({ ...run, reportLabel: x.label }))),
+        };
   const svg = renderSvg(report);
   if (values.svg) writeFileSync(path.resolve(values.svg), svg);
   await sharp(Buffer.from(svg), { density: 144 }).png().toFile(out);

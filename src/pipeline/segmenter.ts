@@ -244,6 +244,19 @@ export function segmenterFinish(state: SegmenterState, totalSamples?: number): S
   return { state: { ...s, recent: [] }, events };
 }
 
+/**
+ * The (padded) start sample of a segment that is not confirmed yet but has been speech for at least
+ * `minMs` (live partials may start on it, before `speech_start`); null otherwise. It is the sample
+ * `speech_start` will carry if the segment is confirmed. Pure.
+ */
+export function tentativeStart(s: SegmenterState, minMs: number): number | null {
+  if (!s.triggered || s.confirmed) return null;
+  const o = s.opts;
+  const heard = (s.tempEnd ?? (s.lastFrameIndex + 1) * o.frameSamples) - s.speechStart;
+  if (heard < (minMs * o.sampleRate) / 1000) return null;
+  return Math.max(0, s.lastEnd, s.speechStart - o.padSamples);
+}
+
 /** Emit speech_start once the segment will certainly be longer than minSpeechMs. */
 function maybeConfirm(s: SegmenterState, i: number, events: SegmenterEvent[]): SegmenterState {
   const o = s.opts;

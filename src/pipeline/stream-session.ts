@@ -20,12 +20,14 @@ import type { TranscribeOptions } from '../engines/whisper/index.ts';
 import { PcmBuffer } from '../audio/pcm-buffer.ts';
 import { mergeSegments, toSegments, type Segment } from '../formats/transcript.ts';
 import { DroppedError } from './batch-scheduler.ts';
-import { createSegmenterState, segmenterFinish, segmenterReducer, type SegmenterEvent, type SegmenterState } from './segmenter.ts';
+import { createSegmenterState, segmenterFinish, segmenterReducer, tentativeStart, type SegmenterEvent, type SegmenterState } from './segmenter.ts';
 import type { LoadedSpeechModel } from './speech-models.ts';
 import { createStabilizer } from './stabilizer.ts';
 
 const SR = 16_000;
 const FRAME = 512;
+/** Speech this long (3 VAD frames) may get a partial before the segmenter confirms it (minSpeechMs, 250 ms). */
+const TENTATIVE_PARTIAL_MS = 96;
 
 /**
  * A final: one utterance as one result {@link Segment} ({@link mergeSegments}: start/end are the
@@ -77,6 +79,8 @@ export class StreamSession {
   private totalSamples = 0;
   /** Start sample of the open utterance, or null in silence. */
   private uttStart: number | null = null;
+  /** The segment (its raw speech start) whose hypotheses the stabilizer holds, or null. */
+  private stabilizerSegment: number | null = null;
   private language: string;
   private closed = false;
   private stopping = false;
@@ -202,13 +206,14 @@ export class StreamSession {
   private handle(events: SegmenterEvent[], decidedAt: number): void {
     for (const e of events) {
       if (e.type === 'speech_start') {
+        // The stabilizer is kept when tentative partials of this same segment already fed it.
         this.uttStart = e.sample;
         this.speechFramesAtPartial = -1;
-        this.stabilizer.reset();
       } else {
         const audio = this.audio(e.startSample, e.endSample);
         this.uttStart = null;
         this.stabilizer.reset();
+        this.stabilizerSegment = null;
         this.finalize(audio, e.startSample, decidedAt);
       }
     }
@@ -243,7 +248,11 @@ export class StreamSession {
    * the last; spaced by {@link partialIntervalMs}; decoding only what follows the committed words.
    */
   private maybePartial(): void {
-    if (!(this.opts.interimResults ?? true) || this.uttStart === null || this.partialInFlight || this.stopping) return;
+    if (!(this.opts.interimResults ?? true) || this.partialInFlight || this.stopping) return;
+    // A confirmed utterance, or speech not yet long enough for one (minSpeechMs) but already TENTATIVE_PARTIAL_MS
+    // long: its first partial need not wait for the confirmation (a segment dropped as too short ends with no final).
+    const start = this.uttStart ?? tentativeStart(this.seg, TENTATIVE_PARTIAL_MS);
+    if (start === null) return;
     // Only silence since the last partial (a pause before the endpoint): it would decode the same speech again.
     if (this.speechFrames === this.speechFramesAtPartial) return;
     const now = this.clock();
@@ -251,13 +260,19 @@ export class StreamSession {
     if (now - this.lastPartialAt < minMs) return;
     const interval = partialIntervalMs({ minMs, lastDecodeMs: this.lastPartialMs, queueWaitMs: this.opts.model.scheduler.partialWaitMs() });
     if (now - this.lastPartialAt < interval) return;
-    const audio = this.audio(this.uttStart, this.totalSamples);
+    const audio = this.audio(start, this.totalSamples);
     if (audio.length < SR / 4) return;
     this.partialInFlight = true;
     this.lastPartialAt = now;
     this.speechFramesAtPartial = this.speechFrames;
     this.stats.partialDecodes++;
-    const uttStart = this.uttStart;
+    // The segment this partial belongs to (its raw speech start); its result is shown only while that segment lasts.
+    const segment = this.seg.speechStart;
+    const current = () => this.seg.triggered && this.seg.speechStart === segment;
+    if (this.stabilizerSegment !== segment) {
+      this.stabilizer.reset();
+      this.stabilizerSegment = segment;
+    }
     // The committed words are final for this utterance: forced as the prefix, only what follows is decoded.
     const committed = this.stabilizer.committed;
     this.decode(audio, 'partial', {
@@ -271,8 +286,8 @@ export class StreamSession {
     })
       .then((r) => {
         this.lastPartialMs = this.clock() - now;
-        // Skip results of an utterance that has ended meanwhile (its stabilizer was reset).
-        if (this.closed || this.uttStart !== uttStart) return;
+        // Skip results of an utterance that has ended (or a tentative segment dropped) meanwhile.
+        if (this.closed || !current() || this.stabilizerSegment !== segment) return;
         const out = this.stabilizer.push([...committed, ...r.text.trim().split(/\s+/).filter(Boolean)]);
         this.stats.partials++;
         const stable = out.committed.join(' ');
@@ -282,7 +297,7 @@ export class StreamSession {
         if (err instanceof DroppedError) {
           this.stats.droppedPartials++;
           // Its speech was never shown: the next frame may ask again.
-          if (this.uttStart === uttStart) this.speechFramesAtPartial = -1;
+          if (current()) this.speechFramesAtPartial = -1;
         } else if (!this.closed) this.fail(errorMessage(err));
       })
       .finally(() => {

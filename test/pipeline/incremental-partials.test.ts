@@ -283,3 +283,31 @@ describe('batches share an encoder shape', () => {
     }
   });
 });
+
+describe('tentative partials', () => {
+  it('the first partial of an utterance is asked after 3 frames of speech, before the segmenter confirms it (250 ms)', async () => {
+    // Where the VAD first hears speech: a fresh VAD stream over the same frames gives the session's probabilities.
+    const vs = vad.createStream();
+    let onset = -1;
+    for (let i = 0, k = 0; i + FRAME <= speech.length && onset < 0; i += FRAME, k++) {
+      if ((await vad.process(vs, speech.subarray(i, i + FRAME))) >= 0.5) onset = k;
+    }
+    expect(onset).toBeGreaterThan(0);
+    const onsetMs = onset * FRAME_MS;
+    const r = replay({ partialIntervalMs: 300 });
+    await r.feed(speech);
+    await r.feed(new Float32Array(1 * SR));
+    await r.session.stop();
+    const first = r.partials()[0];
+    // submitted at the end of the third speech frame; confirmation needs more than 250 ms (the 9th)
+    expect(first.at).toBeCloseTo(onsetMs + 3 * FRAME_MS, 6);
+    expect(first.at).toBeLessThan(onsetMs + 250);
+    // its audio starts at the padded start that speech_start later carries: the final's audio starts there too
+    const final = r.finals()[0];
+    expect(final).toBeDefined();
+    expect(first.req.audio.length).toBeGreaterThanOrEqual(SR / 4);
+    expect(Array.from(first.req.audio.subarray(0, 1000))).toEqual(Array.from(final.req.audio.subarray(0, 1000)));
+    // shown, and the utterance still ends with its final
+    expect(r.events.findIndex((e) => e.type === 'partial')).toBeLessThan(r.events.findIndex((e) => e.type === 'final'));
+  });
+});

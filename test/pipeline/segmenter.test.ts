@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createSegmenterState, resolveSegmenterOptions, segmenterFinish, segmenterReducer, segmentProbabilities, type SegmenterEvent, type SegmenterOptions } from '../../src/pipeline/segmenter.ts';
+import {
+  createSegmenterState,
+  resolveSegmenterOptions,
+  segmenterFinish,
+  segmenterReducer,
+  segmentProbabilities,
+  tentativeStart,
+  type SegmenterEvent,
+  type SegmenterOptions,
+} from '../../src/pipeline/segmenter.ts';
 
 const W = 512;
 const SR = 16000;
@@ -188,5 +197,38 @@ describe('segmenterReducer', () => {
       .events.filter((e) => e.type === 'speech_end')
       .map((e) => e.type === 'speech_end' && [e.startSample, e.endSample]);
     expect(segmentProbabilities(probs).map((s) => [s.startSample, s.endSample])).toEqual(byHand);
+  });
+});
+
+describe('tentativeStart (live partials before speech_start)', () => {
+  const feed = (probs: number[]) => {
+    let s = createSegmenterState();
+    const events: SegmenterEvent[] = [];
+    probs.forEach((prob, frameIndex) => {
+      const step = segmenterReducer(s, { prob, frameIndex });
+      s = step.state;
+      events.push(...step.events);
+    });
+    return { s, events };
+  };
+  const silence = (n: number) => Array.from({ length: n }, () => 0.01);
+  const speech = (n: number) => Array.from({ length: n }, () => 0.9);
+
+  it('is the padded start speech_start will carry, once speech lasted minMs and before it is confirmed', () => {
+    // 10 frames of silence (320 ms), then speech: the raw start is frame 10 = sample 5120, padded by 200 ms.
+    expect(tentativeStart(feed([...silence(10), ...speech(2)]).s, 96)).toBeNull(); // 64 ms heard
+    const three = feed([...silence(10), ...speech(3)]);
+    expect(three.events).toEqual([]);
+    expect(tentativeStart(three.s, 96)).toBe(5120 - 3200);
+    // confirmed (> 250 ms): no tentative start any more, and speech_start carries the same sample
+    const confirmed = feed([...silence(10), ...speech(10)]);
+    expect(confirmed.events[0]).toMatchObject({ type: 'speech_start', sample: 5120 - 3200 });
+    expect(tentativeStart(confirmed.s, 96)).toBeNull();
+  });
+
+  it('a blip too short for an utterance leaves no tentative start once it is dropped', () => {
+    const blip = feed([...silence(10), ...speech(4), ...silence(30)]);
+    expect(blip.events).toEqual([]);
+    expect(tentativeStart(blip.s, 96)).toBeNull();
   });
 });
