@@ -121,10 +121,17 @@ export function renderSvg(report: LoadTestReport): string {
 
   // Legend
   let lx = 80;
-  const ly = H - 62;
+  // Entries wrap onto a second row (above the first) when they do not fit in one.
+  const widths = runs.flatMap((run) => (['p95', 'p50'] as const).map((q) => 60 + `${q} ${shortLabel(run)}`.length * 7.2));
+  const twoRows = widths.reduce((a, b) => a + b, 80) > W - 20;
+  let ly = twoRows ? H - 84 : H - 62;
   runs.forEach((run, i) => {
     const color = colorOf(run, i);
     for (const q of ['p95', 'p50'] as const) {
+      if (twoRows && lx + 60 + `${q} ${shortLabel(run)}`.length * 7.2 > W - 20 && ly < H - 62) {
+        lx = 80;
+        ly = H - 62;
+      }
       parts.push(`<line x1="${lx}" x2="${lx + 36}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5" ${q === 'p50' ? 'stroke-dasharray="7,5"' : ''}/>`);
       parts.push(q === 'p95' ? `<rect x="${lx + 13.5}" y="${ly - 4.5}" width="9" height="9" fill="${color}"/>` : `<circle cx="${lx + 18}" cy="${ly}" r="4.5" fill="${color}"/>`);
       const label = `${q} ${shortLabel(run)}`;
