@@ -287,7 +287,7 @@ export class StreamSession {
       .then((r) => {
         this.lastPartialMs = this.clock() - now;
         // Skip results of an utterance that has ended (or a tentative segment dropped) meanwhile.
-        if (this.closed || !current() || this.stabilizerSegment !== segment) return;
+        if (this.closed || !current()) return;
         const out = this.stabilizer.push([...committed, ...r.text.trim().split(/\s+/).filter(Boolean)]);
         this.stats.partials++;
         const stable = out.committed.join(' ');

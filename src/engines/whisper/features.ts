@@ -316,7 +316,7 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
 
   let max = -Infinity;
   for (let i = 0; i < mel.length; i++) {
-    const v = mel[i] === 0 ? LOG10_FLOOR : Math.log10(Math.max(mel[i], 1e-10)); // silent columns: no log call
+    const v = Math.log10(Math.max(mel[i], 1e-10));
     mel[i] = v;
     if (v > max) max = v;
   }
@@ -325,8 +325,6 @@ export function logMelSpectrogram(audio: Float32Array, cfg: FeatureConfig = DEFA
   for (let i = 0; i < mel.length; i++) out[i] = (Math.max(mel[i], floor) + 4.0) / 4.0;
   return { data: out, nMels, nFrames: nOut };
 }
-
-const LOG10_FLOOR = Math.log10(1e-10);
 
 /** Zero-pad or trim a waveform to `n` samples. */
 export function padOrTrimAudio(audio: Float32Array, n: number): Float32Array {

@@ -89,6 +89,20 @@ function sessionOptions(o: WhisperModelOptions): ort.InferenceSession.SessionOpt
   return so;
 }
 
+/** Where a Whisper folder's ONNX files of one precision are, and which decoder layouts it has. */
+export function whisperOnnxFiles(dir: string, quantized: boolean): { onnxDir: string; file: (name: string) => string; hasEncoder: boolean; hasMerged: boolean; hasSplit: boolean } {
+  const onnxDir = existsSync(join(dir, 'onnx')) ? join(dir, 'onnx') : dir;
+  const q = quantized ? '_quantized' : '';
+  const file = (name: string) => join(onnxDir, `${name}${q}.onnx`);
+  return {
+    onnxDir,
+    file,
+    hasEncoder: existsSync(file('encoder_model')),
+    hasMerged: existsSync(file('decoder_model_merged')),
+    hasSplit: existsSync(file('decoder_model')) && existsSync(file('decoder_with_past_model')),
+  };
+}
+
 export class WhisperOnnxModel {
   /** Cumulative wall time in session runs since load (timing counters: `stt transcribe --json`; never reset). */
   readonly timing = { encoderMs: 0, decoderMs: 0, decoderRuns: 0 };
@@ -106,11 +120,8 @@ export class WhisperOnnxModel {
   ) {}
 
   static async load(dir: string, cfg: WhisperConfig, opts: WhisperModelOptions = {}): Promise<WhisperOnnxModel> {
-    const onnxDir = existsSync(join(dir, 'onnx')) ? join(dir, 'onnx') : dir;
+    const { onnxDir, file, hasMerged, hasSplit } = whisperOnnxFiles(dir, !!opts.quantized);
     const q = opts.quantized ? '_quantized' : '';
-    const file = (name: string) => join(onnxDir, `${name}${q}.onnx`);
-    const hasMerged = existsSync(file('decoder_model_merged'));
-    const hasSplit = existsSync(file('decoder_model')) && existsSync(file('decoder_with_past_model'));
     let layout: DecoderLayout;
     const want = opts.decoderLayout ?? 'auto';
     if (want === 'auto') {

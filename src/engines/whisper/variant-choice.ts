@@ -6,10 +6,8 @@
  * two variants are in memory). The layout never changes results; int8 does (slightly), which is why
  * precision is only measured when asked for (`precision: 'measure'`).
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { WhisperConfig } from './config.ts';
-import { type DecoderLayout, WhisperOnnxModel, type WhisperModelOptions } from './model.ts';
+import { type DecoderLayout, WhisperOnnxModel, type WhisperModelOptions, whisperOnnxFiles } from './model.ts';
 
 export interface VariantTiming {
   quantized: boolean;
@@ -33,16 +31,12 @@ const TIMED_STEPS = 6;
 
 /** The (precision, layout) pairs whose files exist in the folder. */
 export function variantCandidates(dir: string, o: { precision: 'fp32' | 'int8' | 'measure'; layout: 'auto' | 'measure' | DecoderLayout }): { quantized: boolean; layout: DecoderLayout }[] {
-  const onnxDir = existsSync(join(dir, 'onnx')) ? join(dir, 'onnx') : dir;
   const out: { quantized: boolean; layout: DecoderLayout }[] = [];
   const precisions = o.precision === 'measure' ? [false, true] : [o.precision === 'int8'];
   for (const quantized of precisions) {
-    const q = quantized ? '_quantized' : '';
-    if (!existsSync(join(onnxDir, `encoder_model${q}.onnx`))) continue;
-    const has = {
-      merged: existsSync(join(onnxDir, `decoder_model_merged${q}.onnx`)),
-      split: existsSync(join(onnxDir, `decoder_model${q}.onnx`)) && existsSync(join(onnxDir, `decoder_with_past_model${q}.onnx`)),
-    };
+    const f = whisperOnnxFiles(dir, quantized);
+    if (!f.hasEncoder) continue;
+    const has = { merged: f.hasMerged, split: f.hasSplit };
     const layouts: DecoderLayout[] = o.layout === 'measure' || o.layout === 'auto' ? ['merged', 'split'] : [o.layout];
     for (const layout of layouts) if (has[layout]) out.push({ quantized, layout });
   }
