@@ -27,6 +27,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { loadAudio, SR, type LoadAudio } from '../loadtest/audio.ts';
+import { procRssMB } from '../loadtest/stream-load.ts';
 import { summarizeProfile, type CpuProfile, type ProfileSummary } from './lib/cpuprofile.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
@@ -185,15 +186,6 @@ async function stopServer(s: Server): Promise<string> {
   return how ?? 'killed (no exit 60 s after SIGTERM: no profile)';
 }
 
-function rssMB(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
 async function metrics(port: number): Promise<Map<string, number>> {
   const m = new Map<string, number>();
   try {
@@ -284,11 +276,11 @@ async function runLevel(a: Args, n: number, audio: LoadAudio, template: string, 
     const warm = await stream(s.port, keys[0], upsample(loadAudio({ seconds: 6 }), a.sampleRate / SR), a, 0);
     errors.push(...warm.errors.map((e) => `warm-up: ${e}`));
     await sleep(1000);
-    const baseline = rssMB(s.pid) ?? NaN;
+    const baseline = procRssMB(s.pid) ?? NaN;
     const series: Array<[number, number]> = [];
     const tStart = performance.now();
     const timer = setInterval(() => {
-      const r = rssMB(s.pid);
+      const r = procRssMB(s.pid);
       if (r !== null) series.push([(performance.now() - tStart) / 1000, r]);
     }, 500);
     let heap = { usedMB: null as number | null, externalMB: null as number | null };
@@ -304,7 +296,7 @@ async function runLevel(a: Args, n: number, audio: LoadAudio, template: string, 
     const toUs = nowUs();
     clearInterval(timer);
     clearTimeout(heapTimer);
-    const end = rssMB(s.pid) ?? NaN;
+    const end = procRssMB(s.pid) ?? NaN;
     outs.forEach((o, i) => errors.push(...o.errors.map((e) => `stream ${i}: ${e}`)));
     const serverExit = await stopServer(s);
     let profile: ProfileSummary | null = null;

@@ -346,7 +346,8 @@ function procCpuSeconds(pid: number): number | null {
   }
 }
 
-function procRssMB(pid: number): number | null {
+/** Resident memory of a process (MB) from /proc, or null when it is gone. */
+export function procRssMB(pid: number): number | null {
   try {
     const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
