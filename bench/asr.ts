@@ -25,9 +25,10 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import os from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BatchDecoder } from '../src/engines/whisper/generate.ts';
-import { argmax } from '../src/engines/whisper/logits-processors.ts';
-import { selectEncoderRows, type EncoderOutput, type KVCache } from '../src/engines/whisper/model.ts';
+import { BatchDecoder } from '../src/engines/seq2seq/generate.ts';
+import { argmax } from '../src/engines/seq2seq/logits.ts';
+import type { EncoderOutput, KVCache } from '../src/engines/seq2seq/kv-decoder.ts';
+import { selectEncoderRows } from '../src/engines/seq2seq/kv-rows.ts';
 import { WhisperEngine, type TranscribeOptions, type WhisperEngineOptions } from '../src/engines/whisper/index.ts';
 import { loadWav, speechAudio } from './lib/audio.ts';
 import { fmt, interleave, measure, median, round3, table, type Timing } from './lib/stats.ts';

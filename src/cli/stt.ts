@@ -18,7 +18,7 @@ import cliProgress from 'cli-progress';
 import { loadConfig } from '../../config/config.ts';
 import { decodeToPcm16k } from '../audio/ffmpeg.ts';
 import { SileroVad } from '../engines/vad/silero-vad.ts';
-import type { WhisperEngine } from '../engines/whisper/index.ts';
+import type { EngineCounters, SpeechEngine } from '../engines/speech-engine.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
@@ -128,6 +128,9 @@ export async function main(argv: string[]): Promise<number> {
     if (o.language !== 'auto' && !model.engine.info.languages.includes(o.language)) {
       throw new UsageError(`--language '${o.language}' is not a language of this model; use 'auto' or one of: ${model.engine.info.languages.join(', ')}`);
     }
+    if (o.task === 'translate' && !model.engine.info.tasks.includes('translate')) {
+      throw new UsageError(`--task translate needs a multilingual Whisper model; ${model.id} only transcribes`);
+    }
     vad = await SileroVad.load();
     const loadMs = performance.now() - tLoad;
     const before = countersOf(model.engine);
@@ -202,17 +205,9 @@ export async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-interface EngineCounters {
-  featuresMs: number;
-  encoderMs: number;
-  decodeMs: number;
-  decoderRunMs: number;
-  decoderRuns: number;
-}
-
 /** The engine's cumulative counters now (they run from load; a request's share is a difference). */
-function countersOf(e: WhisperEngine): EngineCounters {
-  return { featuresMs: e.timing.featuresMs, encoderMs: e.model.timing.encoderMs, decodeMs: e.timing.decodeMs, decoderRunMs: e.model.timing.decoderMs, decoderRuns: e.model.timing.decoderRuns };
+function countersOf(e: SpeechEngine): EngineCounters {
+  return e.counters();
 }
 
 /**

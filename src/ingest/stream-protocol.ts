@@ -3,7 +3,7 @@
  * server sends, and the close codes. No I/O here; the WebSocket route drives it.
  *
  *   client → server   text   {"language":"en","model":"large-v3-turbo","sample_rate":16000,...}   (first message)
- *   server → client   text   {"status":"ready","session_id":"..."}
+ *   server → client   text   {"status":"ready","session_id":"...","model":"...","word_timestamps":"proportional"}
  *   client → server   binary 16-bit little-endian mono PCM at sample_rate, any number of frames
  *   server → client   text   {"partial":"..."} (interim_results) / {"text","start","end","words",...} (finals)
  *   client → server   text   {"action":"stop"}  (or {"action":"ping"} → {"status":"pong"}: a liveness check,
@@ -308,6 +308,9 @@ export type WordResult = Pick<Word, 'word' | 'start' | 'end' | 'speaker'>;
 export interface ReadyMessage {
   status: 'ready';
   session_id: string;
+  /** Extensions: the model serving the stream, and how its finals' word times are made. */
+  model?: string;
+  word_timestamps?: 'cross-attention-dtw' | 'proportional';
 }
 export interface PartialMessage {
   partial: string;
@@ -335,8 +338,8 @@ export interface ShareMessage {
 }
 export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
 
-export function ready(sessionId: string): ReadyMessage {
-  return { status: 'ready', session_id: sessionId };
+export function ready(sessionId: string, model?: { id: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }): ReadyMessage {
+  return model ? { status: 'ready', session_id: sessionId, model: model.id, word_timestamps: model.wordTimestamps } : { status: 'ready', session_id: sessionId };
 }
 
 export function partial(text: string): PartialMessage {
@@ -378,7 +381,7 @@ export const serverMessages = { ready, partial, final, isFinal, error, pong, sha
 export function toServerMessage(o: LiveOutput): ServerMessage {
   switch (o.type) {
     case 'ready':
-      return ready(o.sessionId);
+      return ready(o.sessionId, { id: o.model, wordTimestamps: o.wordTimestamps });
     case 'partial':
       return { ...partial(o.text), stable: o.stable } as ServerMessage;
     case 'final':

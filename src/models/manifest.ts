@@ -51,6 +51,8 @@ export const ManifestModelSchema = z.strictObject({
   name: z.string().min(1),
   kind: z.enum(MODEL_KINDS),
   languages: z.number().int().positive().nullable(),
+  /** The language codes when the model has few (English-only models: ["en"]); absent for Whisper's 99. */
+  language_codes: z.array(z.string().regex(/^[a-z]{2,3}$/)).optional(),
   speed: z.enum(MODEL_SPEEDS).nullable(),
   /** Hub repository, `owner/name`. */
   repo: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be owner/name'),

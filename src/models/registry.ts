@@ -21,6 +21,8 @@ export interface ModelEntry {
   kind: ModelEntryKind;
   /** Number of languages (99 for multilingual Whisper), null where it does not apply or is not known. */
   languages: number | null;
+  /** The codes, where the model has few (Moonshine: ["en"]). */
+  languageCodes?: string[];
   speed: string | null;
   installed: boolean;
   /** Absolute folder path when installed, else null. */
@@ -98,6 +100,7 @@ function listNames(dir: string): string[] {
 interface FolderInfo {
   kind: ModelEntryKind;
   languages: number | null;
+  languageCodes?: string[];
   role?: ModelEntry['role'];
 }
 
@@ -120,8 +123,10 @@ export function detectFolderModel(dir: string): FolderInfo | null {
   if (modelType === 'whisper' || archs.some((a) => a.startsWith('Whisper'))) {
     // English-only Whisper checkpoints have a 51864-token vocabulary; multilingual ones 51865 (51866 for large-v3).
     const vocab = typeof config?.vocab_size === 'number' ? config.vocab_size : null;
-    return { kind: 'asr', languages: vocab !== null && vocab < 51865 ? 1 : 99 };
+    return { kind: 'asr', languages: vocab !== null && vocab < 51865 ? 1 : 99, ...(vocab !== null && vocab < 51865 ? { languageCodes: ['en'] } : {}) };
   }
+  // Moonshine (UsefulSensors): the public checkpoints are English
+  if (modelType === 'moonshine') return { kind: 'asr', languages: 1, languageCodes: ['en'] };
   const sentenceTransformers = has('modules.json') || has('sentence_bert_config.json') || has('1_Pooling');
   const encoderTypes = ['bert', 'roberta', 'xlm-roberta', 'mpnet', 'distilbert', 'nomic_bert', 'modernbert', 'e5', 'gte'];
   if (sentenceTransformers || encoderTypes.includes(modelType)) return { kind: 'embedding', languages: null };
@@ -163,6 +168,7 @@ export class ModelRegistry {
       name: model.name,
       kind: model.kind,
       languages: model.languages,
+      ...(model.language_codes ? { languageCodes: model.language_codes } : {}),
       speed: model.speed,
       installed,
       path: installed ? join(this.modelsDir, id) : null,
@@ -192,6 +198,7 @@ export class ModelRegistry {
       name,
       kind: info.kind,
       languages: info.languages,
+      ...(info.languageCodes ? { languageCodes: info.languageCodes } : {}),
       speed: null,
       installed: true,
       path: dir,

@@ -55,7 +55,8 @@ export interface LiveClient {
 }
 
 /** Everything a session emits, in order; the transports turn it into their wire messages. */
-export type LiveOutput = { type: 'ready'; sessionId: string } | StreamEvent | { type: 'pong' } | { type: 'share'; token: { share_token: string; expires_at: string } };
+/** `ready` names the model serving the stream and how its finals' word times are made (Moonshine: always 'proportional'). */
+export type LiveOutput = { type: 'ready'; sessionId: string; model: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' } | StreamEvent | { type: 'pong' } | { type: 'share'; token: { share_token: string; expires_at: string } };
 
 /** How a session ended (once). */
 export type LiveEnd =
@@ -309,7 +310,7 @@ export class LiveSession {
       )
       .subscribe({ next: (e) => this.onResult(e) });
     this.state = 'streaming';
-    this.out.next({ type: 'ready', sessionId: this.id });
+    this.out.next({ type: 'ready', sessionId: this.id, model: model.id, wordTimestamps: model.engine.info.crossAttentions ? 'cross-attention-dtw' : 'proportional' });
     this.log.info({ model: model.id, language: config.language }, 'live session started');
   }
 

@@ -1,5 +1,5 @@
 /**
- * Loaded speech models: one WhisperEngine and one BatchScheduler per model, loaded on first use
+ * Loaded speech models: one engine (Whisper or Moonshine, by the folder's config) and one BatchScheduler per model, loaded on first use
  * (single-flight: concurrent first requests share one load) and closed with the app. Every stream
  * and file job submits its windows here, so all of them share the model's batches. Every decode goes
  * through the scheduler, language detection included (`op: 'detect'`): it is queued, prioritised,
@@ -10,7 +10,8 @@
  * whose chunks are decoded by workers.
  */
 import type { Logger } from 'pino';
-import { loadWhisperConfig, WhisperEngine, type LanguageProbs, type TranscribeRequest, type TranscribeResult, type WhisperEngineOptions } from '../engines/whisper/index.ts';
+import type { LanguageProbs, SpeechEngine, TranscribeRequest, TranscribeResult } from '../engines/speech-engine.ts';
+import { describeSpeechFolder, loadSpeechEngine, type SpeechEngineOptions, type SpeechFamily } from '../engines/speech-engines.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler, type Priority } from './batch-scheduler.ts';
@@ -43,7 +44,7 @@ export interface DecodeControl {
 
 export interface LoadedSpeechModel {
   id: string;
-  engine: WhisperEngine;
+  engine: SpeechEngine;
   /** Takes every decode of this model; batches per model call shape ({@link speechGroup}: `stats.byGroup.transcribe` / `.detect` / `transcribe/trimmed@…`). */
   scheduler: BatchScheduler<SpeechRequest, SpeechResult>;
   liveLag: LiveLag;
@@ -53,24 +54,23 @@ export interface LoadedSpeechModel {
   detectLanguage(audio: Float32Array, ctl: DecodeControl): Promise<LanguageProbs>;
 }
 
-/** Encoder frames a request's first window runs (WhisperEngine.encoderFrames: 3000 for the full encoder). */
-export type EncoderFrames = (samples: number, mode: 'full' | 'trimmed') => number;
+/** The engine's shape key of a request (SpeechEngine.shapeKey): '' when it batches with any other. */
+export type ShapeKey = (samples: number, mode: 'full' | 'trimmed' | undefined) => string;
 
 /**
- * Which requests can share one model call: language detections; transcriptions on the full 30 s
- * encoder (finals, file chunks, and trimmed ones whose bucket is the whole window or that the model
- * cannot trim); and trimmed transcriptions of one encoder bucket each (`transcribe/trimmed@<frames>`):
- * a batch's encoder input has one shape, and the engine would otherwise run one encoder call per bucket.
+ * Which requests can share one model call: language detections; transcriptions the engine batches as they come
+ * (finals, file chunks: it groups their windows by shape itself); and transcriptions of one input shape each
+ * (`transcribe/<key>`: Whisper's trimmed-encoder bucket `trimmed@<frames>`, Moonshine's padded length `padded@<samples>`),
+ * so that a batch's encoder input has one shape.
  */
-export function speechGroup(req: SpeechRequest, encoderFrames: EncoderFrames): string {
+export function speechGroup(req: SpeechRequest, shapeKey: ShapeKey): string {
   if (req.op === 'detect') return 'detect';
-  if (req.options?.encoder !== 'trimmed') return 'transcribe';
-  const frames = encoderFrames(req.audio.length, 'trimmed');
-  return frames >= encoderFrames(req.audio.length, 'full') ? 'transcribe' : `transcribe/trimmed@${frames}`;
+  const key = shapeKey(req.audio.length, req.options?.encoder);
+  return key ? `transcribe/${key}` : 'transcribe';
 }
 
 /** Runs one batch (all of one op, as the scheduler groups them) on the engine. */
-export async function runSpeechBatch(engine: WhisperEngine, reqs: SpeechRequest[]): Promise<SpeechResult[]> {
+export async function runSpeechBatch(engine: SpeechEngine, reqs: SpeechRequest[]): Promise<SpeechResult[]> {
   const detects = reqs.filter((r): r is DetectRequest => r.op === 'detect');
   if (detects.length === reqs.length) return engine.detectLanguage(detects.map((r) => r.audio));
   if (detects.length) throw new Error('a batch mixes transcription and language detection (the scheduler groups by op)');
@@ -81,6 +81,9 @@ export async function runSpeechBatch(engine: WhisperEngine, reqs: SpeechRequest[
 export interface SpeechModelInfo {
   id: string;
   dir: string;
+  family: SpeechFamily;
+  /** 'translate' (to English) only for multilingual Whisper models. */
+  tasks: ('transcribe' | 'translate')[];
   /** Language codes the model accepts ("en", …), as the engine's tokenizer lists them. */
   languages: string[];
   multilingual: boolean;
@@ -94,7 +97,7 @@ export type FileSpeechModel = LoadedSpeechModel | SpeechModelInfo;
 export function speechModelInfo(m: FileSpeechModel): SpeechModelInfo {
   if (!('engine' in m)) return m;
   const i = m.engine.info;
-  return { id: m.id, dir: i.dir, languages: i.languages, multilingual: i.multilingual, samplingRate: i.samplingRate };
+  return { id: m.id, dir: i.dir, family: i.family, tasks: i.tasks, languages: i.languages, multilingual: i.multilingual, samplingRate: i.samplingRate };
 }
 
 /** The loaded model, or null for a descriptor. */
@@ -106,7 +109,7 @@ export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
   metrics?: Metrics;
-  inference: Pick<WhisperEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder'>;
+  inference: Pick<SpeechEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder'>;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */
@@ -133,7 +136,7 @@ export class SpeechModels {
     const key = entry.path!;
     let p = this.described.get(key);
     if (!p) {
-      p = describeFolder(entry.id, key);
+      p = describeSpeechFolder(key).then((d) => ({ id: entry.id, dir: key, ...d }));
       this.described.set(key, p);
       p.catch(() => this.described.delete(key));
     }
@@ -166,12 +169,12 @@ export class SpeechModels {
 
   private async load(id: string, dir: string): Promise<LoadedSpeechModel> {
     const t0 = performance.now();
-    const engine = await WhisperEngine.load(dir, { ...this.opts.inference, id });
+    const engine = await loadSpeechEngine(dir, { ...this.opts.inference, id });
     const metrics = this.opts.metrics;
     const scheduler = new BatchScheduler<SpeechRequest, SpeechResult>({
       name: id,
       run: (reqs) => runSpeechBatch(engine, reqs),
-      group: (req) => speechGroup(req, (samples, mode) => engine.encoderFrames(samples, mode)),
+      group: (req) => speechGroup(req, (samples, mode) => engine.shapeKey(samples, mode)),
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),
@@ -192,7 +195,7 @@ export class SpeechModels {
       score: Math.round(t.score),
     }));
     this.opts.logger.info(
-      { model: id, dir, layout: engine.info.layout, quantized: engine.info.quantized, trimmableEncoder: engine.info.trimmableEncoder, measured, ms: Math.round(performance.now() - t0) },
+      { model: id, dir, family: engine.info.family, layout: engine.info.layout, quantized: engine.info.quantized, trimmableEncoder: engine.info.trimmableEncoder, measured, ms: Math.round(performance.now() - t0) },
       measured?.length ? 'speech model loaded (fastest variant measured)' : 'speech model loaded',
     );
     const lags = new RecentWindow(10_000);
@@ -230,12 +233,4 @@ export class SpeechModels {
       }
     }
   }
-}
-
-/** The descriptor from config.json / generation_config.json / preprocessor_config.json (what WhisperEngine.load reads first). */
-async function describeFolder(id: string, dir: string): Promise<SpeechModelInfo> {
-  const config = await loadWhisperConfig(dir);
-  // Language codes as WhisperTokenizer derives them: "<|en|>" -> "en", in the config's order.
-  const languages = Object.keys(config.gen.langToId).map((t) => t.replace(/^<\|/, '').replace(/\|>$/, ''));
-  return { id, dir, languages: [...new Set(languages)], multilingual: config.gen.isMultilingual, samplingRate: config.features.samplingRate };
 }

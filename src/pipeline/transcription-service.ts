@@ -78,7 +78,11 @@ export class TranscriptionService {
     const model: FileSpeechModel = this.deps.transcriber.decodesLocally ? await this.deps.models.get(req.model) : await this.deps.models.describe(req.model);
     const info = speechModelInfo(model);
     if (req.language !== 'auto' && !info.languages.includes(req.language)) {
-      throw new DomainError('invalid', `Model '${info.id}' does not support language '${req.language}'. Use 'auto' or a code from GET /v1/languages.`);
+      const codes = info.languages.length <= 5 ? `one of: ${info.languages.join(', ')}` : 'a code from GET /v1/languages';
+      throw new DomainError('invalid', `Model '${info.id}' does not support language '${req.language}'. Use 'auto' or ${codes}.`);
+    }
+    if (req.task === 'translate' && !info.tasks.includes('translate')) {
+      throw new DomainError('invalid', `Model '${info.id}' cannot translate: task=translate needs a multilingual Whisper model. Use task=transcribe, or pick such a model (GET /v1/models).`);
     }
     // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
     await this.deps.transcriber.ensureAvailable(model);

@@ -1,12 +1,14 @@
 /**
- * The partial cadence under load, in pure parts: the interval policy of a live stream, its token
- * budget, the scheduler's partial-backlog signal it reads, and the group key that keeps encoder
- * shapes apart in batches.
+ * The partial cadence under load: the interval policy of a live stream, its token budget, the scheduler's
+ * partial-backlog signal it reads (pure parts), and the group key that keeps encoder shapes apart in batches
+ * (from a real engine's shape key).
  */
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encoderBucketFrames, WhisperEngine } from '../../src/engines/whisper/index.ts';
 import { BatchScheduler } from '../../src/pipeline/batch-scheduler.ts';
-import { encoderBucketFrames } from '../../src/engines/whisper/index.ts';
-import { type EncoderFrames, type SpeechRequest, speechGroup } from '../../src/pipeline/speech-models.ts';
+import { type SpeechRequest, speechGroup } from '../../src/pipeline/speech-models.ts';
+import { MODELS_DIR } from '../helpers/paths.ts';
 import { MAX_PARTIAL_INTERVAL_MS, partialIntervalMs, partialTokenBudget } from '../../src/pipeline/stream-session.ts';
 
 describe('partialIntervalMs', () => {
@@ -81,9 +83,13 @@ describe('BatchScheduler.partialWaitMs', () => {
 
 describe('speechGroup', () => {
   const audio = (s: number) => new Float32Array(Math.round(s * 16_000));
-  /** As WhisperEngine.encoderFrames of a model whose encoder could be trimmed (10 ms mel frames). */
-  const trimmable: EncoderFrames = (samples, mode) => (mode === 'full' ? 3000 : encoderBucketFrames(Math.ceil(samples / 160)));
-  const group = (req: SpeechRequest) => speechGroup(req, trimmable);
+  let eng: WhisperEngine;
+  beforeAll(async () => {
+    eng = await WhisperEngine.load(join(MODELS_DIR, 'whisper-mini-random'), { decoderLayout: 'split' });
+  });
+  afterAll(async () => eng?.close());
+  /** Grouped by the engine's own shape key, as SpeechModels does. */
+  const group = (req: SpeechRequest) => speechGroup(req, (samples, mode) => eng.shapeKey(samples, mode));
 
   it('detections, full-encoder transcriptions and each trimmed bucket are separate model calls', () => {
     expect(group({ op: 'detect', audio: audio(1) })).toBe('detect');
@@ -98,6 +104,6 @@ describe('speechGroup', () => {
   it('trimmed audio whose bucket is the whole window, longer than 30 s, or on a model that cannot trim shares the full-encoder call', () => {
     expect(group({ audio: audio(30), options: { encoder: 'trimmed' } })).toBe('transcribe');
     expect(group({ audio: audio(95), options: { encoder: 'trimmed' } })).toBe('transcribe');
-    expect(speechGroup({ audio: audio(1), options: { encoder: 'trimmed' } }, () => 3000)).toBe('transcribe');
+    expect(speechGroup({ audio: audio(1), options: { encoder: 'trimmed' } }, () => '')).toBe('transcribe');
   });
 });

@@ -9,12 +9,19 @@
 import { basename } from 'node:path';
 import { loadWhisperConfig, type WhisperConfig } from './config.ts';
 import { extractFeatures, longFormMel, sliceFrames, type LogMel } from './features.ts';
-import { BatchDecoder, decodeWithFallback, detectLanguage as detectLanguageRows, type DecodeIds, type DecodeTask, type FallbackOptions, type FallbackResult, type LanguageProbs } from './generate.ts';
-import { whisperLogitsProcessors, type LogitsProcessor } from './logits-processors.ts';
-import { selectEncoderRows, WhisperOnnxModel, type DecoderLayout, type EncoderOutput, type WhisperModelOptions } from './model.ts';
+import { BatchDecoder, decodeWithFallback, type DecodeIds, type DecodeTask, type FallbackOptions, type FallbackResult } from '../seq2seq/generate.ts';
+import type { DecoderLayout, EncoderOutput } from '../seq2seq/kv-decoder.ts';
+import { selectEncoderRows } from '../seq2seq/kv-rows.ts';
+import type { LogitsProcessor } from '../seq2seq/logits.ts';
+import type { EngineCounters, EngineInfo, LanguageProbs, SpeechEngine, TranscribeOptions, TranscribeRequest, TranscribeResult, TranscriptSegment, VariantTiming } from '../speech-engine.ts';
+import { detectLanguage as detectLanguageRows } from './language-detection.ts';
+import { whisperLogitsProcessors } from './logits-processors.ts';
+import { WhisperOnnxModel, type WhisperModelOptions } from './model.ts';
 import { windowSegments } from './segments.ts';
+
+export type { EngineInfo, TranscribeOptions, TranscribeRequest, TranscribeResult, TranscriptSegment } from '../speech-engine.ts';
 import { TIME_PRECISION, WhisperTokenizer } from './tokenizer.ts';
-import { loadFastestVariant, type VariantTiming } from './variant-choice.ts';
+import { loadFastestVariant } from './variant-choice.ts';
 import {
   addWordTimestamps,
   alignTokens,
@@ -49,98 +56,6 @@ export function encoderBucketFrames(contentFrames: number, nFrames = 3000): numb
   return Math.min(nFrames, ENCODER_BUCKETS.find((b) => b >= need) ?? nFrames);
 }
 
-export interface TranscribeOptions {
-  /** Language code ('en'), or 'auto' (default) to detect it on the first 30 s. */
-  language?: string;
-  task?: 'transcribe' | 'translate';
-  /** Generate timestamp tokens (default true; long-form seeking uses them). */
-  timestamps?: boolean;
-  wordTimestamps?: boolean;
-  /** 1 = greedy (default). > 1 = beam search at temperature 0. */
-  beamSize?: number;
-  patience?: number;
-  lengthPenalty?: number | null;
-  /** A temperature or the fallback schedule (default [0, 0.2, 0.4, 0.6, 0.8, 1.0]). */
-  temperature?: number | number[];
-  /** New-token budget per 30 s window (default 224 = n_ctx/2, capped by the decoder context). */
-  maxNewTokens?: number;
-  conditionOnPrevious?: boolean;
-  initialPrompt?: string;
-  compressionRatioThreshold?: number | null;
-  logprobThreshold?: number | null;
-  noSpeechThreshold?: number | null;
-  /** Seed for sampling fallbacks (reproducible runs). */
-  seed?: number;
-  /**
-   * Encoder input for audio of ≤ 30 s: 'full' (default) pads to 30 s as the model was trained; 'trimmed'
-   * runs the encoder on the audio's length rounded up to a bucket ({@link ENCODER_BUCKETS}), as whisper.cpp's
-   * audio_ctx does: much cheaper for short audio. Longer audio always uses full windows.
-   */
-  encoder?: 'full' | 'trimmed';
-  /**
-   * Text the transcription is known to start with (OpenAI's `prefix`): forced after the start-of-transcript
-   * sequence in the same prefill, so only what follows is decoded. The result (text, tokens, segments) holds
-   * only what follows the prefix. Used for incremental live partials (the words already agreed on).
-   */
-  prefix?: string;
-  /**
-   * Per-token log-probabilities (default true). false skips the log-softmax over the vocabulary at every step —
-   * for live partials, which show only text: avgLogprob (confidence) is then NaN, so no logprob-based fallback.
-   */
-  tokenLogprobs?: boolean;
-}
-
-export interface TranscribeRequest {
-  /** Mono PCM at 16 kHz (the model's sampling_rate), float32 in [-1, 1]. */
-  audio: Float32Array;
-  options?: TranscribeOptions;
-}
-
-export interface TranscriptSegment {
-  id: number;
-  /** mel frame where the window of this segment started */
-  seek: number;
-  start: number;
-  end: number;
-  text: string;
-  /** token ids of the segment, timestamp tokens included */
-  tokens: number[];
-  avgLogprob: number;
-  noSpeechProb: number;
-  compressionRatio: number;
-  temperature: number;
-  words?: WordTiming[];
-}
-
-export interface TranscribeResult {
-  text: string;
-  language: string;
-  languageProbs?: [string, number][];
-  segments: TranscriptSegment[];
-  /** generated ids of each 30 s window (prompt excluded, timestamp tokens included, EOT excluded) */
-  tokensPerWindow: number[][];
-  /** set when word timestamps were requested */
-  wordTimestamps?: WordTimestampMethod;
-  duration: number;
-}
-
-export interface EngineInfo {
-  id: string;
-  dir: string;
-  nMels: number;
-  languages: string[];
-  multilingual: boolean;
-  layout: DecoderLayout;
-  quantized: boolean;
-  crossAttentions: boolean;
-  vocabSize: number;
-  samplingRate: number;
-  /** The encoder runs on shorter audio too (`encoder: 'trimmed'`). */
-  trimmableEncoder: boolean;
-  /** When the variant was measured at load: every candidate's timing (the chosen one has the lowest score). */
-  variantTimings?: VariantTiming[];
-}
-
 const DEFAULT_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1.0];
 
 interface StreamState {
@@ -165,7 +80,7 @@ interface StreamState {
   prefixTokens: number[];
 }
 
-export class WhisperEngine {
+export class WhisperEngine implements SpeechEngine {
   readonly info: EngineInfo;
   readonly ids: DecodeIds;
   /** Cumulative ms since load (timing counters: `stt transcribe --json`): log-mel of transcribe's input; each window's
@@ -181,9 +96,9 @@ export class WhisperEngine {
     variantTimings?: VariantTiming[],
   ) {
     this.info = {
+      family: 'whisper',
       id,
       dir,
-      nMels: config.nMels,
       languages: [...tokenizer.languages.keys()],
       multilingual: config.gen.isMultilingual,
       layout: model.layout,
@@ -192,6 +107,7 @@ export class WhisperEngine {
       vocabSize: config.vocabSize,
       samplingRate: config.features.samplingRate,
       trimmableEncoder: model.trimmable,
+      tasks: config.gen.isMultilingual ? ['transcribe', 'translate'] : ['transcribe'],
       variantTimings,
     };
     this.ids = { eot: tokenizer.eot, noSpeech: tokenizer.noSpeech };
@@ -215,6 +131,18 @@ export class WhisperEngine {
 
   async close(): Promise<void> {
     await this.model.close();
+  }
+
+  counters(): EngineCounters {
+    const d = this.model.decoder.timing;
+    return { featuresMs: this.timing.featuresMs, encoderMs: this.model.timing.encoderMs, decodeMs: this.timing.decodeMs, decoderRunMs: d.decoderMs, decoderRuns: d.decoderRuns };
+  }
+
+  /** Requests of one trimmed-encoder bucket share a batch (one encoder shape); full windows batch together ('' ). */
+  shapeKey(samples: number, mode: TranscribeOptions['encoder'] = 'full'): string {
+    if (mode !== 'trimmed') return '';
+    const frames = this.encoderFrames(samples, 'trimmed');
+    return frames >= this.config.features.nFrames ? '' : `trimmed@${frames}`;
   }
 
   // ---- building blocks (for schedulers) ----

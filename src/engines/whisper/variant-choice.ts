@@ -6,19 +6,11 @@
  * two variants are in memory). The layout never changes results; int8 does (slightly), which is why
  * precision is only measured when asked for (`precision: 'measure'`).
  */
+import type { VariantTiming } from '../speech-engine.ts';
 import type { WhisperConfig } from './config.ts';
 import { type DecoderLayout, WhisperOnnxModel, type WhisperModelOptions, whisperOnnxFiles } from './model.ts';
 
-export interface VariantTiming {
-  quantized: boolean;
-  layout: DecoderLayout;
-  /** One encoder run on a 10 s bucket (or 30 s when the encoder cannot be trimmed). */
-  encoderMs: number;
-  /** Mean of the timed cached decoder steps at batch 1. */
-  stepMs: number;
-  /** encoderMs + STEPS_PER_DECODE × stepMs: what one live decode costs. */
-  score: number;
-}
+export type { VariantTiming } from '../speech-engine.ts';
 
 export interface VariantChoice {
   model: WhisperOnnxModel;

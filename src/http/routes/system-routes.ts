@@ -12,6 +12,8 @@ export interface ModelCatalog {
     name: string;
     kind: string;
     languages: number | null;
+    /** Codes where the model has few (English-only: ["en"]). */
+    languageCodes?: string[];
     speed: string | null;
     installed: boolean;
   }>;
@@ -41,7 +43,10 @@ export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; c
     '/v1/models',
     () => {
       const all = deps.catalog.list();
-      const models = all.filter((m) => m.kind === 'asr').map((m) => ({ id: m.id, name: m.name, languages: m.languages ?? 99, speed: m.speed ?? 'unknown', installed: m.installed }));
+      // `language_codes` (extension): which languages, where a model has few (Moonshine, English-only Whisper)
+      const models = all
+        .filter((m) => m.kind === 'asr')
+        .map((m) => ({ id: m.id, name: m.name, languages: m.languages ?? 99, ...(m.languageCodes ? { language_codes: m.languageCodes } : {}), speed: m.speed ?? 'unknown', installed: m.installed }));
       return { body: { models, object: 'list', data: all.map(openAiModel) } };
     },
     { errorBody: openAiErrorBody },

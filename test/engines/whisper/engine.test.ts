@@ -1,7 +1,7 @@
 /** Engine behaviour beyond the goldens: beam search, long-form seeking, fallback, no-speech skip, words, prompts. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperEngine } from '../../../src/engines/whisper/engine.ts';
-import { beamSearch, decodeGreedy } from '../../../src/engines/whisper/generate.ts';
+import { beamSearch, decodeGreedy } from '../../../src/engines/seq2seq/generate.ts';
 import type { EncoderOutput } from '../../../src/engines/whisper/model.ts';
 import { golden, GOLDEN_NAMES, loadAudio, MODEL_DIR } from './helpers.ts';
 

@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperEngine } from '../../../src/engines/whisper/engine.ts';
-import { argmax, topK } from '../../../src/engines/whisper/index.ts';
+import { argmax, topK } from '../../../src/engines/seq2seq/index.ts';
 import type { EncoderOutput } from '../../../src/engines/whisper/model.ts';
 import { golden, GOLDEN_NAMES, loadAudio, MODEL_DIR } from './helpers.ts';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encoderBucketFrames, ENCODER_BUCKETS, WhisperEngine } from '../../../src/engines/whisper/engine.ts';
 import { sliceFrames } from '../../../src/engines/whisper/features.ts';
-import { decodeGreedy } from '../../../src/engines/whisper/generate.ts';
+import { decodeGreedy } from '../../../src/engines/seq2seq/generate.ts';
 import { trimmableEncoderGraph } from '../../../src/engines/whisper/encoder-graph.ts';
 import type { EncoderOutput } from '../../../src/engines/whisper/model.ts';
 import { GOLDEN_DIR, golden, loadAudio, MODEL_DIR, readF32 } from './helpers.ts';

@@ -1,7 +1,8 @@
 /** Pure-function tests on hand-made inputs: logits processors, DTW, median filter, word splitting. */
 import { describe, expect, it } from 'vitest';
-import { suppressTokens, suppressTokensAtBegin, timestampRules, argmax, softmaxOver } from '../../../src/engines/whisper/logits-processors.ts';
-import { topK, compressionRatio, mulberry32, sampleToken } from '../../../src/engines/whisper/generate.ts';
+import { argmax, softmaxOver, suppressTokens, suppressTokensAtBegin } from '../../../src/engines/seq2seq/logits.ts';
+import { timestampRules } from '../../../src/engines/whisper/logits-processors.ts';
+import { topK, compressionRatio, mulberry32, sampleToken } from '../../../src/engines/seq2seq/generate.ts';
 import { dtw, medianFilter, proportionalWordTimes, splitWords, alignTokens, wordTimesFromTokenTimes } from '../../../src/engines/whisper/word-timestamps.ts';
 
 // toy vocabulary: 0..4 text, 5 = eot, 6 = notimestamps, 7.. = timestamps (7 = <|0.00|>)

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../../../src/engines/whisper/generate.ts';
+import { mulberry32 } from '../../../src/engines/seq2seq/generate.ts';
 import {
   addWordTimestamps,
   alignWords,

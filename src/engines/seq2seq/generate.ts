@@ -1,19 +1,21 @@
 /**
- * Batched Whisper decoding: greedy / sampling (`BatchDecoder`, step-wise so a scheduler can drive it),
- * beam search (`beamSearch`), language detection, temperature fallback.
+ * Batched decoding of encoder-decoder models (Whisper, Moonshine): greedy / sampling (`BatchDecoder`, step-wise
+ * so a scheduler can drive it), beam search (`beamSearch`), temperature fallback (`decodeWithFallback`).
+ * Everything runs on a {@link StepModel} (a batched prefill and a batched cached step), whatever the encoder.
  *
- * Semantics follow HF `generate` for the token rules (logits-processors.ts) and OpenAI
+ * Semantics follow HF `generate` for the token rules (logits processors) and OpenAI
  * `decoding.py` for the bookkeeping (sum/avg logprob, no-speech probability at the SOT position,
  * beam ranking, fallback criteria).
  */
 import { deflateSync } from 'node:zlib';
-import { applyProcessors, argmax, logSumExp, softmaxOver, type LogitsProcessor } from './logits-processors.ts';
-import { selectCacheRows, selectEncoderRows, type EncoderOutput, type KVCache, type WhisperOnnxModel } from './model.ts';
+import type { EncoderOutput, KVCache, StepModel } from './kv-decoder.ts';
+import { selectCacheRows, selectEncoderRows } from './kv-rows.ts';
+import { applyProcessors, argmax, type LogitsProcessor, logSumExp } from './logits.ts';
 
 export interface DecodeTask {
-  /** Full decoder prompt: [<|startofprev|>, prev text…]? + [sot, lang, task, <|notimestamps|>?]. */
+  /** Full decoder prompt (Whisper: [<|startofprev|>, prev text…]? + [sot, lang, task, <|notimestamps|>?]; Moonshine: [bos]). */
   prompt: number[];
-  /** Index of <|startoftranscript|> in `prompt` (the no-speech probability is read there). */
+  /** Index of the start token in `prompt` (the no-speech probability is read there when the model has one). */
   sotIndex: number;
   /** Logits processors for this row (built by whisperLogitsProcessors). */
   processors: LogitsProcessor[];
@@ -45,7 +47,8 @@ export interface DecodeResult {
 
 export interface DecodeIds {
   eot: number;
-  noSpeech: number;
+  /** Whisper's <|nospeech|>; null for models without one (noSpeechProb is then NaN). */
+  noSpeech: number | null;
 }
 
 /** Seeded PRNG (mulberry32) so that sampling fallbacks are reproducible. */
@@ -92,8 +95,12 @@ function logitsRow(logits: Float32Array, seqLen: number, vocab: number, r: numbe
   return logits.slice(off, off + vocab);
 }
 
-function softmaxProb(row: Float32Array, id: number): number {
-  return Math.exp(row[id] - logSumExp(row));
+/** Probability of the no-speech token at the start position of row `r` (NaN when the model has none). */
+function noSpeechProb(logits: Float32Array, seqLen: number, vocab: number, r: number, pos: number, ids: DecodeIds): number {
+  if (ids.noSpeech === null) return Number.NaN;
+  const off = (r * seqLen + pos) * vocab;
+  const row = logits.subarray(off, off + vocab);
+  return Math.exp(row[ids.noSpeech] - logSumExp(row));
 }
 
 /**
@@ -109,7 +116,7 @@ export class BatchDecoder {
   private readonly res: DecodeResult[];
 
   private constructor(
-    private readonly model: WhisperOnnxModel,
+    private readonly model: StepModel,
     private readonly tasks: DecodeTask[],
     private readonly ids: DecodeIds,
   ) {
@@ -126,7 +133,7 @@ export class BatchDecoder {
   }
 
   /** Runs the prompt (prefill) and picks the first token of every row. `encoder` row i belongs to task i. */
-  static async start(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<BatchDecoder> {
+  static async start(model: StepModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<BatchDecoder> {
     const d = new BatchDecoder(model, tasks, ids);
     const len = tasks[0].prompt.length;
     if (tasks.some((t) => t.prompt.length !== len)) throw new Error('BatchDecoder: all prompts must have the same length');
@@ -135,7 +142,7 @@ export class BatchDecoder {
       tasks.map((t) => t.prompt),
     );
     tasks.forEach((t, r) => {
-      d.res[r].noSpeechProb = softmaxProb(logitsRow(out.logits, out.seqLen, out.vocab, r, t.sotIndex), ids.noSpeech);
+      d.res[r].noSpeechProb = noSpeechProb(out.logits, out.seqLen, out.vocab, r, t.sotIndex, ids);
     });
     d.cache = out.cache;
     d.live = tasks.map((_, i) => i);
@@ -196,7 +203,7 @@ export class BatchDecoder {
 }
 
 /** Greedy / sampling decode of a batch; rows with different prompt lengths run as separate groups. */
-export async function decodeGreedy(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<DecodeResult[]> {
+export async function decodeGreedy(model: StepModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds): Promise<DecodeResult[]> {
   const out: DecodeResult[] = new Array(tasks.length);
   for (const group of groupByPromptLength(tasks)) {
     const enc = selectEncoderRows(encoder, group);
@@ -244,7 +251,7 @@ interface Beam {
  * Candidates per step: top beamSize+1 of every beam; EOT candidates become finished sequences.
  * With beamSize 1 and no EOT this is exactly greedy.
  */
-export async function beamSearch(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
+export async function beamSearch(model: StepModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
   const out: DecodeResult[] = new Array(tasks.length);
   for (const group of groupByPromptLength(tasks)) {
     const enc = selectEncoderRows(encoder, group);
@@ -260,7 +267,7 @@ export async function beamSearch(model: WhisperOnnxModel, encoder: EncoderOutput
   return out;
 }
 
-async function beamSearchGroup(model: WhisperOnnxModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
+async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: DecodeTask[], ids: DecodeIds, opts: BeamOptions): Promise<DecodeResult[]> {
   const K = Math.max(1, opts.beamSize);
   const maxCandidates = Math.max(1, Math.round(K * (opts.patience ?? 1)));
   const B = tasks.length;
@@ -269,7 +276,7 @@ async function beamSearchGroup(model: WhisperOnnxModel, encoder: EncoderOutput, 
     encoder,
     tasks.map((t) => t.prompt),
   );
-  const noSpeech = tasks.map((t, r) => softmaxProb(logitsRow(pre.logits, pre.seqLen, pre.vocab, r, t.sotIndex), ids.noSpeech));
+  const noSpeech = tasks.map((t, r) => noSpeechProb(pre.logits, pre.seqLen, pre.vocab, r, t.sotIndex, ids));
   const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean }[][] = tasks.map(() => []);
   let beams: Beam[][] = tasks.map((t) => [{ seq: [...t.prompt], sum: 0, lps: [] }]);
   // rows of the current cache: [task, beam]
@@ -381,35 +388,6 @@ export function topK(x: ArrayLike<number>, k: number): number[] {
   return idx;
 }
 
-// ---- language detection ----
-
-export interface LanguageProbs {
-  /** language code -> probability, sorted descending */
-  probs: [string, number][];
-  language: string;
-}
-
-/**
- * OpenAI detect_language / HF: one decoder step on [<|startoftranscript|>], softmax over the
- * language-token logits only. One batched run for all rows of `encoder`.
- */
-export async function detectLanguage(model: WhisperOnnxModel, encoder: EncoderOutput, sot: number, languages: Map<string, number>): Promise<LanguageProbs[]> {
-  const out = await model.prefill(
-    encoder,
-    Array.from({ length: encoder.batch }, () => [sot]),
-  );
-  const codes = [...languages.keys()];
-  const tokIds = codes.map((c) => languages.get(c)!);
-  const res: LanguageProbs[] = [];
-  for (let r = 0; r < encoder.batch; r++) {
-    const row = out.logits.subarray(r * out.vocab, (r + 1) * out.vocab);
-    const p = softmaxOver(row, tokIds);
-    const probs = codes.map((c, i) => [c, p[i]] as [string, number]).sort((a, b) => b[1] - a[1]);
-    res.push({ probs, language: probs[0][0] });
-  }
-  return res;
-}
-
 // ---- temperature fallback ----
 
 export interface FallbackOptions {
@@ -436,7 +414,7 @@ export interface FallbackResult extends DecodeResult {
  * silence) at the next temperature by sampling, and keep the last attempt.
  */
 export async function decodeWithFallback(
-  model: WhisperOnnxModel,
+  model: StepModel,
   encoder: EncoderOutput,
   tasks: DecodeTask[],
   ids: DecodeIds,
