@@ -129,7 +129,6 @@ export interface EngineInfo {
   variantTimings?: VariantTiming[];
 }
 
-
 export interface SpeechEngine {
   readonly info: EngineInfo;
   /** Transcribe a batch of requests; the engine batches their model calls. */

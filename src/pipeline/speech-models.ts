@@ -195,7 +195,16 @@ export class SpeechModels {
       score: Math.round(t.score),
     }));
     this.opts.logger.info(
-      { model: id, dir, family: engine.info.family, layout: engine.info.layout, quantized: engine.info.quantized, trimmableEncoder: engine.info.trimmableEncoder, measured, ms: Math.round(performance.now() - t0) },
+      {
+        model: id,
+        dir,
+        family: engine.info.family,
+        layout: engine.info.layout,
+        quantized: engine.info.quantized,
+        trimmableEncoder: engine.info.trimmableEncoder,
+        measured,
+        ms: Math.round(performance.now() - t0),
+      },
       measured?.length ? 'speech model loaded (fastest variant measured)' : 'speech model loaded',
     );
     const lags = new RecentWindow(10_000);

@@ -189,7 +189,12 @@ export class MoonshineEngine implements SpeechEngine {
       this.timing.decodeMs += performance.now() - t0; // timing
     }
     const t0 = performance.now(); // timing
-    const out = reqs.map((r, req) => this.result(r, windows.flatMap((w, i) => (w.req === req ? [{ w, r: results[i] }] : []))));
+    const out = reqs.map((r, req) =>
+      this.result(
+        r,
+        windows.flatMap((w, i) => (w.req === req ? [{ w, r: results[i] }] : [])),
+      ),
+    );
     this.timing.decodeMs += performance.now() - t0; // timing
     return out;
   }

@@ -7,7 +7,19 @@
  * Decoder: the shared KV-cached decoder of encoder-decoder exports (../seq2seq/kv-decoder.ts), merged or split.
  */
 import * as ort from 'onnxruntime-node';
-import { chooseLayout, createSession, type DecoderLayout, type DecoderStepOutput, type EncoderOutput, type KVCache, KVDecoder, onnxFiles, type OnnxSessionOptions, sessionOptions, type StepModel } from '../seq2seq/kv-decoder.ts';
+import {
+  chooseLayout,
+  createSession,
+  type DecoderLayout,
+  type DecoderStepOutput,
+  type EncoderOutput,
+  type KVCache,
+  KVDecoder,
+  onnxFiles,
+  type OnnxSessionOptions,
+  sessionOptions,
+  type StepModel,
+} from '../seq2seq/kv-decoder.ts';
 import { type MoonshineConfig, MOONSHINE_MIN_SAMPLES } from './config.ts';
 
 export interface MoonshineModelOptions extends OnnxSessionOptions {

@@ -10,7 +10,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 export class MoonshineTokenizer {
   private constructor(
     private readonly tok: Tokenizer,
-    /** Ids at or above the tokenizer's vocabulary (a random-weight model at real size emits them): dropped. */
+    /** Ids at or above it (a random-weight model at real size emits them) read as U+FFFD. */
     readonly size: number,
     private readonly special: Set<number>,
   ) {}
@@ -33,12 +33,29 @@ export class MoonshineTokenizer {
     return ids.filter((t) => t >= 0 && t < this.size && !this.special.has(t));
   }
 
-  /** Text of generated ids, special tokens dropped (the leading space of the first word removed). */
+  /**
+   * Text of generated ids, special tokens dropped (the leading space of the first word removed). An id the
+   * tokenizer does not have (a random-weight model at real size emits them: its vocabulary is larger than the
+   * fixture's tokenizer) reads as U+FFFD, as an undecodable byte does.
+   */
   decode(ids: readonly number[]): string {
-    const text = this.known(ids);
-    // the tokenizers library rejects an empty list
-    if (!text.length) return '';
-    return this.tok.decode(text, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    let out = '';
+    let run: number[] = [];
+    const flush = () => {
+      // the tokenizers library rejects an empty list
+      if (run.length) out += out ? this.decodePiece(run) : this.tok.decode(run, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+      run = [];
+    };
+    for (const t of ids) {
+      if (this.special.has(t)) continue;
+      if (t >= 0 && t < this.size) run.push(t);
+      else {
+        flush();
+        out += '\uFFFD';
+      }
+    }
+    flush();
+    return out;
   }
 
   /**

@@ -25,4 +25,3 @@ export async function detectLanguage(model: StepModel, encoder: EncoderOutput, s
   }
   return res;
 }
-

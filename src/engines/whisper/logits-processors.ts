@@ -84,4 +84,3 @@ export function whisperLogitsProcessors(o: WhisperProcessorOptions): LogitsProce
   if (o.timestamps) list.push(timestampRules(o.timestampRules));
   return list;
 }
-

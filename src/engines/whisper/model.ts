@@ -7,7 +7,18 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import { chooseLayout, createSession, type DecoderLayout, type DecoderStepOutput, type EncoderOutput, type KVCache, KVDecoder, onnxFiles, sessionOptions, type StepModel } from '../seq2seq/kv-decoder.ts';
+import {
+  chooseLayout,
+  createSession,
+  type DecoderLayout,
+  type DecoderStepOutput,
+  type EncoderOutput,
+  type KVCache,
+  KVDecoder,
+  onnxFiles,
+  sessionOptions,
+  type StepModel,
+} from '../seq2seq/kv-decoder.ts';
 import type { WhisperConfig } from './config.ts';
 import { trimmableEncoderGraph } from './encoder-graph.ts';
 
