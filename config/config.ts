@@ -54,6 +54,7 @@ const envSchema = z.object({
   BATCH_WINDOW_MS: int(0, 10_000).default(10),
   PARTIAL_MAX_NEW_TOKENS: int(1, 448).default(8),
   FINAL_ENCODER: z.enum(['full', 'trimmed'], { message: "expected 'full' or 'trimmed'" }).default('full'),
+  MOONSHINE_PARTIAL_PAD_MS: int(0, 5000).default(500),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
   TRUST_PROXY: bool.default(false),
   WORK_QUEUE: z.enum(['local', 'nats'], { message: "expected 'local' or 'nats'" }).default('local'),
@@ -128,6 +129,11 @@ export interface Config {
     partialMaxNewTokens: number;
     /** Encoder of live finals: 'full' (padded 30 s window, as trained) or 'trimmed' (the audio's length, rounded up to a bucket). */
     finalEncoder: 'full' | 'trimmed';
+    /**
+     * Moonshine live partials: audio padded with trailing silence to a multiple of this (ms) so that partials of
+     * different streams share a batch; 0 = exact length. Finals always run the exact audio.
+     */
+    moonshinePartialPadMs: number;
   };
 }
 
@@ -213,7 +219,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBatchSize: e.MAX_BATCH_SIZE,
       batchWindowMs: e.BATCH_WINDOW_MS,
     },
-    live: { partialMaxNewTokens: e.PARTIAL_MAX_NEW_TOKENS, finalEncoder: e.FINAL_ENCODER },
+    live: { partialMaxNewTokens: e.PARTIAL_MAX_NEW_TOKENS, finalEncoder: e.FINAL_ENCODER, moonshinePartialPadMs: e.MOONSHINE_PARTIAL_PAD_MS },
   };
 }
 

@@ -141,6 +141,7 @@ export class App {
           interOpThreads: this.config.inference.interOpThreads || undefined,
           precision: this.config.inference.whisperPrecision,
           decoderLayout: this.config.inference.whisperDecoderLayout,
+          padQuantumS: this.config.live.moonshinePartialPadMs / 1000,
         },
       });
       this.closers.push({ name: 'speech-models', close: () => this.speechModels.close() });

@@ -4,14 +4,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadMoonshineConfig, MoonshineEngine } from './moonshine/index.ts';
+import { loadMoonshineConfig, MoonshineEngine, type MoonshineEngineOptions } from './moonshine/index.ts';
 import type { SpeechEngine } from './speech-engine.ts';
 import { loadWhisperConfig, WhisperEngine, type WhisperEngineOptions } from './whisper/index.ts';
 
 export type SpeechFamily = 'whisper' | 'moonshine';
 
-/** Options every speech engine takes (Whisper-only ones are ignored by Moonshine, see MoonshineEngineOptions). */
-export type SpeechEngineOptions = WhisperEngineOptions;
+/** Options of every speech engine: each takes its own (Whisper's trimmableEncoder, Moonshine's padQuantumS). */
+export type SpeechEngineOptions = WhisperEngineOptions & Pick<MoonshineEngineOptions, 'padQuantumS'>;
 
 /** What a model is, without loading it: read from the folder's config files. */
 export interface SpeechFolderInfo {
@@ -38,7 +38,8 @@ export async function loadSpeechEngine(dir: string, opts: SpeechEngineOptions = 
     const { trimmableEncoder: _t, ...rest } = opts;
     return MoonshineEngine.load(dir, rest);
   }
-  return WhisperEngine.load(dir, opts);
+  const { padQuantumS: _p, ...whisper } = opts;
+  return WhisperEngine.load(dir, whisper);
 }
 
 export async function describeSpeechFolder(dir: string): Promise<SpeechFolderInfo> {

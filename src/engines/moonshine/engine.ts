@@ -32,7 +32,7 @@ export type MoonshineEngineOptions = Omit<MoonshineModelOptions, 'decoderLayout'
   decoderLayout?: MoonshineModelOptions['decoderLayout'] | 'measure';
   /** 'measure' is Whisper's; Moonshine loads fp32 for it (int8 changes results). */
   precision?: 'fp32' | 'int8' | 'measure';
-  /** Seconds of the padding quantum for 'trimmed' requests (default {@link MOONSHINE_PAD_QUANTUM_S}). */
+  /** Seconds of the padding quantum for 'trimmed' requests (default {@link MOONSHINE_PAD_QUANTUM_S}); 0 = exact length. */
   padQuantumS?: number;
 };
 
@@ -108,7 +108,7 @@ export class MoonshineEngine implements SpeechEngine {
 
   /** 'trimmed' requests (live partials) of one padded length share a batch; exact-length ones are grouped by the engine. */
   shapeKey(samples: number, mode: TranscribeOptions['encoder'] = 'full'): string {
-    if (mode !== 'trimmed' || samples > MOONSHINE_WINDOW_S * this.config.samplingRate) return '';
+    if (mode !== 'trimmed' || this.padQuantum < 1 || samples > MOONSHINE_WINDOW_S * this.config.samplingRate) return '';
     return `padded@${paddedSamples(samples, this.padQuantum)}`;
   }
 
@@ -149,7 +149,7 @@ export class MoonshineEngine implements SpeechEngine {
         seed: o.seed ?? 0,
       };
       const prefix = o.prefix?.trim() ? this.tokenizer.encodeText(o.prefix) : [];
-      const padded = o.encoder === 'trimmed' && r.audio.length <= maxWindow;
+      const padded = o.encoder === 'trimmed' && this.padQuantum >= 1 && r.audio.length <= maxWindow;
       const count = Math.max(1, Math.ceil(r.audio.length / maxWindow));
       for (let k = 0; k < count; k++) {
         const offset = k * maxWindow;

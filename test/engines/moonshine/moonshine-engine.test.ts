@@ -194,6 +194,20 @@ describe('Moonshine engine behaviour', () => {
     expect(eng.shapeKey(31 * 16000, 'trimmed')).toBe('');
   });
 
+  it('with padQuantumS 0 (MOONSHINE_PARTIAL_PAD_MS=0) a trimmed request runs the exact audio: the golden tokens', async () => {
+    const exact = await MoonshineEngine.load(DIR, { padQuantumS: 0 });
+    try {
+      expect(exact.shapeKey(17000, 'trimmed')).toBe('');
+      const [r] = await exact.transcribe([{ audio: audioOf('tone'), options: { ...GREEDY, encoder: 'trimmed' } }]);
+      expect(r.tokensPerWindow[0]).toEqual(golden.inputs.tone.greedy);
+      // padded (default quantum): tone's 80,000 samples are a multiple of 8,000 already, speech's 125,964 are not
+      const [padded] = await eng.transcribe([{ audio: audioOf('speech'), options: { ...GREEDY, encoder: 'trimmed' } }]);
+      expect(padded.tokensPerWindow[0]).toHaveLength(24);
+    } finally {
+      await exact.close();
+    }
+  });
+
   it('a prefix is forced after <s>: the result holds only what follows it', async () => {
     const audio = audioOf('jfk');
     const prefixIds = eng.tokenizer.encodeText('and so');
