@@ -7,19 +7,8 @@
  * Decoder: the shared KV-cached decoder of encoder-decoder exports (../seq2seq/kv-decoder.ts), merged or split.
  */
 import * as ort from 'onnxruntime-node';
-import {
-  chooseLayout,
-  createSession,
-  type DecoderLayout,
-  type DecoderStepOutput,
-  type EncoderOutput,
-  type KVCache,
-  KVDecoder,
-  onnxFiles,
-  type OnnxSessionOptions,
-  sessionOptions,
-  type StepModel,
-} from '../seq2seq/kv-decoder.ts';
+import { EncoderDecoderModel } from '../seq2seq/encoder-decoder.ts';
+import type { DecoderLayout, EncoderOutput, KVDecoder, OnnxSessionOptions } from '../seq2seq/kv-decoder.ts';
 import { type MoonshineConfig, MOONSHINE_MIN_SAMPLES } from './config.ts';
 
 export interface MoonshineModelOptions extends OnnxSessionOptions {
@@ -30,37 +19,19 @@ export interface MoonshineModelOptions extends OnnxSessionOptions {
   prepackDecoder?: boolean;
 }
 
-export class MoonshineOnnxModel implements StepModel {
-  /** Cumulative encoder wall time since load (never reset); the decoder's are in `decoder.timing`. */
-  readonly timing = { encoderMs: 0 };
-
+export class MoonshineOnnxModel extends EncoderDecoderModel {
   private constructor(
     readonly cfg: MoonshineConfig,
-    readonly quantized: boolean,
-    private readonly encoder: ort.InferenceSession,
-    readonly decoder: KVDecoder,
-  ) {}
+    quantized: boolean,
+    encoder: ort.InferenceSession,
+    decoder: KVDecoder,
+  ) {
+    super(quantized, encoder, decoder);
+  }
 
   static async load(dir: string, cfg: MoonshineConfig, opts: MoonshineModelOptions = {}): Promise<MoonshineOnnxModel> {
-    const quantized = !!opts.quantized;
-    const layout = chooseLayout(dir, quantized, opts.decoderLayout);
-    const encoder = await createSession(onnxFiles(dir, quantized).file('encoder_model'), sessionOptions(opts));
-    try {
-      const decoder = await KVDecoder.load(dir, quantized, { layout, heads: cfg.decoderKvHeads, headDim: cfg.headDim, prepack: opts.prepackDecoder }, opts);
-      return new MoonshineOnnxModel(cfg, quantized, encoder, decoder);
-    } catch (e) {
-      await encoder.release();
-      throw e;
-    }
-  }
-
-  get layout(): DecoderLayout {
-    return this.decoder.layout;
-  }
-
-  async close(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.close();
+    const { encoder, decoder } = await EncoderDecoderModel.sessions(dir, { ...opts, heads: cfg.decoderKvHeads, headDim: cfg.headDim });
+    return new MoonshineOnnxModel(cfg, !!opts.quantized, encoder, decoder);
   }
 
   /** Encodes audios of one length (≥ MOONSHINE_MIN_SAMPLES samples) in one run. */
@@ -70,18 +41,6 @@ export class MoonshineOnnxModel implements StepModel {
     if (n < MOONSHINE_MIN_SAMPLES) throw new Error(`Moonshine's encoder needs at least ${MOONSHINE_MIN_SAMPLES} samples, got ${n}`);
     const buf = new Float32Array(n * audios.length);
     audios.forEach((a, i) => buf.set(a, i * n));
-    const t0 = performance.now(); // timing
-    const out = await this.encoder.run({ input_values: new ort.Tensor('float32', buf, [audios.length, n]) });
-    this.timing.encoderMs += performance.now() - t0; // timing
-    const h = out.last_hidden_state;
-    return { data: h.data as Float32Array, batch: h.dims[0], frames: h.dims[1], dModel: h.dims[2] };
-  }
-
-  prefill(encoder: EncoderOutput, ids: number[][]): Promise<DecoderStepOutput> {
-    return this.decoder.prefill(encoder, ids);
-  }
-
-  step(cache: KVCache, tokens: number[]): Promise<DecoderStepOutput> {
-    return this.decoder.step(cache, tokens);
+    return this.runEncoder({ input_values: new ort.Tensor('float32', buf, [audios.length, n]) });
   }
 }

@@ -7,18 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
-import {
-  chooseLayout,
-  createSession,
-  type DecoderLayout,
-  type DecoderStepOutput,
-  type EncoderOutput,
-  type KVCache,
-  KVDecoder,
-  onnxFiles,
-  sessionOptions,
-  type StepModel,
-} from '../seq2seq/kv-decoder.ts';
+import { EncoderDecoderModel } from '../seq2seq/encoder-decoder.ts';
+import { type DecoderLayout, type EncoderOutput, type KVDecoder, onnxFiles } from '../seq2seq/kv-decoder.ts';
 import type { WhisperConfig } from './config.ts';
 import { trimmableEncoderGraph } from './encoder-graph.ts';
 
@@ -48,36 +38,23 @@ export interface WhisperModelOptions {
 /** Where a Whisper folder's ONNX files of one precision are, and which decoder layouts it has. */
 export const whisperOnnxFiles = onnxFiles;
 
-export class WhisperOnnxModel implements StepModel {
-  /** Cumulative encoder wall time since load (timing counters: `stt transcribe --json`; never reset); the decoder's are in `decoder.timing`. */
-  readonly timing = { encoderMs: 0 };
-
+export class WhisperOnnxModel extends EncoderDecoderModel {
   private constructor(
     readonly cfg: WhisperConfig,
-    readonly quantized: boolean,
-    private readonly encoder: ort.InferenceSession,
-    readonly decoder: KVDecoder,
+    quantized: boolean,
+    encoder: ort.InferenceSession,
+    decoder: KVDecoder,
     /** The encoder accepts any even number of frames ≤ 3000 (else only 3000). */
     readonly trimmable: boolean,
-  ) {}
-
-  static async load(dir: string, cfg: WhisperConfig, opts: WhisperModelOptions = {}): Promise<WhisperOnnxModel> {
-    const quantized = !!opts.quantized;
-    const layout = chooseLayout(dir, quantized, opts.decoderLayout);
-    const encoderPath = onnxFiles(dir, quantized).file('encoder_model');
-    const trimmed = opts.trimmableEncoder === false ? null : trimmableEncoderGraph(await readFile(encoderPath), { maxPositions: cfg.maxSourcePositions, dModel: cfg.dModel });
-    const encoder = await createSession(encoderPath, sessionOptions(opts), trimmed?.bytes);
-    try {
-      const decoder = await KVDecoder.load(dir, quantized, { layout, heads: cfg.decoderHeads, headDim: cfg.headDim, prepack: opts.prepackDecoder }, opts);
-      return new WhisperOnnxModel(cfg, quantized, encoder, decoder, trimmed !== null);
-    } catch (e) {
-      await encoder.release();
-      throw e;
-    }
+  ) {
+    super(quantized, encoder, decoder);
   }
 
-  get layout(): DecoderLayout {
-    return this.decoder.layout;
+  static async load(dir: string, cfg: WhisperConfig, opts: WhisperModelOptions = {}): Promise<WhisperOnnxModel> {
+    const encoderPath = onnxFiles(dir, !!opts.quantized).file('encoder_model');
+    const trimmed = opts.trimmableEncoder === false ? null : trimmableEncoderGraph(await readFile(encoderPath), { maxPositions: cfg.maxSourcePositions, dModel: cfg.dModel });
+    const { encoder, decoder } = await EncoderDecoderModel.sessions(dir, { ...opts, heads: cfg.decoderHeads, headDim: cfg.headDim, encoderBytes: trimmed?.bytes });
+    return new WhisperOnnxModel(cfg, !!opts.quantized, encoder, decoder, trimmed !== null);
   }
 
   /** Word-level DTW needs `cross_attentions.{i}` outputs (exported with output_attentions); most exports lack them. */
@@ -87,11 +64,6 @@ export class WhisperOnnxModel implements StepModel {
 
   get hasCrossAttentions(): boolean {
     return this.decoder.crossAttentionOutputs.length > 0;
-  }
-
-  async close(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.close();
   }
 
   /**
@@ -111,19 +83,6 @@ export class WhisperOnnxModel implements StepModel {
       if (f.length !== per) throw new Error(`features[${i}] has ${f.length} values, expected ${nMels}x${frames}`);
       buf.set(f, i * per);
     });
-    const input = new ort.Tensor('float32', buf, [features.length, nMels, frames]);
-    const t0 = performance.now(); // timing
-    const out = await this.encoder.run({ input_features: input });
-    this.timing.encoderMs += performance.now() - t0; // timing
-    const h = out.last_hidden_state;
-    return { data: h.data as Float32Array, batch: h.dims[0], frames: h.dims[1], dModel: h.dims[2] };
-  }
-
-  prefill(encoder: EncoderOutput, ids: number[][]): Promise<DecoderStepOutput> {
-    return this.decoder.prefill(encoder, ids);
-  }
-
-  step(cache: KVCache, tokens: number[]): Promise<DecoderStepOutput> {
-    return this.decoder.step(cache, tokens);
+    return this.runEncoder({ input_features: new ort.Tensor('float32', buf, [features.length, nMels, frames]) });
   }
 }
