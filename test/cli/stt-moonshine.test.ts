@@ -53,6 +53,19 @@ describe('stt transcribe --model <Moonshine folder>', () => {
     expect(words.length).toBeGreaterThan(0);
   });
 
+  it('long audio without VAD: 30 s windows, one segment each, inside the file', async () => {
+    const wav = path.join(MODELS_DIR, 'whisper-mini-random', 'golden', 'long.wav'); // 31.5 s
+    const out = JSON.parse((await stt(['transcribe', wav, '--model', DIR, '--word-timestamps', ...GREEDY])).stdout);
+    expect(out.tokens.map((t: number[]) => t.length)).toEqual([24, 24]);
+    const segs = out.segments as Array<{ start: number; end: number }>;
+    expect(segs.map((s) => [s.start, s.end]).slice(0, 1)).toEqual([[0, 30]]);
+    expect(segs).toHaveLength(2);
+    expect(segs[1].start).toBe(30);
+    // segment times are rounded to 10 ms, the duration to 1 ms
+    expect(Math.abs(segs[1].end - out.duration)).toBeLessThanOrEqual(0.005);
+    expect(out.duration).toBeCloseTo(31.5, 1);
+  });
+
   it('refuses another language and translation with exit 2 and a message that says why', async () => {
     const wav = path.join(DIR, 'golden', 'jfk.wav');
     await expect(stt(['transcribe', wav, '--model', DIR, '--language', 'de', ...GREEDY])).rejects.toMatchObject({

@@ -99,6 +99,13 @@ describe('WS /v1/stream with model=moonshine-mini-random', () => {
     }
     expect(c.messages.findIndex((m) => 'partial' in m)).toBeLessThan(c.messages.findIndex((m) => typeof m.text === 'string'));
     expect(c.finals().length).toBe(1);
+    // Partials encoded the utterance so far, padded to a short quantum: no 30 s window (batched by padded length).
+    const { byGroup } = (await app.speechModels.get(MODEL)).scheduler.stats;
+    const padded = Object.keys(byGroup)
+      .filter((k) => k.startsWith('transcribe/padded@'))
+      .map((k) => Number(k.slice('transcribe/padded@'.length)));
+    expect(padded.length).toBeGreaterThan(0);
+    for (const n of padded) expect(n).toBeLessThanOrEqual(single.length + 16_000);
   });
 
   it('a Whisper stream on the same server still says its own model', async () => {
