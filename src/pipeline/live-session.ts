@@ -56,7 +56,11 @@ export interface LiveClient {
 
 /** Everything a session emits, in order; the transports turn it into their wire messages. */
 /** `ready` names the model serving the stream and how its finals' word times are made (Moonshine: always 'proportional'). */
-export type LiveOutput = { type: 'ready'; sessionId: string; model: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' } | StreamEvent | { type: 'pong' } | { type: 'share'; token: { share_token: string; expires_at: string } };
+export type LiveOutput =
+  | { type: 'ready'; sessionId: string; model: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }
+  | StreamEvent
+  | { type: 'pong' }
+  | { type: 'share'; token: { share_token: string; expires_at: string } };
 
 /** How a session ended (once). */
 export type LiveEnd =
