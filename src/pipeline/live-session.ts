@@ -276,7 +276,10 @@ export class LiveSession {
     }
     if (config.language !== 'auto' && !model.engine.info.languages.includes(config.language)) {
       resampler.close();
-      throw new DomainError('invalid', `language: model '${model.id}' does not support '${config.language}'`);
+      // A model with few languages (Moonshine: English) says which, as the file routes do.
+      const langs = model.engine.info.languages;
+      const which = langs.length <= 5 ? `; use "auto" or one of: ${langs.join(', ')}` : '';
+      throw new DomainError('invalid', `language: model '${model.id}' does not support '${config.language}'${which}`);
     }
     const capacity = o.admission?.admit(model, this.transport as 'websocket' | 'webrtc') ?? { ok: true as const };
     if (!capacity.ok) {

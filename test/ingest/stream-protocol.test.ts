@@ -13,6 +13,7 @@ import {
   pong,
   ready,
   serverMessages,
+  toServerMessage,
   validatePcmFrame,
   type StreamConfig,
 } from '../../src/ingest/stream-protocol.ts';
@@ -179,6 +180,7 @@ describe('validatePcmFrame', () => {
 describe('server messages', () => {
   it('builds each message with the wire shape', () => {
     expect(ready('abc')).toEqual({ status: 'ready', session_id: 'abc' });
+    expect(ready('abc', { id: 'moonshine-tiny', wordTimestamps: 'proportional' })).toEqual({ status: 'ready', session_id: 'abc', model: 'moonshine-tiny', word_timestamps: 'proportional' });
     expect(partial('hello wor')).toEqual({ partial: 'hello wor' });
     expect(isFinal()).toEqual({ is_final: true });
     expect(error('boom')).toEqual({ error: 'boom' });
@@ -206,6 +208,9 @@ describe('server messages', () => {
   it('offers the builders as a namespace and encodes JSON', () => {
     expect(serverMessages.final).toBe(final);
     expect(JSON.parse(encodeServerMessage(ready('s')))).toEqual({ status: 'ready', session_id: 's' });
+    // A session's ready names its model and word-time method on the wire.
+    const live = toServerMessage({ type: 'ready', sessionId: 's', model: 'base', wordTimestamps: 'cross-attention-dtw' });
+    expect(JSON.parse(encodeServerMessage(live))).toEqual({ status: 'ready', session_id: 's', model: 'base', word_timestamps: 'cross-attention-dtw' });
   });
 });
 

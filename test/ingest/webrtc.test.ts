@@ -206,6 +206,25 @@ describe.skipIf(!canRun)(
       }
     });
 
+    it('model=moonshine-mini-random: ready names it (proportional word times), one final per utterance', async () => {
+      const c = new WebRtcTestClient();
+      try {
+        expect((await c.connect(srv.url, { ...Q, model: 'moonshine-mini-random' })).status).toBe(201);
+        expect(await c.next((m) => m.status === 'ready')).toMatchObject({ model: 'moonshine-mini-random', word_timestamps: 'proportional' });
+        await c.sendPcm48k(dialogue.pcm, { pace: 1 });
+        c.send({ action: 'stop' });
+        await c.next((m) => m.is_final === true);
+        const finals = c.finals();
+        expect(finals).toHaveLength(2);
+        for (const [k, f] of finals.entries()) {
+          expect(Math.abs((f.start as number) - dialogue.spans[k][0])).toBeLessThan(0.4);
+          expect((f.text as string).length).toBeGreaterThan(0);
+        }
+      } finally {
+        await c.close();
+      }
+    });
+
     it('keeps time through packet loss (lost 20 ms become silence, not a shift)', async () => {
       const c = new WebRtcTestClient();
       try {

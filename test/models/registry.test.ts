@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelNotInstalledError, UnknownModelError } from '../../src/models/errors.ts';
 import { DEFAULT_MANIFEST_PATH, filesForVariant, loadManifest, ManifestError, parseManifest, type Manifest } from '../../src/models/manifest.ts';
-import { ModelRegistry } from '../../src/models/registry.ts';
+import { detectFolderModel, ModelRegistry } from '../../src/models/registry.ts';
 import { statusOf } from '../../src/http/error-kinds.ts';
 
 const SHARED = '/work/shared/models';
@@ -44,6 +44,33 @@ describe('models/manifest.json', () => {
     expect(qwen.files.map((f) => f.path)).toEqual(['qwen2.5-1.5b-instruct-q4_k_m.gguf']);
     // --quantized on a model without variants fetches the same files.
     expect(filesForVariant(qwen, 'quantized')).toEqual(qwen.files);
+  });
+
+  it('has the English Moonshine models: one language, its code, merged decoder in fp32 and int8', () => {
+    for (const [id, name] of [
+      ['moonshine-tiny', 'Moonshine Tiny'],
+      ['moonshine-base', 'Moonshine Base'],
+    ] as const) {
+      const m = manifest.models[id];
+      expect(m).toMatchObject({ name, kind: 'asr', languages: 1, language_codes: ['en'], speed: 'very_fast', repo: `onnx-community/${id}-ONNX` });
+      expect(m.files.map((f) => f.path)).toEqual(expect.arrayContaining(['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json']));
+      expect(filesForVariant(m, 'fp32').map((f) => f.path)).toEqual(expect.arrayContaining(['onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx']));
+      expect(filesForVariant(m, 'quantized').map((f) => f.path)).toEqual(expect.arrayContaining(['onnx/encoder_model_quantized.onnx', 'onnx/decoder_model_merged_quantized.onnx']));
+      expect(filesForVariant(m, 'quantized').map((f) => f.path)).not.toContain('onnx/encoder_model.onnx');
+    }
+    // Whisper's 99 languages are not listed one by one.
+    expect(manifest.models.tiny).not.toHaveProperty('language_codes');
+  });
+
+  it('language_codes must be lower-case ISO codes', () => {
+    const model = (codes: unknown) => ({
+      version: 1,
+      models: { m: { name: 'x', kind: 'asr', languages: 1, language_codes: codes, speed: null, repo: 'a/b', revision: 'main', files: [{ path: 'a', size: 1, sha256: null }] } },
+    });
+    expect(parseManifest(model(['en'])).models.m.language_codes).toEqual(['en']);
+    expect(() => parseManifest(model(['EN']))).toThrow(ManifestError);
+    expect(() => parseManifest(model(['english']))).toThrow(ManifestError);
+    expect(() => parseManifest(model('en'))).toThrow(ManifestError);
   });
 
   it('is validated: bad ids, paths and hashes are rejected with every problem listed', () => {
@@ -105,6 +132,18 @@ describe('ModelRegistry on /work/shared/models', () => {
     ).toEqual(folders.sort());
   });
 
+  it('Moonshine: the fixture folder is an English asr model, the registry ids carry their codes', () => {
+    expect(detectFolderModel(join(SHARED, 'moonshine-mini-random'))).toEqual({ kind: 'asr', languages: 1, languageCodes: ['en'] });
+    // Multilingual Whisper: 99 languages, no code list.
+    expect(detectFolderModel(join(SHARED, 'whisper-mini-random'))).toEqual({ kind: 'asr', languages: 99 });
+    const byId = new Map(reg.list().map((e) => [e.id, e]));
+    expect(byId.get('moonshine-mini-random')).toMatchObject({ kind: 'asr', languages: 1, languageCodes: ['en'], installed: true, source: 'folder' });
+    for (const id of ['moonshine-tiny', 'moonshine-base']) {
+      expect(byId.get(id)).toMatchObject({ kind: 'asr', languages: 1, languageCodes: ['en'], installed: false, source: 'manifest' });
+    }
+    expect(reg.resolve('moonshine-mini-random', 'asr').path).toBe(join(SHARED, 'moonshine-mini-random'));
+  });
+
   it('resolves folder models by folder name, optionally checking the kind', () => {
     expect(reg.resolve('whisper-mini-random').path).toBe(join(SHARED, 'whisper-mini-random'));
     expect(reg.resolve('whisper-mini-random', 'asr').kind).toBe('asr');
@@ -160,6 +199,7 @@ describe('ModelRegistry on /work/shared/models', () => {
     const r = await reg.verify('whisper-mini-random');
     expect(r).toEqual({ id: 'whisper-mini-random', ok: true, source: 'files.json', checked: 21, mismatches: [], patched: [] });
     expect((await reg.verify('qwen2-mini-random')).ok).toBe(true);
+    expect(await reg.verify('moonshine-mini-random')).toMatchObject({ ok: true, source: 'files.json', mismatches: [] });
     expect(await reg.verify('wespeaker-resnet34-random')).toMatchObject({ ok: true, source: 'none', checked: 0 });
   });
 });
@@ -194,7 +234,7 @@ describe('ModelRegistry on a writable MODELS_DIR', () => {
     writeFileSync(join(mine, 'files.json'), JSON.stringify({ 'config.json': [1, '0'.repeat(64)], 'gone.onnx': [3, '1'.repeat(64)] }));
     const folders = r.list().filter((e) => e.source === 'folder');
     expect(folders.map((e) => e.id)).toEqual(['my-whisper']);
-    expect(folders[0]).toMatchObject({ kind: 'asr', languages: 1 });
+    expect(folders[0]).toMatchObject({ kind: 'asr', languages: 1, languageCodes: ['en'] });
     const v = await r.verify('my-whisper');
     expect(v.ok).toBe(false);
     expect(v.mismatches.map((m) => [m.path, m.problem])).toEqual([

@@ -3,7 +3,7 @@
  * registry's 400/503 errors and no ONNX session; and the file path of an API-only server
  * (TranscriptionService over QueuedSpeechWork, which does not decode locally) using only that,
  * while a real worker (its own SpeechModels, on a spawned nats-server) decodes with the real
- * whisper-mini-random and gives the answer a local decode gives.
+ * whisper-mini-random and gives the answer a local decode gives; Moonshine described and served the same way.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -90,16 +90,22 @@ afterAll(async () => {
 });
 
 describe('SpeechModels.describe', () => {
-  it('reads what the loaded engine reports, once, without loading it', async () => {
+  it.each([
+    [MODEL, 'whisper'],
+    ['moonshine-mini-random', 'moonshine'],
+  ])('%s: reads what the loaded engine reports, once, without loading it', async (id, family) => {
     const m = models();
-    const d = await m.describe(MODEL);
+    const d = await m.describe(id);
     expect(m.loadedCount).toBe(0);
-    expect(await m.describe(MODEL)).toBe(d);
-    const loaded = await m.get(MODEL);
+    expect(await m.describe(id)).toBe(d);
+    const loaded = await m.get(id);
     expect(m.loadedCount).toBe(1);
     const i = loaded.engine.info;
-    expect(d).toEqual({ id: loaded.id, dir: i.dir, languages: i.languages, multilingual: i.multilingual, samplingRate: i.samplingRate });
+    expect(d).toEqual({ id: loaded.id, dir: i.dir, family: i.family, tasks: i.tasks, languages: i.languages, multilingual: i.multilingual, samplingRate: i.samplingRate });
+    expect(d.family).toBe(family);
     expect(d.languages).toContain('en');
+    // Only multilingual Whisper translates.
+    expect(d.tasks).toEqual(family === 'whisper' ? ['transcribe', 'translate'] : ['transcribe']);
   });
 
   it('throws the registry errors: 400 unknown, 503 not installed (with the pull command)', async () => {
@@ -141,7 +147,7 @@ describe('TranscriptionService where chunks are decoded elsewhere (work queue, r
     const svc = service(api, new QueuedSpeechWork(queue, null));
     await expect(svc.transcribeFile({ path: speech, model: 'english-only-configs', language: 'de' })).rejects.toMatchObject({
       kind: 'invalid',
-      message: "Model 'english-only-configs' does not support language 'de'. Use 'auto' or a code from GET /v1/languages.",
+      message: "Model 'english-only-configs' does not support language 'de'. Use 'auto' or one of: en.",
     });
     await expect(svc.transcribeFile({ path: speech, model: 'whisper-huge-v9', language: 'en' })).rejects.toMatchObject({ kind: 'invalid' });
     await expect(svc.transcribeFile({ path: speech, model: 'small', language: 'en' })).rejects.toMatchObject({ kind: 'unavailable' });
@@ -153,6 +159,28 @@ describe('TranscriptionService where chunks are decoded elsewhere (work queue, r
     expect(queue.stats.dispatched).toBeGreaterThanOrEqual(1);
     expect(api.loadedCount).toBe(0);
     expect((await served.get('english-only-configs')).scheduler.stats.byGroup.transcribe).toBe(queue.stats.dispatched);
+  });
+
+  it('Moonshine over the work queue: de and translate refused from its config files, English decoded by a worker', async () => {
+    const api = models();
+    const served = await worker(registry, 'moonshine-mini-random');
+    const queue = await workQueue();
+    const svc = service(api, new QueuedSpeechWork(queue, null));
+    const req = { path: speech, model: 'moonshine-mini-random', maxNewTokens: 8, temperature: 0 };
+    await expect(svc.transcribeFile({ ...req, language: 'de' })).rejects.toMatchObject({
+      kind: 'invalid',
+      message: "Model 'moonshine-mini-random' does not support language 'de'. Use 'auto' or one of: en.",
+    });
+    await expect(svc.transcribeFile({ ...req, language: 'en', task: 'translate' })).rejects.toMatchObject({ kind: 'invalid', message: expect.stringMatching(/cannot translate/) });
+    expect(queue.stats.dispatched).toBe(0);
+    expect(served.loadedCount).toBe(0);
+    const r = await svc.transcribeFile({ ...req, language: 'en' });
+    expect(r.model).toBe('moonshine-mini-random');
+    expect(r.language).toBe('en');
+    expect(r.text.length).toBeGreaterThan(0);
+    expect(api.loadedCount).toBe(0);
+    expect(served.loadedCount).toBe(1);
+    expect(queue.stats.dispatched).toBeGreaterThanOrEqual(1);
   });
 
   it('local decoding still loads the model (LocalSpeechWork)', async () => {
