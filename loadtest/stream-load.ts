@@ -102,6 +102,8 @@ export interface LoadTestReport {
   machine: { cpuModel: string; cpus: number; loadavgBefore: number[]; loadavgAfter: number[]; node: string; platform: string; memGB: number; note: string };
   config: {
     model: string;
+    /** Two-pass streams: the model of finals (`final_model`), partials on `model`. */
+    finalModel?: string;
     modelsDir: string | null;
     tokens: number;
     secondsRequested: number;
@@ -546,8 +548,19 @@ async function runStream(o: { url: string; audio: LoadAudio; config: Record<stri
 // ---------------------------------------------------------------------------------------------
 // One load level (N streams)
 
-async function runLevel(o: { n: number; wsUrl: string; httpBase: string; pid: number | null; model: string; audio: LoadAudio; tokens: number; staggerMs: number; keys: string[] }): Promise<RunResult> {
-  const config = { language: 'en', model: o.model, max_new_tokens: o.tokens, partial_interval_ms: PARTIAL_INTERVAL_MS };
+async function runLevel(o: {
+  n: number;
+  wsUrl: string;
+  httpBase: string;
+  pid: number | null;
+  model: string;
+  finalModel?: string;
+  audio: LoadAudio;
+  tokens: number;
+  staggerMs: number;
+  keys: string[];
+}): Promise<RunResult> {
+  const config = { language: 'en', model: o.model, ...(o.finalModel ? { final_model: o.finalModel } : {}), max_new_tokens: o.tokens, partial_interval_ms: PARTIAL_INTERVAL_MS };
   const modelLabel = `model="${o.model}"`;
   const before = await scrape(o.httpBase);
   const cpu0 = o.pid !== null ? procCpuSeconds(o.pid) : null;
@@ -631,13 +644,13 @@ export function drainTimeoutFor(audioS: number): number {
 }
 
 /** One short stream so the model is loaded and onnxruntime warm before anything is timed. */
-async function warmUp(wsUrl: string, model: string, tokens: number, apiKey?: string): Promise<void> {
+async function warmUp(wsUrl: string, model: string, tokens: number, apiKey?: string, finalModel?: string): Promise<void> {
   const ws = new WebSocket(wsUrl, { perMessageDeflate: false, headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {} });
   const done = new Promise<void>((resolve) => {
     ws.on('close', () => resolve());
     ws.on('error', () => resolve());
   });
-  ws.on('open', () => ws.send(JSON.stringify({ language: 'en', model, max_new_tokens: tokens })));
+  ws.on('open', () => ws.send(JSON.stringify({ language: 'en', model, ...(finalModel ? { final_model: finalModel } : {}), max_new_tokens: tokens })));
   ws.on('message', (d) => {
     const m = JSON.parse(d.toString()) as Record<string, unknown>;
     if (m.status === 'ready') {
@@ -725,7 +738,7 @@ const phase = (msg: string) => console.log(`  · ${msg}`);
 function usage(msg?: string): never {
   if (msg) console.error(msg);
   console.error(
-    'usage: npm run loadtest -- --model <id-or-folder> [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick] [--stagger-ms 300] [--audio-only] [--api-key KEY ...]',
+    'usage: npm run loadtest -- --model <id-or-folder> [--final-model <id>] [--streams 1,2,4,8,16,32] [--batch 1,8] [--seconds 20] [--tokens 16] [--url ws://host:port] [--out docs/loadtest.json] [--quick] [--stagger-ms 300] [--audio-only] [--api-key KEY ...]',
   );
   process.exit(2);
 }
@@ -740,6 +753,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       model: { type: 'string' },
+      'final-model': { type: 'string' },
       streams: { type: 'string' },
       batch: { type: 'string' },
       seconds: { type: 'string' },
@@ -823,7 +837,7 @@ async function main(): Promise<void> {
     try {
       console.log(`## ${run.label}${server ? ` — server pid ${server.pid} on port ${server.port}` : ` — ${wsUrl}`}`);
       const tw = performance.now();
-      await warmUp(wsUrl, model, tokens, keys[0]);
+      await warmUp(wsUrl, model, tokens, keys[0], values['final-model']);
       phase(`warm-up (model load + one decode) ${((performance.now() - tw) / 1000).toFixed(1)} s`);
       for (const n of streams) {
         if (server && server.child.exitCode !== null) {
@@ -831,7 +845,7 @@ async function main(): Promise<void> {
           break;
         }
         process.stdout.write(`N=${n} … `);
-        const r = await runLevel({ n, wsUrl, httpBase, pid: server?.pid ?? null, model, audio, tokens, staggerMs: staggerFor(n), keys });
+        const r = await runLevel({ n, wsUrl, httpBase, pid: server?.pid ?? null, model, finalModel: values['final-model'], audio, tokens, staggerMs: staggerFor(n), keys });
         run.results.push(r);
         console.log(
           `p95 first partial ${fmtS(r.firstPartial.p95)} s, p95 final ${fmtS(r.final.p95)} s, RTF ${r.rtf ?? 'n/a'}, ` +
@@ -887,6 +901,7 @@ async function main(): Promise<void> {
     },
     config: {
       model,
+      ...(values['final-model'] ? { finalModel: values['final-model'] } : {}),
       modelsDir,
       tokens,
       secondsRequested: seconds,

@@ -72,6 +72,11 @@ export interface StreamConfig {
   /** `auto` or a language code Whisper knows (lower-cased). */
   language: string;
   model: string;
+  /**
+   * Two-pass mode: finals (and language detection) on this model, partials on `model` — e.g. Moonshine partials
+   * for speed with Whisper finals for accuracy. Undefined: one model for both.
+   */
+  finalModel?: string;
   /** Sample rate of the client's PCM. */
   sampleRate: number;
   /** Whether the audio is resampled to 16 kHz (sampleRate ≠ 16000). */
@@ -88,7 +93,7 @@ export interface StreamConfig {
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const CONFIG_FIELDS = ['language', 'model', 'sample_rate', 'diarize', 'interim_results', 'partial_interval_ms', 'max_new_tokens'] as const;
+const CONFIG_FIELDS = ['language', 'model', 'final_model', 'sample_rate', 'diarize', 'interim_results', 'partial_interval_ms', 'max_new_tokens'] as const;
 const MAX_NEW_TOKENS = WHISPER_MAX_TOKENS;
 /** camelCase spellings that would otherwise be silently ignored (a 44.1 kHz stream read as 16 kHz is garbage). */
 const MISSPELLINGS: Record<string, string> = {
@@ -112,6 +117,10 @@ export const streamConfigSchema = z.object({
   model: z.string({ error: 'model: expected a string naming a model, such as "large-v3-turbo" (GET /v1/models lists them)' }).regex(MODEL_RE, {
     error: "model: expected a model id such as \"large-v3-turbo\" (letters, digits, '.', '_', '-'; at most 128 characters)",
   }),
+  final_model: z
+    .string({ error: 'final_model: expected a string naming the model of finals, such as "small" (GET /v1/models lists them)' })
+    .regex(MODEL_RE, { error: "final_model: expected a model id such as \"small\" (letters, digits, '.', '_', '-'; at most 128 characters)" })
+    .optional(),
   sample_rate: z
     .number({ error: `sample_rate: expected a number of Hz, ${TARGET_SAMPLE_RATE} preferred (${MIN_SAMPLE_RATE}..${MAX_SAMPLE_RATE} accepted and resampled)` })
     .int({ error: `sample_rate: expected a whole number of Hz between ${MIN_SAMPLE_RATE} and ${MAX_SAMPLE_RATE}` })
@@ -208,6 +217,7 @@ export function parseConfigMessage(message: string | ArrayBuffer | ArrayBufferVi
     value: {
       language: c.language,
       model: c.model,
+      ...(c.final_model && c.final_model !== c.model ? { finalModel: c.final_model } : {}),
       sampleRate: c.sample_rate,
       resample,
       diarize: c.diarize,
@@ -308,8 +318,9 @@ export type WordResult = Pick<Word, 'word' | 'start' | 'end' | 'speaker'>;
 export interface ReadyMessage {
   status: 'ready';
   session_id: string;
-  /** Extensions: the model serving the stream, and how its finals' word times are made. */
+  /** Extensions: the model serving the stream (its partials), the model of its finals when another, and how its finals' word times are made. */
   model?: string;
+  final_model?: string;
   word_timestamps?: 'cross-attention-dtw' | 'proportional';
 }
 export interface PartialMessage {
@@ -338,8 +349,9 @@ export interface ShareMessage {
 }
 export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
 
-export function ready(sessionId: string, model?: { id: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }): ReadyMessage {
-  return model ? { status: 'ready', session_id: sessionId, model: model.id, word_timestamps: model.wordTimestamps } : { status: 'ready', session_id: sessionId };
+export function ready(sessionId: string, model?: { id: string; finalModel?: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }): ReadyMessage {
+  if (!model) return { status: 'ready', session_id: sessionId };
+  return { status: 'ready', session_id: sessionId, model: model.id, ...(model.finalModel ? { final_model: model.finalModel } : {}), word_timestamps: model.wordTimestamps };
 }
 
 export function partial(text: string): PartialMessage {
@@ -381,7 +393,7 @@ export const serverMessages = { ready, partial, final, isFinal, error, pong, sha
 export function toServerMessage(o: LiveOutput): ServerMessage {
   switch (o.type) {
     case 'ready':
-      return ready(o.sessionId, { id: o.model, wordTimestamps: o.wordTimestamps });
+      return ready(o.sessionId, { id: o.model, finalModel: o.finalModel, wordTimestamps: o.wordTimestamps });
     case 'partial':
       return { ...partial(o.text), stable: o.stable } as ServerMessage;
     case 'final':

@@ -26,7 +26,7 @@ import { DomainError, type ErrorKind } from '../errors.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
-import type { SpeechModels } from './speech-models.ts';
+import type { LoadedSpeechModel, SpeechModels } from './speech-models.ts';
 import type { StreamAccess } from './stream-access.ts';
 import type { StreamAdmission } from './stream-admission.ts';
 import { StreamSession, streamEvents, type StreamEvent } from './stream-session.ts';
@@ -36,6 +36,8 @@ const SAMPLE_RATE = 16_000;
 /** What a client chooses for its session (the fields of the /v1/stream config message). */
 export interface LiveConfig {
   model: string;
+  /** Two-pass mode: finals and language detection on this model, partials on `model` (undefined: `model` for both). */
+  finalModel?: string;
   /** 'auto' or a language code. */
   language: string;
   interimResults: boolean;
@@ -57,7 +59,7 @@ export interface LiveClient {
 /** Everything a session emits, in order; the transports turn it into their wire messages. */
 /** `ready` names the model serving the stream and how its finals' word times are made (Moonshine: always 'proportional'). */
 export type LiveOutput =
-  | { type: 'ready'; sessionId: string; model: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }
+  | { type: 'ready'; sessionId: string; model: string; finalModel?: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }
   | StreamEvent
   | { type: 'pong' }
   | { type: 'share'; token: { share_token: string; expires_at: string } };
@@ -257,9 +259,11 @@ export class LiveSession {
     const resampling = StreamResampler.create(config.sampleRate, SAMPLE_RATE);
     // Followers need the owner's key or a share token; recorded before the client can learn the id.
     const following = o.followers.open(this.id, this.owner.account);
-    let model;
+    let model: LoadedSpeechModel;
+    let finalModel: LoadedSpeechModel;
     try {
-      model = await o.models.get(config.model);
+      // two-pass: both models loaded (concurrently) before the stream is ready
+      [model, finalModel] = await Promise.all([o.models.get(config.model), config.finalModel ? o.models.get(config.finalModel) : null]).then(([m, f]) => [m, f ?? m]);
     } catch (err) {
       void resampling.then(
         (r) => r.close(),
@@ -274,20 +278,22 @@ export class LiveSession {
       o.followers.close(this.id);
       return;
     }
-    if (config.language !== 'auto' && !model.engine.info.languages.includes(config.language)) {
+    for (const m of new Set([model, finalModel])) {
+      if (config.language === 'auto' || m.engine.info.languages.includes(config.language)) continue;
       resampler.close();
       // A model with few languages (Moonshine: English) says which, as the file routes do.
-      const langs = model.engine.info.languages;
+      const langs = m.engine.info.languages;
       const which = langs.length <= 5 ? `; use "auto" or one of: ${langs.join(', ')}` : '';
-      throw new DomainError('invalid', `language: model '${model.id}' does not support '${config.language}'${which}`);
+      throw new DomainError('invalid', `language: model '${m.id}' does not support '${config.language}'${which}`);
     }
-    const capacity = o.admission?.admit(model, this.transport as 'websocket' | 'webrtc') ?? { ok: true as const };
+    // Admission looks at the model whose finals this stream adds to.
+    const capacity = o.admission?.admit(finalModel, this.transport as 'websocket' | 'webrtc') ?? { ok: true as const };
     if (!capacity.ok) {
       resampler.close();
       throw new DomainError('unavailable', capacity.message, { retryAfterS: capacity.retryAfterS });
     }
     this.resampler = resampler;
-    this.recorder.model = model.id;
+    this.recorder.model = finalModel.id;
     this.recorder.language = config.language;
     const recorder = this.recorder;
     // The live graph: metered as it arrives (gaps included), resampled, then VAD → segmenter →
@@ -303,6 +309,7 @@ export class LiveSession {
             new StreamSession({
               id: this.id,
               model,
+              finalModel,
               vad: o.vad,
               language: config.language,
               interimResults: config.interimResults,
@@ -317,8 +324,9 @@ export class LiveSession {
       )
       .subscribe({ next: (e) => this.onResult(e) });
     this.state = 'streaming';
-    this.out.next({ type: 'ready', sessionId: this.id, model: model.id, wordTimestamps: model.engine.info.crossAttentions ? 'cross-attention-dtw' : 'proportional' });
-    this.log.info({ model: model.id, language: config.language }, 'live session started');
+    const wordTimestamps = finalModel.engine.info.crossAttentions ? 'cross-attention-dtw' : 'proportional';
+    this.out.next({ type: 'ready', sessionId: this.id, model: model.id, ...(finalModel !== model ? { finalModel: finalModel.id } : {}), wordTimestamps });
+    this.log.info({ model: model.id, finalModel: finalModel.id, language: config.language }, 'live session started');
   }
 
   /** Audio at the configured sample rate (mono float). Audio is what keeps a session from its idle timeout. */

@@ -109,7 +109,10 @@ export interface SpeechModelsOptions {
   registry: ModelRegistry;
   logger: Logger;
   metrics?: Metrics;
-  inference: Pick<SpeechEngineOptions, 'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder' | 'padQuantumS'>;
+  inference: Pick<
+    SpeechEngineOptions,
+    'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder' | 'padQuantumS'
+  >;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */

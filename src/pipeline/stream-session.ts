@@ -40,7 +40,14 @@ export type StreamEvent = { type: 'partial'; text: string; stable: string } | Fi
 
 export interface StreamSessionOptions {
   id: string;
+  /** The model of partials (and of finals unless `finalModel` is set). */
   model: LoadedSpeechModel;
+  /**
+   * Two-pass mode: finals and language detection on this model (e.g. Whisper, for accuracy and languages) while
+   * partials stay on `model` (e.g. Moonshine, for speed). Partials pause while the stream's language is one the
+   * partials model does not speak.
+   */
+  finalModel?: LoadedSpeechModel;
   vad: SileroVad;
   /** Language code, or 'auto' (detected on the first utterance, then kept). */
   language: string;
@@ -237,7 +244,7 @@ export class StreamSession {
       const segments = toSegments(r, start, end);
       if (!segments.length) return;
       this.stats.finals++;
-      this.opts.model.liveLag.record(performance.now() - decidedAt);
+      this.finalModel.liveLag.record(performance.now() - decidedAt);
       this.events.next({ type: 'final', ...mergeSegments(segments, { start, end }), segments });
     });
     this.finals.catch((err) => this.fail(errorMessage(err)));
@@ -255,6 +262,8 @@ export class StreamSession {
     if (start === null) return;
     // Only silence since the last partial (a pause before the endpoint): it would decode the same speech again.
     if (this.speechFrames === this.speechFramesAtPartial) return;
+    // Two-pass: no partial in a language the partials model does not speak (known once detected or configured).
+    if (this.language !== 'auto' && !this.opts.model.engine.info.languages.includes(this.language)) return;
     const now = this.clock();
     const minMs = this.opts.partialIntervalMs ?? 500;
     if (now - this.lastPartialAt < minMs) return;
@@ -305,12 +314,23 @@ export class StreamSession {
       });
   }
 
+  /** The model of finals (the partials model unless two-pass). */
+  private get finalModel(): LoadedSpeechModel {
+    return this.opts.finalModel ?? this.opts.model;
+  }
+
   private async decode(audio: Float32Array, priority: 'final' | 'partial', o: TranscribeOptions) {
     const ctl = { priority, key: this.id, signal: this.abort.signal };
     if (this.language === 'auto') {
       // Detection is a decode like any other: queued with this one's priority, dropped if the stream closes.
-      const det = await this.opts.model.detectLanguage(audio, ctl);
+      // The finals model detects (two-pass: the multilingual one).
+      const det = await this.finalModel.detectLanguage(audio, ctl);
       if (this.language === 'auto') this.language = det.language;
+    }
+    const model = priority === 'final' ? this.finalModel : this.opts.model;
+    if (!model.engine.info.languages.includes(this.language)) {
+      // a partial whose stream turned out to speak another language than its model: dropped, not an error
+      throw new DroppedError(`model '${model.id}' does not speak '${this.language}'`);
     }
     const options: TranscribeOptions = {
       ...o,
@@ -321,7 +341,7 @@ export class StreamSession {
       compressionRatioThreshold: null,
       logprobThreshold: null,
     };
-    return this.opts.model.transcribe({ audio, options }, ctl);
+    return model.transcribe({ audio, options }, ctl);
   }
 }
 

@@ -79,6 +79,14 @@ describe('parseConfigMessage', () => {
     expect(err({ language: 'en', model: 7 })).toMatch(/^model: expected a string/);
   });
 
+  it('final_model (two-pass): taken when it names another model, dropped when it is the same, validated as a model id', () => {
+    expect(ok({ language: 'en', model: 'moonshine-tiny', final_model: 'small' })).toMatchObject({ model: 'moonshine-tiny', finalModel: 'small', notices: [] });
+    expect(ok({ language: 'en', model: 'small', final_model: 'small' })).not.toHaveProperty('finalModel');
+    expect(ok({ language: 'en', model: 'small' })).not.toHaveProperty('finalModel');
+    for (const m of ['', '../x', 'a b']) expect(err({ language: 'en', model: 'm', final_model: m })).toMatch(/^final_model: expected a model id/);
+    expect(err({ language: 'en', model: 'm', final_model: 3 })).toMatch(/^final_model: expected a string/);
+  });
+
   it('accepts 8000..48000 Hz and says it resamples', () => {
     for (const rate of [8000, 22050, 44100, 48000]) {
       const c = ok({ language: 'en', model: 'm', sample_rate: rate });

@@ -129,3 +129,53 @@ describe('WS /v1/stream with model=moonshine-mini-random', () => {
     expect(app.streams.active).toBe(0);
   });
 });
+
+describe('two-pass streams: Moonshine partials, Whisper finals (final_model)', () => {
+  /** Rows per group of a model's scheduler so far, summed by kind: finals/files ('transcribe') vs shape-keyed partials. */
+  async function rows(model: string): Promise<{ plain: number; shaped: number }> {
+    const byGroup = (await app.speechModels.get(model)).scheduler.stats.byGroup as Record<string, number>;
+    let plain = 0;
+    let shaped = 0;
+    for (const [k, n] of Object.entries(byGroup)) {
+      if (k === 'transcribe') plain += n;
+      else if (k.startsWith('transcribe/')) shaped += n;
+    }
+    return { plain, shaped };
+  }
+
+  it('ready names both models; partials are decoded by Moonshine, finals by Whisper', async () => {
+    const moonBefore = await rows(MODEL);
+    const whisperBefore = await rows('whisper-mini-random');
+    const c = await connect();
+    const r = await ready(c, { ...CONFIG, final_model: 'whisper-mini-random', partial_interval_ms: 200 });
+    expect(r).toMatchObject({ model: MODEL, final_model: 'whisper-mini-random', word_timestamps: 'proportional' });
+    await c.sendPcm(dialogue.pcm, { frameMs: 100, pace: 1 });
+    c.json({ action: 'stop' });
+    await c.next((m) => m.is_final === true, 120_000);
+    expect(c.finals()).toHaveLength(2);
+    expect(c.messages.some((m) => 'partial' in m)).toBe(true);
+    const moon = await rows(MODEL);
+    const whisper = await rows('whisper-mini-random');
+    // Moonshine: partials only (padded shapes), no final; Whisper: the two finals, no partial.
+    expect(moon.shaped).toBeGreaterThan(moonBefore.shaped);
+    expect(moon.plain).toBe(moonBefore.plain);
+    expect(whisper.plain - whisperBefore.plain).toBe(2);
+    expect(whisper.shaped).toBe(whisperBefore.shaped);
+  });
+
+  it('a language one of the two models lacks is refused naming that model', async () => {
+    const c = await connect();
+    c.json({ ...CONFIG, final_model: 'whisper-mini-random', language: 'de' });
+    const e = await c.next((m) => 'error' in m || m.status === 'ready', 60_000);
+    expect(e.error).toBe(`language: model 'moonshine-mini-random' does not support 'de'; use "auto" or one of: en`);
+    expect((await c.closed).code).toBe(1007);
+  });
+
+  it('an unknown final_model is refused like an unknown model', async () => {
+    const c = await connect();
+    c.json({ ...CONFIG, final_model: 'no-such-model' });
+    const e = await c.next((m) => 'error' in m || m.status === 'ready', 60_000);
+    expect(String(e.error)).toMatch(/no-such-model/);
+    expect([1007, 1013, 1008]).toContain((await c.closed).code);
+  });
+});

@@ -29,7 +29,7 @@ function optionsFromQuery(ctx: HttpContext, defaultModel: string) {
   const parsed = parseConfigQuery(ctx.query, { defaultModel, defaultLanguage: 'auto', fixedSampleRate: 'not used over WebRTC (Opus is always 48 kHz)' });
   if (!parsed.ok) throw new ApiError(400, parsed.error);
   const c = parsed.value;
-  return { model: c.model, language: c.language, interimResults: c.interimResults, partialIntervalMs: c.partialIntervalMs, maxNewTokens: c.maxNewTokens };
+  return { model: c.model, finalModel: c.finalModel, language: c.language, interimResults: c.interimResults, partialIntervalMs: c.partialIntervalMs, maxNewTokens: c.maxNewTokens };
 }
 
 export function registerWebRtcRoutes(server: HttpServer, deps: WebRtcRouteDeps): void {
