@@ -106,9 +106,12 @@ export class MoonshineEngine implements SpeechEngine {
     return { featuresMs: 0, encoderMs: this.model.timing.encoderMs, decodeMs: this.timing.decodeMs, decoderRunMs: d.decoderMs, decoderRuns: d.decoderRuns };
   }
 
-  /** 'trimmed' requests (live partials) of one padded length share a batch; exact-length ones are grouped by the engine. */
+  /** 'trimmed' requests (live partials) of one padded (or, unpadded, exact) length share a batch; 'full' ones are grouped by the engine. */
   shapeKey(samples: number, mode: TranscribeOptions['encoder'] = 'full'): string {
-    if (mode !== 'trimmed' || this.padQuantum < 1 || samples > MOONSHINE_WINDOW_S * this.config.samplingRate) return '';
+    if (mode !== 'trimmed' || samples > MOONSHINE_WINDOW_S * this.config.samplingRate) return '';
+    // Unpadded partials still get a key of their own: in the finals' group they would be decoded one length after
+    // another inside a batch that a final is waiting for.
+    if (this.padQuantum < 1) return `exact@${Math.max(samples, MOONSHINE_MIN_SAMPLES)}`;
     return `padded@${paddedSamples(samples, this.padQuantum)}`;
   }
 

@@ -197,7 +197,8 @@ describe('Moonshine engine behaviour', () => {
   it('with padQuantumS 0 (MOONSHINE_PARTIAL_PAD_MS=0) a trimmed request runs the exact audio: the golden tokens', async () => {
     const exact = await MoonshineEngine.load(DIR, { padQuantumS: 0 });
     try {
-      expect(exact.shapeKey(17000, 'trimmed')).toBe('');
+      expect(exact.shapeKey(17000, 'trimmed')).toBe('exact@17000');
+      expect(exact.shapeKey(17000, 'full')).toBe('');
       const [r] = await exact.transcribe([{ audio: audioOf('tone'), options: { ...GREEDY, encoder: 'trimmed' } }]);
       expect(r.tokensPerWindow[0]).toEqual(golden.inputs.tone.greedy);
       // padded (default quantum): tone's 80,000 samples are a multiple of 8,000 already, speech's 125,964 are not
