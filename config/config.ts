@@ -54,7 +54,7 @@ const envSchema = z.object({
   BATCH_WINDOW_MS: int(0, 10_000).default(10),
   PARTIAL_MAX_NEW_TOKENS: int(1, 448).default(8),
   FINAL_ENCODER: z.enum(['full', 'trimmed'], { message: "expected 'full' or 'trimmed'" }).default('full'),
-  MOONSHINE_PARTIAL_PAD_MS: int(0, 5000).default(500),
+  MOONSHINE_PARTIAL_PAD_MS: int(0, 5000).default(0),
   SHUTDOWN_TIMEOUT_S: int(0, 3600).default(30),
   TRUST_PROXY: bool.default(false),
   WORK_QUEUE: z.enum(['local', 'nats'], { message: "expected 'local' or 'nats'" }).default('local'),
@@ -131,7 +131,7 @@ export interface Config {
     finalEncoder: 'full' | 'trimmed';
     /**
      * Moonshine live partials: audio padded with trailing silence to a multiple of this (ms) so that partials of
-     * different streams share a batch; 0 = exact length. Finals always run the exact audio.
+     * different streams share a batch; 0 (default) = exact length, as finals always are.
      */
     moonshinePartialPadMs: number;
   };

@@ -99,13 +99,13 @@ describe('WS /v1/stream with model=moonshine-mini-random', () => {
     }
     expect(c.messages.findIndex((m) => 'partial' in m)).toBeLessThan(c.messages.findIndex((m) => typeof m.text === 'string'));
     expect(c.finals().length).toBe(1);
-    // Partials encoded the utterance so far, padded to a short quantum: no 30 s window (batched by padded length).
+    // Partials encoded the utterance so far, exactly (no padding, no 30 s window): batched by that length.
     const { byGroup } = (await app.speechModels.get(MODEL)).scheduler.stats;
-    const padded = Object.keys(byGroup)
-      .filter((k) => k.startsWith('transcribe/padded@'))
-      .map((k) => Number(k.slice('transcribe/padded@'.length)));
-    expect(padded.length).toBeGreaterThan(0);
-    for (const n of padded) expect(n).toBeLessThanOrEqual(single.length + 16_000);
+    const exact = Object.keys(byGroup)
+      .filter((k) => k.startsWith('transcribe/exact@'))
+      .map((k) => Number(k.slice('transcribe/exact@'.length)));
+    expect(exact.length).toBeGreaterThan(0);
+    for (const n of exact) expect(n).toBeLessThanOrEqual(single.length + 16_000);
   });
 
   it('a Whisper stream on the same server still says its own model', async () => {
@@ -156,7 +156,7 @@ describe('two-pass streams: Moonshine partials, Whisper finals (final_model)', (
     expect(c.messages.some((m) => 'partial' in m)).toBe(true);
     const moon = await rows(MODEL);
     const whisper = await rows('whisper-mini-random');
-    // Moonshine: partials only (padded shapes), no final; Whisper: the two finals, no partial.
+    // Moonshine: partials only (exact-length shapes), no final; Whisper: the two finals, no partial.
     expect(moon.shaped).toBeGreaterThan(moonBefore.shaped);
     expect(moon.plain).toBe(moonBefore.plain);
     expect(whisper.plain - whisperBefore.plain).toBe(2);

@@ -184,28 +184,37 @@ describe('Moonshine engine behaviour', () => {
     expect(empty.duration).toBe(0);
   });
 
-  it("'trimmed' requests (live partials) are padded to the 0.5 s quantum and keyed by it; 'full' runs the exact audio", () => {
+  it("by default (MOONSHINE_PARTIAL_PAD_MS=0) a 'trimmed' request (live partial) runs the exact audio, keyed by its length", async () => {
+    expect(eng.shapeKey(17000, 'trimmed')).toBe('exact@17000');
+    expect(eng.shapeKey(200, 'trimmed')).toBe(`exact@${MOONSHINE_MIN_SAMPLES}`);
+    expect(eng.shapeKey(17000, 'full')).toBe('');
+    expect(eng.shapeKey(31 * 16000, 'trimmed')).toBe('');
+    const [r] = await eng.transcribe([{ audio: audioOf('speech'), options: { ...GREEDY, encoder: 'trimmed' } }]);
+    expect(r.tokensPerWindow[0]).toEqual(golden.inputs.speech.greedy);
+  });
+
+  it('with a padding quantum (padQuantumS 0.5) trimmed requests are padded to it and keyed by the padded length', async () => {
     expect(paddedSamples(16000, 8000)).toBe(16000);
     expect(paddedSamples(16001, 8000)).toBe(24000);
     expect(paddedSamples(10, 8000)).toBe(8000);
-    expect(eng.shapeKey(17000, 'trimmed')).toBe('padded@24000');
-    expect(eng.shapeKey(23000, 'trimmed')).toBe('padded@24000');
-    expect(eng.shapeKey(17000, 'full')).toBe('');
-    expect(eng.shapeKey(31 * 16000, 'trimmed')).toBe('');
-  });
-
-  it('with padQuantumS 0 (MOONSHINE_PARTIAL_PAD_MS=0) a trimmed request runs the exact audio: the golden tokens', async () => {
-    const exact = await MoonshineEngine.load(DIR, { padQuantumS: 0 });
+    const padding = await MoonshineEngine.load(DIR, { padQuantumS: 0.5 });
     try {
-      expect(exact.shapeKey(17000, 'trimmed')).toBe('exact@17000');
-      expect(exact.shapeKey(17000, 'full')).toBe('');
-      const [r] = await exact.transcribe([{ audio: audioOf('tone'), options: { ...GREEDY, encoder: 'trimmed' } }]);
-      expect(r.tokensPerWindow[0]).toEqual(golden.inputs.tone.greedy);
-      // padded (default quantum): tone's 80,000 samples are a multiple of 8,000 already, speech's 125,964 are not
-      const [padded] = await eng.transcribe([{ audio: audioOf('speech'), options: { ...GREEDY, encoder: 'trimmed' } }]);
-      expect(padded.tokensPerWindow[0]).toHaveLength(24);
+      expect(padding.shapeKey(17000, 'trimmed')).toBe('padded@24000');
+      expect(padding.shapeKey(23000, 'trimmed')).toBe('padded@24000');
+      expect(padding.shapeKey(17000, 'full')).toBe('');
+      // speech (125,964 samples) is padded with zeros to 128,000: the same as transcribing that padded audio exactly
+      const audio = audioOf('speech');
+      const [r] = await padding.transcribe([{ audio, options: { ...GREEDY, encoder: 'trimmed' } }]);
+      const zeroPadded = new Float32Array(128_000);
+      zeroPadded.set(audio);
+      const [byHand] = await padding.transcribe([{ audio: zeroPadded, options: GREEDY }]);
+      expect(r.tokensPerWindow[0]).toEqual(byHand.tokensPerWindow[0]);
+      expect(r.duration).toBe(audio.length / 16000);
+      // 'full' on the same engine stays exact: the golden tokens
+      const [full] = await padding.transcribe([{ audio, options: GREEDY }]);
+      expect(full.tokensPerWindow[0]).toEqual(golden.inputs.speech.greedy);
     } finally {
-      await exact.close();
+      await padding.close();
     }
   });
 
