@@ -7,6 +7,9 @@
  *  - split   (decoder_model.onnx + decoder_with_past_model.onnx): the first graph returns decoder and
  *    encoder presents, the second takes both and returns decoder presents only, so the encoder KV
  *    of the first step is kept and re-fed.
+ * T5-style exports (MADLAD) also take `encoder_attention_mask` (int64 [batch, src], 1 = real token) on the first
+ * and the cached steps: fed whenever the graph declares it, from `EncoderOutput.mask` (all ones when absent), kept
+ * in the cache for the cached steps.
  * Every call is batched: one session.run for N sequences. Sequences in a batch must share the
  * same length (the exports have no decoder attention mask, so left padding is impossible);
  * callers group by prompt length.
@@ -34,6 +37,8 @@ export interface EncoderOutput {
   batch: number;
   frames: number;
   dModel: number;
+  /** [batch, frames] attention mask of a padded batch (1 = real position, 0 = padding); absent = all real. */
+  mask?: BigInt64Array;
 }
 
 /**
@@ -47,6 +52,8 @@ export interface KVCache {
   encoder: Record<string, ort.Tensor>;
   /** Only the merged graph needs `encoder_hidden_states` on cached steps (unused by that branch). */
   encoderHidden: ort.Tensor | null;
+  /** int64 [batch, frames] `encoder_attention_mask` of graphs that take one on cached steps (T5), else absent. */
+  encoderMask?: ort.Tensor | null;
 }
 
 export interface DecoderStepOutput {
@@ -131,11 +138,23 @@ export interface KVDecoderOptions {
   prepack?: boolean;
 }
 
+const ENCODER_MASK = 'encoder_attention_mask';
+
+/** int64 [batch, frames] `encoder_attention_mask` of an encoder output (all ones when it has no mask). */
+export function encoderMaskTensor(e: EncoderOutput): ort.Tensor {
+  const n = e.batch * e.frames;
+  if (e.mask && e.mask.length !== n) throw new Error(`encoder mask has ${e.mask.length} values, expected ${e.batch}×${e.frames}`);
+  return new ort.Tensor('int64', e.mask ?? new BigInt64Array(n).fill(1n), [e.batch, e.frames]);
+}
+
 export class KVDecoder implements StepModel {
   /** Cumulative wall time in session runs since load (never reset). */
   readonly timing = { decoderMs: 0, decoderRuns: 0 };
   /** `cross_attentions.{i}` outputs of the first-step graph (exported with output_attentions; most exports lack them). */
   readonly crossAttentionOutputs: string[];
+  /** Whether the graphs take `encoder_attention_mask` (T5 exports) on the first / the cached steps. */
+  private readonly firstTakesMask: boolean;
+  private readonly pastTakesMask: boolean;
 
   private constructor(
     readonly layout: DecoderLayout,
@@ -145,7 +164,10 @@ export class KVDecoder implements StepModel {
     private readonly headDim: number,
   ) {
     this.crossAttentionOutputs = first.outputNames.filter((n) => /^cross_attentions\.\d+$/.test(n));
+    this.firstTakesMask = first.inputNames.includes(ENCODER_MASK);
+    this.pastTakesMask = past.inputNames.includes(ENCODER_MASK);
   }
+
 
   /** Loads the decoder session(s) of `dir`'s export in the given precision and layout. */
   static async load(dir: string, quantized: boolean, o: KVDecoderOptions, session: OnnxSessionOptions): Promise<KVDecoder> {
@@ -177,7 +199,14 @@ export class KVDecoder implements StepModel {
     return new ort.Tensor('int64', arr, [b, s]);
   }
 
-  private collect(out: ort.InferenceSession.OnnxValueMapType, b: number, pastLength: number, prev: KVCache | null, encoderHidden: ort.Tensor | null): DecoderStepOutput {
+  private collect(
+    out: ort.InferenceSession.OnnxValueMapType,
+    b: number,
+    pastLength: number,
+    prev: KVCache | null,
+    encoderHidden: ort.Tensor | null,
+    encoderMask: ort.Tensor | null,
+  ): DecoderStepOutput {
     const logitsT = out.logits;
     const decoder: Record<string, ort.Tensor> = {};
     const encoder: Record<string, ort.Tensor> = {};
@@ -197,7 +226,7 @@ export class KVDecoder implements StepModel {
       logits: logitsT.data as Float32Array,
       seqLen: logitsT.dims[1],
       vocab: logitsT.dims[2],
-      cache: { batch: b, pastLength, decoder, encoder: enc, encoderHidden },
+      cache: encoderMask ? { batch: b, pastLength, decoder, encoder: enc, encoderHidden, encoderMask } : { batch: b, pastLength, decoder, encoder: enc, encoderHidden },
       crossAttentions: cross,
     };
   }
@@ -211,6 +240,8 @@ export class KVDecoder implements StepModel {
     if (encoder.batch !== b) throw new Error(`encoder batch ${encoder.batch} != decoder batch ${b}`);
     const hidden = new ort.Tensor('float32', encoder.data, [b, encoder.frames, encoder.dModel]);
     const feeds: Record<string, ort.Tensor> = { input_ids: this.idsTensor(ids), encoder_hidden_states: hidden };
+    const mask = this.firstTakesMask || this.pastTakesMask ? encoderMaskTensor(encoder) : null;
+    if (mask && this.firstTakesMask) feeds[ENCODER_MASK] = mask;
     if (this.layout === 'merged') {
       const empty = new ort.Tensor('float32', new Float32Array(0), [b, this.heads, 0, this.headDim]);
       for (const name of this.first.inputNames) if (name.startsWith('past_key_values.')) feeds[name] = empty;
@@ -219,7 +250,7 @@ export class KVDecoder implements StepModel {
     const t0 = performance.now(); // timing
     const out = await this.first.run(feeds);
     this.countRun(t0); // timing
-    return this.collect(out, b, ids[0].length, null, this.layout === 'merged' ? hidden : null);
+    return this.collect(out, b, ids[0].length, null, this.layout === 'merged' ? hidden : null, this.pastTakesMask ? mask : null);
   }
 
   private countRun(t0: number): void {
@@ -243,12 +274,16 @@ export class KVDecoder implements StepModel {
       feeds.encoder_hidden_states = cache.encoderHidden!;
       feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([1]), [1]);
     }
+    if (this.pastTakesMask) {
+      if (!cache.encoderMask) throw new Error('this decoder takes encoder_attention_mask: the cache must come from its prefill');
+      feeds[ENCODER_MASK] = cache.encoderMask;
+    }
     // The merged graph's cache branch passes the encoder KV through as outputs ([B, heads, frames, d] per
     // layer): fetching them would copy it out on every step. Fetch only logits and the decoder KV
     // (and not cross-attentions, which only the teacher-forced alignment pass reads, via prefill).
     const t0 = performance.now(); // timing
     const out = this.cachedStepOutputs ? await this.past.run(feeds, this.cachedStepOutputs) : await this.past.run(feeds);
     this.countRun(t0); // timing
-    return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden);
+    return this.collect(out, b, cache.pastLength + 1, cache, cache.encoderHidden, cache.encoderMask ?? null);
   }
 }
