@@ -168,7 +168,6 @@ export class KVDecoder implements StepModel {
     this.pastTakesMask = past.inputNames.includes(ENCODER_MASK);
   }
 
-
   /** Loads the decoder session(s) of `dir`'s export in the given precision and layout. */
   static async load(dir: string, quantized: boolean, o: KVDecoderOptions, session: OnnxSessionOptions): Promise<KVDecoder> {
     const { file } = onnxFiles(dir, quantized);
