@@ -237,6 +237,11 @@ export interface BeamOptions {
   patience?: number;
   /** null = rank by sum_logprob / length (OpenAI default); a number uses the GNMT penalty. */
   lengthPenalty?: number | null;
+  /**
+   * Count the end token in the length of a finished sequence (HF `generate`: score = sum / generated_len ** 1.0 with
+   * `</s>` included). Default false: OpenAI's ranker, which strips the end token (Whisper, Moonshine).
+   */
+  eotInLength?: boolean;
 }
 
 interface Beam {
@@ -348,8 +353,8 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
 
   return tasks.map((task, ti) => {
     const cands = finished[ti];
-    const score = (c: { seq: number[]; sum: number }) => {
-      const len = c.seq.length - promptLen;
+    const score = (c: { seq: number[]; sum: number; eot: boolean }) => {
+      const len = c.seq.length - promptLen + (opts.eotInLength && c.eot ? 1 : 0);
       const penalty = opts.lengthPenalty == null ? len : ((5 + len) / 6) ** opts.lengthPenalty;
       return c.sum / Math.max(penalty, 1e-9);
     };
