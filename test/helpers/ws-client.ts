@@ -63,4 +63,14 @@ export class StreamClient {
   finals(): Array<Record<string, unknown>> {
     return this.messages.filter((m) => typeof m.text === 'string');
   }
+
+  /** The partials' `stable` prefixes, in order (a stream of one utterance: each must start with the one before). */
+  stablePrefixes(): string[] {
+    return this.messages.filter((m) => 'partial' in m).map((m) => m.stable as string);
+  }
+}
+
+/** Whether each stable prefix extends the previous one (a stable prefix is never retracted within an utterance). */
+export function stableNeverShrinks(prefixes: readonly string[]): boolean {
+  return prefixes.every((p, i) => i === 0 || prefixes[i - 1] === '' || p.startsWith(prefixes[i - 1]));
 }

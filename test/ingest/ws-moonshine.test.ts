@@ -13,7 +13,7 @@ import { App } from '../../src/app.ts';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
-import { StreamClient } from '../helpers/ws-client.ts';
+import { StreamClient, stableNeverShrinks } from '../helpers/ws-client.ts';
 import { paidKey } from '../helpers/accounts.ts';
 
 const MODEL = 'moonshine-mini-random';
@@ -89,14 +89,9 @@ describe('WS /v1/stream with model=moonshine-mini-random', () => {
     await c.sendPcm(single, { frameMs: 100, pace: 1 });
     c.json({ action: 'stop' });
     await c.next((m) => m.is_final === true, 60_000);
-    const partials = c.messages.filter((m) => 'partial' in m);
-    expect(partials.length).toBeGreaterThan(0);
-    let prev = '';
-    for (const p of partials) {
-      const stable = p.stable as string;
-      expect(stable.startsWith(prev) || prev === '').toBe(true);
-      prev = stable;
-    }
+    const stable = c.stablePrefixes();
+    expect(stable.length).toBeGreaterThan(0);
+    expect(stableNeverShrinks(stable)).toBe(true);
     expect(c.messages.findIndex((m) => 'partial' in m)).toBeLessThan(c.messages.findIndex((m) => typeof m.text === 'string'));
     expect(c.finals().length).toBe(1);
     // Partials encoded the utterance so far, exactly (no padding, no 30 s window): batched by that length.

@@ -8,7 +8,7 @@ import { App } from '../../src/app.ts';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
-import { StreamClient } from '../helpers/ws-client.ts';
+import { StreamClient, stableNeverShrinks } from '../helpers/ws-client.ts';
 import { paidKey } from '../helpers/accounts.ts';
 import { startNatsServer, type TestNatsServer } from '../bus/nats-server.ts';
 
@@ -79,15 +79,9 @@ describe('WS /v1/stream protocol', () => {
     await c.sendPcm(single, { frameMs: 100, pace: 1 });
     c.json({ action: 'stop' });
     await c.next((m) => m.is_final === true);
-    const partials = c.messages.filter((m) => 'partial' in m);
-    expect(partials.length).toBeGreaterThan(0);
-    // The stable prefix never shrinks within an utterance.
-    let prev = '';
-    for (const p of partials) {
-      const stable = p.stable as string;
-      expect(stable.startsWith(prev) || prev === '').toBe(true);
-      prev = stable;
-    }
+    const stable = c.stablePrefixes();
+    expect(stable.length).toBeGreaterThan(0);
+    expect(stableNeverShrinks(stable)).toBe(true);
     expect(c.messages.findIndex((m) => 'partial' in m)).toBeLessThan(c.messages.findIndex((m) => typeof m.text === 'string'));
   });
 

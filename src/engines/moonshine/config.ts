@@ -2,8 +2,8 @@
  * Reads the Hugging Face config files of a Moonshine export (UsefulSensors/moonshine-{tiny,base}, the
  * onnx-community ONNX layout). Real checkpoints differ only in these numbers; nothing is hard-coded.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readModelJson } from '../seq2seq/hf-files.ts';
 
 export interface MoonshineConfig {
   hiddenSize: number;
@@ -26,22 +26,13 @@ export interface MoonshineConfig {
 /** Generated tokens per second of audio that the Moonshine model card budgets (`token_limit_factor = 6.5 / 16000`). */
 export const MOONSHINE_TOKENS_PER_SECOND = 6.5;
 
-async function readJson(path: string, optional = false): Promise<Record<string, any>> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    if (optional) return {};
-    throw new Error(`cannot read ${path}: ${(e as Error).message}`);
-  }
-}
-
 const num = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
 
 export async function loadMoonshineConfig(dir: string): Promise<MoonshineConfig> {
-  const c = await readJson(join(dir, 'config.json'));
+  const c = await readModelJson(join(dir, 'config.json'));
   if (String(c.model_type).toLowerCase() !== 'moonshine') throw new Error(`${dir} is not a Moonshine model (config.json model_type is '${c.model_type}')`);
-  const gen = await readJson(join(dir, 'generation_config.json'), true);
-  const pre = await readJson(join(dir, 'preprocessor_config.json'), true);
+  const gen = await readModelJson(join(dir, 'generation_config.json'), true);
+  const pre = await readModelJson(join(dir, 'preprocessor_config.json'), true);
   const hidden = num(c.hidden_size, 0);
   const heads = num(c.decoder_num_attention_heads, 0);
   if (!hidden || !heads) throw new Error(`${dir}/config.json lacks hidden_size / decoder_num_attention_heads`);

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { decodeWithUnknown } from '../seq2seq/hf-files.ts';
 
 export class MoonshineTokenizer {
   private constructor(
@@ -39,23 +40,11 @@ export class MoonshineTokenizer {
    * fixture's tokenizer) reads as U+FFFD, as an undecodable byte does.
    */
   decode(ids: readonly number[]): string {
-    let out = '';
-    let run: number[] = [];
-    const flush = () => {
-      // the tokenizers library rejects an empty list
-      if (run.length) out += out ? this.decodePiece(run) : this.tok.decode(run, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
-      run = [];
-    };
-    for (const t of ids) {
-      if (this.special.has(t)) continue;
-      if (t >= 0 && t < this.size) run.push(t);
-      else {
-        flush();
-        out += '\uFFFD';
-      }
-    }
-    flush();
-    return out;
+    return decodeWithUnknown(ids, {
+      known: (t) => t >= 0 && t < this.size,
+      skip: (t) => this.special.has(t),
+      decodeRun: (run, first) => (first ? this.tok.decode(run, { skip_special_tokens: true, clean_up_tokenization_spaces: false }) : this.decodePiece(run)),
+    });
   }
 
   /**

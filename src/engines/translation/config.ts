@@ -2,8 +2,8 @@
  * Reads the Hugging Face config files of a T5-family translation export (MADLAD-400: google/madlad400-*-mt in the
  * Optimum ONNX layout). Real checkpoints differ only in these numbers; nothing is hard-coded.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readModelJson } from '../seq2seq/hf-files.ts';
 
 export interface TranslationConfig {
   modelType: string;
@@ -21,25 +21,16 @@ export interface TranslationConfig {
   padTokenId: number;
 }
 
-async function readJson(path: string, optional = false): Promise<Record<string, unknown>> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    if (optional) return {};
-    throw new Error(`cannot read ${path}: ${(e as Error).message}`);
-  }
-}
-
 const int = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) ? v : Array.isArray(v) && Number.isInteger(v[0]) ? v[0] : undefined);
 
 /** generation_config.json wins over config.json (as in HF `generate`). */
 export async function loadTranslationConfig(dir: string): Promise<TranslationConfig> {
-  const c = await readJson(join(dir, 'config.json'));
+  const c = await readModelJson(join(dir, 'config.json'));
   const modelType = String(c.model_type ?? '').toLowerCase();
   if (!['t5', 'mt5'].includes(modelType) || c.is_encoder_decoder === false) {
     throw new Error(`${dir} is not a T5/MADLAD translation model (config.json model_type is '${c.model_type}')`);
   }
-  const gen = await readJson(join(dir, 'generation_config.json'), true);
+  const gen = await readModelJson(join(dir, 'generation_config.json'), true);
   const need = (name: string, v: number | undefined): number => {
     if (v === undefined) throw new Error(`${dir}: config lacks ${name}`);
     return v;

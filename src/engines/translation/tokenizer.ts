@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { decodeWithUnknown } from '../seq2seq/hf-files.ts';
 
 const TAG = /^<2([^<>\s]+)>$/;
 
@@ -64,21 +65,9 @@ export class TranslationTokenizer {
 
   /** Text of generated ids, special tokens (`<pad>`, `</s>`, `<unk>`) dropped; unknown ids read as U+FFFD. */
   decode(ids: readonly number[]): string {
-    let out = '';
-    let run: number[] = [];
-    const flush = () => {
-      // the tokenizers library rejects an empty list
-      if (run.length) out += this.tok.decode(run, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
-      run = [];
-    };
-    for (const t of ids) {
-      if (t >= 0 && t < this.size) run.push(t);
-      else {
-        flush();
-        out += '\uFFFD';
-      }
-    }
-    flush();
-    return out;
+    return decodeWithUnknown(ids, {
+      known: (t) => t >= 0 && t < this.size,
+      decodeRun: (run) => this.tok.decode(run, { skip_special_tokens: true, clean_up_tokenization_spaces: false }),
+    });
   }
 }
