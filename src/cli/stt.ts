@@ -23,6 +23,7 @@ import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
 import { statusOf } from '../http/error-kinds.ts';
+import { TRANSLATE_USAGE, translateMain } from './translate.ts';
 
 const USAGE = `usage: stt transcribe FILE --model DIR_OR_ID [options]
 
@@ -46,10 +47,13 @@ options:
                           its progress (GET /v1/jobs/:id) instead of transcribing in-process
   --format FMT            with --server: json (default), txt, srt or vtt
   --api-key KEY           with --server: the API key (sent as Authorization: Bearer);
-                          default: the STT_API_KEY environment variable`;
+                          default: the STT_API_KEY environment variable
+
+${TRANSLATE_USAGE}`;
 
 export async function main(argv: string[]): Promise<number> {
   const startupMs = performance.now(); // since the process started: node, tsx and this module's imports
+  if (argv[0] === 'translate') return translateMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

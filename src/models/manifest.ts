@@ -14,7 +14,7 @@ import { z } from 'zod';
 /** Model ids and folder names: no path separators, no leading dot, nothing that could escape MODELS_DIR. */
 export const MODEL_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-export const MODEL_KINDS = ['asr', 'embedding', 'llm', 'diarization'] as const;
+export const MODEL_KINDS = ['asr', 'embedding', 'llm', 'diarization', 'translation'] as const;
 export type ModelKind = (typeof MODEL_KINDS)[number];
 
 export const MODEL_SPEEDS = ['very_fast', 'fast', 'standard', 'slow'] as const;

@@ -13,7 +13,7 @@ import { DEFAULT_MANIFEST_PATH, filesForVariant, loadManifest, MODEL_ID_RE, vari
 export type { ModelKind } from './manifest.ts';
 
 /** Kinds reported by `list()`: the manifest kinds, or `unknown` for a folder whose kind could not be told. */
-export type ModelEntryKind = 'asr' | 'embedding' | 'llm' | 'diarization' | 'unknown';
+export type ModelEntryKind = 'asr' | 'embedding' | 'llm' | 'diarization' | 'translation' | 'unknown';
 
 export interface ModelEntry {
   id: string;
@@ -127,6 +127,8 @@ export function detectFolderModel(dir: string): FolderInfo | null {
   }
   // Moonshine (UsefulSensors): the public checkpoints are English
   if (modelType === 'moonshine') return { kind: 'asr', languages: 1, languageCodes: ['en'] };
+  // T5-family encoder-decoders (MADLAD-400): text-to-text translation, the target chosen by a <2xx> tag
+  if ((modelType === 't5' || modelType === 'mt5') && config?.is_encoder_decoder !== false) return { kind: 'translation', languages: null };
   const sentenceTransformers = has('modules.json') || has('sentence_bert_config.json') || has('1_Pooling');
   const encoderTypes = ['bert', 'roberta', 'xlm-roberta', 'mpnet', 'distilbert', 'nomic_bert', 'modernbert', 'e5', 'gte'];
   if (sentenceTransformers || encoderTypes.includes(modelType)) return { kind: 'embedding', languages: null };

@@ -96,8 +96,8 @@ export class TranslationEngine {
     const some = this.targets.slice(0, 12).join(', ');
     throw new Error(
       `unknown target language "${target}": ${this.info.id} translates into the ${this.targets.length} languages of its vocabulary's <2xx> tags ` +
-        `(e.g. ${some}${this.targets.length > 12 ? ', …' : ''}); list them all with TranslationEngine.targets (the translation languages listing), ` +
-        `or see the <2xx> tokens in ${this.dir}/tokenizer.json`,
+        `(e.g. ${some}${this.targets.length > 12 ? ', …' : ''}); list them all with \`stt translate --list-targets --model ${this.info.id}\` ` +
+        `(the <2xx> tokens of its tokenizer.json)`,
     );
   }
 

@@ -145,7 +145,7 @@ describe('MADLAD fp32 (split decoder) against the golden', () => {
   });
 
   it('an unknown target is an Error that says where the codes are; bad options are refused', async () => {
-    await expect(eng.translate(['Hello'], 'xx')).rejects.toThrow(/unknown target language "xx".*50 languages.*<2xx>.*targets/);
+    await expect(eng.translate(['Hello'], 'xx')).rejects.toThrow(/unknown target language "xx".*50 languages.*<2xx>.*--list-targets/);
     await expect(eng.translate(['Hello'], 'es', { maxNewTokens: 0 })).rejects.toThrow(/maxNewTokens/);
     await expect(eng.translate(['Hello'], 'es', { beamSize: 0 })).rejects.toThrow(/beamSize/);
     expect(await eng.translate([], 'es')).toEqual([]);
