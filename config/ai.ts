@@ -17,6 +17,7 @@ export const AiEnvSchema = z.object({
   LLM_MAX_TOKENS: int(1, 32768, 512),
   LLM_GPU: z.enum(['auto', 'false', 'cpu']).default('false'),
   EMBED_MODEL: z.string().min(1).default('all-minilm-l6-v2'),
+  TRANSLATE_MODEL: z.string().optional(),
   EMBED_QUANTIZED: z.enum(['true', 'false']).default('false'),
   EMBED_MAX_TEXTS: int(1, 10000, 256),
   AI_MAX_TEXT_CHARS: int(1, 50_000_000, 500_000),
@@ -37,6 +38,8 @@ export interface AiConfig {
     gpu: 'auto' | false;
   };
   embedding: { model: string; quantized: boolean; maxTexts: number };
+  /** /v1/translate on a seq2seq model (MADLAD-400) when set; null = on the chat LLM. */
+  translation: { model: string | null };
   maxTextChars: number;
   enhance: { targetLufs: number };
   /** /v1/tts: longest text (characters); longer → 413. */
@@ -60,6 +63,7 @@ export function aiConfigFromEnv(env: Record<string, string | undefined> = proces
       gpu: e.LLM_GPU === 'auto' ? 'auto' : false,
     },
     embedding: { model: e.EMBED_MODEL, quantized: e.EMBED_QUANTIZED === 'true', maxTexts: e.EMBED_MAX_TEXTS },
+    translation: { model: e.TRANSLATE_MODEL ?? null },
     maxTextChars: e.AI_MAX_TEXT_CHARS,
     enhance: { targetLufs: e.ENHANCE_TARGET_LUFS },
     tts: { maxChars: e.TTS_MAX_CHARS },

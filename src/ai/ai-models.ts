@@ -14,6 +14,8 @@ import type { ChatBackend } from '../engines/llm/chat-backend.ts';
 import { LocalLlm } from '../engines/llm/local-llm.ts';
 import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
 import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
+import { TranslationEngine } from '../engines/translation/index.ts';
+import { Seq2SeqTranslator } from './seq2seq-translator.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { AiConfig } from '../../config/ai.ts';
@@ -43,6 +45,7 @@ export class AiModels {
   private readonly embedders = new Map<string, Promise<EmbeddingService>>();
   private enhancerPromise: Promise<AudioEnhancer> | null = null;
   private synthesizerPromise: Promise<EspeakSynthesizer> | null = null;
+  private translatorPromise: Promise<Seq2SeqTranslator> | null = null;
   private closed = false;
 
   constructor(private readonly opts: AiModelsOptions) {}
@@ -113,6 +116,22 @@ export class AiModels {
     );
   }
 
+  /** The seq2seq translator of TRANSLATE_MODEL (null when unset: translation runs on the chat LLM). */
+  translator(): Promise<Seq2SeqTranslator> | null {
+    const model = this.opts.config.translation.model;
+    if (!model) return null;
+    return this.cached(
+      () => this.translatorPromise,
+      (p) => (this.translatorPromise = p),
+      async () => {
+        const entry = this.opts.registry.resolve(model, 'translation');
+        const engine = await TranslationEngine.load(entry.path!, { id: entry.id, executionProvider: this.opts.executionProvider, intraOpThreads: this.opts.intraOpThreads || undefined });
+        this.opts.logger?.info({ model: entry.id, layout: engine.info.layout, targets: engine.targets.length }, 'translation model loaded');
+        return new Seq2SeqTranslator(engine);
+      },
+    );
+  }
+
   enhancer(): Promise<AudioEnhancer> {
     return this.cached(
       () => this.enhancerPromise,
@@ -137,6 +156,7 @@ export class AiModels {
     all.push(...this.embedders.values());
     if (this.enhancerPromise) all.push(this.enhancerPromise);
     if (this.synthesizerPromise) all.push(this.synthesizerPromise);
+    if (this.translatorPromise) all.push(this.translatorPromise);
     await Promise.all(
       all.map((p) =>
         p.then(

@@ -13,6 +13,8 @@ export interface LlmServicesOptions {
   llm: () => Promise<ChatBackend>;
   /** Output cap per model call (LLM_MAX_TOKENS); requests may ask for less. */
   maxTokens: number;
+  /** The seq2seq translator (TRANSLATE_MODEL), or null: translation then runs on the chat model. */
+  seq2seqTranslator?: () => Promise<Translator> | null;
 }
 
 export class LlmServices {
@@ -25,8 +27,10 @@ export class LlmServices {
     return (await this.current()).ai;
   }
 
-  /** Translation on the current backend. */
+  /** Translation on the seq2seq model when one is configured, else on the current chat backend. */
   async translator(): Promise<Translator> {
+    const seq2seq = this.opts.seq2seqTranslator?.();
+    if (seq2seq) return seq2seq;
     return (await this.current()).translator;
   }
 

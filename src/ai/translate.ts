@@ -1,5 +1,6 @@
 /**
- * Translation behind a `Translator` interface: the LLM now, a seq2seq engine (MADLAD-400, NLLB) later.
+ * Translation behind a `Translator` interface: the chat LLM (this file), or a seq2seq engine (MADLAD-400,
+ * seq2seq-translator.ts) when TRANSLATE_MODEL names one.
  * Texts are translated independently and concurrently (the local model batches them as sequences); a text
  * longer than the context is translated chunk by chunk.
  */
@@ -11,9 +12,14 @@ export interface Language {
   name: string;
 }
 
+export interface TranslateOptions {
+  /** Token budget per sentence (seq2seq engines; random-weight models never emit </s>). The LLM ignores it. */
+  maxNewTokens?: number;
+}
+
 export interface Translator {
   readonly model: string;
-  translate(texts: string[], source: Language, target: Language, signal?: AbortSignal): Promise<string[]>;
+  translate(texts: string[], source: Language, target: Language, signal?: AbortSignal, opts?: TranslateOptions): Promise<string[]>;
 }
 
 export class LlmTranslator implements Translator {

@@ -153,6 +153,8 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       texts: z.unknown().optional(),
       target: languageField('target'),
       source: languageField('source', 'en'),
+      // extension: token budget per sentence of a seq2seq translation model (random-weight models never emit </s>)
+      max_new_tokens: z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional(),
     })
     .transform((b, ctx) => {
       if (b.texts !== undefined && b.text !== undefined) {
@@ -173,18 +175,18 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
           ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
           return z.NEVER;
         }
-        return { batch: true as const, texts: b.texts as string[], target: b.target, source: b.source };
+        return { batch: true as const, texts: b.texts as string[], target: b.target, source: b.source, maxNewTokens: b.max_new_tokens };
       }
       const t = textField('text', deps.maxTextChars).safeParse(b.text);
       if (!t.success) {
         for (const i of t.error.issues) ctx.addIssue({ ...i, code: 'custom', message: i.message.replace('text is required', 'text (or texts) is required') } as never);
         return z.NEVER;
       }
-      return { batch: false as const, texts: [t.data], target: b.target, source: b.source };
+      return { batch: false as const, texts: [t.data], target: b.target, source: b.source, maxNewTokens: b.max_new_tokens };
     });
   route('POST', '/v1/translate', async (ctx) => {
     const b = parse(translateBody, await ctx.readJson());
-    const out = await run(async () => (await translator()).translate(b.texts, b.source, b.target, ctx.signal));
+    const out = await run(async () => (await translator()).translate(b.texts, b.source, b.target, ctx.signal, { maxNewTokens: b.maxNewTokens }));
     if (b.batch) return { body: { translations: out.map((t) => ({ translated_text: t })) } };
     return { body: { translated_text: out[0], source_language: b.source.code, target_language: b.target.code } };
   });
