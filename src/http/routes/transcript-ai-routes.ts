@@ -4,6 +4,8 @@
  *   POST /api/v1/transcripts/:id/chat/      {question, session_id?} → {answer, sources, session_id}
  *   POST /api/v1/transcripts/:id/analyze/   {type, max_tokens?}     → same shape as /v1/analyze
  *   POST /api/v1/transcripts/:id/generate/  {type, max_tokens?}     → same shape as /v1/generate
+ *   POST /api/v1/transcripts/:id/translate/ {target, format?, max_new_tokens?} → the segments translated one by
+ *        one with their times kept (words are dropped: their times do not carry over), as json, srt, vtt or txt
  * Chat embeds the transcript's segments on the first question (cached in the database per embedding
  * model), retrieves the top segments by cosine and answers with the session's earlier turns.
  * Models load on first use; one that is not installed answers 503 with the pull command (AiModels).
@@ -13,7 +15,10 @@ import { z } from 'zod';
 import type { AccessControl } from '../../auth/access-control.ts';
 import type { AiModels } from '../../ai/ai-models.ts';
 import type { LlmServices } from '../../ai/llm-services.ts';
+import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES } from '../../ai/prompts.ts';
+import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
+import type { Transcript } from '../../formats/transcript.ts';
 import { chatOverTranscript, embedSegments, type TranscriptSegment } from '../../ai/transcript-chat.ts';
 import { LlmQueueFullError } from '../../engines/llm/chat-backend.ts';
 import { withLlmTenant } from '../../engines/llm/tenant.ts';
@@ -29,8 +34,8 @@ export interface TranscriptAiRouteDeps {
   transcripts: TranscriptStore;
   chat: TranscriptChatStore;
   ai: Pick<AiModels, 'llm' | 'embedder' | 'config'>;
-  /** Analyses and generated documents on the chat model (built by the composition root). */
-  services: Pick<LlmServices, 'ai'>;
+  /** Analyses and generated documents on the chat model, translation on TRANSLATE_MODEL or the chat model (built by the composition root). */
+  services: Pick<LlmServices, 'ai' | 'translator'>;
 }
 
 /** Longest accepted question (characters). */
@@ -88,6 +93,22 @@ const chatBody = z.object({
 });
 
 const analyzeBody = z.object({ type: typeField(ANALYSIS_TYPES), max_tokens: maxTokensField() });
+const TRANSLATE_FORMATS = ['json', 'srt', 'vtt', 'txt'] as const;
+const translateBody = z.object({
+  target: z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
+      if (!lang) {
+        ctx.addIssue({ code: 'custom', message: v === undefined ? 'target is required: a language code such as es, fr, zh' : unknownLanguageMessage('target', v) });
+        return z.NEVER;
+      }
+      return lang;
+    }),
+  format: z.enum(TRANSLATE_FORMATS, { error: `format must be one of ${TRANSLATE_FORMATS.join(', ')}` }).default('json'),
+  max_new_tokens: z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional(),
+});
 const generateBody = z.object({ type: typeField(GENERATE_TYPES), max_tokens: maxTokensField() });
 
 /** Engine errors with extra headers; everything else goes to HttpServer's mapping (status, 503 with pull command …). */
@@ -174,6 +195,46 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     const b = parsed.data;
     const text = transcriptText(t);
     return { body: await run(async () => (await aiService()).analyze(text, b.type, { signal: ctx.signal, maxTokens: b.max_tokens })) };
+  });
+
+  route('/api/v1/transcripts/:id/translate/', async (ctx, account) => {
+    const { t } = await ownTranscript(ctx, account);
+    const parsed = translateBody.safeParse(body(await ctx.readJson()));
+    if (!parsed.success) throw badRequest(parsed.error);
+    const b = parsed.data;
+    const segments = t.segments.filter((s) => s.text.trim());
+    if (!segments.length) throw new ApiError(400, 'The transcript has no text.');
+    const translator = await deps.services.translator();
+    const source = lookupLanguage(t.language) ?? lookupLanguage('en')!;
+    const texts = await run(() =>
+      translator.translate(
+        segments.map((s) => s.text.trim()),
+        source,
+        b.target,
+        ctx.signal,
+        { maxNewTokens: b.max_new_tokens },
+      ),
+    );
+    const translated: Transcript = {
+      text: texts.join(' '),
+      language: b.target.code,
+      duration: t.duration,
+      segments: segments.map((s, i) => ({ start: s.start, end: s.end, text: texts[i], speaker: s.speaker ?? null, confidence: s.confidence, words: [] })),
+      speakers: t.speakers,
+    };
+    if (b.format === 'srt') return { headers: { 'content-type': 'application/x-subrip; charset=utf-8' }, body: toSrt(translated) };
+    if (b.format === 'vtt') return { headers: { 'content-type': 'text/vtt; charset=utf-8' }, body: toVtt(translated) };
+    if (b.format === 'txt') return { headers: { 'content-type': 'text/plain; charset=utf-8' }, body: toTxt(translated) };
+    return {
+      body: {
+        transcript_id: t.id,
+        source_language: t.language,
+        target_language: b.target.code,
+        model: translator.model,
+        text: translated.text,
+        segments: translated.segments.map((s) => ({ start: s.start, end: s.end, text: s.text, speaker: s.speaker })),
+      },
+    };
   });
 
   route('/api/v1/transcripts/:id/generate/', async (ctx, account) => {
