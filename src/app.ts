@@ -164,7 +164,7 @@ export class App {
         metrics: this.metrics,
       });
       this.closers.push({ name: 'ai', close: () => this.ai.close() });
-      this.llmServices = new LlmServices({ llm: () => this.ai.llm(), maxTokens: this.config.ai.llm.maxTokens, seq2seqTranslator: () => this.ai.translator() });
+      this.llmServices = new LlmServices({ llm: () => this.ai.llm(), maxTokens: this.config.ai.llm.maxTokens, seq2seqTranslator: (model) => this.ai.translator(model) });
       this.jobs = new JobRegistry();
       this.closers.push({ name: 'jobs', close: () => this.jobs.close() });
       const transcription = new TranscriptionService({

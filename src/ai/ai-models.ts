@@ -45,7 +45,7 @@ export class AiModels {
   private readonly embedders = new Map<string, Promise<EmbeddingService>>();
   private enhancerPromise: Promise<AudioEnhancer> | null = null;
   private synthesizerPromise: Promise<EspeakSynthesizer> | null = null;
-  private translatorPromise: Promise<Seq2SeqTranslator> | null = null;
+  private readonly translators = new Map<string, Promise<Seq2SeqTranslator>>();
   private closed = false;
 
   constructor(private readonly opts: AiModelsOptions) {}
@@ -116,15 +116,18 @@ export class AiModels {
     );
   }
 
-  /** The seq2seq translator of TRANSLATE_MODEL (null when unset: translation runs on the chat LLM). */
-  translator(): Promise<Seq2SeqTranslator> | null {
-    const model = this.opts.config.translation.model;
-    if (!model) return null;
+  /**
+   * The seq2seq translator of a translation model id or folder (default TRANSLATE_MODEL; null when neither is set:
+   * translation then runs on the chat LLM). Unknown or another kind → 400, not installed → 503.
+   */
+  translator(model?: string): Promise<Seq2SeqTranslator> | null {
+    const id = model || this.opts.config.translation.model;
+    if (!id) return null;
+    const entry = this.opts.registry.resolve(id, 'translation');
     return this.cached(
-      () => this.translatorPromise,
-      (p) => (this.translatorPromise = p),
+      () => this.translators.get(entry.id) ?? null,
+      (p) => (p ? this.translators.set(entry.id, p) : this.translators.delete(entry.id)),
       async () => {
-        const entry = this.opts.registry.resolve(model, 'translation');
         const engine = await TranslationEngine.load(entry.path!, { id: entry.id, executionProvider: this.opts.executionProvider, intraOpThreads: this.opts.intraOpThreads || undefined });
         this.opts.logger?.info({ model: entry.id, layout: engine.info.layout, targets: engine.targets.length }, 'translation model loaded');
         return new Seq2SeqTranslator(engine);
@@ -156,7 +159,7 @@ export class AiModels {
     all.push(...this.embedders.values());
     if (this.enhancerPromise) all.push(this.enhancerPromise);
     if (this.synthesizerPromise) all.push(this.synthesizerPromise);
-    if (this.translatorPromise) all.push(this.translatorPromise);
+    all.push(...this.translators.values());
     await Promise.all(
       all.map((p) =>
         p.then(

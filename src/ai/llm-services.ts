@@ -5,6 +5,7 @@
  * service is created on the backend it gets and created anew if AiModels hands out another one.
  */
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
+import { DomainError } from '../errors.ts';
 import { AiService } from './ai-service.ts';
 import { LlmTranslator, type Translator } from './translate.ts';
 
@@ -13,8 +14,8 @@ export interface LlmServicesOptions {
   llm: () => Promise<ChatBackend>;
   /** Output cap per model call (LLM_MAX_TOKENS); requests may ask for less. */
   maxTokens: number;
-  /** The seq2seq translator (TRANSLATE_MODEL), or null: translation then runs on the chat model. */
-  seq2seqTranslator?: () => Promise<Translator> | null;
+  /** The seq2seq translator of a model (default TRANSLATE_MODEL), or null: translation then runs on the chat model. */
+  seq2seqTranslator?: (model?: string) => Promise<Translator> | null;
 }
 
 export class LlmServices {
@@ -27,10 +28,14 @@ export class LlmServices {
     return (await this.current()).ai;
   }
 
-  /** Translation on the seq2seq model when one is configured, else on the current chat backend. */
-  async translator(): Promise<Translator> {
-    const seq2seq = this.opts.seq2seqTranslator?.();
+  /**
+   * Translation on `model` (a translation model id or folder) or the configured seq2seq model, else on the current
+   * chat backend.
+   */
+  async translator(model?: string): Promise<Translator> {
+    const seq2seq = this.opts.seq2seqTranslator?.(model);
     if (seq2seq) return seq2seq;
+    if (model) throw new DomainError('invalid', `model: '${model}' cannot translate here: no translation models are served (TRANSLATE_MODEL)`);
     return (await this.current()).translator;
   }
 

@@ -19,6 +19,8 @@ export interface TranslateOptions {
 
 export interface Translator {
   readonly model: string;
+  /** Target codes the model translates into, when it has a fixed set (seq2seq models); undefined for the LLM. */
+  readonly targets?: string[];
   translate(texts: string[], source: Language, target: Language, signal?: AbortSignal, opts?: TranslateOptions): Promise<string[]>;
 }
 

@@ -40,7 +40,7 @@ beforeAll(async () => {
     transcripts: s.transcripts,
     chat: s.transcriptChat,
     ai: models,
-    services: new LlmServices({ llm: () => models.llm(), maxTokens: 32, seq2seqTranslator: () => models.translator() }),
+    services: new LlmServices({ llm: () => models.llm(), maxTokens: 32, seq2seqTranslator: (m) => models.translator(m) }),
   });
   await server.start();
   base = `http://127.0.0.1:${server.port}`;

@@ -33,7 +33,7 @@ beforeAll(async () => {
   server = testHttpServer({ maxJsonBodyBytes: 1024 * 1024 });
   registerAiRoutes(server, {
     models,
-    services: new LlmServices({ llm: () => models.llm(), maxTokens: 64, seq2seqTranslator: () => models.translator() }),
+    services: new LlmServices({ llm: () => models.llm(), maxTokens: 64, seq2seqTranslator: (m) => models.translator(m) }),
     maxTextChars: 20_000,
     maxTokens: 64,
     maxUploadBytes: 1024 * 1024,
@@ -80,6 +80,30 @@ describe('POST /v1/translate on MADLAD', () => {
     const budget = await post({ text: 'Hello', target: 'es', max_new_tokens: 0 });
     expect(budget.status).toBe(400);
     expect((await budget.json()).error).toMatch(/max_new_tokens/);
+  });
+});
+
+describe('translation model selection and languages', () => {
+  it('GET /v1/translate/languages lists the <2xx> targets of TRANSLATE_MODEL or ?model=', async () => {
+    const r = await fetch(`${base}/v1/translate/languages`);
+    expect(r.status).toBe(200);
+    const b = await r.json();
+    expect(b.model).toBe('madlad-mini-random');
+    expect(b.languages).toHaveLength(50);
+    for (const c of golden.single) expect(b.languages).toContain(c.target);
+    expect((await fetch(`${base}/v1/translate/languages?model=madlad-mini-random`)).status).toBe(200);
+    const wrongKind = await fetch(`${base}/v1/translate/languages?model=whisper-mini-random`);
+    expect(wrongKind.status).toBe(400);
+    expect((await wrongKind.json()).error).toMatch(/translation/);
+  });
+
+  it('"model" names the translation model; another kind of model is a 400', async () => {
+    const c = golden.single[1];
+    const r = await post({ text: c.text, target: c.target, max_new_tokens: 16, model: 'madlad-mini-random' });
+    expect((await r.json()).translated_text).toBe(c.greedy_text.trim());
+    const bad = await post({ text: c.text, target: c.target, model: 'whisper-mini-random' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatch(/whisper-mini-random.*translation/);
   });
 });
 

@@ -117,7 +117,7 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
 
   const maxTexts = deps.maxTexts ?? 256;
   const ai = () => deps.services.ai();
-  const translator = () => deps.services.translator();
+  const translator = (model?: string) => deps.services.translator(model);
   const run = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -153,7 +153,9 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       texts: z.unknown().optional(),
       target: languageField('target'),
       source: languageField('source', 'en'),
-      // extension: token budget per sentence of a seq2seq translation model (random-weight models never emit </s>)
+      // extensions: the translation model (id or folder; default TRANSLATE_MODEL, else the chat model) and the token
+      // budget per sentence of a seq2seq model (random-weight models never emit </s>)
+      model: z.string({ error: 'model must be a string naming a translation model' }).min(1).optional(),
       max_new_tokens: z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional(),
     })
     .transform((b, ctx) => {
@@ -175,20 +177,28 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
           ctx.addIssue({ code: 'custom', message: `texts total ${total} characters; the limit is ${deps.maxTextChars}`, params: { status: 413 } });
           return z.NEVER;
         }
-        return { batch: true as const, texts: b.texts as string[], target: b.target, source: b.source, maxNewTokens: b.max_new_tokens };
+        return { batch: true as const, texts: b.texts as string[], target: b.target, source: b.source, model: b.model, maxNewTokens: b.max_new_tokens };
       }
       const t = textField('text', deps.maxTextChars).safeParse(b.text);
       if (!t.success) {
         for (const i of t.error.issues) ctx.addIssue({ ...i, code: 'custom', message: i.message.replace('text is required', 'text (or texts) is required') } as never);
         return z.NEVER;
       }
-      return { batch: false as const, texts: [t.data], target: b.target, source: b.source, maxNewTokens: b.max_new_tokens };
+      return { batch: false as const, texts: [t.data], target: b.target, source: b.source, model: b.model, maxNewTokens: b.max_new_tokens };
     });
   route('POST', '/v1/translate', async (ctx) => {
     const b = parse(translateBody, await ctx.readJson());
-    const out = await run(async () => (await translator()).translate(b.texts, b.source, b.target, ctx.signal, { maxNewTokens: b.maxNewTokens }));
+    const out = await run(async () => (await translator(b.model)).translate(b.texts, b.source, b.target, ctx.signal, { maxNewTokens: b.maxNewTokens }));
     if (b.batch) return { body: { translations: out.map((t) => ({ translated_text: t })) } };
     return { body: { translated_text: out[0], source_language: b.source.code, target_language: b.target.code } };
+  });
+
+  // The target languages of a translation model (default TRANSLATE_MODEL): its <2xx> tags. No key, like /v1/languages.
+  server.route('GET', '/v1/translate/languages', async (ctx) => {
+    const t = await run(async () => translator(ctx.query.get('model') ?? undefined));
+    if (!t.targets)
+      throw new ApiError(400, `translation runs on the chat model ${t.model}, which takes any language code; set TRANSLATE_MODEL or pass ?model= to list a translation model's languages`);
+    return { body: { model: t.model, languages: t.targets } };
   });
 
   const embedBody = z.object({
