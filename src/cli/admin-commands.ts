@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { issueKey } from '../auth/keys.ts';
 import { PLANS, type Account, type Plan, type Stores } from '../store/index.ts';
 import { errorKind } from '../errors.ts';
+import { UsageError } from './usage-error.ts';
 
 export const ADMIN_USAGE = `Usage: npm run admin -- <command> [options]
 
@@ -20,7 +21,7 @@ export const ADMIN_USAGE = `Usage: npm run admin -- <command> [options]
 The raw API key is printed once. Database: DATABASE_URL, or the embedded one in DATA_DIR/db
 (while a server runs on it, the command goes to that server over DATA_DIR/run/owner.sock).`;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface AdminIo {
   out: (line: string) => void;

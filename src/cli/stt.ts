@@ -22,8 +22,8 @@ import type { EngineCounters, SpeechEngine } from '../engines/speech-engine.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
-import { statusOf } from '../http/error-kinds.ts';
 import { TRANSLATE_USAGE, translateMain } from './translate.ts';
+import { exitCodeOf, UsageError } from './usage-error.ts';
 
 const USAGE = `usage: stt transcribe FILE --model DIR_OR_ID [options]
 
@@ -200,14 +200,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
     // The caller's mistake (bad file, unknown model or language) is a usage error, as a 4xx would be.
-    return err instanceof UsageError || statusOf(err) < 500 ? 2 : 1;
+    return exitCodeOf(err);
   } finally {
     await vad?.close();
     await models?.close();
   }
 }
-
-class UsageError extends Error {}
 
 /** The engine's cumulative counters now (they run from load; a request's share is a difference). */
 function countersOf(e: SpeechEngine): EngineCounters {

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/config.ts';
 import { TranslationEngine } from '../engines/translation/index.ts';
 import { ModelRegistry } from '../models/registry.ts';
+import { exitCodeOf, UsageError } from './usage-error.ts';
 
 export const TRANSLATE_USAGE = `usage: stt translate "TEXT" --to CODE --model DIR_OR_ID [options]
 
@@ -22,8 +23,6 @@ options:
   --threads N             onnxruntime intra-op threads
   --json                  print one JSON object
   --list-targets          print the target codes the model translates into (its <2xx> tags) and exit`;
-
-class UsageError extends Error {}
 
 export async function translateMain(argv: string[]): Promise<number> {
   let parsed;
@@ -85,7 +84,7 @@ export async function translateMain(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     console.error(`error: ${(err as Error).message}`);
-    return err instanceof UsageError || /unknown|not installed|is a .* model/i.test((err as Error).message) ? 2 : 1;
+    return exitCodeOf(err);
   } finally {
     await engine?.close();
   }

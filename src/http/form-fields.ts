@@ -3,6 +3,7 @@
  * messages that name the field and what is allowed.
  */
 import { z } from 'zod';
+import { lookupLanguage, unknownLanguageMessage } from '../ai/languages.ts';
 
 export const boolField = (name: string, dflt: boolean) =>
   z
@@ -54,3 +55,22 @@ export const maxTokensField = (cap = Number.POSITIVE_INFINITY) =>
       }
       return Math.min(v, cap);
     });
+
+/** A JSON language code (`es`, `pt-BR`), canonicalised by ICU; `dflt` when absent, else required. */
+export function languageField(name: string, dflt?: string) {
+  return z
+    .unknown()
+    .optional()
+    .transform((v, ctx) => {
+      if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
+      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
+      if (!lang) {
+        ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
+        return z.NEVER;
+      }
+      return lang;
+    });
+}
+
+/** A JSON `max_new_tokens` of a seq2seq model (per sentence): an integer from 1 to 1024, optional. */
+export const maxNewTokensField = () => z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional();

@@ -12,6 +12,7 @@ import { testHttpServer } from '../helpers/http-server.ts';
 import { registerTranscriptAiRoutes, type TranscriptAiRouteDeps } from '../../src/http/routes/transcript-ai-routes.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
+import { paidUser } from '../helpers/accounts.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { DB_VARIANTS, variantTitle, type TestDatabase } from '../store/test-databases.ts';
 
@@ -73,13 +74,7 @@ for (const variant of DB_VARIANTS) {
     let base: string;
     const seen: ChatMessage[][] = [];
 
-    async function user(email: string) {
-      const account = await s.accounts.create({ email, plan: 'paid', credits: 100 });
-      const { key } = await issueKey(s.accounts, account.id, 'test');
-      const post = (path: string, body: unknown) =>
-        fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      return { account, post };
-    }
+    const user = (email: string) => paidUser(s, base, email);
     const save = (ownerId: string, segments: Segment[] = SEGMENTS, text = TEXT) =>
       s.transcripts.save({ ownerId, model: 'large-v3-turbo', language: 'en', duration: 12, source: 'file', filename: 'meeting.mp3', segments, text });
     const count = async (sql: string, params: unknown[]) => Number((await t.db.query<{ n: number }>(sql, params))[0].n);

@@ -9,13 +9,13 @@ import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
 import { LlmServices } from '../../src/ai/llm-services.ts';
 import { AccessControl } from '../../src/auth/access-control.ts';
-import { issueKey } from '../../src/auth/keys.ts';
 import type { Segment } from '../../src/formats/transcript.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
 import { registerTranscriptAiRoutes } from '../../src/http/routes/transcript-ai-routes.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { createStores, type Stores } from '../../src/store/index.ts';
 import { testHttpServer } from '../helpers/http-server.ts';
+import { paidUser } from '../helpers/accounts.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { DB_VARIANTS, type TestDatabase } from '../store/test-databases.ts';
 
@@ -52,13 +52,7 @@ afterAll(async () => {
   await t?.dispose();
 });
 
-async function user(email: string) {
-  const account = await s.accounts.create({ email, plan: 'paid', credits: 100 });
-  const { key } = await issueKey(s.accounts, account.id, 'test');
-  const post = (path: string, body: unknown) =>
-    fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { account, post };
-}
+const user = (email: string) => paidUser(s, base, email);
 
 describe('POST /api/v1/transcripts/:id/translate/', () => {
   it('translates each segment alone, keeping its times and speaker; SRT and VTT captions at those times', async () => {

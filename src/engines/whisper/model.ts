@@ -35,9 +35,6 @@ export interface WhisperModelOptions {
   prepackDecoder?: boolean;
 }
 
-/** Where a Whisper folder's ONNX files of one precision are, and which decoder layouts it has. */
-export const whisperOnnxFiles = onnxFiles;
-
 export class WhisperOnnxModel extends EncoderDecoderModel {
   private constructor(
     readonly cfg: WhisperConfig,

@@ -8,7 +8,8 @@
  */
 import type { VariantTiming } from '../speech-engine.ts';
 import type { WhisperConfig } from './config.ts';
-import { type DecoderLayout, WhisperOnnxModel, type WhisperModelOptions, whisperOnnxFiles } from './model.ts';
+import { onnxFiles } from '../seq2seq/kv-decoder.ts';
+import { type DecoderLayout, WhisperOnnxModel, type WhisperModelOptions } from './model.ts';
 
 export type { VariantTiming } from '../speech-engine.ts';
 
@@ -26,7 +27,7 @@ export function variantCandidates(dir: string, o: { precision: 'fp32' | 'int8' |
   const out: { quantized: boolean; layout: DecoderLayout }[] = [];
   const precisions = o.precision === 'measure' ? [false, true] : [o.precision === 'int8'];
   for (const quantized of precisions) {
-    const f = whisperOnnxFiles(dir, quantized);
+    const f = onnxFiles(dir, quantized);
     if (!f.hasEncoder) continue;
     const has = { merged: f.hasMerged, split: f.hasSplit };
     const layouts: DecoderLayout[] = o.layout === 'measure' || o.layout === 'auto' ? ['merged', 'split'] : [o.layout];

@@ -8,11 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import type { AccessControl } from '../../auth/index.ts';
 import type { Method } from '../router.ts';
-import { maxTokensField } from '../form-fields.ts';
+import { languageField, maxNewTokensField, maxTokensField } from '../form-fields.ts';
 import { z } from 'zod';
 import type { AiModels } from '../../ai/ai-models.ts';
 import type { LlmServices } from '../../ai/llm-services.ts';
-import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES, SUMMARY_STYLES } from '../../ai/prompts.ts';
 import { LlmAbortedError, LlmQueueFullError, type ChatMessage, type ChatOptions } from '../../engines/llm/chat-backend.ts';
 import { withLlmTenant } from '../../engines/llm/tenant.ts';
@@ -88,21 +87,6 @@ function textField(name: string, maxChars: number) {
     });
 }
 
-function languageField(name: string, dflt?: string) {
-  return z
-    .unknown()
-    .optional()
-    .transform((v, ctx) => {
-      if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
-      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
-      if (!lang) {
-        ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
-        return z.NEVER;
-      }
-      return lang;
-    });
-}
-
 /** Maps engine errors that carry extra headers; everything else goes to HttpServer's mapping. */
 function mapError(err: unknown): never {
   if (err instanceof LlmQueueFullError) throw new ApiError(429, err.message, { 'retry-after': String(err.retryAfterS) });
@@ -156,7 +140,7 @@ export function registerAiRoutes(server: HttpServer, deps: AiRouteDeps): void {
       // extensions: the translation model (id or folder; default TRANSLATE_MODEL, else the chat model) and the token
       // budget per sentence of a seq2seq model (random-weight models never emit </s>)
       model: z.string({ error: 'model must be a string naming a translation model' }).min(1).optional(),
-      max_new_tokens: z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional(),
+      max_new_tokens: maxNewTokensField(),
     })
     .transform((b, ctx) => {
       if (b.texts !== undefined && b.text !== undefined) {

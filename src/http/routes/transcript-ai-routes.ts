@@ -10,12 +10,12 @@
  * model), retrieves the top segments by cosine and answers with the session's earlier turns.
  * Models load on first use; one that is not installed answers 503 with the pull command (AiModels).
  */
-import { maxTokensField } from '../form-fields.ts';
+import { languageField, maxNewTokensField, maxTokensField } from '../form-fields.ts';
 import { z } from 'zod';
 import type { AccessControl } from '../../auth/access-control.ts';
 import type { AiModels } from '../../ai/ai-models.ts';
 import type { LlmServices } from '../../ai/llm-services.ts';
-import { lookupLanguage, unknownLanguageMessage } from '../../ai/languages.ts';
+import { lookupLanguage } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES } from '../../ai/prompts.ts';
 import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
 import type { Transcript } from '../../formats/transcript.ts';
@@ -95,19 +95,9 @@ const chatBody = z.object({
 const analyzeBody = z.object({ type: typeField(ANALYSIS_TYPES), max_tokens: maxTokensField() });
 const TRANSLATE_FORMATS = ['json', 'srt', 'vtt', 'txt'] as const;
 const translateBody = z.object({
-  target: z
-    .unknown()
-    .optional()
-    .transform((v, ctx) => {
-      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
-      if (!lang) {
-        ctx.addIssue({ code: 'custom', message: v === undefined ? 'target is required: a language code such as es, fr, zh' : unknownLanguageMessage('target', v) });
-        return z.NEVER;
-      }
-      return lang;
-    }),
+  target: languageField('target'),
   format: z.enum(TRANSLATE_FORMATS, { error: `format must be one of ${TRANSLATE_FORMATS.join(', ')}` }).default('json'),
-  max_new_tokens: z.number({ error: 'max_new_tokens must be an integer from 1 to 1024' }).int().min(1).max(1024).optional(),
+  max_new_tokens: maxNewTokensField(),
 });
 const generateBody = z.object({ type: typeField(GENERATE_TYPES), max_tokens: maxTokensField() });
 
