@@ -23,7 +23,7 @@ import { ModelRegistry } from '../models/registry.ts';
 import { FileTranscriber } from '../pipeline/file-transcriber.ts';
 import { SpeechModels } from '../pipeline/speech-models.ts';
 import { TRANSLATE_USAGE, translateMain } from './translate.ts';
-import { exitCodeOf, UsageError } from './usage-error.ts';
+import { exitCodeOf, intFlag, UsageError } from './usage-error.ts';
 
 const USAGE = `usage: stt transcribe FILE --model DIR_OR_ID [options]
 
@@ -94,12 +94,6 @@ export async function main(argv: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const int = (name: string, v: string | undefined, min: number): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got '${v}')`);
-    return n;
-  };
   if (o.server) return transcribeOnServer(o.server, file, { ...o, apiKey: o['api-key'] ?? (process.env.STT_API_KEY || undefined) });
   const modelArg = o.model!;
   let models: SpeechModels | null = null;
@@ -121,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       inference: {
         executionProvider: config.inference.executionProvider,
-        intraOpThreads: int('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
+        intraOpThreads: intFlag('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
         quantized: o.quantized,
         // one file, a few hundred decoder steps: packing the weights costs more at load than it saves (bench/startup.ts)
         prepackDecoder: o['prepack-decoder'],
@@ -157,8 +151,8 @@ export async function main(argv: string[]): Promise<number> {
         vad: !o['no-vad'],
         timestamps: o.timestamps,
         wordTimestamps: o['word-timestamps'],
-        beamSize: int('beam-size', o['beam-size'], 1),
-        maxNewTokens: int('max-new-tokens', o['max-new-tokens'], 1),
+        beamSize: intFlag('beam-size', o['beam-size'], 1),
+        maxNewTokens: intFlag('max-new-tokens', o['max-new-tokens'], 1),
         temperature: temperature && (temperature.length === 1 ? temperature[0] : temperature),
       },
       { onProgress: (p) => bar?.update(Math.round(p.fraction * duration), { stage: p.stage }) },

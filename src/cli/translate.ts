@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/config.ts';
 import { TranslationEngine } from '../engines/translation/index.ts';
 import { ModelRegistry } from '../models/registry.ts';
-import { exitCodeOf, UsageError } from './usage-error.ts';
+import { exitCodeOf, intFlag, UsageError } from './usage-error.ts';
 
 export const TRANSLATE_USAGE = `usage: stt translate "TEXT" --to CODE --model DIR_OR_ID [options]
 
@@ -51,12 +51,7 @@ export async function translateMain(argv: string[]): Promise<number> {
     console.error(TRANSLATE_USAGE);
     return 2;
   }
-  const int = (name: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be an integer ≥ 1 (got '${v}')`);
-    return n;
-  };
+  const int = (name: string, v: string | undefined) => intFlag(name, v, 1);
   let engine: TranslationEngine | null = null;
   try {
     const maxNewTokens = int('max-new-tokens', o['max-new-tokens']);

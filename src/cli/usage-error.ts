@@ -7,3 +7,11 @@ export class UsageError extends Error {}
 export function exitCodeOf(err: unknown): 1 | 2 {
   return err instanceof UsageError || statusOf(err) < 500 ? 2 : 1;
 }
+
+/** An integer flag's value (undefined when absent); a UsageError naming the flag when it is not an integer ≥ `min`. */
+export function intFlag(name: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got '${v}')`);
+  return n;
+}
