@@ -120,7 +120,7 @@ describe('WS /v1/stream with model=moonshine-mini-random', () => {
     expect(e.error).toBe(`language: model 'moonshine-mini-random' does not support 'de'; use "auto" or one of: en`);
     expect((await c.closed).code).toBe(1007);
     // The refused stream is freed (the server counts it down after the close: wait for it, bounded).
-    for (let i = 0; i < 250 && app.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 1500 && app.streams.active > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(app.streams.active).toBe(0);
   });
 });
