@@ -61,8 +61,9 @@ describe('BatchScheduler.partialWaitMs', () => {
     expect(s.partialWaitMs()).toBe(0);
     const busy = s.submit('busy', { priority: 'final', key: 'x' });
     await new Promise((r) => setTimeout(r, 0)); // the final's batch starts and holds the model
-    const t0 = Date.now();
     const partials = ['p1', 'p2'].map((p) => s.submit(p, { priority: 'partial', key: p }));
+    // Read after the submits: the clock may tick during them, and the partials' enqueue times are never later than this.
+    const t0 = Date.now();
     // Queued behind the running batch: their age is the backlog (now is passed in: no waiting).
     expect(s.partialWaitMs(t0 + 1500)).toBeGreaterThanOrEqual(1500);
     expect(s.partialWaitMs(t0 + 1500)).toBeLessThan(1500 + 1000);
