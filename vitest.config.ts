@@ -8,5 +8,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // No test reaches the network by accident: a model pull that a test did not point at its stand-in hub is refused at once.
+    env: { HF_ENDPOINT: 'http://127.0.0.1:9' },
   },
 });

@@ -35,6 +35,9 @@ const envSchema = z.object({
   NATS_URL: url(['nats:', 'tls:', 'ws:', 'wss:']).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DEFAULT_MODEL: z.string().min(1).default('large-v3-turbo'),
+  AUTO_PULL: bool.default(true),
+  HF_ENDPOINT: url(['http:', 'https:']).optional(),
+  HF_TOKEN: z.string().min(1).optional(),
   MAX_UPLOAD_MB: int(1, 1024 * 1024).default(2048),
   MAX_JSON_BODY_KB: int(1, 1024 * 1024).default(10 * 1024),
   MAX_STREAMS: int(1, 100_000).default(256),
@@ -94,6 +97,11 @@ export interface Config {
   };
   models: {
     defaultModel: string;
+    /** Download a registry model that a request names and that is not installed (once, resumable, checksummed). */
+    autoPull: boolean;
+    /** Hub the models come from (HF_ENDPOINT; null = https://huggingface.co) and its token (HF_TOKEN). */
+    hubEndpoint: string | null;
+    hubToken: string | null;
     /** 'baseline' (no weights: MFCC + pitch statistics) or the id/folder of a speaker-embedding model. */
     diarizationModel: string;
     /** Optional pyannote segmentation model id/folder (needs diarizationModel). */
@@ -197,6 +205,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     work: { queue: e.WORK_QUEUE, worker: e.WORKER, ackWaitMs: e.WORK_ACK_WAIT_S * 1000, timeoutMs: e.WORK_TIMEOUT_S * 1000 },
     models: {
       defaultModel: e.DEFAULT_MODEL,
+      autoPull: e.AUTO_PULL,
+      hubEndpoint: e.HF_ENDPOINT ?? null,
+      hubToken: e.HF_TOKEN ?? null,
       diarizationModel: e.DIARIZATION_MODEL,
       diarizationSegmentationModel: e.DIARIZATION_SEGMENTATION_MODEL ?? null,
     },

@@ -33,6 +33,8 @@ import { WeriftWebRtcIngest } from './ingest/webrtc.ts';
 import { registerWebRtcRoutes } from './http/routes/webrtc-routes.ts';
 import { registerWebUi } from './http/routes/web-ui.ts';
 import { loadNativeUws } from './http/uws.ts';
+import { pullCommand } from './models/errors.ts';
+import { ModelInstaller, type ConfiguredModel } from './models/model-installer.ts';
 import { ModelRegistry } from './models/registry.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -49,6 +51,8 @@ export class App {
   readonly metrics = new Metrics();
   server!: HttpServer;
   registry!: ModelRegistry;
+  /** Pulls missing registry models on first use (AUTO_PULL). */
+  installer!: ModelInstaller;
   gpu!: GpuInfo;
   vad!: SileroVad;
   diarizer!: Diarizer;
@@ -106,6 +110,17 @@ export class App {
       for (const m of this.registry.list()) {
         this.metrics.modelInstalled.set({ model: m.id, kind: m.kind }, m.installed ? 1 : 0);
       }
+      const mc = this.config.models;
+      this.installer = new ModelInstaller({
+        registry: this.registry,
+        autoPull: mc.autoPull,
+        endpoint: mc.hubEndpoint ?? undefined,
+        token: mc.hubToken ?? undefined,
+        // The files the configured precision loads ('measure' times what is installed: fp32 is pulled).
+        variantFor: (kind) => ((kind === 'asr' && this.config.inference.whisperPrecision === 'int8') || (kind === 'embedding' && this.config.ai.embedding.quantized) ? 'quantized' : 'fp32'),
+        logger: this.logger.child({ component: 'models' }),
+      });
+      this.logModelStatus();
 
       // Uploads left behind by a crash are useless now: start with an empty temp folder.
       const tmpDir = path.join(this.config.paths.dataDir, UPLOAD_TMP_SUBDIR);
@@ -131,6 +146,7 @@ export class App {
       this.closers.push({ name: 'vad', close: () => this.vad.close() });
       this.speechModels = new SpeechModels({
         registry: this.registry,
+        installer: this.installer,
         logger: this.logger.child({ component: 'models' }),
         metrics: this.metrics,
         maxBatch: this.config.inference.maxBatchSize,
@@ -157,6 +173,7 @@ export class App {
       // AI models load on first use; closed after the HTTP server.
       this.ai = new AiModels({
         registry: this.registry,
+        installer: this.installer,
         config: this.config.ai,
         logger: this.logger.child({ component: 'ai' }),
         executionProvider: this.config.inference.executionProvider,
@@ -184,7 +201,7 @@ export class App {
         maxJsonBodyBytes: this.config.limits.maxJsonBodyBytes,
         shutdownTimeoutMs: this.config.server.shutdownTimeoutMs,
       });
-      registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics });
+      registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics, configuredModels: () => this.installer.status(this.configuredModels()) });
       registerTranscribeRoutes(this.server, {
         service: transcription,
         access: this.access,
@@ -251,6 +268,8 @@ export class App {
       registerWebUi(this.server);
       await this.server.start();
       this.closers.push({ name: 'http', close: () => this.server.close() });
+      // Before the HTTP server drains: requests waiting for a download get a 503 (the partial files stay for a resume).
+      this.closers.push({ name: 'model-installer', close: () => this.installer.close() });
       // Runs first at shutdown: no new connections, every live session flushed (last finals, then
       // {"is_final":true}), the transports closed; then the HTTP server drains its requests.
       this.closers.push({
@@ -291,6 +310,29 @@ export class App {
       if (!models.length) this.logger.warn('WORKER=true but no speech model is installed here: this server takes no work');
     }
     return new QueuedSpeechWork(queue, w.worker ? new LocalSpeechWork() : null);
+  }
+
+  /** The models the configuration names: what a newcomer's first requests will need. */
+  configuredModels(): ConfiguredModel[] {
+    const c = this.config;
+    const out: ConfiguredModel[] = [{ role: 'speech (DEFAULT_MODEL)', id: c.models.defaultModel, kind: 'asr' }];
+    out.push({ role: 'embeddings (EMBED_MODEL)', id: c.ai.embedding.model, kind: 'embedding' });
+    if (!c.ai.llm.baseUrl) out.push({ role: 'chat and AI endpoints (LLM_MODEL)', id: c.ai.llm.model, kind: 'llm' });
+    if (c.ai.translation.model) out.push({ role: 'translation (TRANSLATE_MODEL)', id: c.ai.translation.model, kind: 'translation' });
+    return out;
+  }
+
+  /** One line per configured model at start-up: installed, pulled on first use, or what to run. */
+  private logModelStatus(): void {
+    const log = this.logger.child({ component: 'models' });
+    const where = this.config.models.hubEndpoint ?? 'https://huggingface.co';
+    for (const m of this.installer.status(this.configuredModels())) {
+      const fields = { model: m.id, role: m.role, firstUse: m.firstUse };
+      if (m.firstUse === 'ready') log.info(fields, `model ${m.id} (${m.role}): installed`);
+      else if (m.firstUse === 'pull') log.info(fields, `model ${m.id} (${m.role}): not installed yet; it is downloaded from ${where} on first use (AUTO_PULL)`);
+      else if (m.firstUse === 'manual') log.warn(fields, `model ${m.id} (${m.role}): not installed and AUTO_PULL is off; install it with: ${pullCommand(m.id)}`);
+      else log.warn(fields, `model ${m.id} (${m.role}): unknown (neither a registry id nor a folder of MODELS_DIR ${this.config.paths.modelsDir}); requests that use it get 400`);
+    }
   }
 
   get port(): number {

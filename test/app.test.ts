@@ -25,7 +25,7 @@ describe.skipIf(!HAVE_MODELS)('App', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-app-'));
 
   beforeAll(async () => {
-    const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir });
+    const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dataDir });
     app = await new App(config, { logger: pino({ level: 'silent' }), gpu: GIVEN_GPU }).start();
     base = `http://127.0.0.1:${app.port}`;
   });

@@ -1,8 +1,9 @@
 /**
  * The AI models of the server, loaded on first use (the server starts without them; a model pulled while
  * it runs is picked up) and shared by every request: one chat backend (local GGUF or LLM_BASE_URL), one
- * EmbeddingService per embedding model, one audio enhancer. A model that is not installed fails the request
- * with the registry's 503 (message with the pull command); nothing is cached after a failed load.
+ * EmbeddingService per embedding model, one audio enhancer. A registry model that is not installed is pulled
+ * on first use when AUTO_PULL is on (ModelInstaller), else fails the request with the registry's 503 (message
+ * with the pull command); nothing is cached after a failed load.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,12 +17,15 @@ import { OpenAiChatBackend } from '../engines/llm/openai-backend.ts';
 import { EspeakSynthesizer } from '../engines/tts/espeak-synthesizer.ts';
 import { TranslationEngine } from '../engines/translation/index.ts';
 import { Seq2SeqTranslator } from './seq2seq-translator.ts';
+import { ModelInstaller } from '../models/model-installer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { AiConfig } from '../../config/ai.ts';
 
 export interface AiModelsOptions {
   registry: ModelRegistry;
+  /** Pulls a missing registry model on first use (AUTO_PULL); without it a missing model is a 503. */
+  installer?: ModelInstaller;
   config: AiConfig;
   logger?: Logger;
   executionProvider?: 'cpu' | 'cuda';
@@ -47,8 +51,11 @@ export class AiModels {
   private synthesizerPromise: Promise<EspeakSynthesizer> | null = null;
   private readonly translators = new Map<string, Promise<Seq2SeqTranslator>>();
   private closed = false;
+  private readonly installer: ModelInstaller;
 
-  constructor(private readonly opts: AiModelsOptions) {}
+  constructor(private readonly opts: AiModelsOptions) {
+    this.installer = opts.installer ?? new ModelInstaller({ registry: opts.registry, autoPull: false });
+  }
 
   get config(): AiConfig {
     return this.opts.config;
@@ -80,7 +87,7 @@ export class AiModels {
             observer: this.opts.metrics?.llmObserver(c.model, 'remote'),
           });
         }
-        const entry = this.opts.registry.resolve(c.model, 'llm');
+        const entry = await this.installer.ensure(c.model, 'llm');
         const t0 = performance.now();
         const llm = await LocalLlm.load({
           modelPath: findGguf(entry.path!),
@@ -99,35 +106,43 @@ export class AiModels {
     );
   }
 
-  /** The embedding service of a model id or folder (default EMBED_MODEL). Unknown → 400, not installed → 503. */
+  /**
+   * The embedding service of a model id or folder (default EMBED_MODEL). Unknown → 400; a missing registry model is
+   * pulled first with AUTO_PULL, else 503.
+   */
   embedder(model?: string): Promise<EmbeddingService> {
-    const entry = this.opts.registry.resolve(model || this.opts.config.embedding.model, 'embedding');
+    const id = model || this.opts.config.embedding.model;
+    this.installer.check(id, 'embedding');
     return this.cached(
-      () => this.embedders.get(entry.id) ?? null,
-      (p) => (p ? this.embedders.set(entry.id, p) : this.embedders.delete(entry.id)),
-      () =>
-        EmbeddingService.load({
+      () => this.embedders.get(id) ?? null,
+      (p) => (p ? this.embedders.set(id, p) : this.embedders.delete(id)),
+      async () => {
+        const entry = await this.installer.ensure(id, 'embedding');
+        return EmbeddingService.load({
           dir: entry.path!,
           modelId: entry.id,
           quantized: this.opts.config.embedding.quantized,
           executionProvider: this.opts.executionProvider,
           intraOpThreads: this.opts.intraOpThreads || undefined,
-        }),
+        });
+      },
     );
   }
 
   /**
    * The seq2seq translator of a translation model id or folder (default TRANSLATE_MODEL; null when neither is set:
-   * translation then runs on the chat LLM). Unknown or another kind → 400, not installed → 503.
+   * translation then runs on the chat LLM). Unknown or another kind → 400; a missing registry model is pulled first
+   * with AUTO_PULL, else 503.
    */
   translator(model?: string): Promise<Seq2SeqTranslator> | null {
     const id = model || this.opts.config.translation.model;
     if (!id) return null;
-    const entry = this.opts.registry.resolve(id, 'translation');
+    this.installer.check(id, 'translation');
     return this.cached(
-      () => this.translators.get(entry.id) ?? null,
-      (p) => (p ? this.translators.set(entry.id, p) : this.translators.delete(entry.id)),
+      () => this.translators.get(id) ?? null,
+      (p) => (p ? this.translators.set(id, p) : this.translators.delete(id)),
       async () => {
+        const entry = await this.installer.ensure(id, 'translation');
         const engine = await TranslationEngine.load(entry.path!, { id: entry.id, executionProvider: this.opts.executionProvider, intraOpThreads: this.opts.intraOpThreads || undefined });
         this.opts.logger?.info({ model: entry.id, layout: engine.info.layout, targets: engine.targets.length }, 'translation model loaded');
         return new Seq2SeqTranslator(engine);

@@ -3,6 +3,8 @@
  * server sends, and the close codes. No I/O here; the WebSocket route drives it.
  *
  *   client → server   text   {"language":"en","model":"large-v3-turbo","sample_rate":16000,...}   (first message)
+ *   server → client   text   {"status":"loading_model","model":"...","stage":"downloading","progress":0.42}  (only while
+ *                             the model is downloaded (AUTO_PULL) or loaded: before ready, on its first use)
  *   server → client   text   {"status":"ready","session_id":"...","model":"...","word_timestamps":"proportional"}
  *   client → server   binary 16-bit little-endian mono PCM at sample_rate, any number of frames
  *   server → client   text   {"partial":"..."} (interim_results) / {"text","start","end","words",...} (finals)
@@ -323,6 +325,13 @@ export interface ReadyMessage {
   final_model?: string;
   word_timestamps?: 'cross-attention-dtw' | 'proportional';
 }
+/** Before `ready` (extension): the stream's model is being downloaded (AUTO_PULL) or loaded; `progress` 0..1 or null. */
+export interface LoadingModelMessage {
+  status: 'loading_model';
+  model: string;
+  stage: 'downloading' | 'loading';
+  progress: number | null;
+}
 export interface PartialMessage {
   partial: string;
 }
@@ -347,7 +356,7 @@ export interface ShareMessage {
   share_token: string;
   expires_at: string;
 }
-export type ServerMessage = ReadyMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
+export type ServerMessage = ReadyMessage | LoadingModelMessage | PartialMessage | FinalMessage | IsFinalMessage | ErrorMessage | PongMessage | ShareMessage;
 
 export function ready(sessionId: string, model?: { id: string; finalModel?: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }): ReadyMessage {
   if (!model) return { status: 'ready', session_id: sessionId };
@@ -394,6 +403,8 @@ export function toServerMessage(o: LiveOutput): ServerMessage {
   switch (o.type) {
     case 'ready':
       return ready(o.sessionId, { id: o.model, finalModel: o.finalModel, wordTimestamps: o.wordTimestamps });
+    case 'loading_model':
+      return { status: 'loading_model', model: o.model, stage: o.stage, progress: o.progress };
     case 'partial':
       return { ...partial(o.text), stable: o.stable } as ServerMessage;
     case 'final':

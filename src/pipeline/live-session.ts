@@ -26,7 +26,7 @@ import { DomainError, type ErrorKind } from '../errors.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
-import type { LoadedSpeechModel, SpeechModels } from './speech-models.ts';
+import type { LoadedSpeechModel, ModelWaitProgress, SpeechModels } from './speech-models.ts';
 import type { StreamAccess } from './stream-access.ts';
 import type { StreamAdmission } from './stream-admission.ts';
 import { StreamSession, streamEvents, type StreamEvent } from './stream-session.ts';
@@ -60,6 +60,8 @@ export interface LiveClient {
 /** `ready` names the model serving the stream and how its finals' word times are made (Moonshine: always 'proportional'). */
 export type LiveOutput =
   | { type: 'ready'; sessionId: string; model: string; finalModel?: string; wordTimestamps: 'cross-attention-dtw' | 'proportional' }
+  /** Before `ready`, while a model is downloaded (AUTO_PULL; progress 0..1, null while the size is unknown) or loaded. */
+  | { type: 'loading_model'; model: string; stage: 'downloading' | 'loading'; progress: number | null }
   | StreamEvent
   | { type: 'pong' }
   | { type: 'share'; token: { share_token: string; expires_at: string } };
@@ -246,8 +248,20 @@ export class LiveSession {
     return this.recorder.receivedS;
   }
 
+  /** Tells the client while its model is downloaded or loaded: once per stage and per whole percent, not per chunk. */
+  private loadingProgress(model: string): (p: ModelWaitProgress) => void {
+    let last = '';
+    return (p) => {
+      const progress = p.fraction === null ? null : Math.floor(p.fraction * 100) / 100;
+      const key = `${p.stage}:${progress}`;
+      if (key === last || this.state !== 'loading') return;
+      last = key;
+      this.out.next({ type: 'loading_model', model, stage: p.stage, progress });
+    };
+  }
+
   /**
-   * Loads the model and builds the pipeline; emits `ready`. Throws a DomainError the transport
+   * Loads the model (downloading it first when AUTO_PULL is on and it is missing) and builds the pipeline; emits `ready`. Throws a DomainError the transport
    * reports as it can (the session stays open: the transport fails or closes it).
    */
   async configure(config: LiveConfig): Promise<void> {
@@ -263,7 +277,8 @@ export class LiveSession {
     let finalModel: LoadedSpeechModel;
     try {
       // two-pass: both models loaded (concurrently) before the stream is ready
-      [model, finalModel] = await Promise.all([o.models.get(config.model), config.finalModel ? o.models.get(config.finalModel) : null]).then(([m, f]) => [m, f ?? m]);
+      const get = (id: string) => o.models.get(id, { onProgress: this.loadingProgress(id) });
+      [model, finalModel] = await Promise.all([get(config.model), config.finalModel ? get(config.finalModel) : null]).then(([m, f]) => [m, f ?? m]);
     } catch (err) {
       void resampling.then(
         (r) => r.close(),

@@ -12,6 +12,7 @@
 import type { Logger } from 'pino';
 import type { LanguageProbs, SpeechEngine, TranscribeRequest, TranscribeResult } from '../engines/speech-engine.ts';
 import { describeSpeechFolder, loadSpeechEngine, type SpeechEngineOptions, type SpeechFamily } from '../engines/speech-engines.ts';
+import { ModelInstaller } from '../models/model-installer.ts';
 import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler, type Priority } from './batch-scheduler.ts';
@@ -105,8 +106,22 @@ export function loadedSpeechModel(m: FileSpeechModel): LoadedSpeechModel | null 
   return 'engine' in m ? m : null;
 }
 
+/** What a request sees while its model is made ready: a download (AUTO_PULL; fraction null while sizes are unknown), then the load. */
+export interface ModelWaitProgress {
+  stage: 'downloading' | 'loading';
+  fraction: number | null;
+}
+
+/** How a request waits for its model: progress while it is downloaded or loaded, and when to stop waiting. */
+export interface ModelWait {
+  onProgress?: (p: ModelWaitProgress) => void;
+  signal?: AbortSignal;
+}
+
 export interface SpeechModelsOptions {
   registry: ModelRegistry;
+  /** Pulls a missing registry model on first use (AUTO_PULL); without it a missing model is a 503. */
+  installer?: ModelInstaller;
   logger: Logger;
   metrics?: Metrics;
   inference: Pick<
@@ -122,8 +137,21 @@ export interface SpeechModelsOptions {
 export class SpeechModels {
   private readonly loaded = new Map<string, Promise<LoadedSpeechModel>>();
   private readonly described = new Map<string, Promise<SpeechModelInfo>>();
+  /** Folders whose load has finished (a request joining an unfinished load is told it is loading). */
+  private readonly ready = new Set<string>();
+  private readonly installer: ModelInstaller;
 
-  constructor(private readonly opts: SpeechModelsOptions) {}
+  constructor(private readonly opts: SpeechModelsOptions) {
+    this.installer = opts.installer ?? new ModelInstaller({ registry: opts.registry, autoPull: false });
+  }
+
+  /**
+   * Fails now for what no wait can fix: an unknown id, a model of another kind, or one not installed while
+   * AUTO_PULL is off (400 / 503), so that a route answers before it starts a job.
+   */
+  check(idOrFolder: string): void {
+    this.installer.check(idOrFolder, 'asr');
+  }
 
   /** Models loaded or loading (engines with ONNX sessions). */
   get loadedCount(): number {
@@ -131,11 +159,11 @@ export class SpeechModels {
   }
 
   /**
-   * Resolves an id or folder name (throws 400 unknown / 503 not installed, as `get`) and reads its
-   * descriptor from the config files (once per folder); creates no ONNX session.
+   * Resolves an id or folder name (400 unknown; a missing registry model is pulled first with AUTO_PULL, else 503)
+   * and reads its descriptor from the config files (once per folder); creates no ONNX session.
    */
-  describe(idOrFolder: string): Promise<SpeechModelInfo> {
-    const entry = this.opts.registry.resolve(idOrFolder, 'asr');
+  async describe(idOrFolder: string, wait: ModelWait = {}): Promise<SpeechModelInfo> {
+    const entry = await this.install(idOrFolder, wait);
     const key = entry.path!;
     let p = this.described.get(key);
     if (!p) {
@@ -146,17 +174,26 @@ export class SpeechModels {
     return p;
   }
 
-  /** Resolves an id or folder name (throws 400 unknown / 503 not installed) and loads it once. */
-  get(idOrFolder: string): Promise<LoadedSpeechModel> {
-    const entry = this.opts.registry.resolve(idOrFolder, 'asr');
+  /** Resolves an id or folder name (400 unknown; a missing registry model is pulled first with AUTO_PULL, else 503) and loads it once. */
+  async get(idOrFolder: string, wait: ModelWait = {}): Promise<LoadedSpeechModel> {
+    const entry = await this.install(idOrFolder, wait);
     const key = entry.path!;
     let p = this.loaded.get(key);
     if (!p) {
       p = this.load(entry.id, key);
       this.loaded.set(key, p);
-      p.catch(() => this.loaded.delete(key));
+      p.then(
+        () => this.ready.add(key),
+        () => this.loaded.delete(key),
+      );
     }
+    if (!this.ready.has(key)) wait.onProgress?.({ stage: 'loading', fraction: null });
     return p;
+  }
+
+  private install(idOrFolder: string, wait: ModelWait) {
+    const onProgress = wait.onProgress;
+    return this.installer.ensure(idOrFolder, 'asr', { signal: wait.signal, onProgress: onProgress && ((p) => onProgress({ stage: 'downloading', fraction: p.fraction })) });
   }
 
   /** Loads a model from a folder path (CLI: `--model ./some/folder`). */
@@ -233,6 +270,7 @@ export class SpeechModels {
   async close(): Promise<void> {
     const all = [...this.loaded.values()];
     this.loaded.clear();
+    this.ready.clear();
     this.described.clear();
     for (const p of all) {
       try {

@@ -12,7 +12,7 @@ import { AudioDecodeError, audioDurationS, decodeStream, probeAudio } from '../a
 import { DIARIZE_MAX_SECONDS, diarizationSkipReason, diarizationTooLong, type FileTranscribeOptions, type FileTranscriber, type FileTranscription } from './file-transcriber.ts';
 import type { JobRegistry } from './job-registry.ts';
 import type { TranscriptStore } from '../store/transcripts.ts';
-import { speechModelInfo, type FileSpeechModel, type SpeechModels } from './speech-models.ts';
+import { speechModelInfo, type FileSpeechModel, type ModelWait, type SpeechModels } from './speech-models.ts';
 
 export interface TranscribeFileRequest extends FileTranscribeOptions {
   path: string;
@@ -73,23 +73,32 @@ export async function* meteredPcm(source: AsyncIterable<Float32Array>, sampleRat
 export class TranscriptionService {
   constructor(private readonly deps: { models: SpeechModels; transcriber: FileTranscriber; jobs: JobRegistry; transcripts?: TranscriptStore }) {}
 
-  /** Resolves the model first (fast 400/503), then runs the job. `signal` cancels it (client gone). */
+  /**
+   * Checks the model first (fast 400, or 503 when it is missing and AUTO_PULL is off), then runs the job: the
+   * model's download (AUTO_PULL, stage `downloading model`) and load (`loading model`) are its first stages.
+   * `signal` cancels it (client gone).
+   */
   async transcribeFile(req: TranscribeFileRequest, signal?: AbortSignal): Promise<TranscribeFileResult> {
-    const model: FileSpeechModel = this.deps.transcriber.decodesLocally ? await this.deps.models.get(req.model) : await this.deps.models.describe(req.model);
-    const info = speechModelInfo(model);
-    if (req.language !== 'auto' && !info.languages.includes(req.language)) {
-      const codes = info.languages.length <= 5 ? `one of: ${info.languages.join(', ')}` : 'a code from GET /v1/languages';
-      throw new DomainError('invalid', `Model '${info.id}' does not support language '${req.language}'. Use 'auto' or ${codes}.`);
-    }
-    if (req.task === 'translate' && !info.tasks.includes('translate')) {
-      throw new DomainError('invalid', `Model '${info.id}' cannot translate: task=translate needs a multilingual Whisper model. Use task=transcribe, or pick such a model (GET /v1/models).`);
-    }
-    // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
-    await this.deps.transcriber.ensureAvailable(model);
+    this.deps.models.check(req.model);
     const job = this.deps.jobs.create(req.jobId, req.jobOwner);
     const onAbort = () => this.deps.jobs.cancel(job.id, 'client disconnected');
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      const wait: ModelWait = {
+        signal: job.signal,
+        onProgress: (p) => this.deps.jobs.progress(job.id, { stage: p.stage === 'downloading' ? 'downloading model' : 'loading model', fraction: p.fraction ?? 0 }),
+      };
+      const model: FileSpeechModel = this.deps.transcriber.decodesLocally ? await this.deps.models.get(req.model, wait) : await this.deps.models.describe(req.model, wait);
+      const info = speechModelInfo(model);
+      if (req.language !== 'auto' && !info.languages.includes(req.language)) {
+        const codes = info.languages.length <= 5 ? `one of: ${info.languages.join(', ')}` : 'a code from GET /v1/languages';
+        throw new DomainError('invalid', `Model '${info.id}' does not support language '${req.language}'. Use 'auto' or ${codes}.`);
+      }
+      if (req.task === 'translate' && !info.tasks.includes('translate')) {
+        throw new DomainError('invalid', `Model '${info.id}' cannot translate: task=translate needs a multilingual Whisper model. Use task=transcribe, or pick such a model (GET /v1/models).`);
+      }
+      // No live worker (WORK_QUEUE=nats): 503 now, before decoding and before the metering hook charges.
+      await this.deps.transcriber.ensureAvailable(model);
       this.deps.jobs.progress(job.id, { stage: 'decoding', fraction: 0 });
       const probe = await probeAudio(req.path, { signal: job.signal });
       if (!probe.hasAudio) {

@@ -99,7 +99,7 @@ describe('stt transcribe --server (against a running server)', () => {
     const { pino } = await import('pino');
     const os = await import('node:os');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-cli-server-'));
-    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir }), { logger: pino({ level: 'silent' }) }).start();
+    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dir }), { logger: pino({ level: 'silent' }) }).start();
     try {
       const url = `http://127.0.0.1:${app.port}`;
       const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
@@ -123,7 +123,7 @@ describe('stt transcribe --server (against a running server)', () => {
     const { paidKey } = await import('../helpers/accounts.ts');
     const os = await import('node:os');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-cli-key-'));
-    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, ANON_DAILY_LIMIT: '0' }), { logger: pino({ level: 'silent' }) }).start();
+    const app = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dir, ANON_DAILY_LIMIT: '0' }), { logger: pino({ level: 'silent' }) }).start();
     try {
       const url = `http://127.0.0.1:${app.port}`;
       const key = await paidKey(app);

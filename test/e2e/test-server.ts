@@ -29,6 +29,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     PORT: '0',
     HOST: '127.0.0.1',
     MODELS_DIR,
+    AUTO_PULL: 'false',
     DATA_DIR: dataDir,
     DEFAULT_MODEL: 'whisper-mini-random',
     INFERENCE_THREADS: '1',

@@ -68,6 +68,8 @@ export function serverEnv(dataDir: string, env: Record<string, string> = {}): No
     DATA_DIR: dataDir,
     DATABASE_URL: '',
     MODELS_DIR,
+    // The model fixtures are all there; AUTO_PULL has its own tests against the stand-in hub.
+    AUTO_PULL: 'false',
     DEFAULT_MODEL: 'whisper-mini-random',
     INFERENCE_THREADS: '1',
     LLM_THREADS: '1',

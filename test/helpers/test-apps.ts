@@ -22,7 +22,7 @@ export class TestApps {
   async start(env: Record<string, string> = {}): Promise<App> {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-app-'));
     this.dirs.push(dataDir);
-    const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', LOG_LEVEL: 'silent', ...env });
+    const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', LOG_LEVEL: 'silent', ...env });
     const app = await new App(config, { logger, gpu }).start();
     this.apps.push(app);
     return app;

@@ -30,6 +30,7 @@ beforeAll(async () => {
     PORT: '0',
     HOST: '127.0.0.1',
     MODELS_DIR,
+    AUTO_PULL: 'false',
     DATA_DIR: dataDir,
     DEFAULT_MODEL: 'whisper-mini-random',
     LOG_LEVEL: 'silent',

@@ -23,7 +23,7 @@ let speech: { path: string };
 let long: { path: string };
 
 beforeAll(async () => {
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', ANON_DAILY_LIMIT: '100' });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', ANON_DAILY_LIMIT: '100' });
   app = await new App(config, { logger: pino({ level: 'silent' }) }).start();
   base = `http://127.0.0.1:${app.port}`;
   alice = await paidKey(app);

@@ -30,7 +30,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60
 
 async function startApp(env: Record<string, string>): Promise<{ app: App; base: string; dir: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-refunds-'));
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, DEFAULT_MODEL: 'whisper-mini-random', INFERENCE_THREADS: '1', ...env });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dir, DEFAULT_MODEL: 'whisper-mini-random', INFERENCE_THREADS: '1', ...env });
   const app = await new App(config, { logger: pino({ level: 'silent' }) }).start();
   return { app, base: `http://127.0.0.1:${app.port}`, dir };
 }

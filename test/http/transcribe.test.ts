@@ -22,7 +22,7 @@ let speech: { path: string; durationS: number };
 let key: string;
 
 beforeAll(async () => {
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random' });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random' });
   app = await new App(config, { logger: pino({ level: 'silent' }) }).start();
   base = `http://127.0.0.1:${app.port}`;
   speech = await makeSpeechWav(TEXTS.hello, { padStartS: 0.5, padEndS: 0.5 });
@@ -160,10 +160,13 @@ describe('POST /v1/transcribe', () => {
 
   it('shares the batcher between uploads running at once', async () => {
     // A wide batching window so that the test does not depend on this machine's load.
-    const wide = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: path.join(dataDir, 'wide'), DEFAULT_MODEL: 'whisper-mini-random', BATCH_WINDOW_MS: '1500' }), {
-      logger: pino({ level: 'silent' }),
-      gpu: app.gpu,
-    }).start();
+    const wide = await new App(
+      loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: path.join(dataDir, 'wide'), DEFAULT_MODEL: 'whisper-mini-random', BATCH_WINDOW_MS: '1500' }),
+      {
+        logger: pino({ level: 'silent' }),
+        gpu: app.gpu,
+      },
+    ).start();
     try {
       const model = await wide.speechModels.get('whisper-mini-random');
       const wideKey = await paidKey(wide);
@@ -274,7 +277,7 @@ describe('POST /v1/transcribe errors', () => {
   });
 
   it('413 above the upload limit', async () => {
-    const small = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: path.join(dataDir, 'small'), MAX_UPLOAD_MB: '1' }), {
+    const small = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: path.join(dataDir, 'small'), MAX_UPLOAD_MB: '1' }), {
       logger: pino({ level: 'silent' }),
       gpu: app.gpu,
     }).start();
@@ -340,10 +343,13 @@ describe('POST /v1/audio/transcriptions (OpenAI-compatible)', () => {
 
 describe('POST /v1/transcribe with accounts (tiers, credits, saved transcripts)', () => {
   it('anonymous: ANON_DAILY_LIMIT per IP, then 429 with Retry-After; bad key 401; no credits 402', async () => {
-    const anon = await new App(loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: path.join(dataDir, 'anon'), DEFAULT_MODEL: 'whisper-mini-random', ANON_DAILY_LIMIT: '2' }), {
-      logger: pino({ level: 'silent' }),
-      gpu: app.gpu,
-    }).start();
+    const anon = await new App(
+      loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, AUTO_PULL: 'false', DATA_DIR: path.join(dataDir, 'anon'), DEFAULT_MODEL: 'whisper-mini-random', ANON_DAILY_LIMIT: '2' }),
+      {
+        logger: pino({ level: 'silent' }),
+        gpu: app.gpu,
+      },
+    ).start();
     try {
       const send = async (headers: Record<string, string> = {}) => {
         const form = new FormData();

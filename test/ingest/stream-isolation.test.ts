@@ -26,6 +26,7 @@ async function startApp(env: Record<string, string> = {}): Promise<App> {
     PORT: '0',
     HOST: '127.0.0.1',
     MODELS_DIR,
+    AUTO_PULL: 'false',
     DATA_DIR: dir,
     DEFAULT_MODEL: 'whisper-mini-random',
     STREAM_IDLE_TIMEOUT_S: '60',

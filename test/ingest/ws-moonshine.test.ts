@@ -30,7 +30,16 @@ const connect = () => StreamClient.connect(url, { authorization: `Bearer ${key}`
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ws-moonshine-'));
   // DEFAULT_MODEL stays Whisper: Moonshine is chosen per stream by `model`.
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dataDir, DEFAULT_MODEL: 'whisper-mini-random', STREAM_IDLE_TIMEOUT_S: '60', STREAM_MAX_FINAL_WAIT_MS: '0' });
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODELS_DIR,
+    AUTO_PULL: 'false',
+    DATA_DIR: dataDir,
+    DEFAULT_MODEL: 'whisper-mini-random',
+    STREAM_IDLE_TIMEOUT_S: '60',
+    STREAM_MAX_FINAL_WAIT_MS: '0',
+  });
   app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
   url = `ws://127.0.0.1:${app.port}/v1/stream`;
   key = await paidKey(app);

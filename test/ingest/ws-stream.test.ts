@@ -16,7 +16,17 @@ const dirs: string[] = [];
 async function startApp(env: Record<string, string> = {}): Promise<App> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ws-'));
   dirs.push(dir);
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', MODELS_DIR, DATA_DIR: dir, DEFAULT_MODEL: 'whisper-mini-random', STREAM_IDLE_TIMEOUT_S: '60', STREAM_MAX_FINAL_WAIT_MS: '0', ...env });
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODELS_DIR,
+    AUTO_PULL: 'false',
+    DATA_DIR: dir,
+    DEFAULT_MODEL: 'whisper-mini-random',
+    STREAM_IDLE_TIMEOUT_S: '60',
+    STREAM_MAX_FINAL_WAIT_MS: '0',
+    ...env,
+  });
   return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
 }
 

@@ -29,6 +29,12 @@ export class HubServer {
   corrupt = new Set<string>();
   /** path -> bytes: the next GET of that path sends this many bytes, then the connection is destroyed. */
   cutOnce = new Map<string, number>();
+  /**
+   * path -> bytes: the next GET of that path sends this many bytes, then stalls with the connection open (a
+   * download caught half-way, deterministically) until `releaseHeld()` sends the rest.
+   */
+  holdOnce = new Map<string, number>();
+  private held: Array<() => void> = [];
   /** Answer 200 with the whole file to Range requests. */
   ignoreRange = false;
   /**
@@ -58,8 +64,19 @@ export class HubServer {
   }
 
   async close(): Promise<void> {
+    this.held = [];
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Downloads stalled by `holdOnce` right now. */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  /** Sends the rest of every stalled download (to a client still there). */
+  releaseHeld(): void {
+    for (const finish of this.held.splice(0)) finish();
   }
 
   /** GET requests for a file (hub leg only when the file is redirected to the CDN leg). */
@@ -142,6 +159,12 @@ export class HubServer {
     res.writeHead(status, headers);
     if (req.method === 'HEAD') {
       res.end();
+      return;
+    }
+    const hold = this.holdOnce.get(rel);
+    if (hold !== undefined && hold < body.length) {
+      this.holdOnce.delete(rel);
+      res.write(body.subarray(0, hold), () => this.held.push(() => res.end(body.subarray(hold))));
       return;
     }
     const cut = this.cutOnce.get(rel);

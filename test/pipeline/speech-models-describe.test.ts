@@ -110,8 +110,10 @@ describe('SpeechModels.describe', () => {
 
   it('throws the registry errors: 400 unknown, 503 not installed (with the pull command)', async () => {
     const m = models();
-    expect(() => m.describe('whisper-huge-v9')).toThrow(expect.objectContaining({ kind: 'invalid', message: expect.stringMatching(/whisper-mini-random/) }));
-    expect(() => m.describe('small')).toThrow(expect.objectContaining({ kind: 'unavailable', message: expect.stringContaining('npm run models:pull -- small') }));
+    await expect(m.describe('whisper-huge-v9')).rejects.toMatchObject({ kind: 'invalid', message: expect.stringMatching(/whisper-mini-random/) });
+    await expect(m.describe('small')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringContaining('npm run models:pull -- small') });
+    // check() answers the same before any job starts
+    expect(() => m.check('small')).toThrow(expect.objectContaining({ kind: 'unavailable' }));
     expect(m.loadedCount).toBe(0);
   });
 });

@@ -1,4 +1,5 @@
 /** GET /health, /v1/models, /v1/languages, /metrics: no authentication, shapes as in the API reference. */
+import type { ConfiguredModelStatus } from '../../models/model-installer.ts';
 import type { GpuInfo } from '../../system/gpu.ts';
 import { WHISPER_LANGUAGES } from '../../languages.ts';
 import type { Metrics } from '../../observability/metrics.ts';
@@ -19,7 +20,16 @@ export interface ModelCatalog {
   }>;
 }
 
-export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; catalog: ModelCatalog; metrics: Metrics }): void {
+export function registerSystemRoutes(
+  server: HttpServer,
+  deps: {
+    gpu: GpuInfo;
+    catalog: ModelCatalog;
+    metrics: Metrics;
+    /** The models the configuration names and what their first use does (AUTO_PULL); absent in tests that build routes alone. */
+    configuredModels?: () => ConfiguredModelStatus[];
+  },
+): void {
   server.route('GET', '/health', () => {
     const draining = server.isDraining;
     return {
@@ -29,6 +39,8 @@ export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; c
         gpu_available: deps.gpu.available,
         gpu_name: deps.gpu.name,
         gpu_memory_mb: deps.gpu.memoryMb,
+        // Extension: what a first request will find (installed, downloaded on first use, downloading now).
+        ...(deps.configuredModels ? { models: deps.configuredModels().map(healthModel) } : {}),
       },
     };
   });
@@ -71,4 +83,16 @@ export function registerSystemRoutes(server: HttpServer, deps: { gpu: GpuInfo; c
     const { contentType, body } = await deps.metrics.render();
     return { headers: { 'content-type': contentType }, body };
   });
+}
+
+/** A configured model in /health: `first_use` says what its first request does; `progress` while it downloads. */
+function healthModel(m: ConfiguredModelStatus) {
+  return {
+    role: m.role,
+    id: m.id,
+    kind: m.kind,
+    installed: m.installed,
+    first_use: m.firstUse,
+    ...(m.progress ? { progress: { bytes: m.progress.bytes, total: m.progress.total, fraction: m.progress.fraction } } : {}),
+  };
 }
