@@ -116,6 +116,8 @@ describe.skipIf(skip !== null)(`web page feedback in Chromium${skip ? ` — skip
     // The body may or may not have been sent whole before the refusal.
     expect(['100 %', 'failed']).toContain(up);
     expect(`${up} ${job}`).not.toMatch(/waiting/);
+    // In the error colour, as the message below it.
+    expect(await page.$eval('#job-pct', (e: El) => (globalThis as El).getComputedStyle(e).color)).toBe('rgb(179, 38, 30)');
     await screenshot(page, 'failed-upload', { selector: '#file-h >> xpath=..' });
     await page.close();
   });
@@ -138,6 +140,9 @@ describe.skipIf(skip !== null)(`web page feedback in Chromium${skip ? ` — skip
     expect(live.color).toBe('rgb(179, 38, 30)');
     expect(live.color).not.toBe(muted);
     expect(live.border).toBe('4px solid rgb(179, 38, 30)');
+    // Refusals a key would not lift get no "paste your key" hint (web-api-key.test.ts has those that do).
+    expect(await page.textContent('#live-status')).not.toMatch(/Paste your API key/);
+    expect(await page.textContent('#file-status')).not.toMatch(/Paste your API key/);
     await screenshot(page, 'errors', { fullPage: true });
     await page.close();
   });
