@@ -1,6 +1,6 @@
 // The main page: live captions from the microphone (WebRTC or WebSocket) and file transcription
 // with upload and job progress. Plain ES modules, no build step; talks only to this server.
-import { CaptionView, clock, errorOf, exporters, newId, wsUrl } from './common.js';
+import { CaptionView, clock, errorOf, exporters, newId, plural, wsUrl } from './common.js';
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -15,9 +15,23 @@ const settings = {
   apiKey: $('#api-key'),
 };
 
-// The key lives in this tab only (sessionStorage), never in the URL bar.
+// The key lives in this tab only (sessionStorage: kept across reloads, never in the URL bar).
 settings.apiKey.value = sessionStorage.getItem('stt-api-key') || '';
-settings.apiKey.addEventListener('change', () => sessionStorage.setItem('stt-api-key', settings.apiKey.value.trim()));
+// On every keystroke/paste: a reload right after pasting (no blur, no 'change') keeps the key.
+settings.apiKey.addEventListener('input', () => {
+  sessionStorage.setItem('stt-api-key', settings.apiKey.value.trim());
+  settings.apiKey.removeAttribute('aria-invalid');
+});
+
+/**
+ * A refusal that a key would lift (the anonymous daily limit, or a server that requires keys),
+ * met without a key: say where to paste one and mark the field.
+ */
+function withKeyHint(message) {
+  if (settings.apiKey.value.trim() || !/anonymous limit|API key required/i.test(message)) return message;
+  settings.apiKey.setAttribute('aria-invalid', 'true');
+  return `${message} Paste your API key in the "API key" field next to Start.`;
+}
 
 function authHeaders() {
   const key = settings.apiKey.value.trim();
@@ -90,8 +104,8 @@ function onLiveMessage(m) {
     live.info.hidden = false;
     setLiveState('live', 'Listening — speak now.');
   }
-  if (kind === 'error') setLiveState('error', `Error: ${m.error}`);
-  if (kind === 'end' && live.section.dataset.state !== 'error') setLiveState('ended', `Stopped. ${live.finals} caption${live.finals === 1 ? '' : 's'}.`);
+  if (kind === 'error') setLiveState('error', `Error: ${withKeyHint(m.error)}`);
+  if (kind === 'end' && live.section.dataset.state !== 'error') setLiveState('ended', `Stopped. ${plural(live.finals, 'caption')}.`);
   return kind;
 }
 
@@ -258,7 +272,7 @@ live.form.addEventListener('submit', async (e) => {
     if (live.section.dataset.state === 'connecting') setLiveState('connecting', 'Connected; waiting for the server…');
   } catch (err) {
     live.current = null;
-    setLiveState('error', `Error: ${err.message}`);
+    setLiveState('error', `Error: ${withKeyHint(err.message)}`);
   }
 });
 
@@ -270,7 +284,7 @@ live.stop.addEventListener('click', async () => {
     await cur.stop();
   } finally {
     live.current = null;
-    if (live.section.dataset.state === 'stopping') setLiveState('ended', `Stopped. ${live.finals} caption${live.finals === 1 ? '' : 's'}.`);
+    if (live.section.dataset.state === 'stopping') setLiveState('ended', `Stopped. ${plural(live.finals, 'caption')}.`);
   }
 });
 
@@ -280,6 +294,7 @@ window.addEventListener('pagehide', () => live.current?.abort());
 // File transcription: XHR upload progress, then job progress by polling GET /v1/jobs/:id
 
 const file = {
+  section: $('#file-h').closest('section'),
   form: $('#file-form'),
   input: $('#file'),
   start: $('#file-start'),
@@ -300,12 +315,14 @@ function setUpload(fraction) {
   const pct = Math.round(fraction * 100);
   file.uploadBar.value = pct;
   file.uploadPct.textContent = `${pct} %`;
+  file.uploadPct.classList.remove('failed');
 }
 
 function setJob(fraction, stage) {
   const pct = Math.round(fraction * 100);
   file.jobBar.value = pct;
   file.jobPct.textContent = stage ? `${pct} % · ${stage}` : `${pct} %`;
+  file.jobPct.classList.remove('failed');
 }
 
 function stopPolling() {
@@ -335,7 +352,7 @@ function renderTranscript(t, name) {
   const base = (name || 'transcript').replace(/\.[^.]+$/, '') || 'transcript';
   const segs = t.segments || [];
   file.transcript.querySelector('.meta').textContent =
-    `${segs.length} segment${segs.length === 1 ? '' : 's'} · ${clock(t.duration || 0)} · language ${t.language || '?'}${t.speakers?.length ? ` · ${t.speakers.length} speakers` : ''}`;
+    `${plural(segs.length, 'segment')} · ${clock(t.duration || 0)} · language ${t.language || '?'}${t.speakers?.length ? ` · ${plural(t.speakers.length, 'speaker')}` : ''}`;
   for (const a of file.transcript.querySelectorAll('.exports a')) {
     const fmt = a.dataset.format;
     const { type, body } = exporters[fmt](t);
@@ -401,6 +418,8 @@ file.form.addEventListener('submit', (e) => {
   file.progress.hidden = false;
   setUpload(0);
   setJob(0, 'waiting for the upload');
+  let uploaded = false;
+  file.section.dataset.state = 'busy';
   file.status.textContent = `Uploading ${f.name}…`;
   fileBusy(true);
 
@@ -408,15 +427,25 @@ file.form.addEventListener('submit', (e) => {
     if (ev.lengthComputable) setUpload(ev.loaded / ev.total);
   };
   xhr.upload.onload = () => {
+    uploaded = true;
     setUpload(1);
     file.status.textContent = 'Transcribing…';
     pollJob(jobId);
   };
-  const finish = (text) => {
+  const finish = (state, text) => {
     stopPolling();
     file.xhr = null;
     fileBusy(false);
+    file.section.dataset.state = state;
     file.status.textContent = text;
+  };
+  // A failed or cancelled request: both bars say so (never a stale "waiting for the upload").
+  const fail = (state, word, text) => {
+    for (const out of uploaded ? [file.jobPct] : [file.uploadPct, file.jobPct]) {
+      out.textContent = word;
+      out.classList.add('failed');
+    }
+    finish(state, text);
   };
   xhr.onload = () => {
     let j = null;
@@ -429,11 +458,11 @@ file.form.addEventListener('submit', (e) => {
       setUpload(1);
       setJob(1, 'done');
       renderTranscript(j, f.name);
-      finish(`Done: ${f.name}.`);
-    } else finish(`Error: ${j?.error || `HTTP ${xhr.status}`}`);
+      finish('done', `Done: ${f.name}.`);
+    } else fail('error', 'failed', `Error: ${withKeyHint(j?.error || `HTTP ${xhr.status}`)}`);
   };
-  xhr.onerror = () => finish('Error: the upload failed (network).');
-  xhr.onabort = () => finish('Cancelled.');
+  xhr.onerror = () => fail('error', 'failed', 'Error: the upload failed (network).');
+  xhr.onabort = () => fail('cancelled', 'cancelled', 'Cancelled.');
   xhr.send(body);
 });
 

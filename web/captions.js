@@ -1,6 +1,6 @@
 // Captions viewer: follows a live session over WS /v1/stream/<id>/captions (same messages as the
 // stream itself), from its start (?replay=true) or from now. Works for WebSocket and WebRTC sessions.
-import { CaptionView, wsUrl } from './common.js';
+import { CaptionView, plural, wsUrl } from './common.js';
 
 const params = new URLSearchParams(location.search);
 const id = params.get('session') || '';
@@ -48,7 +48,7 @@ function follow() {
     if (kind === 'end') {
       ended = true;
       box.dataset.state = 'ended';
-      status.textContent = `The session has ended (${finals} caption${finals === 1 ? '' : 's'}).`;
+      status.textContent = `The session has ended (${plural(finals, 'caption')}).`;
     }
   };
   ws.onclose = (e) => {
