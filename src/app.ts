@@ -201,7 +201,12 @@ export class App {
         maxJsonBodyBytes: this.config.limits.maxJsonBodyBytes,
         shutdownTimeoutMs: this.config.server.shutdownTimeoutMs,
       });
-      registerSystemRoutes(this.server, { gpu: this.gpu, catalog: this.registry, metrics: this.metrics, configuredModels: () => this.installer.status(this.configuredModels()) });
+      registerSystemRoutes(this.server, {
+        gpu: this.gpu,
+        catalog: this.registry,
+        metrics: this.metrics,
+        firstUse: { autoPull: this.installer.autoPull, configured: () => this.installer.status(this.configuredModels()) },
+      });
       registerTranscribeRoutes(this.server, {
         service: transcription,
         access: this.access,

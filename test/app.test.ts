@@ -39,7 +39,12 @@ describe.skipIf(!HAVE_MODELS)('App', () => {
       const r = await fetch(`${base}/health`);
       expect(r.status).toBe(200);
       const body = await r.json();
-      expect(body).toEqual({ status: 'ok', gpu_available: true, gpu_name: 'Test GPU 9000', gpu_memory_mb: 24576 });
+      const { auto_pull, models, ...spec } = body;
+      expect(spec).toEqual({ status: 'ok', gpu_available: true, gpu_name: 'Test GPU 9000', gpu_memory_mb: 24576 });
+      // Extensions: what the configured models' first use does (AUTO_PULL is off in these tests).
+      expect(auto_pull).toBe(false);
+      expect(models[0]).toEqual({ role: 'speech (DEFAULT_MODEL)', id: 'large-v3-turbo', kind: 'asr', installed: false, first_use: 'manual' });
+      expect(models).toContainEqual({ role: 'embeddings (EMBED_MODEL)', id: 'all-minilm-l6-v2', kind: 'embedding', installed: false, first_use: 'manual' });
     });
   });
 
@@ -105,7 +110,11 @@ describe.skipIf(!HAVE_MODELS)('App', () => {
       try {
         const health = await fetch(`${srv.url}/health`);
         expect(health.status).toBe(200);
-        expect(await health.json()).toEqual({ status: 'ok', gpu_available: true, gpu_name: 'Scripted GPU A1', gpu_memory_mb: 40960 });
+        const { auto_pull: _a, models, ...spec } = await health.json();
+        expect(spec).toEqual({ status: 'ok', gpu_available: true, gpu_name: 'Scripted GPU A1', gpu_memory_mb: 40960 });
+        // The default model is not installed and AUTO_PULL is off here: /health and the start-up log say what to run.
+        expect(models[0]).toMatchObject({ id: 'large-v3-turbo', installed: false, first_use: 'manual' });
+        expect(srv.output(1 << 20)).toMatch(/model large-v3-turbo \(speech \(DEFAULT_MODEL\)\): not installed and AUTO_PULL is off; install it with: npm run models:pull -- large-v3-turbo/);
         expect(await srv.kill('SIGTERM')).toBe(0);
         expect(srv.output(1 << 20)).toMatch(/shut down cleanly/);
         expect(srv.output(1 << 20)).toMatch(/"method":"GET","path":"\/health","status":200,.*"msg":"request"/);

@@ -38,13 +38,47 @@ function authHeaders() {
   return key ? { authorization: `Bearer ${key}` } : {};
 }
 
+const FIRST_USE = {
+  ready: 'installed',
+  pull: 'downloaded on first use',
+  downloading: 'downloading now',
+  manual: 'not installed: npm run models:pull -- ',
+  unknown: 'unknown model (check MODELS_DIR)',
+};
+
+/** What the configured models are and what their first use does (GET /health `models`): a newcomer's first question. */
+function renderModelStatus(health) {
+  const box = $('#model-status');
+  const list = (health.models || []).filter((m) => m.kind === 'asr');
+  box.hidden = list.length === 0;
+  box.replaceChildren(
+    ...list.map((m) => {
+      const pct = m.first_use === 'downloading' && typeof m.progress?.fraction === 'number' ? ` ${Math.round(m.progress.fraction * 100)} %` : '';
+      const what = m.first_use === 'manual' ? `${FIRST_USE.manual}${m.id}` : `${FIRST_USE[m.first_use] || m.first_use}${pct}`;
+      const line = document.createElement('span');
+      line.dataset.firstUse = m.first_use;
+      line.textContent = `Default model ${m.id}: ${what}.`;
+      return line;
+    }),
+  );
+}
+
 async function loadOptions() {
   try {
-    const [models, languages] = await Promise.all([fetch('/v1/models').then((r) => r.json()), fetch('/v1/languages').then((r) => r.json())]);
+    const [models, languages, health] = await Promise.all([
+      fetch('/v1/models').then((r) => r.json()),
+      fetch('/v1/languages').then((r) => r.json()),
+      fetch('/health')
+        .then((r) => r.json())
+        .catch(() => ({})),
+    ]);
+    renderModelStatus(health);
     for (const m of models.models || []) {
       if (m.kind && m.kind !== 'asr') continue;
-      const o = new Option(`${m.name || m.id}${m.installed === false ? ' (not installed)' : ''}`, m.id);
-      o.disabled = m.installed === false;
+      // With AUTO_PULL a registry model that is not installed is downloaded by its first request.
+      const note = m.installed === false ? (health.auto_pull ? ' (downloaded on first use)' : ' (not installed)') : '';
+      const o = new Option(`${m.name || m.id}${note}`, m.id);
+      o.disabled = m.installed === false && !health.auto_pull;
       settings.model.append(o);
     }
     for (const l of languages.languages || []) settings.language.append(new Option(`${l.name[0].toUpperCase()}${l.name.slice(1)} (${l.code})`, l.code));
@@ -103,6 +137,11 @@ function onLiveMessage(m) {
     live.viewer.href = `captions.html?session=${encodeURIComponent(m.session_id)}`;
     live.info.hidden = false;
     setLiveState('live', 'Listening — speak now.');
+  }
+  // The model's first use: downloaded (AUTO_PULL), then loaded, before `ready`.
+  if (kind === 'loading') {
+    const pct = typeof m.progress === 'number' ? ` ${Math.round(m.progress * 100)} %` : '';
+    setLiveState('connecting', m.stage === 'downloading' ? `Downloading model ${m.model}…${pct} (first use)` : `Loading model ${m.model}…`);
   }
   if (kind === 'error') setLiveState('error', `Error: ${withKeyHint(m.error)}`);
   if (kind === 'end' && live.section.dataset.state !== 'error') setLiveState('ended', `Stopped. ${plural(live.finals, 'caption')}.`);

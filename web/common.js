@@ -57,6 +57,7 @@ export class CaptionView {
     }
     if (typeof m.error === 'string') return 'error';
     if (m.status === 'ready') return 'ready';
+    if (m.status === 'loading_model') return 'loading';
     return 'other';
   }
 

@@ -27,7 +27,7 @@ export function registerSystemRoutes(
     catalog: ModelCatalog;
     metrics: Metrics;
     /** The models the configuration names and what their first use does (AUTO_PULL); absent in tests that build routes alone. */
-    configuredModels?: () => ConfiguredModelStatus[];
+    firstUse?: { autoPull: boolean; configured: () => ConfiguredModelStatus[] };
   },
 ): void {
   server.route('GET', '/health', () => {
@@ -40,7 +40,7 @@ export function registerSystemRoutes(
         gpu_name: deps.gpu.name,
         gpu_memory_mb: deps.gpu.memoryMb,
         // Extension: what a first request will find (installed, downloaded on first use, downloading now).
-        ...(deps.configuredModels ? { models: deps.configuredModels().map(healthModel) } : {}),
+        ...(deps.firstUse ? { auto_pull: deps.firstUse.autoPull, models: deps.firstUse.configured().map(healthModel) } : {}),
       },
     };
   });
