@@ -105,9 +105,7 @@ describe('per-request decode progress in a scheduler batch', () => {
     const plain = await Promise.all([a, b].map((audio, i) => model.transcribe({ audio, options }, { priority: 'file', key: `plain-${i}` })));
     const seen: DecodeProgress[][] = [[], []];
     const batchesBefore = model.scheduler.stats.batches;
-    const hooked = await Promise.all(
-      [a, b].map((audio, i) => model.transcribe({ audio, options, onProgress: (p) => seen[i].push({ ...p }) }, { priority: 'file', key: `hooked-${i}` })),
-    );
+    const hooked = await Promise.all([a, b].map((audio, i) => model.transcribe({ audio, options, onProgress: (p) => seen[i].push({ ...p }) }, { priority: 'file', key: `hooked-${i}` })));
     expect(model.scheduler.stats.batches - batchesBefore).toBe(1);
     expect(hooked).toEqual(plain);
     // a: one window of 20 s; b: 45 s, two windows or more (the next one starts where the last timestamp said).
@@ -125,5 +123,24 @@ describe('per-request decode progress in a scheduler batch', () => {
     }
     // b's decoding reaches past a's whole length: its calls are its own.
     expect(Math.max(...seen[1].map((p) => p.seconds))).toBeGreaterThan(30);
+  }, 300_000);
+
+  it('beam search (Whisper) and Moonshine: identical results with the hook, which is called', async () => {
+    const audio = pcm.subarray(0, 20 * 16000);
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['whisper-mini-random', { language: 'en', temperature: 0, maxNewTokens: 12, beamSize: 2 }],
+      ['moonshine-mini-random', { language: 'en', temperature: 0, maxNewTokens: 12 }],
+      ['moonshine-mini-random', { language: 'en', temperature: [0, 0.4], maxNewTokens: 12 }],
+    ];
+    for (const [id, options] of cases) {
+      const model = await models.get(id);
+      const plain = await model.transcribe({ audio, options }, { priority: 'file', key: 'plain' });
+      const calls: DecodeProgress[] = [];
+      const hooked = await model.transcribe({ audio, options, onProgress: (p) => calls.push({ ...p }) }, { priority: 'file', key: 'hooked' });
+      expect(hooked).toEqual(plain);
+      expect(calls.length).toBeGreaterThanOrEqual(11);
+      expect(Math.max(...calls.map((p) => p.seconds))).toBeLessThanOrEqual(20 + 1e-9);
+      expect(Math.max(...calls.map((p) => p.tokens))).toBeLessThanOrEqual(12);
+    }
   }, 300_000);
 });
