@@ -75,10 +75,30 @@ export interface TranscribeOptions {
   tokenLogprobs?: boolean;
 }
 
+/** How far the decoding of one request has got (TranscribeRequest.onProgress). */
+export interface DecodeProgress {
+  /** The window being decoded (Whisper: 30 s windows by seek; Moonshine: its windows), 0-based. */
+  window: number;
+  /** Tokens generated in that window so far (this attempt: a temperature fallback starts again from 0), and its budget. */
+  tokens: number;
+  maxTokens: number;
+  /**
+   * Seconds of the request's audio decoded so far, an estimate: the windows before this one, plus the position in
+   * this one (Whisper: its last timestamp token, or tokens / budget of the window when larger; Moonshine: tokens /
+   * budget, which follows the audio's length). Not monotonic across fallbacks; at most the audio's length.
+   */
+  seconds: number;
+}
+
 export interface TranscribeRequest {
   /** Mono PCM at 16 kHz (the model's sampling_rate), float32 in [-1, 1]. */
   audio: Float32Array;
   options?: TranscribeOptions;
+  /**
+   * Called at every decoding step of this request (job progress): keep it cheap. Not part of `options` because it
+   * does not travel (the work queue serializes options; a chunk decoded elsewhere reports only when it is done).
+   */
+  onProgress?: (p: DecodeProgress) => void;
 }
 
 export interface TranscriptSegment {

@@ -13,16 +13,19 @@ import { PcmBuffer } from '../audio/pcm-buffer.ts';
 import { DomainError } from '../errors.ts';
 import { assignSpeakers, type Diarizer, type SpeakerTurn } from '../engines/diarization/index.ts';
 import type { SileroVad } from '../engines/vad/silero-vad.ts';
-import type { TranscribeOptions, TranscribeResult } from '../engines/whisper/index.ts';
+import type { TranscribeOptions, TranscribeRequest, TranscribeResult } from '../engines/whisper/index.ts';
 import { toSegment, transcriptText, type Segment, type Transcript } from '../formats/transcript.ts';
 import { speechModelInfo, type FileSpeechModel } from './speech-models.ts';
 import { LocalSpeechWork, type SpeechWork } from './speech-work.ts';
+import { TranscriptionProgress } from './transcription-progress.ts';
 import { streamSpeechChunks } from './vad-chunker.ts';
 
 /** Speech chunks (≤ 30 s each) given to the model and not yet answered, at most. */
 export const MAX_CHUNKS_IN_FLIGHT = 16;
 /** With VAD off, long-form transcription runs over pieces of this many seconds. */
 export const LONG_FORM_PIECE_S = 600;
+/** Least rise of the fraction that is reported while transcribing (the decoder reports every step). */
+export const PROGRESS_STEP = 0.002;
 /** Characters of the previous piece's text that condition the next piece (VAD off). */
 const PROMPT_TAIL_CHARS = 400;
 /**
@@ -174,8 +177,32 @@ export class FileTranscriber {
     };
     const results: Array<{ offset: number; r: TranscribeResult }> = [];
     const speech: Array<{ start: number; end: number }> = [];
-    let reached = 0; // end (s) of the furthest transcribed chunk, for progress
-    const totalFor = () => Math.max(expected, delivered / sr);
+    // Progress through decoding: every piece sent reports each decoding step (TranscribeRequest.onProgress).
+    const progress = new TranscriptionProgress(expected);
+    let reported = -1;
+    const transcribing = (force = false) => {
+      progress.setTotal(delivered / sr);
+      const fraction = progress.fraction();
+      if (!force && fraction < reported + PROGRESS_STEP) return;
+      reported = fraction;
+      const totalSeconds = progress.totalSeconds;
+      // A throwing listener must not fail the batch it is called from (other jobs' chunks share it).
+      try {
+        report({ stage: 'transcribing', fraction, processedSeconds: Math.min(totalSeconds, progress.coveredSeconds), totalSeconds });
+      } catch {}
+    };
+    /** A request for piece `id` ([start, end) s of the file) whose decoding steps move the progress. */
+    const piece = (id: number, start: number, audio: Float32Array, options: TranscribeOptions): TranscribeRequest => {
+      progress.start(id, start, start + audio.length / sr);
+      return {
+        audio,
+        options,
+        onProgress: (p) => {
+          progress.advance(id, p.seconds);
+          transcribing();
+        },
+      };
+    };
     report({ stage: vadOn ? 'vad' : 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: expected });
 
     if (vadOn) {
@@ -186,18 +213,18 @@ export class FileTranscriber {
         if (failure) throw failure.err;
         if (c.index === 0) {
           await detect(c.audio);
-          report({ stage: 'transcribing', fraction: 0, processedSeconds: 0, totalSeconds: totalFor() });
+          transcribing(true);
         }
         for (const g of c.segments) speech.push({ start: g.startSample / sr, end: g.endSample / sr });
         const slot = results.length;
         results.push(null as never);
         const options: TranscribeOptions = { ...base, language, conditionOnPrevious: false };
         const p = this.work
-          .transcribe(model, { audio: c.audio, options }, { key, signal: ctl.signal })
+          .transcribe(model, piece(slot, c.start, c.audio, options), { key, signal: ctl.signal })
           .then((r) => {
             results[slot] = { offset: c.start, r };
-            reached = Math.max(reached, c.end);
-            report({ stage: 'transcribing', fraction: Math.min(1, reached / totalFor()), processedSeconds: reached, totalSeconds: totalFor() });
+            progress.finish(slot);
+            transcribing(true);
           })
           .catch((err) => void (failure ??= { err }))
           .finally(() => inFlight.delete(p));
@@ -219,11 +246,13 @@ export class FileTranscriber {
         if (!audio.length) return;
         if (offset === 0) await detect(audio);
         const options: TranscribeOptions = { ...base, initialPrompt: prompt, language, conditionOnPrevious: true };
-        const r = await this.work.transcribe(model, { audio, options }, { key, signal: ctl.signal });
+        const id = results.length;
+        const r = await this.work.transcribe(model, piece(id, offset, audio, options), { key, signal: ctl.signal });
         results.push({ offset, r });
+        progress.finish(id);
         offset += audio.length / sr;
         prompt = r.text.trim() ? r.text.trim().slice(-PROMPT_TAIL_CHARS) : prompt;
-        report({ stage: 'transcribing', fraction: Math.min(1, offset / totalFor()), processedSeconds: offset, totalSeconds: totalFor() });
+        transcribing(true);
       };
       for await (const x of counted()) {
         let rest = x;

@@ -180,6 +180,7 @@ export class MoonshineEngine implements SpeechEngine {
       const k = `${w.input.length}|${JSON.stringify(w.fallback)}`;
       byShape.set(k, [...(byShape.get(k) ?? []), i]);
     });
+    const covered = this.progressHooks(reqs, windows);
     for (const idx of byShape.values()) {
       const enc = await this.model.encode(idx.map((i) => windows[i].input));
       const t0 = performance.now(); // timing
@@ -190,6 +191,7 @@ export class MoonshineEngine implements SpeechEngine {
           ? (await decodeGreedy(this.model, enc, tasks, this.ids)).map((r) => ({ ...r, compressionRatio: 0 }))
           : await decodeWithFallback(this.model, enc, tasks, this.ids, (t) => this.tokenizer.decode(t), fo);
       res.forEach((r, j) => (results[idx[j]] = r));
+      for (const i of idx) covered[i] = windows[i].samples / this.config.samplingRate; // ended (EOT) before its budget
       this.timing.decodeMs += performance.now() - t0; // timing
     }
     const t0 = performance.now(); // timing
@@ -201,6 +203,31 @@ export class MoonshineEngine implements SpeechEngine {
     );
     this.timing.decodeMs += performance.now() - t0; // timing
     return out;
+  }
+
+  /**
+   * Per-step progress for the requests that ask for it: each window's share of its token budget (which follows its
+   * audio's length) times its seconds, summed over the request's windows. Returns the seconds decoded per window.
+   */
+  private progressHooks(reqs: TranscribeRequest[], windows: Window[]): Float64Array {
+    const covered = new Float64Array(windows.length);
+    const ofReq: number[][] = reqs.map(() => []);
+    windows.forEach((w, i) => ofReq[w.req].push(i));
+    windows.forEach((w, i) => {
+      const report = reqs[w.req].onProgress;
+      if (!report) return;
+      const mine = ofReq[w.req];
+      const window = mine.indexOf(i);
+      const seconds = w.samples / this.config.samplingRate;
+      const maxTokens = w.task.maxNewTokens;
+      w.task.onToken = (_token, generated) => {
+        covered[i] = Math.min(seconds, (generated / maxTokens) * seconds);
+        let sum = 0;
+        for (const j of mine) sum += covered[j];
+        report({ window, tokens: generated, maxTokens, seconds: sum });
+      };
+    });
+    return covered;
   }
 
   private result(req: TranscribeRequest, parts: { w: Window; r: FallbackResult }[]): TranscribeResult {

@@ -29,6 +29,11 @@ export interface DecodeTask {
    * JavaScript work of a step). Default true; false (live partials, which show only text): logprobs are NaN.
    */
   logprobs?: boolean;
+  /**
+   * Called once per decoding step of this row with the token it kept and how many it has generated (EOT is not
+   * reported); beam search reports its best live beam. Progress reporting: it must be cheap, it runs every step.
+   */
+  onToken?: (token: number, generated: number) => void;
 }
 
 export interface DecodeResult {
@@ -181,6 +186,7 @@ export class BatchDecoder {
       seq.push(tok);
       res.tokens.push(tok);
       res.tokenLogprobs.push(lp);
+      task.onToken?.(tok, res.tokens.length);
       if (res.tokens.length < task.maxNewTokens) keep.push(r);
     });
     const next = keep.map((r) => this.live[r]);
@@ -324,6 +330,8 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
         if (next[ti].length >= K && finished[ti].length >= maxCandidates) break;
       }
       const generated = step + 1;
+      const best = next[ti][0];
+      if (best) task.onToken?.(best.seq[best.seq.length - 1], generated);
       if (finished[ti].length >= maxCandidates || next[ti].length === 0 || generated >= task.maxNewTokens) {
         active[ti] = false;
         // budget exhausted: unfinished beams count as candidates (OpenAI finalize)

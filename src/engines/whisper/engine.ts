@@ -78,6 +78,7 @@ interface StreamState {
   trimmed: boolean;
   /** Forced after the SOT sequence of the first window (`prefix` option). */
   prefixTokens: number[];
+  onProgress?: TranscribeRequest['onProgress'];
 }
 
 export class WhisperEngine implements SpeechEngine {
@@ -291,6 +292,7 @@ export class WhisperEngine implements SpeechEngine {
         tokensPerWindow: [],
         trimmed,
         prefixTokens: o.prefix?.trim() ? this.tokenizer.encodeText(` ${o.prefix.trim()}`) : [],
+        onProgress: r.onProgress,
       };
     });
     this.timing.featuresMs += performance.now() - tFeatures; // timing
@@ -368,6 +370,9 @@ export class WhisperEngine implements SpeechEngine {
         logprobs: s.opts.tokenLogprobs,
       });
     });
+    active.forEach((s, i) => {
+      if (s.onProgress) tasks[i].onToken = this.progressHook(s, s.onProgress, tasks[i].maxNewTokens);
+    });
     for (const idx of groups.values()) {
       const fo = this.fallbackOptions(active[idx[0]].opts);
       const res = await decodeWithFallback(
@@ -385,6 +390,25 @@ export class WhisperEngine implements SpeechEngine {
       await this.consumeWindow(active[i], results[i], selectEncoderRows(enc, [i]));
     }
     this.timing.decodeMs += performance.now() - tDecode; // timing
+  }
+
+  /**
+   * The per-step progress of a state's next window: the window's start plus the time of its last timestamp token (the
+   * audio the text has reached), or the window's share of the token budget when that is further (no timestamps yet).
+   */
+  private progressHook(s: StreamState, report: NonNullable<StreamState['onProgress']>, maxTokens: number): NonNullable<DecodeTask['onToken']> {
+    const fc = this.config.features;
+    const frameSec = fc.hopLength / fc.samplingRate;
+    const start = s.seek * frameSec;
+    const length = Math.min(fc.nFrames, s.contentFrames - s.seek) * frameSec;
+    const timestampBegin = this.tokenizer.timestampBegin;
+    const window = s.tokensPerWindow.length;
+    let stamped = 0;
+    return (token, generated) => {
+      if (token >= timestampBegin) stamped = (token - timestampBegin) * TIME_PRECISION;
+      const at = Math.min(length, Math.max(stamped, (generated / maxTokens) * length));
+      report({ window, tokens: generated, maxTokens, seconds: start + at });
+    };
   }
 
   private fallbackOptions(o: StreamState['opts']): FallbackOptions {
