@@ -141,8 +141,11 @@ async function streams(o: { lb: string; key: string; count: number }): Promise<s
       const ws = new WebSocket(`${o.lb.replace(/^http/, 'ws')}/v1/stream`, { headers: { authorization: `Bearer ${o.key}` } });
       let partials = 0;
       let finals = 0;
-      const timer = setTimeout(() => (ws.terminate(), reject(new CheckFailed(`stream ${i + 1}: no is_final within 120 s (${partials} partials, ${finals} finals)`))), 120_000);
-      ws.on('open', async () => {
+      const timer = setTimeout(() => {
+        ws.terminate();
+        reject(new CheckFailed(`stream ${i + 1}: no is_final within 120 s (${partials} partials, ${finals} finals)`));
+      }, 120_000);
+      ws.on('open', () => {
         ws.send(JSON.stringify({ model: MODEL, language: 'en', max_new_tokens: 16 }));
       });
       ws.on('message', async (data, binary) => {
