@@ -205,15 +205,15 @@ async function webrtc(o: { lb: string; key: string }): Promise<string> {
 async function kill(o: { lb: string; key: string; wav: Buffer; count: number; apis: string[]; victim: string; victimPid: number; survivor: string }): Promise<string> {
   const before = await metric(o.survivor, 'stt_work_chunks_total', 'event="redelivered"');
   const uploads = Array.from({ length: o.count }, () => upload(o.lb, o.key, o.wav));
-  // The victim has decoded a chunk, and more chunks are out than the survivor alone can hold
-  // (2 × MAX_BATCH_SIZE): the victim holds some of them when it dies.
-  const survivorSlots = 2 * Number(process.env.WORKER_MAX_BATCH_SIZE ?? 8);
+  // The victim has decoded a chunk, and more chunks are out than both workers together can hold
+  // (2 × MAX_BATCH_SIZE each): both take as many as they may, so the victim holds some when it dies.
+  const workerSlots = 2 * Number(process.env.WORKER_MAX_BATCH_SIZE ?? 8);
   let waiting = 0;
   await until(
     'victim busy with chunks',
     async () => {
       waiting = (await Promise.all(o.apis.map((a) => metric(a, 'stt_work_chunks_waiting')))).reduce((s, n) => s + n, 0);
-      return (await metric(o.victim, 'stt_work_chunks_total', 'event="served"')) >= 1 && waiting > survivorSlots;
+      return (await metric(o.victim, 'stt_work_chunks_total', 'event="served"')) >= 1 && waiting > 2 * workerSlots;
     },
     180_000,
   );

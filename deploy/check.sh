@@ -112,6 +112,7 @@ missing=$(awk '/^```sh$/{on=1;next} /^```/{on=0} on && NF && $1 !~ /^#/' docs/de
 pass "templates: systemd-analyze verify, haproxy -c; every docs/deploy.md command is in check.sh"
 clients audio "$ETC/short.wav" 10
 clients audio "$ETC/long.wav" 45
+clients audio "$ETC/kill.wav" 120 # enough chunks that both workers are saturated when one is killed
 
 echo "== (a) one server on PostgreSQL, started as the systemd unit starts it"
 createdb --maintenance-db="$PG_ADMIN_URL" "$DB"
@@ -179,7 +180,7 @@ run_check streams --lb "$LB" --key "$KEY" --count 2
 run_check webrtc --lb "$LB" --key "$KEY"
 
 echo "== (d) kill -9 a worker while files are in flight"
-run_check kill --lb "$LB" --key "$KEY" --wav "$ETC/long.wav" --count 4 \
+run_check kill --lb "$LB" --key "$KEY" --wav "$ETC/kill.wav" --count 4 \
   --apis "http://127.0.0.1:$API1_PORT,http://127.0.0.1:$API2_PORT" \
   --victim "http://127.0.0.1:$WORKER1_PORT" --victim-pid "${PIDS[worker1]}" --survivor "http://127.0.0.1:$WORKER2_PORT"
 unset 'PIDS[worker1]'
