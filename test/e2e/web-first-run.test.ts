@@ -14,7 +14,7 @@ import { hasAudioTools, makeSpeechWav } from '../helpers/audio-fixtures.ts';
 import { browserSkipReason, launchChromium, type BrowserSession } from '../helpers/browser.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { screenshot } from '../helpers/screenshots.ts';
-import { HubServer } from '../models/hub-server.ts';
+import { startFixtureHub, type HubServer } from '../models/hub-server.ts';
 import { startTestServer, type TestServer } from './test-server.ts';
 
 // Page-side callbacks see DOM objects; this project's tsconfig has no DOM lib.
@@ -28,21 +28,13 @@ const skip = browserSkipReason() ?? (!fs.existsSync(FIXTURE) ? 'needs the moonsh
 
 describe.skipIf(skip !== null)(`first run on the web page, in Chromium${skip ? ` — skipped: ${skip}` : ''}`, () => {
   let hub: HubServer;
-  let hubRoot: string;
   let modelsDir: string;
   let srv: TestServer;
   let browser: BrowserSession;
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    const manifest = await loadManifest();
-    hubRoot = fs.mkdtempSync(path.join(tmpdir(), 'stt-hub-web-'));
-    for (const f of manifest.models[ID].files) {
-      fs.mkdirSync(path.dirname(path.join(hubRoot, f.path)), { recursive: true });
-      fs.copyFileSync(path.join(FIXTURE, f.path), path.join(hubRoot, f.path));
-    }
-    hub = await new HubServer({ root: hubRoot }).start();
-    hub.checksums = 'hf';
+    hub = await startFixtureHub((await loadManifest()).models[ID].files, FIXTURE);
     modelsDir = fs.mkdtempSync(path.join(tmpdir(), 'stt-models-web-'));
     srv = await startTestServer({ AUTO_PULL: 'true', HF_ENDPOINT: hub.endpoint, HF_TOKEN: '', MODELS_DIR: modelsDir, DEFAULT_MODEL: ID });
     const speech = await makeSpeechWav('Hello there. This is the first run.', { sampleRate: 48000, padStartS: 0.5, padEndS: 1 });
@@ -53,7 +45,7 @@ describe.skipIf(skip !== null)(`first run on the web page, in Chromium${skip ? `
     await browser?.close();
     await srv?.close();
     await hub?.close();
-    for (const d of [hubRoot, modelsDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+    for (const d of [modelsDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
   });
 
   it('says the default model is downloaded on first use, and shows the download while the first live stream waits for it', async () => {

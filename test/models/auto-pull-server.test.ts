@@ -15,13 +15,12 @@ import { hasAudioTools, makeSpeechWav, TEXTS } from '../helpers/audio-fixtures.t
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { createAccountKey, killAllServers, startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
 import { StreamClient } from '../helpers/ws-client.ts';
-import { HubServer } from './hub-server.ts';
+import { startFixtureHub, type HubServer } from './hub-server.ts';
 
 const ID = 'moonshine-tiny';
 const HELD = 'onnx/decoder_model_merged.onnx';
 const audioTools = await hasAudioTools();
 let hub: HubServer;
-let hubRoot: string;
 let modelsDir: string;
 let speech: string;
 /** One DATA_DIR for both servers, with a paid key: the file and the stream run at once (anonymous: one at a time). */
@@ -29,14 +28,7 @@ let dataDir: string;
 let key: string;
 
 beforeAll(async () => {
-  const manifest = await loadManifest();
-  hubRoot = fs.mkdtempSync(path.join(tmpdir(), 'stt-hub-autopull-'));
-  for (const f of manifest.models[ID].files) {
-    fs.mkdirSync(path.dirname(path.join(hubRoot, f.path)), { recursive: true });
-    fs.copyFileSync(path.join(MODELS_DIR, 'moonshine-mini-random', f.path), path.join(hubRoot, f.path));
-  }
-  hub = await new HubServer({ root: hubRoot }).start();
-  hub.checksums = 'hf';
+  hub = await startFixtureHub((await loadManifest()).models[ID].files, path.join(MODELS_DIR, 'moonshine-mini-random'));
   modelsDir = fs.mkdtempSync(path.join(tmpdir(), 'stt-models-autopull-'));
   dataDir = fs.mkdtempSync(path.join(tmpdir(), 'stt-data-autopull-'));
   key = createAccountKey(dataDir, { plan: 'paid', credits: 1000 });
@@ -46,7 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await killAllServers();
   await hub?.close();
-  for (const d of [hubRoot, modelsDir, dataDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [modelsDir, dataDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
 function start(): Promise<ServerProcess> {

@@ -4,10 +4,11 @@
  * ignore Range, send HF-style checksum headers (and an LFS-style redirect), return 404.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 export interface SeenRequest {
   method: string;
@@ -175,4 +176,27 @@ export class HubServer {
     }
     res.end(body);
   }
+}
+
+/**
+ * A stand-in hub serving a fixture folder under a manifest entry's paths (as the real hub serves that entry's
+ * repository), with HF-style checksums: e.g. `moonshine-tiny` from `moonshine-mini-random`. `close` also removes
+ * its temp folder.
+ */
+export async function startFixtureHub(entryFiles: readonly { path: string }[], fixtureDir: string): Promise<HubServer & { root: string }> {
+  const root = mkdtempSync(join(tmpdir(), 'stt-hub-'));
+  for (const f of entryFiles) {
+    mkdirSync(dirname(join(root, f.path)), { recursive: true });
+    copyFileSync(join(fixtureDir, f.path), join(root, f.path));
+  }
+  const hub = await new HubServer({ root }).start();
+  hub.checksums = 'hf';
+  const close = hub.close.bind(hub);
+  return Object.assign(hub, {
+    root,
+    close: async () => {
+      await close();
+      rmSync(root, { recursive: true, force: true });
+    },
+  });
 }

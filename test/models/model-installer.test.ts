@@ -4,30 +4,24 @@
  * cannot pull. The hub is the project's stand-in (test/models/hub-server.ts) serving the Moonshine fixture under the
  * `moonshine-tiny` manifest entry's paths.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { loadManifest, type Manifest } from '../../src/models/manifest.ts';
 import { ModelInstaller, type InstallProgress } from '../../src/models/model-installer.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
-import { HubServer } from './hub-server.ts';
+import { startFixtureHub, type HubServer } from './hub-server.ts';
 
 const ID = 'moonshine-tiny';
 const HELD = 'onnx/decoder_model_merged.onnx';
-let hubRoot: string;
 let manifest: Manifest;
 let hub: HubServer;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   manifest = await loadManifest();
-  hubRoot = mkdtempSync(join(tmpdir(), 'stt-hub-installer-'));
-  for (const f of manifest.models[ID].files) {
-    mkdirSync(dirname(join(hubRoot, f.path)), { recursive: true });
-    copyFileSync(join(MODELS_DIR, 'moonshine-mini-random', f.path), join(hubRoot, f.path));
-  }
 });
 
 afterEach(async () => {
@@ -35,13 +29,11 @@ afterEach(async () => {
 });
 
 afterAll(() => {
-  rmSync(hubRoot, { recursive: true, force: true });
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 async function setup(autoPull = true) {
-  hub = await new HubServer({ root: hubRoot }).start();
-  hub.checksums = 'hf';
+  hub = await startFixtureHub(manifest.models[ID].files, join(MODELS_DIR, 'moonshine-mini-random'));
   const modelsDir = mkdtempSync(join(tmpdir(), 'stt-models-installer-'));
   dirs.push(modelsDir);
   const registry = new ModelRegistry({ modelsDir, manifest });
