@@ -8,6 +8,7 @@
  * With AUTO_PULL off, or for ids that are not manifest models, `ensure` is `registry.resolve`: 400 for an unknown
  * id, 503 with the pull command for a model that is not installed.
  */
+import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { DomainError } from '../errors.ts';
 import { pullModel, type PullOptions, type PullProgress } from './downloader.ts';
@@ -60,6 +61,11 @@ export interface ModelInstallerOptions {
   /** Which file variant to fetch for a kind (the server's precision); default 'fp32'. */
   variantFor?: (kind: ModelKind) => FileVariant;
   logger?: Logger;
+  /**
+   * Disk space to leave free in MODELS_DIR after a download (default 1 GiB): a download that would not leave it is
+   * refused once the hub has told the sizes, so that no request can fill the disk.
+   */
+  minFreeBytes?: number;
   /** Downloader knobs (tests): automatic resumed retries per file and their first delay. */
   retries?: number;
   retryDelayMs?: number;
@@ -145,28 +151,57 @@ export class ModelInstaller {
     const endpoint = this.opts.endpoint;
     log?.info({ model: id, endpoint: endpoint ?? '(HF_ENDPOINT or huggingface.co)' }, `model ${id} is not installed: downloading it (AUTO_PULL)`);
     const t0 = performance.now();
+    // Stopped by close() or by the disk check; `refused` is what the waiters are told then.
+    const abort = new AbortController();
+    const onStop = () => abort.abort(this.stop.signal.reason);
+    this.stop.signal.addEventListener('abort', onStop, { once: true });
+    let refused: DomainError | null = null;
+    let diskChecked = false;
+    const checkDisk = (p: PullProgress) => {
+      if (diskChecked || p.total === null) return;
+      diskChecked = true;
+      const dir = this.opts.registry.modelsDir;
+      const needed = p.total - p.bytes + (this.opts.minFreeBytes ?? 1024 ** 3);
+      void statfs(dir).then(
+        (st) => {
+          const free = st.bavail * st.bsize;
+          if (free >= needed) return;
+          const gb = (n: number) => (n / 1024 ** 3).toFixed(1);
+          refused = new DomainError(
+            'unavailable',
+            `Model '${id}' needs ${gb(p.total! - p.bytes)} GB more in MODELS_DIR (${dir}), which has ${gb(free)} GB free (and ${gb(this.opts.minFreeBytes ?? 1024 ** 3)} GB must stay free): free some space, or install it elsewhere and point MODELS_DIR there.`,
+            { expected: false },
+          );
+          abort.abort(refused);
+        },
+        () => {},
+      );
+    };
     const pullOpts: PullOptions = {
       modelsDir: this.opts.registry.modelsDir,
       endpoint,
       token: this.opts.token,
       variant: this.opts.variantFor?.(kind) ?? 'fp32',
-      signal: this.stop.signal,
+      signal: abort.signal,
       ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
       ...(this.opts.retryDelayMs !== undefined ? { retryDelayMs: this.opts.retryDelayMs } : {}),
       onProgress: (p: PullProgress) => {
+        checkDisk(p);
         dl.progress = { id, bytes: p.bytes, total: p.total, fraction: p.total ? Math.min(1, p.bytes / p.total) : null };
         for (const l of dl.listeners) l(dl.progress);
       },
     };
     dl.done = pullModel(id, model, pullOpts).then(
       (r) => {
+        this.stop.signal.removeEventListener('abort', onStop);
         this.downloads.delete(id);
         const resumed = r.resumedFiles.length ? `, resumed ${r.resumedFiles.length} file(s)` : '';
         log?.info({ model: id, path: r.path, bytes: r.bytesDownloaded, ms: Math.round(performance.now() - t0) }, `model ${id} installed${resumed}`);
       },
       (err: Error) => {
+        this.stop.signal.removeEventListener('abort', onStop);
         this.downloads.delete(id);
-        throw this.failure(id, err);
+        throw refused ?? this.failure(id, err);
       },
     );
     // Nobody may be waiting when it fails (every client gone): the failure is logged here, not unhandled.

@@ -32,12 +32,12 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function setup(autoPull = true) {
+async function setup(autoPull = true, extra: { minFreeBytes?: number } = {}) {
   hub = await startFixtureHub(manifest.models[ID].files, join(MODELS_DIR, 'moonshine-mini-random'));
   const modelsDir = mkdtempSync(join(tmpdir(), 'stt-models-installer-'));
   dirs.push(modelsDir);
   const registry = new ModelRegistry({ modelsDir, manifest });
-  const installer = new ModelInstaller({ registry, autoPull, endpoint: hub.endpoint, token: '', retries: 0, retryDelayMs: 5 });
+  const installer = new ModelInstaller({ registry, autoPull, endpoint: hub.endpoint, token: '', retries: 0, retryDelayMs: 5, ...extra });
   return { registry, installer, modelsDir };
 }
 
@@ -124,4 +124,16 @@ it('AUTO_PULL off, unknown ids and other kinds answer as the registry does, with
       .map((s) => s.firstUse),
   ).toEqual(['pull', 'unknown']);
   expect(hub.seen).toEqual([]);
+});
+
+it('refuses a download that would not leave MODELS_DIR its free space, once the hub has told the sizes', async () => {
+  // More free space asked for than any disk has: the real statfs of the folder says no.
+  const { installer, registry } = await setup(true, { minFreeBytes: 2 ** 60 });
+  hub.holdOnce.set(HELD, 900_000);
+  await expect(installer.ensure(ID, 'asr')).rejects.toMatchObject({
+    kind: 'unavailable',
+    message: expect.stringMatching(/^Model 'moonshine-tiny' needs 0\.\d GB more in MODELS_DIR .* GB free .*free some space/),
+  });
+  expect(registry.get(ID)?.installed).toBe(false);
+  expect(installer.downloading()).toEqual([]);
 });
