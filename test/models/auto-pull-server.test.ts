@@ -14,6 +14,7 @@ import { loadManifest } from '../../src/models/manifest.ts';
 import { hasAudioTools, makeSpeechWav, TEXTS } from '../helpers/audio-fixtures.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
 import { createAccountKey, killAllServers, startServerProcess, type ServerProcess } from '../helpers/server-process.ts';
+import { until } from '../helpers/until.ts';
 import { StreamClient } from '../helpers/ws-client.ts';
 import { startFixtureHub, type HubServer } from './hub-server.ts';
 
@@ -57,15 +58,6 @@ async function upload(base: string, jobId: string): Promise<Response> {
   return fetch(`${base}/v1/transcribe`, { method: 'POST', body: form, headers: { 'x-job-id': jobId, ...auth() } });
 }
 
-/** Polls until `get` returns a value (no time bound of its own: the test's timeout is the bound). */
-async function until<T>(get: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 interface HealthModel {
   id: string;
   role: string;
@@ -88,9 +80,9 @@ it.skipIf(!audioTools)(
     const pending = upload(first.url, 'first-use').catch((err: Error) => err);
     const live = await StreamClient.connect(`${first.wsUrl}/v1/stream`, auth());
     live.json({ model: ID, language: 'en', sample_rate: 16000 });
-    await until(() => (hub.heldCount === 1 ? true : undefined));
+    await until(() => hub.heldCount === 1);
     const part = path.join(modelsDir, `${ID}.partial`, `${HELD}.part`);
-    await until(() => (fs.existsSync(part) && fs.statSync(part).size > 0 ? true : undefined));
+    await until(() => fs.existsSync(part) && fs.statSync(part).size > 0);
 
     const job = await until(async () => {
       const r = await fetch(`${first.url}/v1/jobs/first-use`, { headers: auth() });

@@ -12,6 +12,7 @@ import { loadManifest, type Manifest } from '../../src/models/manifest.ts';
 import { ModelInstaller, type InstallProgress } from '../../src/models/model-installer.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
+import { until } from '../helpers/until.ts';
 import { startFixtureHub, type HubServer } from './hub-server.ts';
 
 const ID = 'moonshine-tiny';
@@ -39,11 +40,6 @@ async function setup(autoPull = true, extra: { minFreeBytes?: number } = {}) {
   const registry = new ModelRegistry({ modelsDir, manifest });
   const installer = new ModelInstaller({ registry, autoPull, endpoint: hub.endpoint, token: '', retries: 0, retryDelayMs: 5, ...extra });
   return { registry, installer, modelsDir };
-}
-
-/** Resolves once `cond` holds (no time bound of its own: the test's timeout is the bound). */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 20));
 }
 
 it('concurrent requests share one download; each sees its progress rise to 1; then the model is installed', async () => {

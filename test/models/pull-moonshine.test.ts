@@ -4,9 +4,9 @@
  * files under that entry's paths; then the registry lists it installed and the server's model loader runs it
  * (family told by its config), giving the golden tokens.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pullModel } from '../../src/models/downloader.ts';
@@ -16,28 +16,19 @@ import { ModelRegistry } from '../../src/models/registry.ts';
 import { SpeechModels } from '../../src/pipeline/speech-models.ts';
 import { readWav } from '../engines/whisper/helpers.ts';
 import { MODELS_DIR } from '../helpers/paths.ts';
-import { HubServer } from './hub-server.ts';
+import { startFixtureHub, type HubServer } from './hub-server.ts';
 
 const FIXTURE = join(MODELS_DIR, 'moonshine-mini-random');
-let hubRoot: string;
 let modelsDir: string;
 let server: HubServer;
 
 beforeAll(async () => {
-  hubRoot = mkdtempSync(join(tmpdir(), 'stt-hub-moonshine-'));
   modelsDir = mkdtempSync(join(tmpdir(), 'stt-models-moonshine-'));
-  const manifest = await loadManifest();
-  for (const f of manifest.models['moonshine-tiny'].files) {
-    mkdirSync(dirname(join(hubRoot, f.path)), { recursive: true });
-    copyFileSync(join(FIXTURE, f.path), join(hubRoot, f.path));
-  }
-  server = await new HubServer({ root: hubRoot }).start();
-  server.checksums = 'hf';
+  server = await startFixtureHub((await loadManifest()).models['moonshine-tiny'].files, FIXTURE);
 });
 
 afterAll(async () => {
   await server?.close();
-  rmSync(hubRoot, { recursive: true, force: true });
   rmSync(modelsDir, { recursive: true, force: true });
 });
 
