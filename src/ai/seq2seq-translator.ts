@@ -37,6 +37,15 @@ export function splitSentences(text: string, maxChars = MAX_PIECE_CHARS): Array<
   return out;
 }
 
+/**
+ * The model's `<2xx>` code for a requested target: as written, canonical (`pt-BR`), or with `_` for `-` (MADLAD's
+ * script tags such as `<2zh_Latn>`); the code as written when the model has none of them (its error lists the codes).
+ */
+export function modelTarget(target: Language, has: (code: string) => boolean): string {
+  const forms = [target.raw, target.code, target.code.replace(/-/g, '_'), target.raw.replace(/-/g, '_')];
+  return forms.find(has) ?? target.raw;
+}
+
 interface PieceRequest extends TranslationItem {
   maxNewTokens: number;
 }
@@ -74,8 +83,9 @@ export class Seq2SeqTranslator implements Translator {
   }
 
   async translate(texts: string[], _source: Language, target: Language, signal?: AbortSignal, opts: TranslateOptions = {}): Promise<string[]> {
+    const tag = modelTarget(target, (c) => this.engine.tokenizer.hasTarget(c));
     try {
-      this.engine.checkTarget(target.code);
+      this.engine.checkTarget(tag);
     } catch (err) {
       throw new DomainError('invalid', `target: ${(err as Error).message}`);
     }
@@ -85,7 +95,7 @@ export class Seq2SeqTranslator implements Translator {
       texts.map(async (text) => {
         const pieces = splitSentences(text);
         const done = await Promise.all(
-          pieces.map(([p]) => (p.trim() ? this.scheduler.submit({ text: p, target: target.code, maxNewTokens }, { priority: 'file', key, signal }).then((r) => r.text.trim()) : Promise.resolve(''))),
+          pieces.map(([p]) => (p.trim() ? this.scheduler.submit({ text: p, target: tag, maxNewTokens }, { priority: 'file', key, signal }).then((r) => r.text.trim()) : Promise.resolve(''))),
         );
         return pieces
           .map(([, ws], i) => done[i] + (i < pieces.length - 1 ? ws || ' ' : ''))

@@ -5,12 +5,11 @@
  * longer than the context is translated chunk by chunk.
  */
 import type { ChatBackend } from '../engines/llm/chat-backend.ts';
+import { DomainError } from '../errors.ts';
 import { splitByTokens } from './chunking.ts';
+import { type LanguageCode, unknownLanguageMessage } from './languages.ts';
 
-export interface Language {
-  code: string;
-  name: string;
-}
+export type Language = LanguageCode;
 
 export interface TranslateOptions {
   /** Token budget per sentence (seq2seq engines; random-weight models never emit </s>). The LLM ignores it. */
@@ -36,6 +35,13 @@ export class LlmTranslator implements Translator {
   }
 
   async translate(texts: string[], source: Language, target: Language, signal?: AbortSignal): Promise<string[]> {
+    // the prompt names the languages: a code without a name would leave the model guessing
+    for (const [field, lang] of [
+      ['source', source],
+      ['target', target],
+    ] as const) {
+      if (!lang.known) throw new DomainError('invalid', unknownLanguageMessage(field, lang.raw));
+    }
     return Promise.all(texts.map((t) => this.one(t, source, target, signal)));
   }
 

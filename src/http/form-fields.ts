@@ -3,7 +3,7 @@
  * messages that name the field and what is allowed.
  */
 import { z } from 'zod';
-import { lookupLanguage, unknownLanguageMessage } from '../ai/languages.ts';
+import { parseLanguageCode, unknownLanguageMessage } from '../ai/languages.ts';
 
 export const boolField = (name: string, dflt: boolean) =>
   z
@@ -62,8 +62,9 @@ export function languageField(name: string, dflt?: string) {
     .unknown()
     .optional()
     .transform((v, ctx) => {
-      if ((v === undefined || v === null || v === '') && dflt) return lookupLanguage(dflt)!;
-      const lang = typeof v === 'string' ? lookupLanguage(v) : null;
+      if ((v === undefined || v === null || v === '') && dflt) return parseLanguageCode(dflt)!;
+      // well-formed codes ICU does not know pass (known: false): the translator decides (see ai/languages.ts)
+      const lang = parseLanguageCode(v);
       if (!lang) {
         ctx.addIssue({ code: 'custom', message: v === undefined ? `${name} is required: a language code such as es, fr, zh` : unknownLanguageMessage(name, v) });
         return z.NEVER;

@@ -4,6 +4,7 @@
  * translated on its own with its times and speaker kept, as JSON or as SRT/VTT captions; owner-scoped (another
  * account's transcript is a 404); bad target or format → 400.
  */
+import { parseLanguageCode } from '../../src/ai/languages.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
@@ -63,7 +64,7 @@ describe('POST /api/v1/transcripts/:id/translate/', () => {
     const b: any = await r.json();
     const translator = (await models.translator())!;
     const alone = await Promise.all(
-      [SEGMENTS[0], SEGMENTS[2]].map(async (x) => (await translator.translate([x.text.trim()], { code: 'en', name: 'English' }, { code: 'es', name: 'Spanish' }, undefined, { maxNewTokens: 8 }))[0]),
+      [SEGMENTS[0], SEGMENTS[2]].map(async (x) => (await translator.translate([x.text.trim()], parseLanguageCode('en')!, parseLanguageCode('es')!, undefined, { maxNewTokens: 8 }))[0]),
     );
     expect(b).toMatchObject({ transcript_id: id, source_language: 'en', target_language: 'es', model: 'madlad-mini-random' });
     expect(b.segments).toEqual([

@@ -3,14 +3,16 @@
  * tokens decoded, for single and batch requests; a text of several sentences is each sentence translated alone and
  * rejoined; concurrent requests share batches; a target the model lacks is a 400 that says where the codes are.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aiConfigFromEnv } from '../../config/ai.ts';
 import { AiModels } from '../../src/ai/ai-models.ts';
 import { LlmServices } from '../../src/ai/llm-services.ts';
-import { splitSentences } from '../../src/ai/seq2seq-translator.ts';
+import { parseLanguageCode } from '../../src/ai/languages.ts';
+import { Seq2SeqTranslator, splitSentences } from '../../src/ai/seq2seq-translator.ts';
+import { TranslationEngine } from '../../src/engines/translation/index.ts';
 import type { HttpServer } from '../../src/http/http-server.ts';
 import { registerAiRoutes } from '../../src/http/routes/ai-routes.ts';
 import { ModelRegistry } from '../../src/models/registry.ts';
@@ -80,6 +82,50 @@ describe('POST /v1/translate on MADLAD', () => {
     const budget = await post({ text: 'Hello', target: 'es', max_new_tokens: 0 });
     expect(budget.status).toBe(400);
     expect((await budget.json()).error).toMatch(/max_new_tokens/);
+  });
+});
+
+describe('codes outside ICU (MADLAD has 400+ languages and script tags)', () => {
+  // the fixture with two tags renamed, same ids: <2br> → <2btx> (Batak Karo: ICU has no name for it) and
+  // <2eu> → <2zh_Latn> (MADLAD's romanized-Chinese tag); a renamed tag must translate exactly as the original
+  const renamed = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'madlad-tags-'));
+    cpSync(join(MODELS_DIR, 'madlad-mini-random'), dir, { recursive: true });
+    const tokPath = join(dir, 'tokenizer.json');
+    const tok = JSON.parse(readFileSync(tokPath, 'utf8'));
+    for (const a of tok.added_tokens) a.content = ({ '<2br>': '<2btx>', '<2eu>': '<2zh_Latn>' } as Record<string, string>)[a.content] ?? a.content;
+    writeFileSync(tokPath, JSON.stringify(tok));
+    return dir;
+  };
+
+  it('a code the model has but ICU does not know is translated (by its tag), as are zh_Latn / zh-Latn', async () => {
+    const engine = await TranslationEngine.load(renamed(), { intraOpThreads: 1 });
+    const original = (await models.translator())!;
+    const t = new Seq2SeqTranslator(engine);
+    try {
+      const text = [golden.single[0].text];
+      const en = parseLanguageCode('en')!;
+      const run = (tr: Seq2SeqTranslator, code: string) => tr.translate(text, en, parseLanguageCode(code)!, undefined, { maxNewTokens: 8 });
+      const [br, eu] = [await run(original, 'br'), await run(original, 'eu')];
+      expect(br).not.toEqual(eu);
+      expect(parseLanguageCode('btx')).toMatchObject({ code: 'btx', known: false });
+      expect(await run(t, 'btx')).toEqual(br);
+      expect(await run(t, 'zh_Latn')).toEqual(eu);
+      expect(await run(t, 'zh-Latn')).toEqual(eu);
+      expect(t.targets).toContain('btx');
+      expect(t.targets).not.toContain('br');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a well-formed code neither the model nor ICU knows → 400 listing where the codes are; a malformed one → 400', async () => {
+    const r = await post({ text: 'Hello', target: 'btx', max_new_tokens: 4 });
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toMatch(/target: unknown target language "btx".*--list-targets/);
+    const bad = await post({ text: 'Hello', target: 'not a code' });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error).toMatch(/target must be a language code/);
   });
 });
 

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { AccessControl } from '../../auth/access-control.ts';
 import type { AiModels } from '../../ai/ai-models.ts';
 import type { LlmServices } from '../../ai/llm-services.ts';
-import { lookupLanguage } from '../../ai/languages.ts';
+import { parseLanguageCode } from '../../ai/languages.ts';
 import { ANALYSIS_TYPES, GENERATE_TYPES } from '../../ai/prompts.ts';
 import { toSrt, toTxt, toVtt } from '../../formats/captions.ts';
 import type { Transcript } from '../../formats/transcript.ts';
@@ -195,7 +195,9 @@ export function registerTranscriptAiRoutes(server: HttpServer, deps: TranscriptA
     const segments = t.segments.filter((s) => s.text.trim());
     if (!segments.length) throw new ApiError(400, 'The transcript has no text.');
     const translator = await deps.services.translator();
-    const source = lookupLanguage(t.language) ?? lookupLanguage('en')!;
+    const detected = parseLanguageCode(t.language);
+    // a language the chat model could not name reads as English, as before
+    const source = detected?.known ? detected : parseLanguageCode('en')!;
     const texts = await run(() =>
       translator.translate(
         segments.map((s) => s.text.trim()),
