@@ -183,11 +183,18 @@ export class HubServer {
  * repository), with HF-style checksums: e.g. `moonshine-tiny` from `moonshine-mini-random`. `close` also removes
  * its temp folder.
  */
-export async function startFixtureHub(entryFiles: readonly { path: string }[], fixtureDir: string): Promise<HubServer & { root: string }> {
+export async function startFixtureHub(
+  entryFiles: readonly { path: string }[],
+  fixtureDir: string,
+  /** The fixture file served at a manifest path (default the same path); null: not on this hub (a 404). */
+  source: (path: string) => string | null = (p) => p,
+): Promise<HubServer & { root: string }> {
   const root = mkdtempSync(join(tmpdir(), 'stt-hub-'));
   for (const f of entryFiles) {
+    const from = source(f.path);
+    if (from === null) continue;
     mkdirSync(dirname(join(root, f.path)), { recursive: true });
-    copyFileSync(join(fixtureDir, f.path), join(root, f.path));
+    copyFileSync(join(fixtureDir, from), join(root, f.path));
   }
   const hub = await new HubServer({ root }).start();
   hub.checksums = 'hf';

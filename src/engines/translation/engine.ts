@@ -6,7 +6,7 @@
  */
 import { basename } from 'node:path';
 import { beamSearch, type DecodeIds, type DecodeResult, type DecodeTask, decodeGreedy } from '../seq2seq/generate.ts';
-import type { DecoderLayout } from '../seq2seq/kv-decoder.ts';
+import { type DecoderLayout, onnxFiles } from '../seq2seq/kv-decoder.ts';
 import { loadTranslationConfig, type TranslationConfig } from './config.ts';
 import { TranslationOnnxModel, type TranslationModelOptions } from './model.ts';
 import { TranslationTokenizer } from './tokenizer.ts';
@@ -16,7 +16,7 @@ export const TRANSLATION_DEFAULT_MAX_NEW_TOKENS = 256;
 
 export type TranslationEngineOptions = TranslationModelOptions & {
   id?: string;
-  /** 'int8' loads the `*_quantized` files (default fp32). */
+  /** 'int8' loads the `*_quantized` files (default fp32, or int8 when the folder has only those, as some exports). */
   precision?: 'fp32' | 'int8';
 };
 
@@ -76,7 +76,7 @@ export class TranslationEngine {
     const config = await loadTranslationConfig(dir);
     const tokenizer = await TranslationTokenizer.load(dir);
     const { precision, id, ...modelOpts } = opts;
-    const quantized = precision ? precision === 'int8' : !!opts.quantized;
+    const quantized = precision ? precision === 'int8' : (opts.quantized ?? (!onnxFiles(dir, false).hasEncoder && onnxFiles(dir, true).hasEncoder));
     const model = await TranslationOnnxModel.load(dir, config, { ...modelOpts, quantized });
     return new TranslationEngine(dir, config, tokenizer, model, id ?? basename(dir));
   }
