@@ -235,19 +235,32 @@ export function groupByPromptLength(tasks: DecodeTask[]): number[][] {
   return [...m.values()];
 }
 
-// ---- beam search (OpenAI BeamSearchDecoder + MaximumLikelihoodRanker) ----
+// ---- beam search (OpenAI BeamSearchDecoder + MaximumLikelihoodRanker, or Hugging Face `generate`) ----
 
 export interface BeamOptions {
   beamSize: number;
+  /**
+   * Whose rules (they pick different sequences once the end token is emitted):
+   * - 'openai' (default; Whisper, Moonshine): every end-token candidate of a step's ranking is finished until
+   *   round(beamSize * patience) are; then the search stops. Ranked by sum / length without the end token.
+   * - 'hf' (translation; transformers' `_beam_search`): only end-token candidates among a step's top `beamSize`
+   *   finish; the best `beamSize` finished are kept, scored sum / length ** lengthPenalty with the end token
+   *   counted; the search goes on while a running beam could still beat the worst of them (or, with
+   *   `earlyStopping`, until `beamSize` are finished). At the budget, the step's top `beamSize` finish too.
+   */
+  rules?: 'openai' | 'hf';
   /** OpenAI patience: stop after round(beamSize * patience) finished candidates. */
   patience?: number;
-  /** null = rank by sum_logprob / length (OpenAI default); a number uses the GNMT penalty. */
+  /**
+   * OpenAI: null = rank by sum_logprob / length (default); a number uses the GNMT penalty.
+   * HF: the exponent of the length (default 1).
+   */
   lengthPenalty?: number | null;
   /**
-   * Count the end token in the length of a finished sequence (HF `generate`: score = sum / generated_len ** 1.0 with
-   * `</s>` included). Default false: OpenAI's ranker, which strips the end token (Whisper, Moonshine).
+   * HF `early_stopping`: true stops once `beamSize` sequences are finished; false (default) stops when the best
+   * running beam at its current length cannot beat the worst finished one; 'never' assumes it could grow to the budget.
    */
-  eotInLength?: boolean;
+  earlyStopping?: boolean | 'never';
 }
 
 interface Beam {
@@ -288,7 +301,12 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
     tasks.map((t) => t.prompt),
   );
   const noSpeech = tasks.map((t, r) => noSpeechProb(pre.logits, pre.seqLen, pre.vocab, r, t.sotIndex, ids));
-  const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean }[][] = tasks.map(() => []);
+  const hf = opts.rules === 'hf';
+  const hfLength = (n: number) => n ** (opts.lengthPenalty ?? 1);
+  // score: HF's sum / length ** penalty, fixed when the sequence finishes (OpenAI ranks at the end instead)
+  const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean; score: number }[][] = tasks.map(() => []);
+  // HF: false once no running beam can beat the worst of beamSize finished ones (no candidate is kept after)
+  const improvable = tasks.map(() => true);
   let beams: Beam[][] = tasks.map((t) => [{ seq: [...t.prompt], sum: 0, lps: [] }]);
   // rows of the current cache: [task, beam]
   let rows: [number, number][] = tasks.map((_, i) => [i, 0]);
@@ -302,6 +320,34 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
   for (let step = 0; ; step++) {
     const next: Beam[][] = tasks.map(() => []);
     const src: number[][] = tasks.map(() => []); // cache row of each new beam
+    /**
+     * HF's step for one item: an end token among the top K candidates (or, at the budget, any of the top K)
+     * finishes, scored with its length counting that token, and replaces the worst of K finished when better;
+     * the first K other candidates run on.
+     */
+    const hfSelect = (cands: { sum: number; tok: number; beam: number; row: number; lp: number }[], ti: number, atBudget: boolean) => {
+      const generated = step + 1;
+      for (let rank = 0; rank < cands.length && (rank < K || next[ti].length < K); rank++) {
+        const c = cands[rank];
+        const beam = beams[ti][c.beam];
+        const eot = c.tok === ids.eot;
+        if (eot || atBudget) {
+          if (rank >= K || !improvable[ti]) continue;
+          const fin = eot ? { seq: beam.seq, lps: beam.lps } : { seq: [...beam.seq, c.tok], lps: [...beam.lps, c.lp] };
+          const entry = { ...fin, sum: c.sum, eot, score: c.sum / hfLength(generated) };
+          const list = finished[ti];
+          if (list.length < K) list.push(entry);
+          else {
+            let worst = 0;
+            for (let w = 1; w < list.length; w++) if (list[w].score < list[worst].score) worst = w;
+            if (entry.score > list[worst].score) list[worst] = entry;
+          }
+        } else if (next[ti].length < K) {
+          next[ti].push({ seq: [...beam.seq, c.tok], sum: c.sum, lps: [...beam.lps, c.lp] });
+          src[ti].push(c.row);
+        }
+      }
+    };
     for (let ti = 0; ti < B; ti++) {
       if (!active[ti]) continue;
       const task = tasks[ti];
@@ -319,23 +365,36 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
         }
       });
       cands.sort((a, b) => b.sum - a.sum);
-      for (const c of cands) {
-        const beam = beams[ti][c.beam];
-        if (c.tok === ids.eot) {
-          if (finished[ti].length < maxCandidates) finished[ti].push({ seq: beam.seq, sum: c.sum, lps: beam.lps, eot: true });
-        } else if (next[ti].length < K) {
-          next[ti].push({ seq: [...beam.seq, c.tok], sum: c.sum, lps: [...beam.lps, c.lp] });
-          src[ti].push(c.row);
-        }
-        if (next[ti].length >= K && finished[ti].length >= maxCandidates) break;
-      }
       const generated = step + 1;
+      if (hf) hfSelect(cands, ti, generated >= task.maxNewTokens);
+      else
+        for (const c of cands) {
+          const beam = beams[ti][c.beam];
+          if (c.tok === ids.eot) {
+            if (finished[ti].length < maxCandidates) finished[ti].push({ seq: beam.seq, sum: c.sum, lps: beam.lps, eot: true, score: 0 });
+          } else if (next[ti].length < K) {
+            next[ti].push({ seq: [...beam.seq, c.tok], sum: c.sum, lps: [...beam.lps, c.lp] });
+            src[ti].push(c.row);
+          }
+          if (next[ti].length >= K && finished[ti].length >= maxCandidates) break;
+        }
       const best = next[ti][0];
       if (best) task.onToken?.(best.seq[best.seq.length - 1], generated);
-      if (finished[ti].length >= maxCandidates || next[ti].length === 0 || generated >= task.maxNewTokens) {
+      if (hf) {
+        // transformers' _check_early_stop_heuristic (early_stopping False: the best running beam at its current length)
+        if (improvable[ti] && finished[ti].length >= K && best) {
+          const hypothetical = opts.earlyStopping === 'never' && (opts.lengthPenalty ?? 1) > 0 ? task.maxNewTokens : generated;
+          improvable[ti] = best.sum / hfLength(hypothetical) > Math.min(...finished[ti].map((f) => f.score));
+        }
+        if (!improvable[ti] || (opts.earlyStopping === true && finished[ti].length >= K) || !best || generated >= task.maxNewTokens) {
+          active[ti] = false;
+          next[ti] = [];
+          src[ti] = [];
+        }
+      } else if (finished[ti].length >= maxCandidates || next[ti].length === 0 || generated >= task.maxNewTokens) {
         active[ti] = false;
         // budget exhausted: unfinished beams count as candidates (OpenAI finalize)
-        for (const b of next[ti].slice(0, Math.max(0, maxCandidates - finished[ti].length))) finished[ti].push({ ...b, eot: false });
+        for (const b of next[ti].slice(0, Math.max(0, maxCandidates - finished[ti].length))) finished[ti].push({ ...b, eot: false, score: 0 });
         next[ti] = [];
         src[ti] = [];
       }
@@ -361,8 +420,9 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
 
   return tasks.map((task, ti) => {
     const cands = finished[ti];
-    const score = (c: { seq: number[]; sum: number; eot: boolean }) => {
-      const len = c.seq.length - promptLen + (opts.eotInLength && c.eot ? 1 : 0);
+    const score = (c: { seq: number[]; sum: number; score: number }) => {
+      if (hf) return c.score;
+      const len = c.seq.length - promptLen;
       const penalty = opts.lengthPenalty == null ? len : ((5 + len) / 6) ** opts.lengthPenalty;
       return c.sum / Math.max(penalty, 1e-9);
     };

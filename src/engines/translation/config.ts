@@ -19,6 +19,10 @@ export interface TranslationConfig {
   eosTokenId: number;
   /** pad_token_id: what a shorter source is padded with in a batch (its attention mask is 0 there). */
   padTokenId: number;
+  /** Beam search: length_penalty (exponent of the length a finished sequence's score is divided by; HF default 1). */
+  lengthPenalty: number;
+  /** Beam search: early_stopping (HF default false). */
+  earlyStopping: boolean | 'never';
 }
 
 const int = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) ? v : Array.isArray(v) && Number.isInteger(v[0]) ? v[0] : undefined);
@@ -46,5 +50,7 @@ export async function loadTranslationConfig(dir: string): Promise<TranslationCon
     decoderStartTokenId: need('decoder_start_token_id', int(gen.decoder_start_token_id) ?? int(c.decoder_start_token_id)),
     eosTokenId: need('eos_token_id', int(gen.eos_token_id) ?? int(c.eos_token_id)),
     padTokenId: need('pad_token_id', int(gen.pad_token_id) ?? int(c.pad_token_id)),
+    lengthPenalty: typeof (gen.length_penalty ?? c.length_penalty) === 'number' ? (gen.length_penalty ?? c.length_penalty) : 1,
+    earlyStopping: ((v) => (v === true || v === 'never' ? v : false))(gen.early_stopping ?? c.early_stopping),
   };
 }

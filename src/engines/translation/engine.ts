@@ -24,8 +24,8 @@ export interface TranslateOptions {
   /** Token budget per text (default {@link TRANSLATION_DEFAULT_MAX_NEW_TOKENS}). */
   maxNewTokens?: number;
   /**
-   * 1 (default) = greedy; > 1 = beam search with that many beams (HF `num_beams`, length_penalty 1: a finished
-   * sequence scores sum / length with `</s>` counted, as HF).
+   * 1 (default) = greedy; > 1 = beam search with that many beams (HF `num_beams`, with HF's rules: see
+   * `BeamOptions.rules`; length_penalty and early_stopping from the model's generation_config).
    */
   beamSize?: number;
 }
@@ -130,7 +130,10 @@ export class TranslationEngine {
     const sources = this.encodeSources(items);
     const encoder = await this.model.encode(sources);
     const tasks: DecodeTask[] = sources.map(() => ({ prompt: [this.config.decoderStartTokenId], sotIndex: 0, processors: [], maxNewTokens }));
-    const results: DecodeResult[] = beamSize > 1 ? await beamSearch(this.model, encoder, tasks, this.ids, { beamSize, eotInLength: true }) : await decodeGreedy(this.model, encoder, tasks, this.ids);
+    const results: DecodeResult[] =
+      beamSize > 1
+        ? await beamSearch(this.model, encoder, tasks, this.ids, { beamSize, rules: 'hf', lengthPenalty: this.config.lengthPenalty, earlyStopping: this.config.earlyStopping })
+        : await decodeGreedy(this.model, encoder, tasks, this.ids);
     return results.map((r) => ({ text: this.tokenizer.decode(r.tokens), tokens: r.tokens, finished: r.finished, sumLogprob: r.sumLogprob }));
   }
 }

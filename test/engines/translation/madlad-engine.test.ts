@@ -37,7 +37,19 @@ const commonPrefix = (a: number[], b: number[]) => {
 describe('MADLAD config, tokenizer and targets', () => {
   it('reads the dimensions and special ids from config.json / generation_config.json', async () => {
     const c = await loadTranslationConfig(DIR);
-    expect(c).toEqual({ modelType: 't5', dModel: 64, dKv: 16, numHeads: 4, decoderLayers: 2, vocabSize: 2991, decoderStartTokenId: 0, eosTokenId: 1, padTokenId: 0 });
+    expect(c).toEqual({
+      modelType: 't5',
+      dModel: 64,
+      dKv: 16,
+      numHeads: 4,
+      decoderLayers: 2,
+      vocabSize: 2991,
+      decoderStartTokenId: 0,
+      eosTokenId: 1,
+      padTokenId: 0,
+      lengthPenalty: 1,
+      earlyStopping: false,
+    });
   });
 
   it('refuses a folder that is not a T5 model', async () => {
