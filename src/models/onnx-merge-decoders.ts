@@ -86,7 +86,9 @@ function unifyOutputs(decoder: Graph, withPast: Graph): void {
     if (firstDynamic < 0) throw new Error(`output ${o1.name} has a static shape: cannot add an empty constant for it`);
     const dims = shape.map((d, j) => (j === firstDynamic ? 0 : typeof d === 'string' ? 1 : d));
     const value = onnx.TensorProto.create({ name: 'const_tensor', dataType: elemType(o1), dims });
-    nodes.push(onnx.NodeProto.create({ opType: 'Constant', name: `Constant_${nodes.length + 1}`, output: [o1.name!], attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: value }] }));
+    nodes.push(
+      onnx.NodeProto.create({ opType: 'Constant', name: `Constant_${nodes.length + 1}`, output: [o1.name!], attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: value }] }),
+    );
     out2.splice(idx, 0, tensorValueInfo(o1.name!, elemType(o1), shape));
   });
   if (out1.length !== out2.length || !out1.every((o, i) => sameBytes(valueInfoBytes(o), valueInfoBytes(out2[i])))) throw new Error('failed to unify the outputs of the two decoders');

@@ -3,11 +3,14 @@
  * decoders of whisper-mini-random merged here give the inputs and outputs of its shipped `decoder_model_merged.onnx`
  * and the same logits and presents on a first step and a cached step in onnxruntime-node; the int8 pair merges to a
  * graph equal to the split int8 decoders; shared weights are stored once; decoders with external data merge to a
- * file that reads the data files in place; an existing merged file is kept unless forced; a merged decoder is refused.
+ * file that reads the data files in place; an existing merged file is kept unless forced; a merged decoder is refused;
+ * `npm run models:merge-decoders -- DIR` writes both precisions.
  */
+import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +29,12 @@ const bool = (v: boolean) => new ort.Tensor('bool', new Uint8Array([v ? 1 : 0]),
 const ids = (xs: number[]) => new ort.Tensor('int64', BigInt64Array.from(xs.map(BigInt)), [1, xs.length]);
 const emptyPasts = (s: ort.InferenceSession): Feeds =>
   Object.fromEntries(s.inputNames.filter((n) => n.startsWith('past_key_values.')).map((n) => [n, new ort.Tensor('float32', new Float32Array(0), [1, HEADS, 0, HEAD_DIM])]));
-const pastsOf = (out: ort.InferenceSession.OnnxValueMapType): Feeds => Object.fromEntries(Object.entries(out).filter(([n]) => n.startsWith('present.')).map(([n, t]) => [n.replace('present.', 'past_key_values.'), t as ort.Tensor]));
+const pastsOf = (out: ort.InferenceSession.OnnxValueMapType): Feeds =>
+  Object.fromEntries(
+    Object.entries(out)
+      .filter(([n]) => n.startsWith('present.'))
+      .map(([n, t]) => [n.replace('present.', 'past_key_values.'), t as ort.Tensor]),
+  );
 const argmaxLast = (t: ort.Tensor): number => {
   const [, s, v] = t.dims;
   const d = (t.data as Float32Array).subarray((s - 1) * v, s * v);
@@ -211,7 +219,11 @@ describe('merge-decoders: weights in external data files', () => {
     const inline = await session(join(dir, 'reference/decoder_model.onnx'));
     try {
       const src = [2942, 59, 2033, 46, 1];
-      const hidden = new ort.Tensor('float32', Float32Array.from({ length: src.length * 64 }, (_, i) => Math.sin(i)), [1, src.length, 64]);
+      const hidden = new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: src.length * 64 }, (_, i) => Math.sin(i)),
+        [1, src.length, 64],
+      );
       const feeds: Feeds = { input_ids: ids([0]), encoder_attention_mask: ids(src.map(() => 1)), encoder_hidden_states: hidden };
       const a = await merged.run({ ...feeds, ...emptyPasts(merged), use_cache_branch: bool(false) });
       const b = await inline.run(feeds);
@@ -223,3 +235,27 @@ describe('merge-decoders: weights in external data files', () => {
   });
 });
 
+describe('npm run models:merge-decoders', () => {
+  it('writes the merged fp32 and int8 decoders of a folder, keeps them on a second run, says when a folder is missing', async () => {
+    const dir = copyFolder(MADLAD, ['decoder_model.onnx', 'decoder_with_past_model.onnx', 'decoder_model_quantized.onnx', 'decoder_with_past_model_quantized.onnx']);
+    const cli = (args: string[]) =>
+      promisify(execFile)('npx', ['tsx', 'src/cli/models.ts', 'merge-decoders', ...args], { cwd: join(import.meta.dirname, '../..'), timeout: 120_000 }).then(
+        (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+        (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: e.stdout ?? '', err: e.stderr ?? '' }),
+      );
+    try {
+      const r = await cli([dir]);
+      expect(r.code).toBe(0);
+      expect(r.out).toBe(`${join(dir, 'onnx/decoder_model_merged.onnx')}: written\n${join(dir, 'onnx/decoder_model_merged_quantized.onnx')}: written\n`);
+      const s = await session(join(dir, 'onnx/decoder_model_merged_quantized.onnx'));
+      expect(s.inputNames).toContain('use_cache_branch');
+      await s.release();
+      expect((await cli([dir])).out).toMatch(/decoder_model_merged\.onnx: exists, kept \(--force rewrites it\)/);
+      const missing = await cli([join(dir, 'nope')]);
+      expect(missing.code).toBe(2);
+      expect(missing.err).toMatch(/needs one model folder/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
