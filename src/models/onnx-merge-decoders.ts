@@ -20,14 +20,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import onnxProto from 'onnx-proto';
+import onnxProto, { type onnx as OnnxTypes } from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
 type Model = InstanceType<typeof onnx.ModelProto>;
-type Graph = onnx.IGraphProto;
-type ValueInfo = onnx.IValueInfoProto;
-type Tensor = onnx.ITensorProto;
+type Graph = OnnxTypes.IGraphProto;
+type ValueInfo = OnnxTypes.IValueInfoProto;
+type Tensor = OnnxTypes.ITensorProto;
 
 const { INT32, INT64, BOOL } = onnx.TensorProto.DataType;
 const GRAPH_NAME = 'merged';
@@ -188,7 +188,7 @@ export function mergeDecoderModels(decoderBytes: Uint8Array, withPastBytes: Uint
     ],
   });
   const graph = onnx.GraphProto.create({ name: GRAPH_NAME, node: [ifNode], input: [...inputs, tensorValueInfo('use_cache_branch', BOOL, [1])], output: g1.output, initializer: shared });
-  const opsetImport: onnx.IOperatorSetIdProto[] = [];
+  const opsetImport: OnnxTypes.IOperatorSetIdProto[] = [];
   for (const op of [...decoder.opsetImport, ...withPast.opsetImport]) if (!opsetImport.some((x) => (x.domain ?? '') === (op.domain ?? ''))) opsetImport.push(op);
   const model = onnx.ModelProto.create({ irVersion: 9, producerName: o.producerName ?? 'open-stt-server merge-decoders (optimum merge_decoders)', opsetImport, graph });
   return onnx.ModelProto.encode(model).finish();
