@@ -32,6 +32,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 // the merged copy (kept as it is when the export already has a merged decoder)
 const tmp = mkdtempSync(join(tmpdir(), 'bench-translate-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true })); // also when loading fails
 const mergedDir = join(tmp, basename(dir));
 cpSync(dir, mergedDir, { recursive: true });
 mergeDecodersInFolder(mergedDir);
@@ -103,5 +104,4 @@ try {
   await oursMerged.close();
   await oursSplit.close();
   await theirsPipe.dispose();
-  rmSync(tmp, { recursive: true, force: true });
 }
