@@ -3,6 +3,7 @@
  * `npm run models:list [-- --json]`
  * `tsx src/cli/models.ts verify <id>`
  * `npm run models:attentions -- <id or folder> [--no-check]`
+ * `npm run models:merge-decoders -- <folder> [--force]`
  *
  * Environment: MODELS_DIR (default ./data/models), HF_ENDPOINT (default https://huggingface.co), HF_TOKEN.
  */
@@ -13,6 +14,7 @@ import cliProgress from 'cli-progress';
 import { pullModel, type PullProgress } from '../models/downloader.ts';
 import { UnknownModelError } from '../models/errors.ts';
 import { patchWhisperFolder, UnsupportedGraphError } from '../models/onnx-attentions.ts';
+import { mergeDecodersInFolder } from '../models/onnx-merge-decoders.ts';
 import { ModelRegistry, type ModelEntry } from '../models/registry.ts';
 
 export const DEFAULT_MODELS_DIR = './data/models';
@@ -24,6 +26,9 @@ const USAGE = `Usage:
   npm run models:attentions -- <id or folder> [--no-check]
       add cross_attentions.{i} outputs to a Whisper model's decoders (word timestamps by DTW);
       originals kept as *.orig.onnx
+  npm run models:merge-decoders -- <folder> [--force]
+      write onnx/decoder_model_merged{,_quantized}.onnx from the split decoders (as Optimum's merge_decoders;
+      the layout transformers.js loads); an existing merged file is kept unless --force
 
 Environment: MODELS_DIR (default ${DEFAULT_MODELS_DIR}), HF_ENDPOINT (default https://huggingface.co), HF_TOKEN`;
 
@@ -261,6 +266,13 @@ export async function main(argv: string[]): Promise<number> {
       return cmdPull(registry, args, flags);
     case 'attentions':
       return cmdAttentions(registry, args, flags);
+    case 'merge-decoders':
+      if (args.length !== 1 || !existsSync(args[0])) {
+        process.stderr.write(`models:merge-decoders needs one model folder.\n${USAGE}\n`);
+        return 2;
+      }
+      for (const f of mergeDecodersInFolder(resolve(args[0]), { force: flags.has('--force') })) process.stdout.write(`${f.path}: ${f.written ? 'written' : 'exists, kept (--force rewrites it)'}\n`);
+      return 0;
     case 'verify':
       try {
         return await cmdVerify(registry, args);
