@@ -28,6 +28,11 @@ export interface TranslateOptions {
    * `BeamOptions.rules`; length_penalty and early_stopping from the model's generation_config).
    */
   beamSize?: number;
+  /**
+   * Greedy: compute each token's log-probability (`sumLogprob`; a log-softmax over the vocabulary per row per step,
+   * most of the JavaScript work of a step at real vocabulary sizes). Default false; beam search always has them.
+   */
+  logprobs?: boolean;
 }
 
 export interface TranslationItem {
@@ -42,8 +47,8 @@ export interface Translation {
   tokens: number[];
   /** true when the model emitted `</s>` (false = the token budget ran out). */
   finished: boolean;
-  /** Sum of the tokens' log-probabilities. */
-  sumLogprob: number;
+  /** Sum of the tokens' log-probabilities; null when not computed (greedy without `logprobs`). */
+  sumLogprob: number | null;
 }
 
 export interface TranslationEngineInfo {
@@ -129,11 +134,12 @@ export class TranslationEngine {
     if (!Number.isInteger(beamSize) || beamSize < 1) throw new Error(`beamSize must be a positive integer, got ${opts.beamSize}`);
     const sources = this.encodeSources(items);
     const encoder = await this.model.encode(sources);
-    const tasks: DecodeTask[] = sources.map(() => ({ prompt: [this.config.decoderStartTokenId], sotIndex: 0, processors: [], maxNewTokens }));
+    const logprobs = beamSize > 1 || opts.logprobs === true;
+    const tasks: DecodeTask[] = sources.map(() => ({ prompt: [this.config.decoderStartTokenId], sotIndex: 0, processors: [], maxNewTokens, logprobs }));
     const results: DecodeResult[] =
       beamSize > 1
         ? await beamSearch(this.model, encoder, tasks, this.ids, { beamSize, rules: 'hf', lengthPenalty: this.config.lengthPenalty, earlyStopping: this.config.earlyStopping })
         : await decodeGreedy(this.model, encoder, tasks, this.ids);
-    return results.map((r) => ({ text: this.tokenizer.decode(r.tokens), tokens: r.tokens, finished: r.finished, sumLogprob: r.sumLogprob }));
+    return results.map((r) => ({ text: this.tokenizer.decode(r.tokens), tokens: r.tokens, finished: r.finished, sumLogprob: logprobs ? r.sumLogprob : null }));
   }
 }
