@@ -6,7 +6,8 @@
  *
  * One run measures, on the model folder given (nothing here depends on a particular model):
  *  1. encoder ms per 30 s window at batch 1/2/4/8, fp32 vs int8;
- *  2. decoder ms per KV-cached step at batch 1/4/16, fp32 vs int8, merged vs split (where the files exist);
+ *  2. decoder ms per KV-cached step at batch 1/4/16 (16 lowered where its KV cache exceeds --max-kv-mb), fp32 vs
+ *     int8, merged vs split (where the files exist);
  *  3. the real-time factor of a long file (espeak-ng speech, cached under .tmp/bench/) at a fixed token budget;
  *  4. N windows one request after another vs one batched `transcribe` call;
  *  5. transformers.js (the baseline a Node user would pick) on the same files, same inputs, same budget,
@@ -45,6 +46,7 @@ interface Args {
   iters: number | null;
   baseline: boolean;
   baselineLong: boolean;
+  maxKvMb: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -63,6 +65,7 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--threads') a.threads = Number(val());
     else if (x === '--minutes') a.minutes = Number(val());
     else if (x === '--iters') a.iters = Number(val());
+    else if (x === '--max-kv-mb') a.maxKvMb = Number(val());
     else if (x === '--no-baseline') a.baseline = false;
     else if (x === '--no-baseline-long') a.baselineLong = false;
     else if (x === '--help' || x === '-h') usage(0);
@@ -81,11 +84,12 @@ function parseArgs(argv: string[]): Args {
     iters: a.iters ?? null,
     baseline: a.baseline,
     baselineLong: a.baselineLong && !quick,
+    maxKvMb: a.maxKvMb ?? 1024,
   };
 }
 
 function usage(code: number): never {
-  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long]');
+  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long] [--max-kv-mb 1024]');
   process.exit(code);
 }
 
@@ -151,6 +155,9 @@ async function releaseEngines(): Promise<void> {
   current = null;
   await c?.e.close();
 }
+
+/** A full GC where node runs with --expose-gc (npm run bench:asr does): big tensors are freed at once. */
+const collect = () => (globalThis as { gc?: () => void }).gc?.();
 
 /** Peak RSS of this process so far (getrusage), MB; recorded after each section. */
 const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
@@ -268,7 +275,20 @@ interface DecRow {
   msPerToken: number | null;
   prefillMs: number | null;
 }
-const decBatches = Q ? [1, 4] : [1, 4, 16];
+/**
+ * A decoder batch holds its encoder KV cache (decoder layers × key and value × batch × 1500 frames × d_model,
+ * fp32 even for int8 weights) twice at the peak (the raw run's and BatchDecoder's): small at batch 16 is 1.8 GB
+ * per cache. Batch sizes whose one cache exceeds --max-kv-mb (default 1024) are replaced by the largest power of
+ * two that fits, so bench:asr stays within 8 GB on small.
+ */
+const kvMbPerRow = (main0.config.decoderLayers * 2 * main0.config.maxSourcePositions * main0.config.dModel * 4) / 2 ** 20;
+const fitBatch = (b: number) => {
+  let x = b;
+  while (x > 1 && x * kvMbPerRow > args.maxKvMb) x /= 2;
+  return Math.max(1, Math.floor(x));
+};
+const decBatches = [...new Set((Q ? [1, 4] : [1, 4, 16]).map(fitBatch))];
+if (!Q && !decBatches.includes(16)) NOTE(`decoder batch 16 → ${decBatches.at(-1)}: its encoder KV cache alone would be ${Math.round(16 * kvMbPerRow)} MB (--max-kv-mb ${args.maxKvMb})`);
 const decReps = reps(3, 1);
 const decSteps = Math.max(4, BUDGET);
 
@@ -312,6 +332,8 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
   for (let r = 0; r < reps + 1; r++) {
     const warm = r === 0;
     await rawRun(warm);
+    // the raw run's KV cache lives in ArrayBuffers V8 barely counts: collect it before the next one is allocated
+    collect();
     // engine: BatchDecoder (what transcribe runs per token)
     const task = e.task({ language: 'en', timestamps: false, maxNewTokens: steps + 1 });
     const d = await BatchDecoder.start(
@@ -325,6 +347,7 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
       await d.step();
       if (!warm) eng.push(performance.now() - t1);
     }
+    collect();
   }
   return { raw: median(raw), engine: median(eng), prefill: median(pre) };
 }
@@ -582,7 +605,7 @@ interface KnobRow {
 NOTE('knobs');
 const knobRows: KnobRow[] = [];
 const knobRounds = reps(4, 1);
-const bigB = Q ? 4 : 16;
+const bigB = fitBatch(Q ? 4 : 16);
 const knobSteps = Q ? 4 : 16;
 /** Bytes of the fp32 encoder and default decoder graphs with their external data: what one engine maps. */
 const engineWeightBytes = (() => {
@@ -896,6 +919,10 @@ LOG(
 LOG();
 LOG(decTable);
 LOG();
+if (!Q && !decBatches.includes(16)) {
+  LOG(`Batch 16 lowered to ${decBatches.at(-1)}: one batch-16 encoder KV cache would be ${Math.round(16 * kvMbPerRow)} MB (limit --max-kv-mb ${args.maxKvMb}).`);
+  LOG();
+}
 LOG(`## 3. File real-time factor (${seconds} s espeak-ng speech, ${BUDGET} tokens per window, no timestamps, no conditioning, no fallback)`);
 LOG();
 LOG(rtfTable);
