@@ -30,9 +30,14 @@ export class WhisperTokenizer {
   readonly languages: Map<string, number>;
   readonly languageById: Map<number, string>;
 
+  /** The full BPE tokenizer, built on the first encode (prompts); most runs only decode. */
+  private encoder: Tokenizer | null = null;
+
   private constructor(
+    /** Decoding only: the vocabulary without the BPE merges (decode never uses them). */
     private readonly tok: Tokenizer,
     gen: WhisperGenerationConfig,
+    private readonly full: () => Tokenizer,
   ) {
     this.eot = gen.eosTokenId;
     this.sot = gen.decoderStartTokenId;
@@ -61,7 +66,11 @@ export class WhisperTokenizer {
     } catch {
       /* optional */
     }
-    return new WhisperTokenizer(new Tokenizer(json, cfg), gen);
+    // Building the BPE ranks of ~50k merges is most of the tokenizer's load time (a third of a CLI start-up's model
+    // load): the decoding tokenizer goes without them, the full one is built when something is first encoded.
+    const merges = json.model?.merges;
+    const decodeOnly = Array.isArray(merges) ? new Tokenizer({ ...json, model: { ...json.model, merges: [] } }, cfg) : new Tokenizer(json, cfg);
+    return new WhisperTokenizer(decodeOnly, gen, () => (Array.isArray(merges) ? new Tokenizer(json, cfg) : decodeOnly));
   }
 
   /** Token id of a language code ("en") or throws with the list of supported codes. */
@@ -104,7 +113,8 @@ export class WhisperTokenizer {
 
   /** Text tokens of a prompt string, with the leading space OpenAI adds (" " + prompt.strip()). */
   encodeText(text: string): number[] {
-    return this.tok.encode(' ' + text.trim(), { add_special_tokens: false }).ids;
+    this.encoder ??= this.full();
+    return this.encoder.encode(' ' + text.trim(), { add_special_tokens: false }).ids;
   }
 
   /** Decode text, dropping all special and timestamp tokens. */
