@@ -325,10 +325,7 @@ export function convertOnnxToGgml(modelDir: string, outFile: string, ftype: 'f16
   };
   if (cfg.tie_word_embeddings === false) throw new Error('whisper.cpp ties the output projection to the token embedding; this model does not');
   const hp = { d: cfg.d_model, vocab: cfg.vocab_size, audioCtx: cfg.max_source_positions };
-  const weights = new Map([
-    ...graphWeights(join(modelDir, 'onnx', 'encoder_model.onnx'), 'encoder', hp),
-    ...graphWeights(join(modelDir, 'onnx', 'decoder_model.onnx'), 'decoder', hp),
-  ]);
+  const weights = new Map([...graphWeights(join(modelDir, 'onnx', 'encoder_model.onnx'), 'encoder', hp), ...graphWeights(join(modelDir, 'onnx', 'decoder_model.onnx'), 'decoder', hp)]);
 
   const w = new Writer();
   w.i32(GGML_MAGIC, ...HPARAM_ORDER.map((k) => hparams[k]));

@@ -210,7 +210,7 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('onnx-to-ggml (whisper.cpp model f
     if (cafe !== undefined) expect([...f32.vocab[cafe]]).toEqual([0xc3, 0xa9]);
   });
 
-  it("holds exactly the tensors whisper_model_load creates, with its shapes, f16 where it uses wtype", () => {
+  it('holds exactly the tensors whisper_model_load creates, with its shapes, f16 where it uses wtype', () => {
     const want = expectedTensors(f32.hparams);
     expect([...f32.tensors.keys()].sort()).toEqual([...want.keys()].sort());
     for (const [name, w] of want) {
