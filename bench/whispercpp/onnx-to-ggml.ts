@@ -28,7 +28,7 @@ import onnxProto from 'onnx-proto';
 import { melFilterBank } from '../../src/engines/whisper/features.ts';
 
 const { onnx } = onnxProto;
-type TensorProto = InstanceType<typeof onnx.TensorProto>;
+type TensorProto = onnxProto.onnx.ITensorProto;
 
 export const GGML_MAGIC = 0x67676d6c;
 const FLOAT = 1;

@@ -129,7 +129,7 @@ function expectedTensors(h: Record<string, number>): Map<string, { ne: number[];
   return m;
 }
 
-const graphs = new Map<string, InstanceType<typeof onnx.GraphProto>>();
+const graphs = new Map<string, onnxProto.onnx.IGraphProto>();
 const graphOf = (file: string) => {
   if (!graphs.has(file)) graphs.set(file, onnx.ModelProto.decode(readFileSync(file)).graph!);
   return graphs.get(file)!;
