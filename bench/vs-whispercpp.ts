@@ -6,6 +6,9 @@
  *   npm run bench:whispercpp -- --whisper-cli PATH --model DIR --ggml FILE [--rounds 5] [--threads 2]
  *        [--variants fp32-merged,fp32-split,int8-split] [--out FILE.json]
  *
+ * Variants: fp32|int8 - merged|split, with `-nospin` onnxruntime's intra-op threads sleep between ops instead of
+ * spinning (the counterpart of whisper.cpp's OMP_WAIT_POLICY=PASSIVE side).
+ *
  * whisper.cpp decodes a window of random weights to its limit (n_text_ctx/2 − 4 = 220 sampled tokens: one prompt
  * pass, then one decode run per token but the last); a first untimed run reads that count, and ours gets the same
  * budget (`--max-new-tokens`), which is the same number of decoder passes. Per side and round: whisper.cpp's own
@@ -60,14 +63,18 @@ interface Variant {
   name: string;
   quantized: boolean;
   layout: 'merged' | 'split';
+  /** onnxruntime's intra-op threads sleep instead of spinning (set through bench/lib/ort-profile-tags.ts). */
+  noSpin: boolean;
 }
 
-const VARIANTS: Record<string, Variant> = {
-  'fp32-merged': { name: 'fp32-merged', quantized: false, layout: 'merged' },
-  'fp32-split': { name: 'fp32-split', quantized: false, layout: 'split' },
-  'int8-merged': { name: 'int8-merged', quantized: true, layout: 'merged' },
-  'int8-split': { name: 'int8-split', quantized: true, layout: 'split' },
-};
+/** fp32|int8 - merged|split [-nospin] */
+function variantOf(name: string): Variant {
+  const m = /^(fp32|int8)-(merged|split)(-nospin)?$/.exec(name);
+  if (!m) throw new Error(`unknown variant ${name}: fp32|int8 - merged|split [-nospin]`);
+  return { name, quantized: m[1] === 'int8', layout: m[2] as Variant['layout'], noSpin: !!m[3] };
+}
+
+const NO_SPIN = JSON.stringify({ extra: { session: { intra_op: { allow_spinning: '0' } } } });
 
 interface Sample {
   wallMs: number;
@@ -114,9 +121,11 @@ function runCpp(o: { cli: string; ggml: string; wav: string; threads: number }, 
 }
 
 function runOurs(o: { model: string; wav: string; threads: number; tokens: number; v: Variant }): Sample {
-  const args = [join(ROOT, 'bin/stt.mjs'), 'transcribe', o.wav, '--model', o.model, '--language', 'en', '--no-vad', '--temperature', '0'];
+  // -nospin: the preload merges BENCH_ORT_SESSION_OPTIONS into every session's options (engines untouched)
+  const preload = o.v.noSpin ? ['--import', 'tsx', '--import', join(ROOT, 'bench/lib/ort-profile-tags.ts')] : [];
+  const args = [...preload, join(ROOT, 'bin/stt.mjs'), 'transcribe', o.wav, '--model', o.model, '--language', 'en', '--no-vad', '--temperature', '0'];
   args.push('--max-new-tokens', String(o.tokens), '--threads', String(o.threads), '--decoder-layout', o.v.layout, '--json', ...(o.v.quantized ? ['--quantized'] : []));
-  const { out, wallMs } = timed(process.execPath, args);
+  const { out, wallMs } = timed(process.execPath, args, o.v.noSpin ? { BENCH_ORT_SESSION_OPTIONS: NO_SPIN } : {});
   const json = JSON.parse(out.slice(out.indexOf('{'), out.lastIndexOf('}') + 1));
   const want = { precision: o.v.quantized ? 'int8' : 'fp32', layout: o.v.layout };
   if (json.variant?.precision !== want.precision || json.variant?.layout !== want.layout) throw new Error(`ran ${JSON.stringify(json.variant)}, asked for ${JSON.stringify(want)}`);
@@ -144,11 +153,7 @@ async function main() {
   }
   const threads = Number(v.threads);
   const rounds = Number(v.rounds);
-  const variants = v.variants.split(',').map((n) => {
-    const x = VARIANTS[n];
-    if (!x) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(', ')}`);
-    return x;
-  });
+  const variants = v.variants.split(',').map(variantOf);
   const { path: wav } = speechAudio(Number(v.seconds), 16000, join(ROOT, '.tmp/bench'));
   const cpp = { cli: v['whisper-cli'], ggml: v.ggml, wav, threads };
   const model = resolve(v.model);

@@ -1,6 +1,7 @@
 /** The parts of bench/vs-whispercpp.ts and bench/whispercpp/compare-tokens.ts that read whisper-cli's output (captured from a real run). */
 import { describe, expect, it } from 'vitest';
 import { debugTokens, leadingAgreement } from '../../bench/whispercpp/compare-tokens.ts';
+import { deepMerge } from '../../bench/lib/ort-profile-tags.ts';
 import { parseWhisperCppTimings } from '../../bench/vs-whispercpp.ts';
 
 const TIMINGS = `output_json: saving output to '/tmp/wcpp/jfk.json'
@@ -34,5 +35,12 @@ describe('reading whisper-cli output', () => {
     expect(debugTokens(DEBUG_LOG)).toEqual([37421, 11057, 30825]);
     expect(leadingAgreement([1, 2, 3, 4], [1, 2, 5, 4])).toBe(2);
     expect(leadingAgreement([1, 2], [1, 2, 3])).toBe(2);
+  });
+
+  it('BENCH_ORT_SESSION_OPTIONS merges into nested session options without dropping the engine’s own keys', () => {
+    const engine = { intraOpNumThreads: 2, extra: { session: { disable_prepacking: '1' } } };
+    const bench = { extra: { session: { intra_op: { allow_spinning: '0' } } } };
+    expect(deepMerge(engine, bench)).toEqual({ intraOpNumThreads: 2, extra: { session: { disable_prepacking: '1', intra_op: { allow_spinning: '0' } } } });
+    expect(deepMerge({ a: [1, 2] }, { a: [3] })).toEqual({ a: [3] }); // arrays are values
   });
 });
