@@ -2,14 +2,15 @@
  * Greedy tokens of whisper.cpp and of our engine on the same weights and the same WAV files: how many leading
  * tokens agree, and where they part.
  *
- *   npm run whispercpp:compare -- --whisper-cli PATH --model DIR --ggml FILE [WAV…]
+ *   npm run whispercpp:compare -- --whisper-cli PATH --model DIR --ggml FILE [--no-flash-attn] [WAV…]
  *
  * whisper-cli prints a window's tokens only when the window succeeds, and a window of random weights decoded
  * to whisper.cpp's 220-token limit without timestamps never does; its debug log lists every sampled token,
  * so PATH must be a whisper-cli built with `-DCMAKE_CXX_FLAGS=-DWHISPER_DEBUG` (logging only; docs/benchmarks.md
  * "#15 against whisper.cpp" has the build). Both sides: English, transcribe, no timestamps, greedy, no
  * temperature fallback, non-speech tokens suppressed (whisper.cpp `-sns`; ours: the config's suppress_tokens,
- * the same list), first 30 s window. Default files: the model folder's golden/*.wav.
+ * the same list), first 30 s window. Default files: the model folder's golden/*.wav. `--no-flash-attn` runs
+ * whisper.cpp's attention without its flash-attention kernel (`-nfa`; flash attention is its default).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -43,8 +44,9 @@ export function leadingAgreement(a: readonly number[], b: readonly number[]): nu
   return i;
 }
 
-function compareFile(o: { whisperCli: string; model: string; ggml: string; threads: number }, wav: string): TokenComparison {
-  const cpp = spawnSync(o.whisperCli, ['-m', o.ggml, '-f', wav, '-l', 'en', '-t', String(o.threads), '-bs', '1', '-bo', '1', '-nf', '-nt', '-sns'], {
+function compareFile(o: { whisperCli: string; model: string; ggml: string; threads: number; flashAttn: boolean }, wav: string): TokenComparison {
+  const nfa = o.flashAttn ? [] : ['-nfa'];
+  const cpp = spawnSync(o.whisperCli, ['-m', o.ggml, '-f', wav, '-l', 'en', '-t', String(o.threads), '-bs', '1', '-bo', '1', '-nf', '-nt', '-sns', ...nfa], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
   });
@@ -79,10 +81,16 @@ function compareFile(o: { whisperCli: string; model: string; ggml: string; threa
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values: v, positionals } = parseArgs({
     allowPositionals: true,
-    options: { 'whisper-cli': { type: 'string' }, model: { type: 'string' }, ggml: { type: 'string' }, threads: { type: 'string', default: '2' } },
+    options: {
+      'whisper-cli': { type: 'string' },
+      model: { type: 'string' },
+      ggml: { type: 'string' },
+      threads: { type: 'string', default: '2' },
+      'no-flash-attn': { type: 'boolean', default: false },
+    },
   });
   if (!v['whisper-cli'] || !v.model || !v.ggml) {
-    console.error('usage: npm run whispercpp:compare -- --whisper-cli PATH --model DIR --ggml FILE [WAV…]');
+    console.error('usage: npm run whispercpp:compare -- --whisper-cli PATH --model DIR --ggml FILE [--no-flash-attn] [WAV…]');
     process.exit(2);
   }
   const model = resolve(v.model);
@@ -91,7 +99,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     : readdirSync(join(model, 'golden'))
         .filter((f) => f.endsWith('.wav'))
         .map((f) => join(model, 'golden', f));
-  const o = { whisperCli: v['whisper-cli'], model, ggml: v.ggml, threads: Number(v.threads) };
+  const o = { whisperCli: v['whisper-cli'], model, ggml: v.ggml, threads: Number(v.threads), flashAttn: !v['no-flash-attn'] };
   console.log('| file | tokens (whisper.cpp / ours) | leading tokens that agree | first difference (whisper.cpp → ours) |');
   console.log('|---|---|---|---|');
   for (const wav of files) {
