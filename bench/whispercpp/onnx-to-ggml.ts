@@ -2,7 +2,7 @@
  * One of our Optimum-layout Whisper folders → a whisper.cpp ggml model file, so that whisper.cpp and our engine
  * can run the same weights side by side (bench/vs-whispercpp.ts).
  *
- *   npm run whispercpp:convert -- MODEL_DIR OUT.bin [--ftype f16|f32]
+ *   npm run whispercpp:convert -- MODEL_DIR OUT.bin [--ftype f16|f32] [--allow-untied]
  *
  * The file is what whisper.cpp's `whisper_model_load` (src/whisper.cpp) reads: the "ggml" magic, 11 int32
  * hparams, the mel filters [n_mel][1 + n_fft/2], the byte-level vocabulary, then tensors under the OpenAI names
@@ -16,7 +16,9 @@
  * `onnx::MatMul_NNN`, stored transposed ([in, out]); those are named through the consuming node's scope:
  * `/e/layers.0/self_attn/q_proj/MatMul`, or the short `/k_proj_3/MatMul`, whose module the `Add` of the same
  * scope names by its bias (k_proj has no bias: its v_proj sibling of the same scope suffix does). The output
- * projection is skipped: whisper.cpp ties it to the token embedding, as the config does.
+ * projection is not written: whisper.cpp always multiplies by the token embedding, so the conversion refuses an
+ * export whose projection differs from it (the expanded real-size random folders: their tensors were drawn one by
+ * one) unless `--allow-untied`, for timing only (same shapes and cost, different tokens).
  *
  * The mel filters are our engine's (Hugging Face's slaney filters, src/engines/whisper/features.ts), so both
  * sides compute the same front end.
@@ -107,6 +109,9 @@ function hfName(raw: string): string {
     .replace(/^d\./, 'decoder.');
 }
 
+/** Where graphWeights puts the decoder's output projection ([vocab, d]), which the file does not get. */
+export const OUTPUT_PROJECTION = 'proj_out.weight';
+
 const isParamName = (n: string) => /^(e|d|model\.encoder|model\.decoder|encoder|decoder)\./.test(n);
 const scopeOf = (nodeName: string) => nodeName.slice(0, nodeName.lastIndexOf('/'));
 
@@ -160,7 +165,11 @@ export function graphWeights(onnxPath: string, part: 'encoder' | 'decoder', hp: 
       const dims = (t.dims ?? []).map(Number);
       if (t.dataType !== FLOAT || dims.length === 0) continue; // shapes, axes, scalars
       if (n.opType === 'MatMul' && dims.length === 2) {
-        if (part === 'decoder' && dims[1] === hp.vocab) continue; // output projection, tied to the token embedding
+        if (part === 'decoder' && dims[1] === hp.vocab) {
+          // the output projection: whisper.cpp has none (it multiplies by the token embedding); kept to compare
+          put(OUTPUT_PROJECTION, { shape: [dims[1], dims[0]], data: transpose(initializerData(t, modelDir), dims[0], dims[1]) });
+          continue;
+        }
         const module = isParamName(input) ? hfName(input.replace(/\.weight$/, '')) : matmulModule(n.name!);
         put(`${module}.weight`, { shape: [dims[1], dims[0]], data: transpose(initializerData(t, modelDir), dims[0], dims[1]) });
       } else if (isParamName(input)) {
@@ -303,11 +312,13 @@ class Writer {
 
 export interface ConvertResult {
   hparams: WhisperHparams;
+  /** The export's output projection equals the token embedding (whisper.cpp's tie): the same logits on both sides. */
+  tiedOutput: boolean;
   tensors: { name: string; ne: number[]; ftype: 0 | 1 }[];
   bytes: number;
 }
 
-export function convertOnnxToGgml(modelDir: string, outFile: string, ftype: 'f16' | 'f32' = 'f16'): ConvertResult {
+export function convertOnnxToGgml(modelDir: string, outFile: string, ftype: 'f16' | 'f32' = 'f16', o: { allowUntied?: boolean } = {}): ConvertResult {
   const cfg = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8'));
   const tok = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8'));
   const hparams: WhisperHparams = {
@@ -326,6 +337,18 @@ export function convertOnnxToGgml(modelDir: string, outFile: string, ftype: 'f16
   if (cfg.tie_word_embeddings === false) throw new Error('whisper.cpp ties the output projection to the token embedding; this model does not');
   const hp = { d: cfg.d_model, vocab: cfg.vocab_size, audioCtx: cfg.max_source_positions };
   const weights = new Map([...graphWeights(join(modelDir, 'onnx', 'encoder_model.onnx'), 'encoder', hp), ...graphWeights(join(modelDir, 'onnx', 'decoder_model.onnx'), 'decoder', hp)]);
+  // whisper.cpp computes logits with the token embedding: the same model only when the export's projection is it
+  const proj = weights.get(OUTPUT_PROJECTION);
+  const emb = weights.get('decoder.embed_tokens.weight');
+  weights.delete(OUTPUT_PROJECTION);
+  let maxDiff = 0;
+  if (proj && emb) for (let i = 0; i < proj.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(proj.data[i] - emb.data[i]));
+  const tiedOutput = maxDiff === 0;
+  if (!tiedOutput && !o.allowUntied)
+    throw new Error(
+      `the output projection is not the token embedding (max |Δ| ${maxDiff}), as whisper.cpp assumes: its logits would differ from ours. ` +
+        'Pass --allow-untied for a timing-only conversion (same shapes and cost, different tokens).',
+    );
 
   const w = new Writer();
   w.i32(GGML_MAGIC, ...HPARAM_ORDER.map((k) => hparams[k]));
@@ -358,16 +381,20 @@ export function convertOnnxToGgml(modelDir: string, outFile: string, ftype: 'f16
   }
   const buf = w.buffer();
   writeFileSync(outFile, buf);
-  return { hparams, tensors, bytes: buf.length };
+  return { hparams, tiedOutput, tensors, bytes: buf.length };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { ftype: { type: 'string', default: 'f16' } } });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { ftype: { type: 'string', default: 'f16' }, 'allow-untied': { type: 'boolean', default: false } },
+  });
   const [modelDir, outFile] = positionals;
   if (!modelDir || !outFile || (values.ftype !== 'f16' && values.ftype !== 'f32')) {
-    console.error('usage: npm run whispercpp:convert -- MODEL_DIR OUT.bin [--ftype f16|f32]');
+    console.error('usage: npm run whispercpp:convert -- MODEL_DIR OUT.bin [--ftype f16|f32] [--allow-untied]');
     process.exit(2);
   }
-  const r = convertOnnxToGgml(modelDir, outFile, values.ftype);
+  const r = convertOnnxToGgml(modelDir, outFile, values.ftype, { allowUntied: values['allow-untied'] });
   console.log(`${outFile}: ${r.tensors.length} tensors, ${(r.bytes / 1e6).toFixed(1)} MB, ${values.ftype}`);
+  if (!r.tiedOutput) console.warn('warning: output projection ≠ token embedding; whisper.cpp will use the embedding (timing only: tokens differ)');
 }

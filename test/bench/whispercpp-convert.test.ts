@@ -4,7 +4,7 @@
  * (it refuses a file with a missing, extra or misshapen tensor), per-tensor types, and values against the ONNX
  * initializers (MatMul weights transposed back, deduplicated tensors resolved). whisper.cpp itself is not needed.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -166,7 +166,7 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('onnx-to-ggml (whisper.cpp model f
   let f32: ReturnType<typeof readGgml>;
   let f16: ReturnType<typeof readGgml>;
   beforeAll(() => {
-    convertOnnxToGgml(WHISPER_FIXTURE, path.join(tmp, 'f32.bin'), 'f32');
+    expect(convertOnnxToGgml(WHISPER_FIXTURE, path.join(tmp, 'f32.bin'), 'f32').tiedOutput).toBe(true);
     convertOnnxToGgml(WHISPER_FIXTURE, path.join(tmp, 'f16.bin'), 'f16');
     f32 = readGgml(path.join(tmp, 'f32.bin'));
     f16 = readGgml(path.join(tmp, 'f16.bin'));
@@ -275,6 +275,23 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('onnx-to-ggml (whisper.cpp model f
       [dims[1] - 1, dims[0] - 1],
     ])
       expect(data[i * dims[1] + v]).toBe(emb[v * dims[0] + i]);
+  });
+
+  it('refuses an export whose output projection is not the token embedding, unless told it is for timing only', () => {
+    const dir = path.join(tmp, 'untied');
+    mkdirSync(path.join(dir, 'onnx'), { recursive: true });
+    for (const f of ['config.json', 'tokenizer.json', 'preprocessor_config.json']) copyFileSync(path.join(WHISPER_FIXTURE, f), path.join(dir, f));
+    copyFileSync(enc, path.join(dir, 'onnx', 'encoder_model.onnx'));
+    const model = onnx.ModelProto.decode(readFileSync(dec));
+    const proj = model.graph!.initializer!.find((t) => Number(t.dims?.[1]) === cfg().vocab_size)!;
+    const raw = Uint8Array.from(proj.rawData!);
+    new Float32Array(raw.buffer)[12345] += 0.5; // one weight of the projection no longer equals the embedding
+    proj.rawData = raw;
+    writeFileSync(path.join(dir, 'onnx', 'decoder_model.onnx'), onnx.ModelProto.encode(model).finish());
+    expect(() => convertOnnxToGgml(dir, path.join(tmp, 'untied.bin'), 'f16')).toThrow(/output projection is not the token embedding/);
+    const r = convertOnnxToGgml(dir, path.join(tmp, 'untied.bin'), 'f16', { allowUntied: true });
+    expect(r.tiedOutput).toBe(false);
+    expect(r.tensors.length).toBe(f16.tensors.size);
   });
 
   it('rounds to half precision as numpy does (nearest, ties to even)', () => {
