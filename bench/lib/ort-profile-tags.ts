@@ -8,8 +8,9 @@
  * (`ORT_vad` for Silero — inputs input/state/sr —, `ORT_model_encoder` / `ORT_model_decoder` / `ORT_model_other`);
  * bench/lib/cpuprofile.ts sorts samples by those frames. The work done is unchanged.
  *
- * BENCH_ORT_SESSION_OPTIONS (JSON) is merged into every InferenceSession.create's options: a
- * measured experiment with arena settings (e.g. {"enableCpuMemArena":false}) without editing engines.
+ * BENCH_ORT_SESSION_OPTIONS (JSON) is merged (nested objects key by key) into every InferenceSession.create's
+ * options: a measured experiment with arena or thread settings (e.g. {"enableCpuMemArena":false},
+ * {"extra":{"session":{"intra_op":{"allow_spinning":"0"}}}}) without editing engines.
  */
 import * as ort from 'onnxruntime-node';
 
@@ -74,7 +75,18 @@ if (extra) {
     // create(path | buffer, options?) or create(buffer, offset, length, options?)
     const i = typeof args[1] === 'number' ? 3 : 1;
     const a = [...args];
-    a[i] = { ...((a[i] as object) ?? {}), ...options };
+    a[i] = deepMerge((a[i] as Record<string, unknown>) ?? {}, options as Record<string, unknown>);
     return create(...a);
   };
+}
+
+/** Nested objects merged key by key, so `extra.session` keys set by the engine (disable_prepacking, …) survive. */
+export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    const plain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && !ArrayBuffer.isView(x);
+    out[k] = plain(prev) && plain(v) ? deepMerge(prev, v) : v;
+  }
+  return out;
 }

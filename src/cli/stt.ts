@@ -38,6 +38,7 @@ options:
   --temperature T[,T...]  temperature or fallback schedule (default 0,0.2,0.4,0.6,0.8,1)
   --no-vad                send the whole file through 30 s windows instead of VAD speech chunks
   --quantized             use the int8 model files
+  --decoder-layout L      merged, split or auto (default: merged when the folder has it)
   --threads N             onnxruntime intra-op threads
   --prepack-decoder       pre-pack the decoder weights at load, as the server does: a slower start
                           (tiny: ~0.6 s of CPU), for long files where batched decoder steps dominate
@@ -70,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
         temperature: { type: 'string' },
         'no-vad': { type: 'boolean', default: false },
         quantized: { type: 'boolean', default: false },
+        'decoder-layout': { type: 'string', default: 'auto' },
         threads: { type: 'string' },
         'prepack-decoder': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
@@ -101,6 +103,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!fs.existsSync(file)) throw new UsageError(`No such file: ${file}`);
     if (o.task !== 'transcribe' && o.task !== 'translate') throw new UsageError(`--task must be transcribe or translate`);
+    const layout = o['decoder-layout'];
+    if (layout !== 'auto' && layout !== 'merged' && layout !== 'split') throw new UsageError(`--decoder-layout must be merged, split or auto`);
     const temperature = o.temperature?.split(',').map((t) => {
       const n = Number(t);
       if (!Number.isFinite(n) || n < 0) throw new UsageError(`--temperature takes numbers ≥ 0 (got '${t}')`);
@@ -117,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
         executionProvider: config.inference.executionProvider,
         intraOpThreads: intFlag('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
         quantized: o.quantized,
+        decoderLayout: layout,
         // one file, a few hundred decoder steps: packing the weights costs more at load than it saves (bench/startup.ts)
         prepackDecoder: o['prepack-decoder'],
       },
@@ -178,6 +183,7 @@ export async function main(argv: string[]): Promise<number> {
           word_timestamps: result.wordTimestamps,
           segments: result.segments.map((s) => ({ start: s.start, end: s.end, text: s.text, words: s.words })),
           tokens: result.tokens,
+          variant: { precision: model.engine.info.quantized ? 'int8' : 'fp32', layout: model.engine.info.layout },
           timing,
         }),
       );

@@ -42,6 +42,17 @@ describe('stt transcribe (CLI)', () => {
     await expect(stt([...args, '--prepack-decoder=yes'])).rejects.toMatchObject({ code: 2 });
   });
 
+  it('--decoder-layout split / merged: the same golden tokens, and --json says which variant ran', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const args = ['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '24', '--temperature', '0', '--json'];
+    for (const layout of ['split', 'merged']) {
+      const out = JSON.parse((await stt([...args, '--decoder-layout', layout])).stdout);
+      expect(out.variant).toEqual({ precision: 'fp32', layout });
+      expect(out.tokens).toEqual([golden.inputs.jfk.generate.notimestamps]);
+    }
+    await expect(stt([...args, '--decoder-layout', 'fused'])).rejects.toMatchObject({ code: 2 });
+  });
+
   it('slides 30 s windows over long audio (31.5 s → 2 windows)', async () => {
     const wav = path.join(WHISPER_FIXTURE, 'golden', 'long.wav');
     const { stdout } = await stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--timestamps', '--max-new-tokens', '24', '--temperature', '0', '--json']);
