@@ -49,6 +49,7 @@ const envSchema = z.object({
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
+  INFERENCE_SPINNING: z.enum(['on', 'off'], { message: "expected 'on' or 'off'" }).default('on'),
   WHISPER_PRECISION: z.enum(['fp32', 'int8', 'measure'], { message: "expected 'fp32', 'int8' or 'measure'" }).default('fp32'),
   WHISPER_DECODER_LAYOUT: z.enum(['auto', 'merged', 'split', 'measure'], { message: "expected 'auto', 'merged', 'split' or 'measure'" }).default('measure'),
   DIARIZATION_MODEL: z.string().min(1).default('baseline'),
@@ -124,6 +125,8 @@ export interface Config {
     /** 0 = onnxruntime's default (all cores). */
     intraOpThreads: number;
     interOpThreads: number;
+    /** false: onnxruntime's intra-op threads sleep between work instead of spinning (INFERENCE_SPINNING=off). */
+    allowSpinning: boolean;
     /** Whisper ONNX variant: fp32 or int8 files, or 'measure' (time both at load, keep the faster; int8 changes results slightly). */
     whisperPrecision: 'fp32' | 'int8' | 'measure';
     /** Decoder layout: 'measure' times merged and split at load and keeps the faster (same results); 'auto' = merged when present. */
@@ -225,6 +228,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       executionProvider: e.EXECUTION_PROVIDER,
       intraOpThreads: e.INFERENCE_THREADS,
       interOpThreads: e.INFERENCE_INTER_OP_THREADS,
+      allowSpinning: e.INFERENCE_SPINNING === 'on',
       whisperPrecision: e.WHISPER_PRECISION,
       whisperDecoderLayout: e.WHISPER_DECODER_LAYOUT,
       maxBatchSize: e.MAX_BATCH_SIZE,

@@ -155,6 +155,7 @@ export class App {
           executionProvider: this.config.inference.executionProvider,
           intraOpThreads: this.config.inference.intraOpThreads || undefined,
           interOpThreads: this.config.inference.interOpThreads || undefined,
+          allowSpinning: this.config.inference.allowSpinning,
           precision: this.config.inference.whisperPrecision,
           decoderLayout: this.config.inference.whisperDecoderLayout,
           padQuantumS: this.config.live.moonshinePartialPadMs / 1000,

@@ -119,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       inference: {
         executionProvider: config.inference.executionProvider,
+        allowSpinning: config.inference.allowSpinning,
         intraOpThreads: intFlag('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
         quantized: o.quantized,
         decoderLayout: layout,

@@ -29,6 +29,12 @@ export interface OnnxSessionOptions {
   intraOpThreads?: number;
   interOpThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * false: intra-op threads sleep when out of work instead of spinning (`session.intra_op.allow_spinning=0`). Spinning
+   * wins on an idle machine; when the cores are shared (the server's own JavaScript, other sessions, other processes)
+   * spinning threads take the cores the work needs (bench:whispercpp: 2× per token on a loaded machine).
+   */
+  allowSpinning?: boolean;
 }
 
 /** Encoder output rows, [batch, frames, dModel] row-major. */
@@ -80,6 +86,7 @@ export function sessionOptions(o: OnnxSessionOptions): ort.InferenceSession.Sess
   // onnxruntime-node rejects keys that are present but undefined
   if (o.intraOpThreads !== undefined) so.intraOpNumThreads = o.intraOpThreads;
   if (o.interOpThreads !== undefined) so.interOpNumThreads = o.interOpThreads;
+  if (o.allowSpinning === false) so.extra = { session: { intra_op: { allow_spinning: '0' } } };
   return so;
 }
 
@@ -172,7 +179,8 @@ export class KVDecoder implements StepModel {
   static async load(dir: string, quantized: boolean, o: KVDecoderOptions, session: OnnxSessionOptions): Promise<KVDecoder> {
     const { file } = onnxFiles(dir, quantized);
     const so = sessionOptions(session);
-    const options: ort.InferenceSession.SessionOptions = o.prepack === false ? { ...so, extra: { session: { disable_prepacking: '1' } } } : so;
+    const extra = so.extra as { session?: Record<string, unknown> } | undefined;
+    const options: ort.InferenceSession.SessionOptions = o.prepack === false ? { ...so, extra: { ...extra, session: { ...extra?.session, disable_prepacking: '1' } } } : so;
     if (o.layout === 'merged') {
       const merged = await createSession(file('decoder_model_merged'), options);
       return new KVDecoder('merged', merged, merged, o.heads, o.headDim);

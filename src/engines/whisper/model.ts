@@ -8,20 +8,16 @@
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { EncoderDecoderModel } from '../seq2seq/encoder-decoder.ts';
-import { type DecoderLayout, type EncoderOutput, type KVDecoder, onnxFiles } from '../seq2seq/kv-decoder.ts';
+import { type DecoderLayout, type EncoderOutput, type KVDecoder, type OnnxSessionOptions, onnxFiles } from '../seq2seq/kv-decoder.ts';
 import type { WhisperConfig } from './config.ts';
 import { trimmableEncoderGraph } from './encoder-graph.ts';
 
 export type { DecoderLayout, DecoderStepOutput, EncoderOutput, KVCache } from '../seq2seq/kv-decoder.ts';
 
-export interface WhisperModelOptions {
-  executionProvider?: 'cpu' | 'cuda';
-  intraOpThreads?: number;
-  interOpThreads?: number;
+export interface WhisperModelOptions extends OnnxSessionOptions {
   /** Use the `*_quantized.onnx` (int8 dynamic) files. */
   quantized?: boolean;
   decoderLayout?: 'auto' | DecoderLayout;
-  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
    * Rewrite the encoder at load so it runs on fewer than 3000 frames (encoder-graph.ts); default true.
    * When the graph cannot be rewritten the original is used and `trimmable` is false.
