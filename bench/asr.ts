@@ -142,6 +142,9 @@ const engineKey = (o: WhisperEngineOptions) => {
   const full: WhisperEngineOptions = { quantized: false, decoderLayout: 'auto', graphOptimizationLevel: 'all', ...baseOpts, ...o };
   return { full, key: JSON.stringify(Object.entries(full).sort(([a], [b]) => a.localeCompare(b))) };
 };
+/** A full GC where node runs with --expose-gc (npm run bench:asr does): big tensors are freed at once. */
+const collect = () => (globalThis as { gc?: () => void }).gc?.();
+
 async function engine(o: WhisperEngineOptions): Promise<WhisperEngine> {
   const { full, key } = engineKey(o);
   if (current?.key === key) return current.e;
@@ -154,10 +157,8 @@ async function releaseEngines(): Promise<void> {
   const c = current;
   current = null;
   await c?.e.close();
+  collect();
 }
-
-/** A full GC where node runs with --expose-gc (npm run bench:asr does): big tensors are freed at once. */
-const collect = () => (globalThis as { gc?: () => void }).gc?.();
 
 /** Peak RSS of this process so far (getrusage), MB; recorded after each section. */
 const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
