@@ -163,7 +163,11 @@ async function releaseEngines(): Promise<void> {
 /** Peak RSS of this process so far (getrusage), MB; recorded after each section. */
 const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
 const memory: { section: string; peakRssMb: number; rssMb: number }[] = [];
-const section = (name: string) => memory.push({ section: name, peakRssMb: peakRssMb(), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+const section = (name: string) => {
+  memory.push({ section: name, peakRssMb: peakRssMb(), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+  // the next section starts from nothing loaded: the peaks of two sections never add up
+  return releaseEngines();
+};
 
 const main0 = await engine({});
 const SR = main0.info.samplingRate;
@@ -259,7 +263,7 @@ for (const p of precisions) {
   }
 }
 
-section('1. encoder');
+await section('1. encoder');
 
 // ---------------------------------------------------------------- 2. decoder
 
@@ -374,7 +378,7 @@ for (const p of precisions) {
   }
 }
 
-section('2. decoder');
+await section('2. decoder');
 
 // ---------------------------------------------------------------- 3. real-time factor of a long file
 
@@ -412,7 +416,7 @@ for (const { p, layout } of precisions.flatMap((p) =>
   });
 }
 
-section('3. file RTF');
+await section('3. file RTF');
 
 // ---------------------------------------------------------------- 4. per-request vs batched
 
@@ -476,7 +480,7 @@ for (const p of precisions) {
   });
 }
 
-section('4. per-request vs batched');
+await section('4. per-request vs batched');
 
 // ---------------------------------------------------------------- 5. transformers.js baseline
 
@@ -592,7 +596,7 @@ if (args.baseline) {
     await dispose?.(); // its sessions: as large as ours
   }
 } else baseline.reason = '--no-baseline';
-section('5. transformers.js baseline');
+await section('5. transformers.js baseline');
 
 // ---------------------------------------------------------------- 6. knobs
 
@@ -726,7 +730,7 @@ if (meta.files.mergedFp32) {
   await releaseEngines();
 }
 
-section('6. knobs');
+await section('6. knobs');
 
 // ---------------------------------------------------------------- 6b. encoder on shorter audio
 
@@ -790,7 +794,7 @@ const shortAudio = {
   patched: { note: patchNote, rows: patchedRows },
 };
 
-section('6b. encoder on shorter audio');
+await section('6b. encoder on shorter audio');
 
 // ---------------------------------------------------------------- report
 
