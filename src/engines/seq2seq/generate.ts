@@ -263,6 +263,15 @@ export interface BeamOptions {
   earlyStopping?: boolean | 'never';
 }
 
+/** A next-token candidate of one beam: its new sum, token, beam index, cache row and log-probability. */
+interface Candidate {
+  sum: number;
+  tok: number;
+  beam: number;
+  row: number;
+  lp: number;
+}
+
 interface Beam {
   seq: number[]; // prompt + generated
   sum: number;
@@ -305,8 +314,6 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
   const hfLength = (n: number) => n ** (opts.lengthPenalty ?? 1);
   // score: HF's sum / length ** penalty, fixed when the sequence finishes (OpenAI ranks at the end instead)
   const finished: { seq: number[]; sum: number; lps: number[]; eot: boolean; score: number }[][] = tasks.map(() => []);
-  // HF: false once no running beam can beat the worst of beamSize finished ones (no candidate is kept after)
-  const improvable = tasks.map(() => true);
   let beams: Beam[][] = tasks.map((t) => [{ seq: [...t.prompt], sum: 0, lps: [] }]);
   // rows of the current cache: [task, beam]
   let rows: [number, number][] = tasks.map((_, i) => [i, 0]);
@@ -325,14 +332,13 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
      * finishes, scored with its length counting that token, and replaces the worst of K finished when better;
      * the first K other candidates run on.
      */
-    const hfSelect = (cands: { sum: number; tok: number; beam: number; row: number; lp: number }[], ti: number, atBudget: boolean) => {
-      const generated = step + 1;
+    const hfSelect = (cands: Candidate[], ti: number, generated: number, atBudget: boolean) => {
       for (let rank = 0; rank < cands.length && (rank < K || next[ti].length < K); rank++) {
         const c = cands[rank];
         const beam = beams[ti][c.beam];
         const eot = c.tok === ids.eot;
         if (eot || atBudget) {
-          if (rank >= K || !improvable[ti]) continue;
+          if (rank >= K) continue;
           const fin = eot ? { seq: beam.seq, lps: beam.lps } : { seq: [...beam.seq, c.tok], lps: [...beam.lps, c.lp] };
           const entry = { ...fin, sum: c.sum, eot, score: c.sum / hfLength(generated) };
           const list = finished[ti];
@@ -351,7 +357,7 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
     for (let ti = 0; ti < B; ti++) {
       if (!active[ti]) continue;
       const task = tasks[ti];
-      const cands: { sum: number; tok: number; beam: number; row: number; lp: number }[] = [];
+      const cands: Candidate[] = [];
       rows.forEach(([t, b], r) => {
         if (t !== ti) return;
         const beam = beams[ti][b];
@@ -366,7 +372,7 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
       });
       cands.sort((a, b) => b.sum - a.sum);
       const generated = step + 1;
-      if (hf) hfSelect(cands, ti, generated >= task.maxNewTokens);
+      if (hf) hfSelect(cands, ti, generated, generated >= task.maxNewTokens);
       else
         for (const c of cands) {
           const beam = beams[ti][c.beam];
@@ -382,11 +388,11 @@ async function beamSearchGroup(model: StepModel, encoder: EncoderOutput, tasks: 
       if (best) task.onToken?.(best.seq[best.seq.length - 1], generated);
       if (hf) {
         // transformers' _check_early_stop_heuristic (early_stopping False: the best running beam at its current length)
-        if (improvable[ti] && finished[ti].length >= K && best) {
-          const hypothetical = opts.earlyStopping === 'never' && (opts.lengthPenalty ?? 1) > 0 ? task.maxNewTokens : generated;
-          improvable[ti] = best.sum / hfLength(hypothetical) > Math.min(...finished[ti].map((f) => f.score));
-        }
-        if (!improvable[ti] || (opts.earlyStopping === true && finished[ti].length >= K) || !best || generated >= task.maxNewTokens) {
+        // (an item stops here for good, so no candidate is kept once no running beam can win)
+        const full = finished[ti].length >= K;
+        const hypothetical = opts.earlyStopping === 'never' && (opts.lengthPenalty ?? 1) > 0 ? task.maxNewTokens : generated;
+        const improvable = !full || !best || best.sum / hfLength(hypothetical) > Math.min(...finished[ti].map((f) => f.score));
+        if (!improvable || (opts.earlyStopping === true && full) || !best || generated >= task.maxNewTokens) {
           active[ti] = false;
           next[ti] = [];
           src[ti] = [];
