@@ -46,6 +46,9 @@ const envSchema = z.object({
   STREAM_MAX_DURATION_MIN: int(1, 24 * 60).default(240),
   STREAM_MAX_FINAL_WAIT_MS: int(0, 600_000).default(3000),
   STREAM_RAMP_INTERVAL_MS: int(0, 600_000).default(5000),
+  // Queueing delay grows like 1/(1 − ρ): at 0.8 a final waits ~5× its decode, past 0.9 it runs away.
+  // A first guess to be calibrated with `npm run loadtest` (the largest N meeting the live targets).
+  STREAM_MAX_LOAD: z.coerce.number({ message: 'expected a number' }).min(0, 'must be at least 0').max(1, 'must be at most 1').default(0.8),
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda'], { message: "expected 'cpu' or 'cuda'" }).default('cpu'),
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
@@ -119,6 +122,8 @@ export interface Config {
     streamMaxFinalWaitMs: number;
     /** Above half that lag, admit at most one new stream per this many ms (0 = no slow start). */
     streamRampIntervalMs: number;
+    /** New live streams are refused when one more would take the model worker's required load past this fraction of its time (0 = no forecast). */
+    streamMaxLoad: number;
   };
   inference: {
     executionProvider: 'cpu' | 'cuda';
@@ -223,6 +228,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       streamMaxDurationS: e.STREAM_MAX_DURATION_MIN * 60,
       streamMaxFinalWaitMs: e.STREAM_MAX_FINAL_WAIT_MS,
       streamRampIntervalMs: e.STREAM_RAMP_INTERVAL_MS,
+      streamMaxLoad: e.STREAM_MAX_LOAD,
     },
     inference: {
       executionProvider: e.EXECUTION_PROVIDER,

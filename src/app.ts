@@ -44,6 +44,8 @@ export interface AppOptions {
   logger?: Logger;
   /** Skip nvidia-smi (tests); detection result to use instead. */
   gpu?: GpuInfo;
+  /** Wall clock in ms (default Date.now) of the schedulers' load and of admission (tests make the load forecast exact with one). */
+  clock?: () => number;
 }
 
 export class App {
@@ -151,6 +153,7 @@ export class App {
         metrics: this.metrics,
         maxBatch: this.config.inference.maxBatchSize,
         batchWindowMs: this.config.inference.batchWindowMs,
+        clock: this.opts.clock,
         inference: {
           executionProvider: this.config.inference.executionProvider,
           intraOpThreads: this.config.inference.intraOpThreads || undefined,
@@ -226,7 +229,7 @@ export class App {
       registerTranscriptAiRoutes(this.server, { access: this.access, transcripts: this.stores.transcripts, chat: this.stores.transcriptChat, ai: this.ai, services: this.llmServices });
       // One admission decision for both ingests (slow start counts streams of either kind).
       const admission = new StreamAdmission(
-        { maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs },
+        { maxFinalWaitMs: this.config.limits.streamMaxFinalWaitMs, rampIntervalMs: this.config.limits.streamRampIntervalMs, maxLoad: this.config.limits.streamMaxLoad },
         { metrics: this.metrics, logger: this.logger.child({ component: 'admission' }) },
       );
       // One set of live sessions for every transport: one limit, one admission, one lifecycle.
@@ -240,6 +243,7 @@ export class App {
         logger: this.logger.child({ component: 'live' }),
         metrics: this.metrics,
         admission,
+        clock: this.opts.clock,
         maxStreams: this.config.limits.maxStreams,
         idleTimeoutS: this.config.limits.streamIdleTimeoutS,
         maxDurationS: this.config.limits.streamMaxDurationS,

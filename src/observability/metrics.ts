@@ -51,9 +51,21 @@ export class Metrics {
     buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 60],
     registers: [this.registry],
   });
+  /** Per model: its scheduler's busy fractions per priority, read at scrape time (watchSchedulerLoad). */
+  private readonly schedulerLoads = new Map<string, () => Record<string, number>>();
+  readonly schedulerBusy: Gauge<'model' | 'priority'> = new Gauge({
+    name: 'stt_scheduler_busy_ratio',
+    help: "Fraction of the last 30 s a model's worker spent running batches, by priority (final, file, partial; their sum is its load). Admission refuses a new stream when its forecast would take finals plus minimal partials past STREAM_MAX_LOAD.",
+    labelNames: ['model', 'priority'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.schedulerBusy.reset();
+      for (const [model, load] of this.schedulerLoads) for (const [priority, v] of Object.entries(load())) this.schedulerBusy.set({ model, priority }, v);
+    },
+  });
   readonly streamsRefused = new Counter({
     name: 'stt_streams_refused_total',
-    help: 'New live streams refused because the model was behind (reason capacity).',
+    help: 'New live streams refused by admission: capacity (finals later than STREAM_MAX_FINAL_WAIT_MS), slow_start (near it, too soon after the last), capacity_forecast (one more would take the model past STREAM_MAX_LOAD).',
     labelNames: ['transport', 'reason'] as const,
     registers: [this.registry],
   });
@@ -142,6 +154,11 @@ export class Metrics {
         this.llmBusySequences.set({ model }, s.busy);
       },
     };
+  }
+
+  /** Exports a model scheduler's busy fractions per priority (stt_scheduler_busy_ratio), read at scrape time. */
+  watchSchedulerLoad(model: string, load: () => Record<string, number>): void {
+    this.schedulerLoads.set(model, load);
   }
 
   /**

@@ -13,8 +13,11 @@
  * - `finalWaitMs()` says how far behind the model is for finals (admission control of new streams);
  *   `partialWaitMs()` the same for partials (live streams widen their partial interval from it, so
  *   that under load they ask for fewer partials before any has to be dropped for age).
+ * - `load()` says how busy the model worker was over the last `loadWindowMs`, split by priority
+ *   (predictive admission of new streams).
  */
 import { DomainError } from '../errors.ts';
+import { BusyWindow } from './busy-window.ts';
 import { RecentWindow } from './recent-window.ts';
 
 export type Priority = 'final' | 'file' | 'partial';
@@ -54,6 +57,25 @@ export interface BatchSchedulerOptions<Req, Res> {
   partialWaitWindowMs?: number;
   /** The kind of model call a request needs; only requests of one group share a batch (default: one group). */
   group?: (req: Req) => string;
+  /** How far back `load()` looks (default 30 s: several utterances of every stream). */
+  loadWindowMs?: number;
+  /** Wall clock in ms (default Date.now) of queue waits and busy time; tests inject one to make them exact. */
+  clock?: () => number;
+}
+
+/**
+ * How busy the model worker was over the last `windowMs` (one batch runs at a time, so busy time is
+ * model time): fractions of the window (0–1) in all and per priority, and requests served per priority.
+ */
+export interface SchedulerLoad {
+  windowMs: number;
+  busyFraction: number;
+  finalBusyFraction: number;
+  fileBusyFraction: number;
+  partialBusyFraction: number;
+  busyMs: Record<Priority, number>;
+  /** Requests served in the window (a batch partly inside it counts for that part). */
+  requests: Record<Priority, number>;
 }
 
 interface Pending<Req, Res> {
@@ -76,6 +98,11 @@ export class BatchScheduler<Req, Res> {
   private readonly finalWaits: RecentWindow;
   /** Queue waits of partials started recently. */
   private readonly partialWaits: RecentWindow;
+  /** Model time of recent batches per priority (load()). */
+  private readonly busy: BusyWindow<Priority>;
+  /** The batch running now: when it started and what it holds (load() counts it up to now). */
+  private current: { start: number; counts: Record<Priority, number> } | null = null;
+  private readonly clock: () => number;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   private timerDelay = 0;
@@ -92,6 +119,23 @@ export class BatchScheduler<Req, Res> {
     this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
     this.finalWaits = new RecentWindow(opts.waitWindowMs ?? 10_000);
     this.partialWaits = new RecentWindow(opts.partialWaitWindowMs ?? 5_000);
+    this.clock = opts.clock ?? Date.now;
+    this.busy = new BusyWindow(opts.loadWindowMs ?? 30_000, PRIORITIES, this.clock());
+  }
+
+  /** How busy the model worker was over the last `loadWindowMs` (the batch running now counts up to `now`). */
+  load(now = this.clock()): SchedulerLoad {
+    const { windowMs, busyMs, requests } = this.busy.split(now, this.current ?? undefined);
+    const frac = (ms: number) => (windowMs > 0 ? ms / windowMs : 0);
+    return {
+      windowMs,
+      busyFraction: frac(busyMs.final + busyMs.file + busyMs.partial),
+      finalBusyFraction: frac(busyMs.final),
+      fileBusyFraction: frac(busyMs.file),
+      partialBusyFraction: frac(busyMs.partial),
+      busyMs,
+      requests,
+    };
   }
 
   /**
@@ -99,7 +143,7 @@ export class BatchScheduler<Req, Res> {
    * queued and the 90th percentile of the waits of finals started in the last `waitWindowMs`.
    * A model that keeps up shows at most about one batch duration; more means finals queue up.
    */
-  finalWaitMs(now = Date.now()): number {
+  finalWaitMs(now = this.clock()): number {
     const oldest = this.queues.final.length ? now - Math.min(...this.queues.final.map((p) => p.enqueuedAt)) : 0;
     return Math.max(oldest, this.finalWaits.quantile(0.9, now));
   }
@@ -109,7 +153,7 @@ export class BatchScheduler<Req, Res> {
    * 90th percentile of the waits of partials started in the last `partialWaitWindowMs`. Partials
    * that wait `partialMaxAgeMs` are dropped; a live stream spaces its partials by a multiple of this.
    */
-  partialWaitMs(now = Date.now()): number {
+  partialWaitMs(now = this.clock()): number {
     let oldest = now;
     for (const p of this.queues.partial) oldest = Math.min(oldest, p.enqueuedAt);
     return Math.max(now - oldest, this.partialWaits.quantile(0.9, now));
@@ -157,7 +201,7 @@ export class BatchScheduler<Req, Res> {
         key: opts.key,
         group,
         priority: opts.priority,
-        enqueuedAt: Date.now(),
+        enqueuedAt: this.clock(),
         resolve,
         reject,
         cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
@@ -205,7 +249,7 @@ export class BatchScheduler<Req, Res> {
 
   /** Takes up to maxBatch requests of one group: by priority, round-robin over keys within a priority. */
   private take(): Pending<Req, Res>[] {
-    const now = Date.now();
+    const now = this.clock();
     const partials = this.queues.partial;
     for (let i = partials.length - 1; i >= 0; i--) {
       if (now - partials[i].enqueuedAt > this.partialMaxAgeMs) {
@@ -242,7 +286,10 @@ export class BatchScheduler<Req, Res> {
     const batch = this.take();
     this.reportDepth();
     if (!batch.length) return;
-    const startedAt = Date.now();
+    const startedAt = this.clock();
+    const counts = { final: 0, file: 0, partial: 0 };
+    for (const b of batch) counts[b.priority]++;
+    this.current = { start: startedAt, counts };
     for (const b of batch) {
       if (b.priority === 'final') this.finalWaits.add(startedAt - b.enqueuedAt, startedAt);
       else if (b.priority === 'partial') this.partialWaits.add(startedAt - b.enqueuedAt, startedAt);
@@ -265,9 +312,9 @@ export class BatchScheduler<Req, Res> {
       .catch((err) => batch.forEach((b) => b.reject(err)))
       .finally(() => {
         batch.forEach((b) => b.cleanup());
-        const priorities = { final: 0, file: 0, partial: 0 };
-        for (const b of batch) priorities[b.priority]++;
-        this.opts.onBatch?.({ size: batch.length, ms: performance.now() - t0, priorities });
+        this.busy.add(startedAt, this.clock(), counts);
+        this.current = null;
+        this.opts.onBatch?.({ size: batch.length, ms: performance.now() - t0, priorities: { ...counts } });
         this.running = false;
         this.schedule();
       });

@@ -97,6 +97,8 @@ export interface LiveSessionsOptions {
   admission?: StreamAdmission;
   /** Live sessions at once, all transports together. */
   maxStreams: number;
+  /** Wall clock in ms (default Date.now) of admission: when streams started (their ages for the load forecast). */
+  clock?: () => number;
   /** A session without audio this long is ended. */
   idleTimeoutS: number;
   maxDurationS: number;
@@ -135,6 +137,13 @@ export class LiveSessions {
 
   get isClosing(): boolean {
     return this.closing;
+  }
+
+  /** How long (ms) each streaming session whose finals go to `model` has been running: what admission weighs a new one against. */
+  streamAgesMs(model: object, now: number): number[] {
+    const ages: number[] = [];
+    for (const s of this.sessions.values()) if (s.attached?.model === model) ages.push(now - s.attached.since);
+    return ages;
   }
 
   get(id: string): LiveSession | undefined {
@@ -216,6 +225,7 @@ export class LiveSession {
   private idle: NodeJS.Timeout | null = null;
   private readonly maxDuration: NodeJS.Timeout;
   private readonly log: Logger;
+  private attachedTo: { model: object; since: number } | null = null;
 
   constructor(
     private readonly live: LiveSessions,
@@ -237,6 +247,11 @@ export class LiveSession {
       onRefused: (message) => this.end({ reason: 'policy', message }),
     });
     this.maxDuration = setTimeout(() => this.end({ reason: 'policy', message: `stream exceeded the maximum duration of ${Math.round(o.maxDurationS / 60)} minutes` }), o.maxDurationS * 1000);
+  }
+
+  /** The model this session's finals go to and when it was admitted there (null before, and once ended). */
+  get attached(): { model: object; since: number } | null {
+    return this.attachedTo;
   }
 
   get phase(): LivePhase {
@@ -301,12 +316,14 @@ export class LiveSession {
       const which = langs.length <= 5 ? `; use "auto" or one of: ${langs.join(', ')}` : '';
       throw new DomainError('invalid', `language: model '${m.id}' does not support '${config.language}'${which}`);
     }
-    // Admission looks at the model whose finals this stream adds to.
-    const capacity = o.admission?.admit(finalModel, this.transport as 'websocket' | 'webrtc') ?? { ok: true as const };
+    // Admission looks at the model whose finals this stream adds to, and the streams already on it.
+    const now = (o.clock ?? Date.now)();
+    const capacity = o.admission?.admit(finalModel, this.transport as 'websocket' | 'webrtc', now, this.live.streamAgesMs(finalModel, now)) ?? { ok: true as const };
     if (!capacity.ok) {
       resampler.close();
       throw new DomainError('unavailable', capacity.message, { retryAfterS: capacity.retryAfterS });
     }
+    this.attachedTo = { model: finalModel, since: now };
     this.resampler = resampler;
     this.recorder.model = finalModel.id;
     this.recorder.language = config.language;
@@ -412,6 +429,7 @@ export class LiveSession {
   private end(how: LiveEnd, tell = true): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.attachedTo = null;
     if (tell && (how.reason === 'policy' || how.reason === 'error')) this.out.next({ type: 'error', message: how.message });
     if (how.reason === 'policy' || how.reason === 'error') this.log.info({ reason: how.reason, error: how.message }, 'live session ended');
     this.clearIdle();

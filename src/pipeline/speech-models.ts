@@ -132,6 +132,8 @@ export interface SpeechModelsOptions {
   maxBatch?: number;
   /** How long the first request of a batch waits for company. */
   batchWindowMs?: number;
+  /** Wall clock of the schedulers (default Date.now): queue waits and busy time. */
+  clock?: () => number;
 }
 
 export class SpeechModels {
@@ -217,6 +219,7 @@ export class SpeechModels {
       group: (req) => speechGroup(req, (samples, mode) => engine.shapeKey(samples, mode)),
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
+      clock: this.opts.clock,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),
       onBatch: ({ size, ms }) => {
         metrics?.batchSize.observe({ model: id }, size);
@@ -228,6 +231,10 @@ export class SpeechModels {
       },
     });
     metrics?.modelLoaded.set({ model: id, kind: 'asr' }, 1);
+    metrics?.watchSchedulerLoad(id, () => {
+      const l = scheduler.load();
+      return { final: l.finalBusyFraction, file: l.fileBusyFraction, partial: l.partialBusyFraction };
+    });
     const measured = engine.info.variantTimings?.map((t) => ({
       variant: `${t.quantized ? 'int8' : 'fp32'}/${t.layout}`,
       encoderMs: Math.round(t.encoderMs),

@@ -8,9 +8,17 @@
  * The lag is measured on finals that came back, so it shows seconds after the streams that cause
  * it were admitted. Slow start: once the lag passes half the limit, at most one new stream per
  * `rampIntervalMs` is admitted, which gives the measure time to catch up before more streams join.
+ *
+ * The forecast refuses before the lag shows: from how busy the model worker was over the last 30 s
+ * (BatchScheduler.load) and the live streams attached to the model, it estimates what one stream
+ * costs and refuses the stream whose share would take the model's required load past `maxLoad`
+ * ({@link forecastLoad}). The lag rule stays as the safety net for what the forecast cannot see
+ * (file jobs, a VAD backlog, a model slower than its recent past).
  */
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
+import type { SchedulerLoad } from './batch-scheduler.ts';
+import { MAX_PARTIAL_INTERVAL_MS } from './stream-session.ts';
 
 export interface StreamCapacityOptions {
   /** Refuse new streams when finals wait longer than this (ms); 0 turns the check off. */
@@ -19,6 +27,8 @@ export interface StreamCapacityOptions {
   retryAfterS?: number;
   /** Above half the limit, admit at most one new stream per this many ms (0 = no slow start). */
   rampIntervalMs?: number;
+  /** Refuse a new stream when it would take the model worker's required load past this fraction of its time (0 = no forecast). */
+  maxLoad?: number;
 }
 
 /** When the previous stream of this model was admitted (slow start). */
@@ -32,12 +42,15 @@ export interface RampState {
  * call (BatchScheduler.finalWaitMs) and how late finals reach their streams (p90 of the last 10 s,
  * which also sees a VAD backlog that the scheduler cannot).
  */
-export function liveLagMs(model: { scheduler: { finalWaitMs(): number }; liveLag: { p90Ms(): number } }): number {
+export function liveLagMs(model: Pick<AdmissionModel, 'scheduler' | 'liveLag'>): number {
   return Math.max(model.scheduler.finalWaitMs(), model.liveLag.p90Ms());
 }
 
-/** Why a stream was refused: the lag is over the limit, or slow start (over half of it, too soon after the last one). */
-export type RefusalReason = 'capacity' | 'slow_start';
+/**
+ * Why a stream was refused: the lag is over the limit, slow start (over half of it, too soon after
+ * the last one), or the forecast (one more stream would take the model's load past STREAM_MAX_LOAD).
+ */
+export type RefusalReason = 'capacity' | 'slow_start' | 'capacity_forecast';
 
 export type CapacityVerdict = { ok: true } | { ok: false; reason: RefusalReason; message: string; retryAfterS: number };
 
@@ -66,9 +79,80 @@ export function streamCapacity(modelId: string, finalWaitMs: number, opts: Strea
   };
 }
 
+/** Below these the forecast abstains: too little history to say what one stream costs. */
+export const FORECAST_MIN = {
+  /** The oldest attached stream has run this long: its first utterances have had their finals. */
+  streamAgeMs: 10_000,
+  /** Finals and partials took this much model time in the window: more than a handful of decodes. */
+  busyMs: 500,
+} as const;
+
+/** What the model's live streams need of its worker now, and with one stream more (fractions of its time). */
+export type LoadForecast =
+  | { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' }
+  | { abstain: false; perStream: number; current: number; predicted: number; streams: number };
+
 /**
- * The admission decision of a server, shared by its WebSocket and WebRTC ingest: the lag rule and
- * slow start, with the time each model last admitted a stream.
+ * The required load of a model's live streams and what one more would add, from the worker's
+ * recent busy time (`load`) and the ages of the streams attached to it (ms).
+ *
+ * - Finals are mandatory: all their model time counts.
+ * - Partials are elastic: under load a stream widens its partial interval up to
+ *   MAX_PARTIAL_INTERVAL_MS (partialIntervalMs in stream-session.ts) before the scheduler drops any,
+ *   so a stream needs at least one partial per that interval while it speaks. Partial time counts
+ *   only at that rate: the measured cost of one partial × min(partials measured, one per
+ *   MAX_PARTIAL_INTERVAL_MS per stream). Counting them at the rate an idle server serves (every
+ *   500 ms) would refuse streams the server can carry with slower partials; not counting them at all
+ *   would ignore model time that no amount of widening gives back.
+ * - File chunks are not a stream's: they queue behind finals and wait when live work needs the model.
+ * - A stream younger than the window has put only part of its load in it: each stream counts for
+ *   min(age, window) / window of a stream ("exposure"), so the cost of one stream is the required
+ *   load / exposure, and with one more stream the load is that cost × (n + 1). When every stream is
+ *   older than the window this is required load × (n + 1) / n.
+ * - Streams that ended within the window left their load but are not counted: the cost is then
+ *   overestimated, which errs on the side of refusing.
+ */
+export function forecastLoad(load: SchedulerLoad, streamAgesMs: readonly number[], maxPartialIntervalMs = MAX_PARTIAL_INTERVAL_MS): LoadForecast {
+  const n = streamAgesMs.length;
+  if (n === 0) return { abstain: true, why: 'no_streams' };
+  if (Math.max(...streamAgesMs) < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
+  const w = load.windowMs;
+  const exposure = streamAgesMs.reduce((sum, age) => sum + Math.min(Math.max(age, 0), w) / w, 0);
+  const partials = load.requests.partial;
+  const partialCost = partials > 0 ? load.busyMs.partial / partials : 0;
+  // One partial per stream per widest interval, as many stream-seconds as the window saw; never more than were measured.
+  const minPartials = Math.min(partials, (exposure * w) / maxPartialIntervalMs);
+  const requiredMs = load.busyMs.final + partialCost * minPartials;
+  if (requiredMs < FORECAST_MIN.busyMs) return { abstain: true, why: 'little_data' };
+  const current = requiredMs / w;
+  const perStream = current / exposure;
+  return { abstain: false, perStream, current, predicted: perStream * (n + 1), streams: n };
+}
+
+/** Pure decision from a forecast: refuse when one more stream would take the load past `maxLoad` (0 = off). */
+export function loadCapacity(modelId: string, forecast: LoadForecast, opts: { maxLoad?: number; retryAfterS?: number }): CapacityVerdict {
+  const max = opts.maxLoad ?? 0;
+  if (max <= 0 || forecast.abstain || forecast.predicted <= max) return { ok: true };
+  const retryAfterS = opts.retryAfterS ?? 5;
+  const pct = (x: number) => `${Math.round(x * 100)} %`;
+  return {
+    ok: false,
+    reason: 'capacity_forecast',
+    retryAfterS,
+    message: `Server at capacity: one more stream would take model '${modelId}' to ${pct(forecast.predicted)} of its time (${forecast.streams} stream${forecast.streams === 1 ? '' : 's'} use ${pct(forecast.current)}; limit ${pct(max)}). Retry in ${retryAfterS} s or connect to another instance.`,
+  };
+}
+
+/** What admission reads of a model: its lag and (for the forecast) its worker's recent load. */
+export interface AdmissionModel {
+  id: string;
+  scheduler: { finalWaitMs(): number; load?(): SchedulerLoad };
+  liveLag: { p90Ms(): number };
+}
+
+/**
+ * The admission decision of a server, shared by its WebSocket and WebRTC ingest: the lag rule, the
+ * load forecast and slow start, with the time each model last admitted a stream.
  */
 export class StreamAdmission {
   private readonly lastAdmitted = new WeakMap<object, number>();
@@ -79,9 +163,15 @@ export class StreamAdmission {
     private readonly observe: { metrics?: Metrics; logger?: Logger } = {},
   ) {}
 
-  /** Decides for one new stream of `model`; an admitted stream is remembered for slow start, a refusal counted and logged. */
-  admit(model: { id: string; scheduler: { finalWaitMs(): number }; liveLag: { p90Ms(): number } }, transport: 'websocket' | 'webrtc', now = Date.now()): CapacityVerdict {
-    const verdict = streamCapacity(model.id, liveLagMs(model), this.opts, { lastAdmittedAt: this.lastAdmitted.get(model) ?? null, now });
+  /**
+   * Decides for one new stream of `model`, given the ages (ms) of the live streams already attached
+   * to it: the lag over its limit refuses first, then the forecast, then slow start. An admitted
+   * stream is remembered for slow start, a refusal counted and logged.
+   */
+  admit(model: AdmissionModel, transport: 'websocket' | 'webrtc', now = Date.now(), streamAgesMs: readonly number[] = []): CapacityVerdict {
+    const lag = streamCapacity(model.id, liveLagMs(model), this.opts, { lastAdmittedAt: this.lastAdmitted.get(model) ?? null, now });
+    const forecast = (this.opts.maxLoad ?? 0) > 0 && model.scheduler.load ? loadCapacity(model.id, forecastLoad(model.scheduler.load(), streamAgesMs), this.opts) : { ok: true as const };
+    const verdict = !lag.ok && lag.reason === 'capacity' ? lag : !forecast.ok ? forecast : lag;
     if (verdict.ok) this.lastAdmitted.set(model, now);
     else {
       this.observe.metrics?.streamsRefused.inc({ transport, reason: verdict.reason });
