@@ -302,6 +302,11 @@ export class BatchScheduler<Req, Res> {
     const t0 = performance.now();
     this.idle = this.opts
       .run(batch.map((b) => b.req))
+      // The model is free once run settles: busy time ends there, before any caller hears of it.
+      .finally(() => {
+        this.busy.add(startedAt, this.clock(), counts);
+        this.current = null;
+      })
       .then(
         (results) => {
           if (results.length !== batch.length) throw new Error(`${this.opts.name}: batch returned ${results.length} results for ${batch.length} requests`);
@@ -312,8 +317,6 @@ export class BatchScheduler<Req, Res> {
       .catch((err) => batch.forEach((b) => b.reject(err)))
       .finally(() => {
         batch.forEach((b) => b.cleanup());
-        this.busy.add(startedAt, this.clock(), counts);
-        this.current = null;
         this.opts.onBatch?.({ size: batch.length, ms: performance.now() - t0, priorities: { ...counts } });
         this.running = false;
         this.schedule();

@@ -139,7 +139,7 @@ export function loadCapacity(modelId: string, forecast: LoadForecast, opts: { ma
     ok: false,
     reason: 'capacity_forecast',
     retryAfterS,
-    message: `Server at capacity: one more stream would take model '${modelId}' to ${pct(forecast.predicted)} of its time (${forecast.streams} stream${forecast.streams === 1 ? '' : 's'} use ${pct(forecast.current)}; limit ${pct(max)}). Retry in ${retryAfterS} s or connect to another instance.`,
+    message: `Server at capacity: one more stream would take model '${modelId}' to ${pct(forecast.predicted)} of its time (${forecast.streams === 1 ? '1 stream uses' : `${forecast.streams} streams use`} ${pct(forecast.current)}; limit ${pct(max)}). Retry in ${retryAfterS} s or connect to another instance.`,
   };
 }
 
