@@ -88,9 +88,7 @@ export const FORECAST_MIN = {
 } as const;
 
 /** What the model's live streams need of its worker now, and with one stream more (fractions of its time). */
-export type LoadForecast =
-  | { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' }
-  | { abstain: false; perStream: number; current: number; predicted: number; streams: number };
+export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' } | { abstain: false; perStream: number; current: number; predicted: number; streams: number };
 
 /**
  * The required load of a model's live streams and what one more would add, from the worker's

@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../config/config.ts';
+import { App } from '../../src/app.ts';
+import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
+import type { BatchScheduler } from '../../src/pipeline/batch-scheduler.ts';
+import { paidKey } from '../helpers/accounts.ts';
+import { TEXTS, makeSpeechWav } from '../helpers/audio-fixtures.ts';
+import { MODELS_DIR } from '../helpers/paths.ts';
+import { StreamClient } from '../helpers/ws-client.ts';
+
+const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8 };
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-load-admission-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function ready(c: StreamClient): Promise<Record<string, unknown>> {
+  c.json(CONFIG);
+  return c.next((m) => m.status === 'ready' || 'error' in m);
+}
+
+describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
+  it('refuses the stream whose share would take the model past the limit while the lag is still under its own', async () => {
+    // The server's clock: on it every model call of the scheduler takes exactly BATCH_MS (it moves on
+    // by BATCH_MS per batch the scheduler has started; a batch reads its start before it is counted and
+    // its end after), plus idle time the test adds. Real batches on the real model, exact busy time.
+    const BATCH_MS = 4000;
+    const T0 = Date.now();
+    let scheduler: BatchScheduler<unknown, unknown> | null = null;
+    let idleMs = 0;
+    const clock = () => T0 + idleMs + BATCH_MS * (scheduler?.stats.batches ?? 0);
+    const config = loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MODELS_DIR,
+      AUTO_PULL: 'false',
+      DATA_DIR: dir,
+      DEFAULT_MODEL: 'whisper-mini-random',
+      STREAM_IDLE_TIMEOUT_S: '600',
+      STREAM_MAX_FINAL_WAIT_MS: '3000',
+      STREAM_MAX_LOAD: '0.75',
+    });
+    const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
+    try {
+      const u = `ws://127.0.0.1:${app.port}/v1/stream`;
+      const key = await paidKey(app);
+      const connect = () => StreamClient.connect(u, { authorization: `Bearer ${key}` });
+      // The first stream: no stream on the model yet, the forecast abstains.
+      const first = await connect();
+      expect(await ready(first)).toMatchObject({ status: 'ready' });
+      const model = await app.speechModels.get('whisper-mini-random');
+      scheduler = model.scheduler as BatchScheduler<unknown, unknown>;
+      // Three real finals, one after the other (none waits): 3 × 4 s of model time; then 18 s idle.
+      const pcm = await decodeToPcm16k((await makeSpeechWav(TEXTS.hello)).path);
+      for (let i = 0; i < 3; i++) await model.transcribe({ audio: pcm, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` });
+      expect(scheduler.stats.batches).toBe(3);
+      idleMs = 30_000 - 3 * BATCH_MS;
+      // 12 s of finals in 30 s with one stream that has been there all along: 40 % now, 80 % with one more.
+      expect(model.scheduler.load().finalBusyFraction).toBeCloseTo(0.4, 12);
+      expect(model.scheduler.finalWaitMs()).toBe(0);
+
+      const refused = await connect();
+      const err = await ready(refused);
+      expect(err.error).toBe(
+        "Server at capacity: one more stream would take model 'whisper-mini-random' to 80 % of its time (1 stream uses 40 %; limit 75 %). Retry in 5 s or connect to another instance.",
+      );
+      expect((await refused.closed).code).toBe(1013);
+      const metrics = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text();
+      expect(metrics).toMatch(/stt_streams_refused_total\{transport="websocket",reason="capacity_forecast"\} 1\n/);
+      expect(metrics).not.toMatch(/reason="capacity"\}/);
+      expect(metrics).toMatch(/stt_scheduler_busy_ratio\{model="whisper-mini-random",priority="final"\} 0\.4\n/);
+
+      // The load was the first stream's: once it has gone, a new stream is admitted again.
+      first.ws.close();
+      await vi.waitFor(() => expect(app.live.active()).toBe(0), { timeout: 30_000, interval: 50 });
+      const next = await connect();
+      expect(await ready(next)).toMatchObject({ status: 'ready' });
+      next.ws.close();
+    } finally {
+      await app.close();
+    }
+  });
+});
