@@ -79,8 +79,21 @@ export interface RunResult {
   wallSeconds: number;
   errorCount: number;
   errors: string[];
-  /** Streams refused by admission control (STREAM_MAX_FINAL_WAIT_MS); their utterances are not counted. */
+  /** Streams refused by admission control (STREAM_MAX_FINAL_WAIT_MS, STREAM_MAX_LOAD); their utterances are not counted. */
   refusedStreams?: number;
+  /** Refusals by reason (capacity, slow_start, capacity_forecast), from the server's stt_streams_refused_total; null without /metrics. */
+  refusedByReason?: Record<string, number> | null;
+}
+
+/** The reasons admission control gives (stt_streams_refused_total{reason}). */
+export const REFUSAL_REASONS = ['capacity', 'slow_start', 'capacity_forecast'] as const;
+
+/** "3 (capacity_forecast 2, slow_start 1)": refusals and the reasons that had any. */
+export function formatRefused(total: number, byReason?: Record<string, number> | null): string {
+  const parts = Object.entries(byReason ?? {})
+    .filter(([, n]) => n > 0)
+    .map(([r, n]) => `${r} ${n}`);
+  return parts.length ? `${total} (${parts.join(', ')})` : String(total);
 }
 
 export interface BatchRun {
@@ -251,8 +264,10 @@ async function startServer(o: { batch: number; modelsDir: string; model: string;
     MAX_BATCH_SIZE: String(o.batch),
     DEFAULT_MODEL: o.model,
     // The runner measures latency past the knee, so the server's admission control (which refuses new
-    // streams once finals are late) is off unless the caller sets it.
+    // streams once finals are late, or when its load forecast says one more is too many) is off unless
+    // the caller sets it.
     STREAM_MAX_FINAL_WAIT_MS: process.env.STREAM_MAX_FINAL_WAIT_MS ?? '0',
+    STREAM_MAX_LOAD: process.env.STREAM_MAX_LOAD ?? '0',
     // The port comes from the "listening" line, an info line: never quieter than info.
     LOG_LEVEL: ['debug', 'trace'].includes(process.env.LOG_LEVEL ?? '') ? process.env.LOG_LEVEL! : 'info',
   };
@@ -600,9 +615,11 @@ async function runLevel(o: {
   const calls = delta('stt_batch_size_count', modelLabel);
   const sum = delta('stt_batch_size_sum', modelLabel);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const refusedByReason = before && after ? Object.fromEntries(REFUSAL_REASONS.map((r) => [r, delta('stt_streams_refused_total', `reason="${r}"`) ?? 0])) : null;
   return {
     streams: o.n,
     refusedStreams,
+    refusedByReason,
     utterances,
     finalsMatched: outcomes.reduce((a, s) => a + s.finalsMatched, 0),
     missingFinals,
@@ -700,7 +717,7 @@ export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
     r.rssMB ? String(r.rssMB.max) : 'n/a',
     r.droppedPartials ?? 'n/a',
     r.meanBatchSize === null ? 'n/a' : r.meanBatchSize.toFixed(2),
-    r.refusedStreams ?? 0,
+    formatRefused(r.refusedStreams ?? 0, r.refusedByReason),
     r.errorCount,
   ]);
   const line = (r: (string | number)[]) => `| ${r.join(' | ')} |`;
@@ -849,7 +866,7 @@ async function main(): Promise<void> {
         run.results.push(r);
         console.log(
           `p95 first partial ${fmtS(r.firstPartial.p95)} s, p95 final ${fmtS(r.final.p95)} s, RTF ${r.rtf ?? 'n/a'}, ` +
-            `finals ${r.finalsMatched}/${r.utterances}, refused ${r.refusedStreams ?? 0}, errors ${r.errorCount}, ${r.wallSeconds.toFixed(0)} s`,
+            `finals ${r.finalsMatched}/${r.utterances}, refused ${formatRefused(r.refusedStreams ?? 0, r.refusedByReason)}, errors ${r.errorCount}, ${r.wallSeconds.toFixed(0)} s`,
         );
         for (const e of r.errors.slice(0, 5)) console.log(`   ! ${e}`);
         if (r.activeStreamsAfter) console.log(`   ! stt_active_streams still ${r.activeStreamsAfter} after the run`);
