@@ -115,6 +115,7 @@ export function forecastLoad(load: SchedulerLoad, streamAgesMs: readonly number[
   if (n === 0) return { abstain: true, why: 'no_streams' };
   if (Math.max(...streamAgesMs) < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
   const w = load.windowMs;
+  if (w <= 0) return { abstain: true, why: 'little_data' };
   const exposure = streamAgesMs.reduce((sum, age) => sum + Math.min(Math.max(age, 0), w) / w, 0);
   const partials = load.requests.partial;
   const partialCost = partials > 0 ? load.busyMs.partial / partials : 0;

@@ -23,6 +23,7 @@ describe('forecastLoad', () => {
     expect(forecastLoad(load({ final: 20_000 }), [])).toEqual({ abstain: true, why: 'no_streams' });
     expect(forecastLoad(load({ final: 20_000 }), [FORECAST_MIN.streamAgeMs - 1, 2000])).toEqual({ abstain: true, why: 'young_streams' });
     expect(forecastLoad(load({ final: FORECAST_MIN.busyMs - 1, file: 29_000 }), [OLD])).toEqual({ abstain: true, why: 'little_data' });
+    expect(forecastLoad(load({}, {}, 0), [OLD])).toEqual({ abstain: true, why: 'little_data' });
     expect(forecastLoad(load({ final: FORECAST_MIN.busyMs }), [OLD]).abstain).toBe(false);
   });
 
