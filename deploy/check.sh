@@ -126,7 +126,7 @@ echo "DATA_DIR=$ETC/one" >>"$ETC/one.env"
 echo "MODELS_DIR=$MODELS_DIR" >>"$ETC/one.env"
 echo "DEFAULT_MODEL=$MODEL" >>"$ETC/one.env"
 # This machine: 2 shared cores; a bounded drain so that cleanup is quick.
-printf '%s\n' INFERENCE_THREADS=1 LLM_THREADS=1 SHUTDOWN_TIMEOUT_S=10 STREAM_MAX_FINAL_WAIT_MS=0 >>"$ETC/one.env"
+printf '%s\n' INFERENCE_THREADS=1 LLM_THREADS=1 SHUTDOWN_TIMEOUT_S=10 STREAM_MAX_FINAL_WAIT_MS=0 STREAM_MAX_LOAD=0 >>"$ETC/one.env"
 start_unit one "$ETC/one.env"
 wait_health one "http://127.0.0.1:$ONE_PORT"
 KEY=$(DATABASE_URL="$DATABASE_URL" npm run -s admin -- create-account --email ops@example.com --plan paid --credits 600 | sed -n 's/^api key.*: //p')

@@ -308,6 +308,7 @@ function serverEnv(c: Ctx, extra: Record<string, string> = {}): Record<string, s
     DEFAULT_MODEL: MODEL,
     CONCURRENCY_LEASE_TTL_S: String(LEASE_TTL_S),
     STREAM_MAX_FINAL_WAIT_MS: '0',
+    STREAM_MAX_LOAD: '0',
     LLM_THREADS: '1',
     ...extra,
   };

@@ -35,6 +35,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     INFERENCE_THREADS: '1',
     ANON_DAILY_LIMIT: '1000000',
     STREAM_MAX_FINAL_WAIT_MS: '0',
+    STREAM_MAX_LOAD: '0',
     ...env,
   };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

@@ -39,6 +39,7 @@ beforeAll(async () => {
     DEFAULT_MODEL: 'whisper-mini-random',
     STREAM_IDLE_TIMEOUT_S: '60',
     STREAM_MAX_FINAL_WAIT_MS: '0',
+    STREAM_MAX_LOAD: '0',
   });
   app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
   url = `ws://127.0.0.1:${app.port}/v1/stream`;

@@ -25,6 +25,7 @@ async function startApp(env: Record<string, string> = {}): Promise<App> {
     DEFAULT_MODEL: 'whisper-mini-random',
     STREAM_IDLE_TIMEOUT_S: '60',
     STREAM_MAX_FINAL_WAIT_MS: '0',
+    STREAM_MAX_LOAD: '0',
     ...env,
   });
   return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();

@@ -45,7 +45,7 @@ afterAll(async () => {
 function start(): Promise<ServerProcess> {
   return startServerProcess({
     dataDir,
-    env: { AUTO_PULL: 'true', HF_ENDPOINT: hub.endpoint, HF_TOKEN: '', MODELS_DIR: modelsDir, DEFAULT_MODEL: ID, ANON_DAILY_LIMIT: '1000000', STREAM_MAX_FINAL_WAIT_MS: '0' },
+    env: { AUTO_PULL: 'true', HF_ENDPOINT: hub.endpoint, HF_TOKEN: '', MODELS_DIR: modelsDir, DEFAULT_MODEL: ID, ANON_DAILY_LIMIT: '1000000', STREAM_MAX_FINAL_WAIT_MS: '0', STREAM_MAX_LOAD: '0' },
   });
 }
 
