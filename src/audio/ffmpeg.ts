@@ -14,8 +14,9 @@
  *   has exited, so no orphan ffmpeg processes are left behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { DomainError, type ErrorKind } from '../errors.ts';
+import { readWav } from './pcm.ts';
 
 export const TARGET_SAMPLE_RATE = 16000;
 
@@ -97,6 +98,11 @@ export interface DecodeOptions extends FfmpegCommonOptions {
 export interface PcmDecodeOptions extends DecodeOptions {
   /** Output sample rate in Hz (default 16 000, what the speech models take). */
   sampleRate?: number;
+  /**
+   * Read a WAV that is already mono 16-bit PCM or 32-bit float at `sampleRate` in-process instead of
+   * starting ffmpeg (default true): the same samples, without ffmpeg's start-up (~0.15 s).
+   */
+  readPlainWav?: boolean;
 }
 
 export interface DecodeStreamOptions extends DecodeOptions {
@@ -402,6 +408,10 @@ export async function decodeToPcm(path: string, opts: PcmDecodeOptions = {}): Pr
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   await checkInputFile(path);
   if (opts.signal?.aborted) throw abortedError(opts.signal);
+  if (opts.readPlainWav !== false && opts.startS === undefined && opts.maxDurationS === undefined) {
+    const plain = await readPlainWav(path, opts.sampleRate ?? TARGET_SAMPLE_RATE);
+    if (plain) return plain;
+  }
   const { child, done } = startProcess(ffmpegBin(opts), decodeArgs(path, opts), opts);
   const disposeAbort = killOnAbort(child, opts.signal);
   const chunks: Buffer[] = [];
@@ -429,6 +439,36 @@ export async function decodeToPcm(path: string, opts: PcmDecodeOptions = {}): Pr
   } finally {
     disposeAbort();
   }
+}
+
+/** Larger WAVs go through ffmpeg, which streams them instead of holding the file and its samples at once. */
+const PLAIN_WAV_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The samples of a WAV file that needs no conversion (mono, 16-bit PCM or 32-bit float, already at
+ * `sampleRate`), as ffmpeg would decode them (s16 → float is x / 32768 there too); null for anything
+ * else, which then goes through ffmpeg (its errors included).
+ */
+async function readPlainWav(path: string, sampleRate: number): Promise<Float32Array | null> {
+  const fh = await open(path, 'r');
+  try {
+    const head = new Uint8Array(12);
+    const { bytesRead } = await fh.read(head, 0, 12, 0);
+    const tag = (off: number) => String.fromCharCode(...head.subarray(off, off + 4));
+    if (bytesRead < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE') return null;
+    if ((await fh.stat()).size > PLAIN_WAV_MAX_BYTES) return null;
+  } finally {
+    await fh.close();
+  }
+  let wav: ReturnType<typeof readWav>;
+  try {
+    wav = readWav(await readFile(path));
+  } catch {
+    return null; // a codec or a header readWav does not take: ffmpeg decides
+  }
+  const plain = (wav.encoding === 'pcm' && wav.bitsPerSample === 16) || (wav.encoding === 'float' && wav.bitsPerSample === 32);
+  if (!plain || wav.channels !== 1 || wav.sampleRate !== sampleRate || wav.samples.length === 0) return null;
+  return wav.samples;
 }
 
 function emptyOutputError(stderr: string): AudioDecodeError {

@@ -52,8 +52,13 @@ options:
 
 ${TRANSLATE_USAGE}`;
 
-export async function main(argv: string[]): Promise<number> {
-  const startupMs = performance.now(); // since the process started: node, tsx and this module's imports
+/** How bin/stt.mjs started this code: its bundle (dist/cli, `npm run build`) or the TypeScript through tsx. */
+export interface CliLaunch {
+  runtime: 'bundle' | 'tsx';
+}
+
+export async function main(argv: string[], launch: CliLaunch = { runtime: 'tsx' }): Promise<number> {
+  const startupMs = performance.now(); // since the process started: node, the bundle or tsx, and the imports
   if (argv[0] === 'translate') return translateMain(argv.slice(1));
   let parsed;
   try {
@@ -111,6 +116,14 @@ export async function main(argv: string[]): Promise<number> {
       return n;
     });
     const config = loadConfig();
+    // The file is read (ffmpeg, a child process, for anything but a plain 16 kHz mono WAV) while the models load.
+    const tAudio = performance.now();
+    let audioMs = 0;
+    const audio = decodeToPcm16k(file).then((s) => {
+      audioMs = performance.now() - tAudio;
+      return s;
+    });
+    audio.catch(() => {}); // awaited after the load; a failure is reported there, not as an unhandled rejection
     const tLoad = performance.now();
     const registry = await ModelRegistry.create(config.paths.modelsDir);
     const logger = pino({ level: 'silent' });
@@ -135,12 +148,10 @@ export async function main(argv: string[]): Promise<number> {
     if (o.task === 'translate' && !model.engine.info.tasks.includes('translate')) {
       throw new UsageError(`--task translate needs a multilingual Whisper model; ${model.id} only transcribes`);
     }
-    vad = await SileroVad.load();
+    if (!o['no-vad']) vad = await SileroVad.load();
     const loadMs = performance.now() - tLoad;
     const before = countersOf(model.engine);
-    const tAudio = performance.now();
-    const samples = await decodeToPcm16k(file);
-    const audioMs = performance.now() - tAudio;
+    const samples = await audio;
 
     const bar =
       o.json || o.quiet || !process.stderr.isTTY
@@ -148,7 +159,7 @@ export async function main(argv: string[]): Promise<number> {
         : new cliProgress.SingleBar({ format: ' {stage} [{bar}] {percentage}% | {value}/{total} s', stream: process.stderr }, cliProgress.Presets.shades_classic);
     const duration = Math.round(samples.length / 16000);
     bar?.start(duration, 0, { stage: 'vad' });
-    const result = await new FileTranscriber({ vad }).transcribe(
+    const result = await new FileTranscriber({ vad: vad ?? undefined }).transcribe(
       model,
       samples,
       {
@@ -186,6 +197,7 @@ export async function main(argv: string[]): Promise<number> {
           tokens: result.tokens,
           variant: { precision: model.engine.info.quantized ? 'int8' : 'fp32', layout: model.engine.info.layout },
           timing,
+          runtime: launch.runtime,
         }),
       );
     } else {
@@ -215,11 +227,13 @@ function countersOf(e: SpeechEngine): EngineCounters {
 
 /**
  * The `timing` object of --json (ms, rounded to 0.1): load_ms = models loaded (Whisper config, tokenizer, ONNX
- * sessions; Silero VAD); transcribe_ms = everything after (audio decode, VAD, features, encoder, decoder, result);
+ * sessions; Silero VAD unless --no-vad); transcribe_ms = everything after (what is left of the audio decode, which
+ * starts before the load and runs beside it, then VAD, features, encoder, decoder, result);
  * within it features_ms = log-mel, encoder_ms = encoder session runs, decode_ms = each window's decoder phase
  * (language detection, decoder runs, logits processing, fallbacks, segments), decoder_run_ms = the decoder session
- * runs alone (decoder_runs of them), audio_ms = reading the file to 16 kHz PCM; tokens = tokens generated
- * (those returned); startup_ms = process start until the CLI ran (node, tsx, imports).
+ * runs alone (decoder_runs of them), audio_ms = reading the file to 16 kHz PCM (overlapping the load); tokens =
+ * tokens generated (those returned); startup_ms = process start until the CLI ran (node and the imports: the
+ * bundle bin/stt.mjs runs, or tsx compiling the sources when they changed since `npm run build`).
  */
 export function timingOf(t: { startupMs: number; loadMs: number; audioMs: number; transcribeMs: number; before: EngineCounters; after: EngineCounters; tokens: number }) {
   const r = (x: number) => Math.round(x * 10) / 10;

@@ -102,7 +102,7 @@ export interface FileControl {
 export class FileTranscriber {
   private readonly work: SpeechWork;
 
-  constructor(private readonly deps: { vad: SileroVad; diarizer?: Diarizer; work?: SpeechWork }) {
+  constructor(private readonly deps: { vad?: SileroVad; diarizer?: Diarizer; work?: SpeechWork }) {
     this.work = deps.work ?? new LocalSpeechWork();
   }
 
@@ -209,6 +209,7 @@ export class FileTranscriber {
       // Chunks run concurrently (they share batches in the scheduler); at most MAX_CHUNKS_IN_FLIGHT wait.
       const inFlight = new Set<Promise<void>>();
       let failure = null as { err: unknown } | null; // set from the chunks' callbacks
+      if (!this.deps.vad) throw new Error('FileTranscriber: VAD chunking was asked for, but no VAD was given');
       for await (const c of streamSpeechChunks(counted(), this.deps.vad, { signal: ctl.signal })) {
         if (failure) throw failure.err;
         if (c.index === 0) {
