@@ -6,7 +6,7 @@
  *   npm run bench:whispercpp -- --whisper-cli PATH --model DIR --ggml FILE [--rounds 5] [--threads 2]
  *        [--variants fp32-merged,fp32-split,int8-split] [--out FILE.json]
  *
- * Variants: fp32|int8 - merged|split, with `-nospin` onnxruntime's intra-op threads sleep between ops instead of
+ * Variants: fp32|int8|q8 - merged|split (q8: `--precision q8`), with `-nospin` onnxruntime's intra-op threads sleep between ops instead of
  * spinning (the counterpart of whisper.cpp's OMP_WAIT_POLICY=PASSIVE side).
  *
  * whisper.cpp decodes a window of random weights to its limit (n_text_ctx/2 − 4 = 220 sampled tokens: one prompt
@@ -61,20 +61,18 @@ export interface OurTiming {
 
 interface Variant {
   name: string;
-  quantized: boolean;
+  precision: 'fp32' | 'int8' | 'q8';
   layout: 'merged' | 'split';
-  /** onnxruntime's intra-op threads sleep instead of spinning (set through bench/lib/ort-profile-tags.ts). */
+  /** onnxruntime's intra-op threads sleep instead of spinning (INFERENCE_SPINNING=off). */
   noSpin: boolean;
 }
 
-/** fp32|int8 - merged|split [-nospin] */
+/** fp32|int8|q8 - merged|split [-nospin] */
 function variantOf(name: string): Variant {
-  const m = /^(fp32|int8)-(merged|split)(-nospin)?$/.exec(name);
-  if (!m) throw new Error(`unknown variant ${name}: fp32|int8 - merged|split [-nospin]`);
-  return { name, quantized: m[1] === 'int8', layout: m[2] as Variant['layout'], noSpin: !!m[3] };
+  const m = /^(fp32|int8|q8)-(merged|split)(-nospin)?$/.exec(name);
+  if (!m) throw new Error(`unknown variant ${name}: fp32|int8|q8 - merged|split [-nospin]`);
+  return { name, precision: m[1] as Variant['precision'], layout: m[2] as Variant['layout'], noSpin: !!m[3] };
 }
-
-const NO_SPIN = JSON.stringify({ extra: { session: { intra_op: { allow_spinning: '0' } } } });
 
 interface Sample {
   wallMs: number;
@@ -121,13 +119,12 @@ function runCpp(o: { cli: string; ggml: string; wav: string; threads: number }, 
 }
 
 function runOurs(o: { model: string; wav: string; threads: number; tokens: number; v: Variant }): Sample {
-  // -nospin: the preload merges BENCH_ORT_SESSION_OPTIONS into every session's options (engines untouched)
-  const preload = o.v.noSpin ? ['--import', 'tsx', '--import', join(ROOT, 'bench/lib/ort-profile-tags.ts')] : [];
-  const args = [...preload, join(ROOT, 'bin/stt.mjs'), 'transcribe', o.wav, '--model', o.model, '--language', 'en', '--no-vad', '--temperature', '0'];
-  args.push('--max-new-tokens', String(o.tokens), '--threads', String(o.threads), '--decoder-layout', o.v.layout, '--json', ...(o.v.quantized ? ['--quantized'] : []));
-  const { out, wallMs } = timed(process.execPath, args, o.v.noSpin ? { BENCH_ORT_SESSION_OPTIONS: NO_SPIN } : {});
+  const args = [join(ROOT, 'bin/stt.mjs'), 'transcribe', o.wav, '--model', o.model, '--language', 'en', '--no-vad', '--temperature', '0'];
+  args.push('--max-new-tokens', String(o.tokens), '--threads', String(o.threads), '--decoder-layout', o.v.layout, '--json', '--precision', o.v.precision);
+  const { out, wallMs } = timed(process.execPath, args, { INFERENCE_SPINNING: o.v.noSpin ? 'off' : 'on' });
   const json = JSON.parse(out.slice(out.indexOf('{'), out.lastIndexOf('}') + 1));
-  const want = { precision: o.v.quantized ? 'int8' : 'fp32', layout: o.v.layout };
+  const want = { precision: o.v.precision, layout: o.v.layout };
+  if (json.runtime !== 'bundle') console.error(`note: ${o.v.name} ran the TypeScript through tsx (a source changed since the last \`npm run build\`): start-up includes compiling`);
   if (json.variant?.precision !== want.precision || json.variant?.layout !== want.layout) throw new Error(`ran ${JSON.stringify(json.variant)}, asked for ${JSON.stringify(want)}`);
   const t: OurTiming = json.timing;
   if (t.tokens !== o.tokens) throw new Error(`${o.v.name} decoded ${t.tokens} tokens, asked for ${o.tokens}`);

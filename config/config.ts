@@ -53,7 +53,7 @@ const envSchema = z.object({
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
   INFERENCE_SPINNING: z.enum(['on', 'off'], { message: "expected 'on' or 'off'" }).default('on'),
-  WHISPER_PRECISION: z.enum(['fp32', 'int8', 'measure'], { message: "expected 'fp32', 'int8' or 'measure'" }).default('fp32'),
+  WHISPER_PRECISION: z.enum(['fp32', 'int8', 'q8', 'measure'], { message: "expected 'fp32', 'int8', 'q8' or 'measure'" }).default('fp32'),
   WHISPER_DECODER_LAYOUT: z.enum(['auto', 'merged', 'split', 'measure'], { message: "expected 'auto', 'merged', 'split' or 'measure'" }).default('measure'),
   DIARIZATION_MODEL: z.string().min(1).default('baseline'),
   DIARIZATION_SEGMENTATION_MODEL: z.string().min(1).optional(),
@@ -133,7 +133,7 @@ export interface Config {
     /** false: onnxruntime's intra-op threads sleep between work instead of spinning (INFERENCE_SPINNING=off). */
     allowSpinning: boolean;
     /** Whisper ONNX variant: fp32 or int8 files, or 'measure' (time both at load, keep the faster; int8 changes results slightly). */
-    whisperPrecision: 'fp32' | 'int8' | 'measure';
+    whisperPrecision: 'fp32' | 'int8' | 'q8' | 'measure';
     /** Decoder layout: 'measure' times merged and split at load and keeps the faster (same results); 'auto' = merged when present. */
     whisperDecoderLayout: 'auto' | 'merged' | 'split' | 'measure';
     /** Largest batch of 30 s windows per model call, and how long a batch waits to fill. */

@@ -137,7 +137,10 @@ export interface EngineInfo {
   languages: string[];
   multilingual: boolean;
   layout: DecoderLayout;
+  /** The int8 files were loaded (`precision` 'int8'). */
   quantized: boolean;
+  /** The weights that run: fp32 files, int8 files, or the fp32 decoder rewritten to 8-bit blocks at load ('q8'). */
+  precision: 'fp32' | 'int8' | 'q8';
   crossAttentions: boolean;
   vocabSize: number;
   samplingRate: number;

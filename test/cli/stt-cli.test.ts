@@ -53,6 +53,16 @@ describe('stt transcribe (CLI)', () => {
     await expect(stt([...args, '--decoder-layout', 'fused'])).rejects.toMatchObject({ code: 2 });
   });
 
+  it('--precision q8 loads the fp32 files with 8-bit decoder blocks, and --json says so; a bad precision is a usage error', async () => {
+    const wav = path.join(WHISPER_FIXTURE, 'golden', 'jfk.wav');
+    const args = ['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--max-new-tokens', '8', '--temperature', '0', '--json'];
+    const out = JSON.parse((await stt([...args, '--precision', 'q8', '--decoder-layout', 'split'])).stdout);
+    expect(out.variant).toEqual({ precision: 'q8', layout: 'split' });
+    expect(out.tokens[0]).toHaveLength(8);
+    await expect(stt([...args, '--precision', 'fp16'])).rejects.toMatchObject({ code: 2 });
+    await expect(stt([...args, '--precision', 'q8', '--quantized'])).rejects.toMatchObject({ code: 2 });
+  });
+
   it('slides 30 s windows over long audio (31.5 s → 2 windows)', async () => {
     const wav = path.join(WHISPER_FIXTURE, 'golden', 'long.wav');
     const { stdout } = await stt(['transcribe', wav, '--model', 'whisper-mini-random', '--language', 'en', '--no-vad', '--timestamps', '--max-new-tokens', '24', '--temperature', '0', '--json']);

@@ -31,8 +31,8 @@ export type MoonshineEngineOptions = Omit<MoonshineModelOptions, 'decoderLayout'
   id?: string;
   /** 'measure' is Whisper's (timed at load); Moonshine loads 'auto' (merged when present) for it. */
   decoderLayout?: MoonshineModelOptions['decoderLayout'] | 'measure';
-  /** 'measure' is Whisper's; Moonshine loads fp32 for it (int8 changes results). */
-  precision?: 'fp32' | 'int8' | 'measure';
+  /** 'measure' is Whisper's; Moonshine loads fp32 for it (int8 changes results). 'q8': as Whisper's (8-bit decoder blocks at load). */
+  precision?: 'fp32' | 'int8' | 'q8' | 'measure';
   /** Seconds of the padding quantum for 'trimmed' requests (default {@link MOONSHINE_PAD_QUANTUM_S}); 0 = exact length. */
   padQuantumS?: number;
 };
@@ -79,6 +79,7 @@ export class MoonshineEngine implements SpeechEngine {
       multilingual: false,
       layout: model.layout,
       quantized: model.quantized,
+      precision: model.precision,
       crossAttentions: false,
       vocabSize: config.vocabSize,
       samplingRate: config.samplingRate,
@@ -94,7 +95,12 @@ export class MoonshineEngine implements SpeechEngine {
     const tokenizer = await MoonshineTokenizer.load(dir);
     const { decoderLayout, precision, padQuantumS, id, ...modelOpts } = opts;
     const quantized = precision && precision !== 'measure' ? precision === 'int8' : !!opts.quantized;
-    const model = await MoonshineOnnxModel.load(dir, config, { ...modelOpts, quantized, decoderLayout: decoderLayout === 'measure' ? 'auto' : decoderLayout });
+    const model = await MoonshineOnnxModel.load(dir, config, {
+      ...modelOpts,
+      quantized,
+      decoderLayout: decoderLayout === 'measure' ? 'auto' : decoderLayout,
+      blockQuantizeDecoder: precision === 'q8' || modelOpts.blockQuantizeDecoder,
+    });
     return new MoonshineEngine(dir, config, tokenizer, model, id ?? basename(dir), padQuantumS ?? MOONSHINE_PAD_QUANTUM_S);
   }
 

@@ -17,6 +17,8 @@ export interface MoonshineModelOptions extends OnnxSessionOptions {
   decoderLayout?: 'auto' | DecoderLayout;
   /** Pre-pack the decoder's weights at session creation (default true; the CLI skips it to start faster). */
   prepackDecoder?: boolean;
+  /** Precision 'q8': the fp32 decoder's MatMul weights as 8-bit blocks, rewritten at load (as Whisper's). */
+  blockQuantizeDecoder?: boolean;
 }
 
 export class MoonshineOnnxModel extends EncoderDecoderModel {

@@ -23,6 +23,8 @@ export interface EncoderDecoderLoadOptions extends OnnxSessionOptions {
   decoderLayout?: 'auto' | DecoderLayout;
   /** Pre-pack the decoder's weights at session creation (default true; a short-lived CLI starts faster without). */
   prepackDecoder?: boolean;
+  /** Precision 'q8': the fp32 decoder's MatMul weights as 8-bit blocks, rewritten at load (KVDecoderOptions.blockQuantized). */
+  blockQuantizeDecoder?: boolean;
   /** Decoder self-attention KV heads and head size (the merged graph's empty first-step pasts). */
   heads: number;
   headDim: number;
@@ -46,7 +48,7 @@ export abstract class EncoderDecoderModel implements StepModel {
     const layout = chooseLayout(dir, quantized, o.decoderLayout);
     const encoder = await createSession(onnxFiles(dir, quantized).file('encoder_model'), sessionOptions(o), o.encoderBytes);
     try {
-      return { encoder, decoder: await KVDecoder.load(dir, quantized, { layout, heads: o.heads, headDim: o.headDim, prepack: o.prepackDecoder }, o) };
+      return { encoder, decoder: await KVDecoder.load(dir, quantized, { layout, heads: o.heads, headDim: o.headDim, prepack: o.prepackDecoder, blockQuantized: o.blockQuantizeDecoder }, o) };
     } catch (e) {
       await encoder.release();
       throw e;
@@ -55,6 +57,11 @@ export abstract class EncoderDecoderModel implements StepModel {
 
   get layout(): DecoderLayout {
     return this.decoder.layout;
+  }
+
+  /** The weights that run: the fp32 files, the int8 files, or the fp32 decoder rewritten to 8-bit blocks. */
+  get precision(): 'fp32' | 'int8' | 'q8' {
+    return this.quantized ? 'int8' : this.decoder.blockQuantized ? 'q8' : 'fp32';
   }
 
   async close(): Promise<void> {

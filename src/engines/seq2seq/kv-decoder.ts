@@ -17,7 +17,8 @@
  * The KV cache lives in CPU memory as plain ORT tensors so that rows can be gathered
  * (beam reordering, dropping finished sequences) and concatenated (cross-stream batching): kv-rows.ts.
  */
-import { existsSync } from 'node:fs';
+import { quantizeMatMulsNBits } from '../../models/onnx-matmul-nbits.ts';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 
@@ -143,6 +144,12 @@ export interface KVDecoderOptions {
   headDim: number;
   /** Pre-pack the weights for MLAS GEMMs at session creation (default true); see WhisperModelOptions.prepackDecoder. */
   prepack?: boolean;
+  /**
+   * Rewrite the (fp32) decoder's constant-weight MatMuls to block-wise 8-bit MatMulNBits at load
+   * (models/onnx-matmul-nbits.ts): precision 'q8'. Forces pre-packing: that kernel is ~70× slower per
+   * token without its packed weights.
+   */
+  blockQuantized?: boolean;
 }
 
 const ENCODER_MASK = 'encoder_attention_mask';
@@ -169,6 +176,8 @@ export class KVDecoder implements StepModel {
     private readonly past: ort.InferenceSession, // merged, or decoder_with_past_model
     private readonly heads: number,
     private readonly headDim: number,
+    /** The weights were rewritten to 8-bit blocks at load (precision 'q8'). */
+    readonly blockQuantized = false,
   ) {
     this.crossAttentionOutputs = first.outputNames.filter((n) => /^cross_attentions\.\d+$/.test(n));
     this.firstTakesMask = first.inputNames.includes(ENCODER_MASK);
@@ -180,14 +189,17 @@ export class KVDecoder implements StepModel {
     const { file } = onnxFiles(dir, quantized);
     const so = sessionOptions(session);
     const extra = so.extra as { session?: Record<string, unknown> } | undefined;
-    const options: ort.InferenceSession.SessionOptions = o.prepack === false ? { ...so, extra: { ...extra, session: { ...extra?.session, disable_prepacking: '1' } } } : so;
+    const blockQuantized = !!o.blockQuantized && !quantized;
+    const options: ort.InferenceSession.SessionOptions = o.prepack === false && !blockQuantized ? { ...so, extra: { ...extra, session: { ...extra?.session, disable_prepacking: '1' } } } : so;
+    const bytes = (f: string) => (blockQuantized ? quantizeMatMulsNBits(readFileSync(f), { externalDataDir: dirname(f) }).bytes : undefined);
+    const open = (name: string) => createSession(file(name), options, bytes(file(name)));
     if (o.layout === 'merged') {
-      const merged = await createSession(file('decoder_model_merged'), options);
-      return new KVDecoder('merged', merged, merged, o.heads, o.headDim);
+      const merged = await open('decoder_model_merged');
+      return new KVDecoder('merged', merged, merged, o.heads, o.headDim, blockQuantized);
     }
-    const first = await createSession(file('decoder_model'), options);
-    const past = await createSession(file('decoder_with_past_model'), options);
-    return new KVDecoder('split', first, past, o.heads, o.headDim);
+    const first = await open('decoder_model');
+    const past = await open('decoder_with_past_model');
+    return new KVDecoder('split', first, past, o.heads, o.headDim, blockQuantized);
   }
 
   async close(): Promise<void> {

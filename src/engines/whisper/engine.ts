@@ -39,8 +39,11 @@ export type WhisperEngineOptions = Omit<WhisperModelOptions, 'decoderLayout'> & 
   id?: string;
   /** 'measure': time both layouts at load and keep the faster (variant-choice.ts); results are identical. */
   decoderLayout?: WhisperModelOptions['decoderLayout'] | 'measure';
-  /** 'measure': time fp32 and int8 at load and keep the faster (int8 changes results slightly). Default: `quantized`. */
-  precision?: 'fp32' | 'int8' | 'measure';
+  /**
+   * 'measure': time fp32 and int8 at load and keep the faster (int8 changes results slightly). 'q8': the fp32 files
+   * with the decoder's weights rewritten to 8-bit blocks at load (WhisperModelOptions.blockQuantizeDecoder). Default: `quantized`.
+   */
+  precision?: 'fp32' | 'int8' | 'q8' | 'measure';
 };
 
 /**
@@ -104,6 +107,7 @@ export class WhisperEngine implements SpeechEngine {
       multilingual: config.gen.isMultilingual,
       layout: model.layout,
       quantized: model.quantized,
+      precision: model.precision,
       crossAttentions: model.hasCrossAttentions,
       vocabSize: config.vocabSize,
       samplingRate: config.features.samplingRate,
@@ -117,13 +121,15 @@ export class WhisperEngine implements SpeechEngine {
   static async load(dir: string, opts: WhisperEngineOptions = {}): Promise<WhisperEngine> {
     const config = await loadWhisperConfig(dir);
     const tokenizer = await WhisperTokenizer.load(dir, config.gen);
-    const { decoderLayout, precision, ...modelOpts } = opts;
+    const { decoderLayout, precision, ...rest } = opts;
     const quantized = precision ? precision === 'int8' : opts.quantized;
+    const modelOpts = { ...rest, blockQuantizeDecoder: precision === 'q8' || rest.blockQuantizeDecoder };
     if (decoderLayout === 'measure' || precision === 'measure') {
       const multilingual = config.gen.isMultilingual;
       const sot = tokenizer.sotSequence({ language: multilingual ? 'en' : null, task: 'transcribe', timestamps: false, multilingual });
-      const choice = { precision: precision ?? (quantized ? 'int8' : 'fp32'), layout: decoderLayout ?? 'auto' } as const;
-      const { model, timings } = await loadFastestVariant(dir, config, modelOpts, choice, sot);
+      // q8 measures layouts only (the fp32 files, rewritten at load)
+      const filePrecision = precision === 'q8' ? 'fp32' : (precision ?? (quantized ? 'int8' : 'fp32'));
+      const { model, timings } = await loadFastestVariant(dir, config, modelOpts, { precision: filePrecision, layout: decoderLayout ?? 'auto' }, sot);
       return new WhisperEngine(dir, config, tokenizer, model, opts.id ?? basename(dir), timings);
     }
     const model = await WhisperOnnxModel.load(dir, config, { ...modelOpts, quantized, decoderLayout });
