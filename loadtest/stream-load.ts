@@ -19,7 +19,7 @@
  * Random-weight models never emit end-of-text: every decode spends the whole --tokens budget.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -74,6 +74,8 @@ export interface RunResult {
   meanBatchSize: number | null;
   modelCalls: number | null;
   maxQueueDepth: number | null;
+  /** Highest share of its time the model worker was busy over its 30 s window (stt_scheduler_busy_ratio, finals + partials + files), sampled every second; what STREAM_MAX_LOAD is compared with. */
+  maxModelBusy: number | null;
   activeStreamsAfter: number | null;
   sendLagMs: { p99: number; max: number };
   wallSeconds: number;
@@ -299,8 +301,10 @@ async function startServer(o: { batch: number; modelsDir: string; model: string;
       if (/error/i.test(line) && errors.length < 50) errors.push(line.slice(0, 1000));
     }
   };
+  const logFile = process.env.LOADTEST_SERVER_LOG; // every server line, for a post-mortem
   for (const s of [child.stdout!, child.stderr!]) {
     let buf = '';
+    if (logFile) s.on('data', (d: string) => appendFileSync(logFile, d));
     s.setEncoding('utf8');
     s.on('data', (d: string) => {
       buf += d;
@@ -379,6 +383,7 @@ class ProcSampler {
   readonly cpuPct: number[] = [];
   readonly rss: number[] = [];
   maxQueue = 0;
+  maxBusy = 0;
   private tick = 0;
 
   constructor(
@@ -403,7 +408,9 @@ class ProcSampler {
     // Queue depth from /metrics once a second.
     if (this.tick++ % 2 === 0) {
       void scrape(this.httpBase).then((m) => {
-        if (m) this.maxQueue = Math.max(this.maxQueue, metricSum(m, 'stt_scheduler_queue_depth'));
+        if (!m) return;
+        this.maxQueue = Math.max(this.maxQueue, metricSum(m, 'stt_scheduler_queue_depth'));
+        this.maxBusy = Math.max(this.maxBusy, metricSum(m, 'stt_scheduler_busy_ratio'));
       });
     }
   }
@@ -640,6 +647,7 @@ async function runLevel(o: {
     meanBatchSize: calls && sum !== null ? r3(sum / calls) : null,
     modelCalls: calls,
     maxQueueDepth: before ? sampler.maxQueue : null,
+    maxModelBusy: before ? r3(sampler.maxBusy) : null,
     activeStreamsAfter: after ? metricSum(after, 'stt_active_streams') : null,
     sendLagMs: { p99: Math.round(lag.p99 ?? 0), max: Math.round(lag.max ?? 0) },
     wallSeconds: r3(wallSeconds),
@@ -702,6 +710,7 @@ export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
     'RSS MB max',
     'dropped partials',
     'mean batch',
+    'model busy max',
     'refused',
     'errors',
   ];
@@ -717,6 +726,7 @@ export function markdownTable(run: BatchRun, censoredAboveS?: number): string {
     r.rssMB ? String(r.rssMB.max) : 'n/a',
     r.droppedPartials ?? 'n/a',
     r.meanBatchSize === null ? 'n/a' : r.meanBatchSize.toFixed(2),
+    r.maxModelBusy == null ? 'n/a' : r.maxModelBusy.toFixed(2),
     formatRefused(r.refusedStreams ?? 0, r.refusedByReason),
     r.errorCount,
   ]);

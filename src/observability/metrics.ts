@@ -55,7 +55,7 @@ export class Metrics {
   private readonly schedulerLoads = new Map<string, () => Record<string, number>>();
   readonly schedulerBusy: Gauge<'model' | 'priority'> = new Gauge({
     name: 'stt_scheduler_busy_ratio',
-    help: "Fraction of the last 30 s a model's worker spent running batches, by priority (final, file, partial; their sum is its load). Admission refuses a new stream when its forecast would take finals plus minimal partials past STREAM_MAX_LOAD.",
+    help: "Fraction of the last 30 s a model's worker spent running batches, by priority (final, file, partial; their sum is its load). Admission refuses a new stream when its forecast would take finals plus partials past STREAM_MAX_LOAD.",
     labelNames: ['model', 'priority'] as const,
     registers: [this.registry],
     collect: () => {

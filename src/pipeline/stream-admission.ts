@@ -18,7 +18,6 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SchedulerLoad } from './batch-scheduler.ts';
-import { MAX_PARTIAL_INTERVAL_MS } from './stream-session.ts';
 
 export interface StreamCapacityOptions {
   /** Refuse new streams when finals wait longer than this (ms); 0 turns the check off. */
@@ -95,13 +94,12 @@ export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' 
  * recent busy time (`load`) and the ages of the streams attached to it (ms).
  *
  * - Finals are mandatory: all their model time counts.
- * - Partials are elastic: under load a stream widens its partial interval up to
- *   MAX_PARTIAL_INTERVAL_MS (partialIntervalMs in stream-session.ts) before the scheduler drops any,
- *   so a stream needs at least one partial per that interval while it speaks. Partial time counts
- *   only at that rate: the measured cost of one partial × min(partials measured, one per
- *   MAX_PARTIAL_INTERVAL_MS per stream). Counting them at the rate an idle server serves (every
- *   500 ms) would refuse streams the server can carry with slower partials; not counting them at all
- *   would ignore model time that no amount of widening gives back.
+ * - Partials count at the rate they were served. They are elastic in principle (under load a stream
+ *   widens its partial interval before the scheduler drops any), but the loadtest shows that the
+ *   widening comes too late to make room for another stream: at 14 tiny streams on a contended
+ *   machine, finals plus one partial per stream per 5 s came to 0.42 of the worker's time while it
+ *   was busy 0.96 of it and finals were 16–26 s late. What the worker is busy with now is what the
+ *   next stream's share is taken from.
  * - File chunks are not a stream's: they queue behind finals and wait when live work needs the model.
  * - A stream younger than the window has put only part of its load in it: each stream counts for
  *   min(age, window) / window of a stream ("exposure"), so the cost of one stream is the required
@@ -110,18 +108,14 @@ export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' 
  * - Streams that ended within the window left their load but are not counted: the cost is then
  *   overestimated, which errs on the side of refusing.
  */
-export function forecastLoad(load: SchedulerLoad, streamAgesMs: readonly number[], maxPartialIntervalMs = MAX_PARTIAL_INTERVAL_MS): LoadForecast {
+export function forecastLoad(load: SchedulerLoad, streamAgesMs: readonly number[]): LoadForecast {
   const n = streamAgesMs.length;
   if (n === 0) return { abstain: true, why: 'no_streams' };
   if (Math.max(...streamAgesMs) < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
   const w = load.windowMs;
   if (w <= 0) return { abstain: true, why: 'little_data' };
   const exposure = streamAgesMs.reduce((sum, age) => sum + Math.min(Math.max(age, 0), w) / w, 0);
-  const partials = load.requests.partial;
-  const partialCost = partials > 0 ? load.busyMs.partial / partials : 0;
-  // One partial per stream per widest interval, as many stream-seconds as the window saw; never more than were measured.
-  const minPartials = Math.min(partials, (exposure * w) / maxPartialIntervalMs);
-  const requiredMs = load.busyMs.final + partialCost * minPartials;
+  const requiredMs = load.busyMs.final + load.busyMs.partial;
   if (requiredMs < FORECAST_MIN.busyMs) return { abstain: true, why: 'little_data' };
   const current = requiredMs / w;
   const perStream = current / exposure;
@@ -169,7 +163,9 @@ export class StreamAdmission {
    */
   admit(model: AdmissionModel, transport: 'websocket' | 'webrtc', now = Date.now(), streamAgesMs: readonly number[] = []): CapacityVerdict {
     const lag = streamCapacity(model.id, liveLagMs(model), this.opts, { lastAdmittedAt: this.lastAdmitted.get(model) ?? null, now });
-    const forecast = (this.opts.maxLoad ?? 0) > 0 && model.scheduler.load ? loadCapacity(model.id, forecastLoad(model.scheduler.load(), streamAgesMs), this.opts) : { ok: true as const };
+    const load = (this.opts.maxLoad ?? 0) > 0 && model.scheduler.load ? forecastLoad(model.scheduler.load(), streamAgesMs) : null;
+    this.observe.logger?.debug({ model: model.id, transport, streams: streamAgesMs.length, forecast: load }, 'stream admission');
+    const forecast = load ? loadCapacity(model.id, load, this.opts) : { ok: true as const };
     const verdict = !lag.ok && lag.reason === 'capacity' ? lag : !forecast.ok ? forecast : lag;
     if (verdict.ok) this.lastAdmitted.set(model, now);
     else {
