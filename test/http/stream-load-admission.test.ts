@@ -9,7 +9,7 @@ import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import type { BatchScheduler } from '../../src/pipeline/batch-scheduler.ts';
 import { paidKey } from '../helpers/accounts.ts';
 import { TEXTS, makeSpeechWav } from '../helpers/audio-fixtures.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { liveTestEnv } from '../helpers/live-env.ts';
 import { StreamClient } from '../helpers/ws-client.ts';
 
 const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8 };
@@ -31,17 +31,7 @@ describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
     let scheduler: BatchScheduler<unknown, unknown> | null = null;
     let idleMs = 0;
     const clock = () => T0 + idleMs + BATCH_MS * (scheduler?.stats.batches ?? 0);
-    const config = loadConfig({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODELS_DIR,
-      AUTO_PULL: 'false',
-      DATA_DIR: dir,
-      DEFAULT_MODEL: 'whisper-mini-random',
-      STREAM_IDLE_TIMEOUT_S: '600',
-      STREAM_MAX_FINAL_WAIT_MS: '3000',
-      STREAM_MAX_LOAD: '0.75',
-    });
+    const config = loadConfig(liveTestEnv(dir, { STREAM_IDLE_TIMEOUT_S: '600', STREAM_MAX_FINAL_WAIT_MS: '3000', STREAM_MAX_LOAD: '0.75' }));
     const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
     try {
       const u = `ws://127.0.0.1:${app.port}/v1/stream`;

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { liveTestEnv } from '../helpers/live-env.ts';
 import { StreamClient } from '../helpers/ws-client.ts';
 import { paidKey } from '../helpers/accounts.ts';
 
@@ -22,19 +22,7 @@ const dirs: string[] = [];
 async function startApp(env: Record<string, string> = {}): Promise<App> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-iso-'));
   dirs.push(dir);
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MODELS_DIR,
-    AUTO_PULL: 'false',
-    DATA_DIR: dir,
-    DEFAULT_MODEL: 'whisper-mini-random',
-    STREAM_IDLE_TIMEOUT_S: '60',
-    STREAM_MAX_FINAL_WAIT_MS: '0',
-    STREAM_MAX_LOAD: '0',
-    ANON_DAILY_LIMIT: '1000',
-    ...env,
-  });
+  const config = loadConfig(liveTestEnv(dir, { ANON_DAILY_LIMIT: '1000', ...env }));
   return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
 }
 

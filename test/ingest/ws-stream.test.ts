@@ -7,7 +7,7 @@ import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { liveTestEnv } from '../helpers/live-env.ts';
 import { StreamClient, stableNeverShrinks } from '../helpers/ws-client.ts';
 import { paidKey } from '../helpers/accounts.ts';
 import { startNatsServer, type TestNatsServer } from '../bus/nats-server.ts';
@@ -16,18 +16,7 @@ const dirs: string[] = [];
 async function startApp(env: Record<string, string> = {}): Promise<App> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ws-'));
   dirs.push(dir);
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MODELS_DIR,
-    AUTO_PULL: 'false',
-    DATA_DIR: dir,
-    DEFAULT_MODEL: 'whisper-mini-random',
-    STREAM_IDLE_TIMEOUT_S: '60',
-    STREAM_MAX_FINAL_WAIT_MS: '0',
-    STREAM_MAX_LOAD: '0',
-    ...env,
-  });
+  const config = loadConfig(liveTestEnv(dir, { ...env }));
   return new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
 }
 
