@@ -12,7 +12,7 @@ import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
 import { decodeToPcm16k } from '../../src/audio/ffmpeg.ts';
 import { TEXTS, concatWithGaps, makeSpeechWav } from '../helpers/audio-fixtures.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { liveTestEnv } from '../helpers/live-env.ts';
 import { StreamClient, stableNeverShrinks } from '../helpers/ws-client.ts';
 import { paidKey } from '../helpers/accounts.ts';
 
@@ -30,17 +30,7 @@ const connect = () => StreamClient.connect(url, { authorization: `Bearer ${key}`
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ws-moonshine-'));
   // DEFAULT_MODEL stays Whisper: Moonshine is chosen per stream by `model`.
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MODELS_DIR,
-    AUTO_PULL: 'false',
-    DATA_DIR: dataDir,
-    DEFAULT_MODEL: 'whisper-mini-random',
-    STREAM_IDLE_TIMEOUT_S: '60',
-    STREAM_MAX_FINAL_WAIT_MS: '0',
-    STREAM_MAX_LOAD: '0',
-  });
+  const config = loadConfig(liveTestEnv(dataDir));
   app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' } }).start();
   url = `ws://127.0.0.1:${app.port}/v1/stream`;
   key = await paidKey(app);
