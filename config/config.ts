@@ -53,6 +53,7 @@ const envSchema = z.object({
   INFERENCE_THREADS: int(0, 1024).default(0),
   INFERENCE_INTER_OP_THREADS: int(0, 1024).default(0),
   INFERENCE_SPINNING: z.enum(['on', 'off'], { message: "expected 'on' or 'off'" }).default('on'),
+  GRAPH_CACHE_DIR: z.string().optional(),
   WHISPER_PRECISION: z.enum(['fp32', 'int8', 'q8', 'measure'], { message: "expected 'fp32', 'int8', 'q8' or 'measure'" }).default('fp32'),
   WHISPER_DECODER_LAYOUT: z.enum(['auto', 'merged', 'split', 'measure'], { message: "expected 'auto', 'merged', 'split' or 'measure'" }).default('measure'),
   DIARIZATION_MODEL: z.string().min(1).default('baseline'),
@@ -132,6 +133,8 @@ export interface Config {
     interOpThreads: number;
     /** false: onnxruntime's intra-op threads sleep between work instead of spinning (INFERENCE_SPINNING=off). */
     allowSpinning: boolean;
+    /** Where graphs rewritten at load (precision q8) are kept for the next load; null = off (GRAPH_CACHE_DIR=''). */
+    graphCacheDir: string | null;
     /** Whisper ONNX variant: fp32 or int8 files, or 'measure' (time both at load, keep the faster; int8 changes results slightly). */
     whisperPrecision: 'fp32' | 'int8' | 'q8' | 'measure';
     /** Decoder layout: 'measure' times merged and split at load and keeps the faster (same results); 'auto' = merged when present. */
@@ -235,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       intraOpThreads: e.INFERENCE_THREADS,
       interOpThreads: e.INFERENCE_INTER_OP_THREADS,
       allowSpinning: e.INFERENCE_SPINNING === 'on',
+      graphCacheDir: e.GRAPH_CACHE_DIR === '' ? null : path.resolve(e.GRAPH_CACHE_DIR ?? path.join(dataDir, 'cache', 'graphs')),
       whisperPrecision: e.WHISPER_PRECISION,
       whisperDecoderLayout: e.WHISPER_DECODER_LAYOUT,
       maxBatchSize: e.MAX_BATCH_SIZE,

@@ -159,6 +159,7 @@ export class App {
           intraOpThreads: this.config.inference.intraOpThreads || undefined,
           interOpThreads: this.config.inference.interOpThreads || undefined,
           allowSpinning: this.config.inference.allowSpinning,
+          graphCacheDir: this.config.inference.graphCacheDir ?? undefined,
           precision: this.config.inference.whisperPrecision,
           decoderLayout: this.config.inference.whisperDecoderLayout,
           padQuantumS: this.config.live.moonshinePartialPadMs / 1000,

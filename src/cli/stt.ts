@@ -139,6 +139,7 @@ export async function main(argv: string[], launch: CliLaunch = { runtime: 'tsx' 
       inference: {
         executionProvider: config.inference.executionProvider,
         allowSpinning: config.inference.allowSpinning,
+        graphCacheDir: config.inference.graphCacheDir ?? undefined,
         intraOpThreads: intFlag('threads', o.threads, 1) ?? (config.inference.intraOpThreads || undefined),
         precision,
         decoderLayout: layout,

@@ -126,7 +126,7 @@ export interface SpeechModelsOptions {
   metrics?: Metrics;
   inference: Pick<
     SpeechEngineOptions,
-    'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'allowSpinning' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder' | 'padQuantumS'
+    'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'allowSpinning' | 'graphCacheDir' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder' | 'padQuantumS'
   >;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;

@@ -17,8 +17,9 @@
  * The KV cache lives in CPU memory as plain ORT tensors so that rows can be gathered
  * (beam reordering, dropping finished sequences) and concatenated (cross-stream batching): kv-rows.ts.
  */
+import { cachedGraph } from '../../models/onnx-graph-cache.ts';
 import { quantizeMatMulsNBits } from '../../models/onnx-matmul-nbits.ts';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 
@@ -36,6 +37,8 @@ export interface OnnxSessionOptions {
    * spinning threads take the cores the work needs (bench:whispercpp: 2× per token on a loaded machine).
    */
   allowSpinning?: boolean;
+  /** Where graphs rewritten at load (precision q8) are kept between loads (models/onnx-graph-cache.ts); unset = rewrite every load. */
+  graphCacheDir?: string;
 }
 
 /** Encoder output rows, [batch, frames, dModel] row-major. */
@@ -153,6 +156,8 @@ export interface KVDecoderOptions {
 }
 
 const ENCODER_MASK = 'encoder_attention_mask';
+/** Names the q8 rewrite in the graph cache: change it whenever quantizeMatMulsNBits' output changes. */
+const Q8_TAG = 'q8-matmulnbits-v1-block32-acc4';
 
 /** int64 [batch, frames] `encoder_attention_mask` of an encoder output (all ones when it has no mask). */
 export function encoderMaskTensor(e: EncoderOutput): ort.Tensor {
@@ -191,7 +196,7 @@ export class KVDecoder implements StepModel {
     const extra = so.extra as { session?: Record<string, unknown> } | undefined;
     const blockQuantized = !!o.blockQuantized && !quantized;
     const options: ort.InferenceSession.SessionOptions = o.prepack === false && !blockQuantized ? { ...so, extra: { ...extra, session: { ...extra?.session, disable_prepacking: '1' } } } : so;
-    const bytes = (f: string) => (blockQuantized ? quantizeMatMulsNBits(readFileSync(f), { externalDataDir: dirname(f) }).bytes : undefined);
+    const bytes = (f: string) => (blockQuantized ? cachedGraph(f, Q8_TAG, session.graphCacheDir ?? null, (b) => quantizeMatMulsNBits(b, { externalDataDir: dirname(f) }).bytes).bytes : undefined);
     const open = (name: string) => createSession(file(name), options, bytes(file(name)));
     if (o.layout === 'merged') {
       const merged = await open('decoder_model_merged');
