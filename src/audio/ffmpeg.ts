@@ -178,7 +178,7 @@ export function classifyFfmpegFailure(stderr: string, exitCode: number | null, f
   );
 }
 
-async function checkInputFile(path: string): Promise<void> {
+async function checkInputFile(path: string): Promise<{ isFile: boolean }> {
   let st;
   try {
     st = await stat(path);
@@ -194,6 +194,7 @@ async function checkInputFile(path: string): Promise<void> {
   if (st.isFile() && st.size === 0) {
     throw new AudioDecodeError('empty_file', 'The uploaded file is empty (0 bytes). Check the upload and send the audio file again.');
   }
+  return { isFile: st.isFile() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ function decodeArgs(path: string, o: PcmDecodeOptions): string[] {
  * Decode the first audio stream of a media file to 16 kHz mono float32 samples.
  * Throws AudioDecodeError (see module docs); never returns an empty array.
  */
-export function decodeToPcm16k(path: string, opts: DecodeOptions = {}): Promise<Float32Array> {
+export function decodeToPcm16k(path: string, opts: Omit<PcmDecodeOptions, 'sampleRate'> = {}): Promise<Float32Array> {
   return decodeToPcm(path, { ...opts, sampleRate: TARGET_SAMPLE_RATE });
 }
 
@@ -406,9 +407,10 @@ export async function decodeToPcm(path: string, opts: PcmDecodeOptions = {}): Pr
     throw new RangeError(`sampleRate must be a positive integer, got ${opts.sampleRate}`);
   }
   if (opts.signal?.aborted) throw abortedError(opts.signal);
-  await checkInputFile(path);
+  const input = await checkInputFile(path);
   if (opts.signal?.aborted) throw abortedError(opts.signal);
-  if (opts.readPlainWav !== false && opts.startS === undefined && opts.maxDurationS === undefined) {
+  // Only a regular file: a FIFO or a device is ffmpeg's to read (and to be killed on abort while it waits).
+  if (input.isFile && opts.readPlainWav !== false && opts.startS === undefined && opts.maxDurationS === undefined) {
     const plain = await readPlainWav(path, opts.sampleRate ?? TARGET_SAMPLE_RATE);
     if (plain) return plain;
   }

@@ -119,7 +119,7 @@ export class BatchScheduler<Req, Res> {
     this.partialMaxAgeMs = opts.partialMaxAgeMs ?? 2000;
     this.finalWaits = new RecentWindow(opts.waitWindowMs ?? 10_000);
     this.partialWaits = new RecentWindow(opts.partialWaitWindowMs ?? 5_000);
-    this.clock = opts.clock ?? Date.now;
+    this.clock = opts.clock ?? (() => Date.now()); // read Date.now at each call: tests fake the clock after construction
     this.busy = new BusyWindow(opts.loadWindowMs ?? 30_000, PRIORITIES, this.clock());
   }
 

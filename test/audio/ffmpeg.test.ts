@@ -187,7 +187,8 @@ describe('decode errors', () => {
   });
 
   it('ffmpeg missing on the server -> 500 telling to install ffmpeg', async () => {
-    const err = await decodeToPcm16k(speech.path, { ffmpegPath: '/nonexistent/ffmpeg' }).catch((e) => e);
+    // readPlainWav false: a plain 16 kHz mono WAV needs no ffmpeg at all (test/audio/plain-wav.test.ts)
+    const err = await decodeToPcm16k(speech.path, { ffmpegPath: '/nonexistent/ffmpeg', readPlainWav: false }).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDecodeError);
     expect(err.kind).toBe('internal');
     expect(statusOf(err)).toBe(500);
