@@ -18,7 +18,9 @@
  *
  * Memory: one engine (one precision/layout) is loaded at a time and closed before the next, every raw session and
  * the transformers.js pipeline are released when their section ends, and the knob variants are only kept loaded
- * side by side (to interleave them) when their weights are small; the peak RSS after each section is reported.
+ * side by side (to interleave them) when their weights are small; the transformers.js baseline never holds both
+ * sides (they alternate by rounds, one side loaded per round). The peak RSS after each section (getrusage, what
+ * `/usr/bin/time -v` reports) and each section's own peak (sampled) are reported.
  * `--iters N` caps every repeat count at N (batch sizes unchanged, so memory is that of the full run).
  */
 import { execFileSync } from 'node:child_process';
@@ -32,7 +34,7 @@ import type { EncoderOutput, KVCache } from '../src/engines/seq2seq/kv-decoder.t
 import { selectEncoderRows } from '../src/engines/seq2seq/kv-rows.ts';
 import { WhisperEngine, type TranscribeOptions, type WhisperEngineOptions } from '../src/engines/whisper/index.ts';
 import { loadWav, speechAudio } from './lib/audio.ts';
-import { fmt, interleave, measure, median, round3, table, type Timing } from './lib/stats.ts';
+import { fmt, interleave, measure, median, type Round, round3, roundPlan, summarize, table, type Timing } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- arguments
 
@@ -162,9 +164,23 @@ async function releaseEngines(): Promise<void> {
 
 /** Peak RSS of this process so far (getrusage), MB; recorded after each section. */
 const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
-const memory: { section: string; peakRssMb: number; rssMb: number }[] = [];
+/**
+ * The section's own peak: RSS sampled every 100 ms between two `section` calls (getrusage's peak only grows, so a
+ * section below an earlier one's peak would not show there). A spike shorter than the interval can be missed; the
+ * whole run's true peak is `peakRssMb` (the same number `/usr/bin/time -v` reports).
+ */
+let sampledMax = 0;
+const sampleRss = () => {
+  sampledMax = Math.max(sampledMax, process.memoryUsage.rss());
+};
+setInterval(sampleRss, 100).unref();
+const memory: { section: string; peakRssMb: number; sectionPeakRssMb: number; rssMb: number }[] = [];
 const section = (name: string) => {
-  memory.push({ section: name, peakRssMb: peakRssMb(), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+  sampleRss();
+  memory.push({ section: name, peakRssMb: peakRssMb(), sectionPeakRssMb: Math.round(sampledMax / 2 ** 20), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) });
+  const m = memory.at(-1)!;
+  NOTE(`${name}: RSS peak ${m.sectionPeakRssMb} MB in the section (sampled), ${m.peakRssMb} MB so far`);
+  sampledMax = 0;
   // the next section starts from nothing loaded: the peaks of two sections never add up
   return releaseEngines();
 };
@@ -491,6 +507,8 @@ interface Baseline {
   goldenInput: string;
   tokens: { ours: number[]; theirs: number[]; golden: number[] | null; oursEqTheirs: boolean; oursEqGolden: boolean | null };
   rows: { case: string; ours: Timing; theirs: Timing; oursWindows: number; theirsWindows: number; ratio: number }[];
+  /** the load-one-side rounds as run: RSS peak within each (sampled every 100 ms) and the process's peak so far */
+  rounds: (Round<'ours' | 'theirs'> & { roundPeakRssMb: number; peakRssMb: number })[];
 }
 const baseline: Baseline = {
   ran: false,
@@ -498,29 +516,42 @@ const baseline: Baseline = {
   goldenInput: '',
   tokens: { ours: [], theirs: [], golden: null, oursEqTheirs: false, oursEqGolden: null },
   rows: [],
+  rounds: [],
 };
 
+/**
+ * Ours and transformers.js are never loaded together: at real size each side's sessions and arenas take GBs (small
+ * side by side peaked at 9.2 GB), so the two sides alternate by rounds (roundPlan: ours, theirs, then theirs, ours …).
+ * Each round loads one side, warms it up (the first calls after a load size the arenas and pre-pack weights), times
+ * its share of the calls, releases it and collects garbage; loading is not timed. Same inputs, same budget, same
+ * thread count and default session options on both sides (ORT's CPU arena on: neither side sets
+ * enableCpuMemArena). The trade-off against interleaving call by call: drift within a round hits one side only, so
+ * with few rounds the ratio is noisier on a busy machine; the A B / B A order cancels a linear drift, and a child
+ * process per side (the alternative) would cost the same reloads and split the RSS report. transformers.js's
+ * pipeline(array) runs one generate per window (batch 1, its memory does not grow with N); ours gets the N windows
+ * in one transcribe call, batched like section 4 (and a one-request-after-another row beside it).
+ */
+const BASELINE_ROUNDS = 2;
 if (args.baseline) {
   NOTE('transformers.js baseline');
-  let dispose: (() => Promise<unknown>) | null = null;
   try {
-    const e = await engine({}); // fp32, auto layout (merged when present, like transformers.js): loaded first, as the only engine
     const tjs = await import('@huggingface/transformers');
     tjs.env.allowRemoteModels = false;
     tjs.env.allowLocalModels = true;
     tjs.env.localModelPath = dirname(args.model) + '/';
-    // the pipeline's generic type is too deep for tsc here; we only call it
-    const pipe = (await (tjs.pipeline as unknown as (task: string, model: string, o: object) => Promise<unknown>)('automatic-speech-recognition', basename(args.model), {
-      dtype: 'fp32',
-      device: 'cpu',
-      session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
-    })) as {
+    type Pipe = {
       (audio: Float32Array | Float32Array[], o: object): Promise<unknown>;
       processor: (a: Float32Array) => Promise<{ input_features: unknown }>;
       model: { generate: (o: object) => Promise<{ tolist: () => (number | bigint)[][] }> };
       dispose: () => Promise<unknown>;
     };
-    dispose = () => pipe.dispose();
+    // the pipeline's generic type is too deep for tsc here; we only call it
+    const loadPipe = async () =>
+      (await (tjs.pipeline as unknown as (task: string, model: string, o: object) => Promise<unknown>)('automatic-speech-recognition', basename(args.model), {
+        dtype: 'fp32',
+        device: 'cpu',
+        session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
+      })) as Pipe;
     const genOpts = { language: 'en', task: 'transcribe', return_timestamps: false };
 
     // token check on a golden input (no timestamps, 24 tokens like golden.json), else on the speech file
@@ -538,47 +569,88 @@ if (args.baseline) {
       gAudio = longAudio.samples.slice(0, 11 * SR);
       baseline.goldenInput = 'first 11 s of the espeak-ng file (model folder has no golden/jfk.wav)';
     }
-    const ours = (await e.transcribe([{ audio: gAudio, options: { ...decodeOpts, maxNewTokens: gBudget } }]))[0].tokensPerWindow[0];
-    const feats = await pipe.processor(gAudio);
-    const seq = (await pipe.model.generate({ inputs: feats.input_features, max_new_tokens: gBudget, ...genOpts })).tolist()[0].map(Number);
-    const promptLen = e.buildPrompt({ language: 'en', timestamps: false }).prompt.length;
-    const theirs = seq.slice(promptLen).filter((t) => t !== e.tokenizer.eot);
+    let ours: number[] | null = null;
+    let theirsSeq: number[] | null = null;
+    let promptLen = 0;
+    let eot = -1;
+
+    const theirOpts = { max_new_tokens: BUDGET, ...genOpts };
+    const it = { warmup: 1, iters: reps(5, 1) };
+    const s = { one: { ours: [] as number[], theirs: [] as number[] }, set: { ours: [] as number[], oursSeq: [] as number[], theirs: [] as number[] } };
+    const timed = async (into: number[], fn: () => Promise<unknown>, warm: boolean) => {
+      const t0 = performance.now();
+      await fn();
+      if (!warm) into.push(performance.now() - t0);
+    };
+    const plan = roundPlan(['ours', 'theirs'] as const, it.iters, BASELINE_ROUNDS);
+    const lastTheirs = plan.findLast((r) => r.side === 'theirs');
+    let longTheirs: Timing | null = null;
+    for (const r of plan) {
+      NOTE(`baseline round ${r.round + 1}: ${r.side === 'ours' ? 'ours' : 'transformers.js'} (${it.warmup} warm-up + ${r.iters} timed)`);
+      sampleRss();
+      const sectionMax = sampledMax;
+      sampledMax = 0;
+      if (r.side === 'ours') {
+        const e = await engine({}); // fp32, auto layout (merged when present, like transformers.js)
+        if (!ours) {
+          ours = (await e.transcribe([{ audio: gAudio, options: { ...decodeOpts, maxNewTokens: gBudget } }]))[0].tokensPerWindow[0];
+          promptLen = e.buildPrompt({ language: 'en', timestamps: false }).prompt.length;
+          eot = e.tokenizer.eot;
+        }
+        for (let i = 0; i < it.warmup + r.iters; i++) {
+          const warm = i < it.warmup;
+          await timed(s.one.ours, () => e.transcribe([{ audio: windows[0], options: decodeOpts }]), warm);
+          await timed(s.set.ours, () => e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts }))), warm);
+          await timed(
+            s.set.oursSeq,
+            async () => {
+              for (const w of nWindows) await e.transcribe([{ audio: w, options: decodeOpts }]);
+            },
+            warm,
+          );
+        }
+        await releaseEngines();
+      } else {
+        const pipe = await loadPipe();
+        try {
+          if (!theirsSeq) {
+            const feats = await pipe.processor(gAudio);
+            theirsSeq = (await pipe.model.generate({ inputs: feats.input_features, max_new_tokens: gBudget, ...genOpts })).tolist()[0].map(Number);
+          }
+          for (let i = 0; i < it.warmup + r.iters; i++) {
+            const warm = i < it.warmup;
+            await timed(s.one.theirs, () => pipe(windows[0], theirOpts), warm);
+            await timed(s.set.theirs, () => pipe(nWindows, theirOpts), warm);
+          }
+          // (c) the long file, chunk_length_s 30 (transformers.js default stride chunk/6 → overlapping chunks)
+          if (args.baselineLong && r === lastTheirs) longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: reps(3, 1) });
+        } finally {
+          await pipe.dispose(); // its sessions: as large as ours
+          collect();
+        }
+      }
+      sampleRss();
+      baseline.rounds.push({ ...r, roundPeakRssMb: Math.round(sampledMax / 2 ** 20), peakRssMb: peakRssMb() });
+      sampledMax = Math.max(sampledMax, sectionMax);
+    }
+    const theirs = (theirsSeq ?? []).slice(promptLen).filter((t) => t !== eot);
     baseline.tokens = {
-      ours,
+      ours: ours ?? [],
       theirs,
       golden: gTokens,
       oursEqTheirs: JSON.stringify(ours) === JSON.stringify(theirs),
       oursEqGolden: gTokens ? JSON.stringify(ours) === JSON.stringify(gTokens) : null,
     };
-
-    const theirOpts = { max_new_tokens: BUDGET, ...genOpts };
-    const it = { warmup: 1, iters: reps(5, 1) };
+    const [oneOurs, oneTheirs, setOurs, seqOurs, setTheirs] = [s.one.ours, s.one.theirs, s.set.ours, s.set.oursSeq, s.set.theirs].map(summarize);
     // (a) one 30 s window
-    const { ours: oneOurs, theirs: oneTheirs } = await interleave({ ours: () => e.transcribe([{ audio: windows[0], options: decodeOpts }]), theirs: () => pipe(windows[0], theirOpts) }, it);
     baseline.rows.push({ case: 'one 30 s window', ours: oneOurs, theirs: oneTheirs, oursWindows: 1, theirsWindows: 1, ratio: oneTheirs.median / oneOurs.median });
     // (b) the N-window set: ours batched (one transcribe call), theirs as an array (the pipeline loops)
-    const {
-      ours: setOurs,
-      oursSeq: seqOurs,
-      theirs: setTheirs,
-    } = await interleave(
-      {
-        ours: () => e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts }))),
-        oursSeq: async () => {
-          for (const w of nWindows) await e.transcribe([{ audio: w, options: decodeOpts }]);
-        },
-        theirs: () => pipe(nWindows, theirOpts),
-      },
-      it,
-    );
     baseline.rows.push({ case: `${N} windows (ours batched, theirs pipeline(array))`, ours: setOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / setOurs.median });
     baseline.rows.push({ case: `${N} windows (ours one request after another)`, ours: seqOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / seqOurs.median });
-    // (c) the long file, chunk_length_s 30 (transformers.js default stride chunk/6 → overlapping chunks)
-    if (args.baselineLong) {
+    if (longTheirs) {
       const stride = 30 / 6;
       const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
-      const fr = rtfRows.find((r) => r.precision === 'fp32' && r.layout === main0.info.layout)!;
-      const longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: reps(3, 1) });
+      const fr = rtfRows.find((x) => x.precision === 'fp32' && x.layout === main0.info.layout)!;
       baseline.rows.push({
         case: `${seconds} s file (theirs chunk_length_s 30)`,
         ours: fr.wall,
@@ -593,7 +665,8 @@ if (args.baseline) {
     baseline.reason = (err as Error).stack ?? String(err);
     console.error(`transformers.js baseline failed: ${baseline.reason}`);
   } finally {
-    await dispose?.(); // its sessions: as large as ours
+    await releaseEngines();
+    collect();
   }
 } else baseline.reason = '--no-baseline';
 await section('5. transformers.js baseline');
@@ -946,6 +1019,13 @@ LOG(blTable);
 LOG();
 LOG(tokLine);
 LOG();
+if (baseline.rounds.length)
+  LOG(
+    `One side loaded at a time, alternating by rounds (warm-up, timed calls, release; loading not timed): ${baseline.rounds
+      .map((r) => `${r.side === 'ours' ? 'ours' : 'transformers.js'} ×${r.iters} (RSS peak ${r.roundPeakRssMb} MB)`)
+      .join(', ')}.`,
+  );
+LOG();
 LOG('## 6. Knobs (fp32, auto layout)');
 LOG();
 LOG(knobTable);
@@ -968,8 +1048,8 @@ LOG(`## Memory (one engine at a time; fp32 encoder + default decoder weights ${f
 LOG();
 LOG(
   table(
-    ['after section', 'peak RSS so far (MB)', 'RSS now (MB)'],
-    memory.map((m) => [m.section, m.peakRssMb, m.rssMb]),
+    ['after section', 'peak RSS so far (MB)', 'section peak, sampled every 100 ms (MB)', 'RSS now (MB)'],
+    memory.map((m) => [m.section, m.peakRssMb, m.sectionPeakRssMb, m.rssMb]),
   ),
 );
 

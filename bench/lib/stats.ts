@@ -69,3 +69,28 @@ export async function interleave<K extends string>(fns: Record<K, () => Promise<
   }
   return Object.fromEntries(keys.map((k) => [k, summarize(samples[k])])) as Record<K, Timing>;
 }
+
+/** One round of `roundPlan`: load `side`, run its warm-up and `iters` timed calls, release it. */
+export interface Round<K extends string> {
+  side: K;
+  round: number;
+  iters: number;
+}
+
+/**
+ * Rounds for comparing sides that must not be loaded at the same time (two real-size models do not fit in memory
+ * together): each round loads one side, warms it up, times its share of the `iters` calls and releases it. The order
+ * of the sides is reversed every other round (A B, B A, A B …), so a linear drift in machine load hits both alike;
+ * loading is never timed. `rounds` is capped at `iters`, so every round times at least one call; the shares add up
+ * to `iters` for every side.
+ */
+export function roundPlan<K extends string>(sides: readonly K[], iters: number, rounds: number): Round<K>[] {
+  if (!Number.isInteger(iters) || iters < 1) throw new Error(`iters must be a positive integer, got ${iters}`);
+  const r = Math.max(1, Math.min(Math.floor(rounds), iters));
+  const plan: Round<K>[] = [];
+  for (let i = 0; i < r; i++) {
+    const share = Math.floor(iters / r) + (i < iters % r ? 1 : 0);
+    for (const side of i % 2 ? [...sides].reverse() : sides) plan.push({ side, round: i, iters: share });
+  }
+  return plan;
+}
