@@ -126,7 +126,17 @@ export interface SpeechModelsOptions {
   metrics?: Metrics;
   inference: Pick<
     SpeechEngineOptions,
-    'executionProvider' | 'intraOpThreads' | 'interOpThreads' | 'allowSpinning' | 'graphCacheDir' | 'quantized' | 'graphOptimizationLevel' | 'precision' | 'decoderLayout' | 'prepackDecoder' | 'padQuantumS'
+    | 'executionProvider'
+    | 'intraOpThreads'
+    | 'interOpThreads'
+    | 'allowSpinning'
+    | 'graphCacheDir'
+    | 'quantized'
+    | 'graphOptimizationLevel'
+    | 'precision'
+    | 'decoderLayout'
+    | 'prepackDecoder'
+    | 'padQuantumS'
   >;
   /** Largest batch of 30 s windows per model call. */
   maxBatch?: number;
