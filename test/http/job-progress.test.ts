@@ -82,8 +82,9 @@ describe('GET /v1/jobs/:id during /v1/transcribe', () => {
     expect(held).toMatchObject({ status: 'running', progress: { stage: 'transcribing' } });
     expect(held!.progress.fraction).toBeGreaterThan(0);
     expect(held!.progress.fraction).toBeLessThan(1);
-    // Held: what the API shows is the server's latest update.
-    expect(held!.progress.fraction).toBe(updates.at(-1)!.fraction);
+    // What the API shows is one of the server's own updates: not necessarily the latest by the time this runs, since an
+    // update can still land between the poll and this line (only decoder steps are held; CI caught that race once).
+    expect(updates.map((u) => u.fraction)).toContain(held!.progress.fraction);
 
     const res = await req;
     expect(res.status).toBe(200);
