@@ -23,11 +23,12 @@
  * The mel filters are our engine's (Hugging Face's slaney filters, src/engines/whisper/features.ts), so both
  * sides compute the same front end.
  */
-import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import onnxProto from 'onnx-proto';
 import { melFilterBank } from '../../src/engines/whisper/features.ts';
+import { floatValues } from '../../src/models/onnx-initializer.ts';
 
 const { onnx } = onnxProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
@@ -71,27 +72,6 @@ export const HPARAM_ORDER: (keyof WhisperHparams)[] = [
 ];
 
 // ---- reading ONNX initializers ----
-
-function initializerData(t: TensorProto, modelDir: string): Float32Array {
-  if (t.dataType !== FLOAT) throw new Error(`${t.name}: only float32 initializers are supported (dataType ${t.dataType})`);
-  const count = (t.dims ?? []).reduce((a, d) => a * Number(d), 1);
-  const ext = new Map((t.externalData ?? []).map((e) => [e.key!, e.value!]));
-  if (ext.has('location')) {
-    const offset = Number(ext.get('offset') ?? 0);
-    const length = Number(ext.get('length') ?? count * 4);
-    const buf = Buffer.alloc(length);
-    const fd = openSync(join(modelDir, ext.get('location')!), 'r');
-    try {
-      readSync(fd, buf, 0, length, offset);
-    } finally {
-      closeSync(fd);
-    }
-    return new Float32Array(buf.buffer, buf.byteOffset, count).slice();
-  }
-  if (t.rawData?.length) return new Float32Array(Uint8Array.from(t.rawData).buffer, 0, count); // a copy: rawData may view a larger Buffer
-  if (t.floatData?.length) return Float32Array.from(t.floatData);
-  throw new Error(`${t.name}: no data`);
-}
 
 /** [rows, cols] row-major → [cols, rows] row-major. */
 function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
@@ -167,15 +147,15 @@ export function graphWeights(onnxPath: string, part: 'encoder' | 'decoder', hp: 
       if (n.opType === 'MatMul' && dims.length === 2) {
         if (part === 'decoder' && dims[1] === hp.vocab) {
           // the output projection: whisper.cpp has none (it multiplies by the token embedding); kept to compare
-          put(OUTPUT_PROJECTION, { shape: [dims[1], dims[0]], data: transpose(initializerData(t, modelDir), dims[0], dims[1]) });
+          put(OUTPUT_PROJECTION, { shape: [dims[1], dims[0]], data: transpose(floatValues(t, modelDir), dims[0], dims[1]) });
           continue;
         }
         const module = isParamName(input) ? hfName(input.replace(/\.weight$/, '')) : matmulModule(n.name!);
-        put(`${module}.weight`, { shape: [dims[1], dims[0]], data: transpose(initializerData(t, modelDir), dims[0], dims[1]) });
+        put(`${module}.weight`, { shape: [dims[1], dims[0]], data: transpose(floatValues(t, modelDir), dims[0], dims[1]) });
       } else if (isParamName(input)) {
-        put(hfName(input), { shape: dims, data: initializerData(t, modelDir) });
+        put(hfName(input), { shape: dims, data: floatValues(t, modelDir) });
       } else if (part === 'encoder' && n.opType === 'Add' && dims.length === 2 && dims[0] === hp.audioCtx && dims[1] === hp.d) {
-        put('encoder.embed_positions.weight', { shape: dims, data: initializerData(t, modelDir) });
+        put('encoder.embed_positions.weight', { shape: dims, data: floatValues(t, modelDir) });
       } else if (dims.reduce((a, d) => a * d, 1) > 16) {
         // small float constants (a scale, an epsilon) are not weights; anything bigger must be named
         throw new Error(`${part}: unnamed weight ${input} ${JSON.stringify(dims)} used by ${n.opType} ${n.name}`);
