@@ -11,7 +11,7 @@ import { App } from '../../src/app.ts';
 import type { WeriftWebRtcIngest } from '../../src/ingest/webrtc.ts';
 import type { WsStreamIngest } from '../../src/http/ws-stream.ts';
 import type { Metrics } from '../../src/observability/metrics.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { testServerEnv } from '../helpers/live-env.ts';
 
 export interface TestServer {
   app: App;
@@ -25,19 +25,7 @@ export interface TestServer {
 
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-e2e-'));
-  const fullEnv = {
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MODELS_DIR,
-    AUTO_PULL: 'false',
-    DATA_DIR: dataDir,
-    DEFAULT_MODEL: 'whisper-mini-random',
-    INFERENCE_THREADS: '1',
-    ANON_DAILY_LIMIT: '1000000',
-    STREAM_MAX_FINAL_WAIT_MS: '0',
-    STREAM_MAX_LOAD: '0',
-    ...env,
-  };
+  const fullEnv = testServerEnv(dataDir, { INFERENCE_THREADS: '1', ANON_DAILY_LIMIT: '1000000', STREAM_MAX_FINAL_WAIT_MS: '0', STREAM_MAX_LOAD: '0', ...env });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let app: App | undefined;
   const close = async () => {

@@ -15,7 +15,7 @@ import { loadConfig } from '../../config/config.ts';
 import { App } from '../../src/app.ts';
 import type { LocalLlm } from '../../src/engines/llm/local-llm.ts';
 import { makeSilenceWav } from '../helpers/audio-fixtures.ts';
-import { MODELS_DIR } from '../helpers/paths.ts';
+import { testServerEnv } from '../helpers/live-env.ts';
 import { paidKey } from '../helpers/accounts.ts';
 
 const logger = pino({ level: 'silent' });
@@ -26,24 +26,20 @@ let base: string;
 
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-ai-limits-'));
-  const config = loadConfig({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MODELS_DIR,
-    AUTO_PULL: 'false',
-    DATA_DIR: dataDir,
-    DEFAULT_MODEL: 'whisper-mini-random',
-    LOG_LEVEL: 'silent',
-    LLM_MODEL: 'qwen2-mini-random',
-    EMBED_MODEL: 'minilm-mini-random',
-    LLM_CONTEXT_SIZE: '512',
-    LLM_THREADS: '1',
-    LLM_SEQUENCES: '1',
-    LLM_MAX_TOKENS: '8',
-    ANON_DAILY_AI_LIMIT: '3',
-    ANON_AI_MAX_REQUEST_KB: '2',
-    ANON_AI_MAX_UPLOAD_MB: '1',
-  });
+  const config = loadConfig(
+    testServerEnv(dataDir, {
+      LOG_LEVEL: 'silent',
+      LLM_MODEL: 'qwen2-mini-random',
+      EMBED_MODEL: 'minilm-mini-random',
+      LLM_CONTEXT_SIZE: '512',
+      LLM_THREADS: '1',
+      LLM_SEQUENCES: '1',
+      LLM_MAX_TOKENS: '8',
+      ANON_DAILY_AI_LIMIT: '3',
+      ANON_AI_MAX_REQUEST_KB: '2',
+      ANON_AI_MAX_UPLOAD_MB: '1',
+    }),
+  );
   app = await new App(config, { logger, gpu }).start();
   base = `http://127.0.0.1:${app.port}`;
 });
@@ -121,7 +117,7 @@ describe('fair LLM queue between tenants over HTTP', () => {
     const llm = (await app.ai.llm()) as LocalLlm;
     const [a, b] = [await paidKey(app), await paidKey(app)];
     const words = 'alpha budget review shipping friday login bug customer roadmap hiring'.split(' ');
-    const long = Array.from({ length: 2400 }, (_, i) => words[(i * 7) % words.length]).join(' ') + '.';
+    const long = `${Array.from({ length: 2400 }, (_, i) => words[(i * 7) % words.length]).join(' ')}.`;
     const startedBefore = llm.stats.requests;
     const done: string[] = [];
     const longReq = post('/v1/summarize', { text: long }, a).then(async (r) => {
