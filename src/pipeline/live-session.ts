@@ -28,7 +28,7 @@ import type { TranscriptStore } from '../store/transcripts.ts';
 import { LiveRecorder } from './live-recorder.ts';
 import type { LoadedSpeechModel, ModelWaitProgress, SpeechModels } from './speech-models.ts';
 import type { StreamAccess } from './stream-access.ts';
-import type { StreamAdmission } from './stream-admission.ts';
+import type { StreamAdmission, StreamUse } from './stream-admission.ts';
 import { StreamSession, streamEvents, type StreamEvent } from './stream-session.ts';
 
 const SAMPLE_RATE = 16_000;
@@ -139,11 +139,14 @@ export class LiveSessions {
     return this.closing;
   }
 
-  /** How long (ms) each streaming session whose finals go to `model` has been running: what admission weighs a new one against. */
-  streamAgesMs(model: object, now: number): number[] {
-    const ages: number[] = [];
-    for (const s of this.sessions.values()) if (s.attached?.model === model) ages.push(now - s.attached.since);
-    return ages;
+  /** The models each streaming session uses and how long (ms) it has been running: what admission weighs a new one against. */
+  streamUses(now: number): StreamUse<LoadedSpeechModel>[] {
+    const uses: StreamUse<LoadedSpeechModel>[] = [];
+    for (const s of this.sessions.values()) {
+      const a = s.attached;
+      if (a) uses.push({ partial: a.partial, final: a.final, ageMs: now - a.since });
+    }
+    return uses;
   }
 
   get(id: string): LiveSession | undefined {
@@ -225,7 +228,7 @@ export class LiveSession {
   private idle: NodeJS.Timeout | null = null;
   private readonly maxDuration: NodeJS.Timeout;
   private readonly log: Logger;
-  private attachedTo: { model: object; since: number } | null = null;
+  private attachedTo: { partial: LoadedSpeechModel; final: LoadedSpeechModel; since: number } | null = null;
 
   constructor(
     private readonly live: LiveSessions,
@@ -249,8 +252,8 @@ export class LiveSession {
     this.maxDuration = setTimeout(() => this.end({ reason: 'policy', message: `stream exceeded the maximum duration of ${Math.round(o.maxDurationS / 60)} minutes` }), o.maxDurationS * 1000);
   }
 
-  /** The model this session's finals go to and when it was admitted there (null before, and once ended). */
-  get attached(): { model: object; since: number } | null {
+  /** The models of this session's partials and finals, and when it was admitted (null before, and once ended). */
+  get attached(): { partial: LoadedSpeechModel; final: LoadedSpeechModel; since: number } | null {
     return this.attachedTo;
   }
 
@@ -316,14 +319,14 @@ export class LiveSession {
       const which = langs.length <= 5 ? `; use "auto" or one of: ${langs.join(', ')}` : '';
       throw new DomainError('invalid', `language: model '${m.id}' does not support '${config.language}'${which}`);
     }
-    // Admission looks at the model whose finals this stream adds to, and the streams already on it.
+    // Admission weighs the models this stream adds to against the streams already running (all models share the inference thread).
     const now = (o.clock ?? Date.now)();
-    const capacity = o.admission?.admit(finalModel, this.transport as 'websocket' | 'webrtc', now, this.live.streamAgesMs(finalModel, now)) ?? { ok: true as const };
+    const capacity = o.admission?.admit({ partial: model, final: finalModel }, this.transport as 'websocket' | 'webrtc', now, this.live.streamUses(now)) ?? { ok: true as const };
     if (!capacity.ok) {
       resampler.close();
       throw new DomainError('unavailable', capacity.message, { retryAfterS: capacity.retryAfterS });
     }
-    this.attachedTo = { model: finalModel, since: now };
+    this.attachedTo = { partial: model, final: finalModel, since: now };
     this.resampler = resampler;
     this.recorder.model = finalModel.id;
     this.recorder.language = config.language;

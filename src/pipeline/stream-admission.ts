@@ -9,10 +9,10 @@
  * it were admitted. Slow start: once the lag passes half the limit, at most one new stream per
  * `rampIntervalMs` is admitted, which gives the measure time to catch up before more streams join.
  *
- * The forecast refuses before the lag shows: from how busy the model worker was over the last 30 s
- * (BatchScheduler.load) and the live streams attached to the model, it estimates what one stream
- * costs and refuses the stream whose share would take the model's required load past `maxLoad`
- * ({@link forecastLoad}). The lag rule stays as the safety net for what the forecast cannot see
+ * The forecast refuses before the lag shows: from how busy each model worker was over the last 30 s
+ * (BatchScheduler.load) and the live streams using each model, it estimates what one stream costs and
+ * refuses the stream whose share would take the server's required inference time past `maxLoad`
+ * ({@link forecastLoad}; the models' workers share one thread, so their loads add up). The lag rule stays as the safety net for what the forecast cannot see
  * (file jobs, a VAD backlog, a model slower than its recent past).
  */
 import type { Logger } from 'pino';
@@ -26,7 +26,7 @@ export interface StreamCapacityOptions {
   retryAfterS?: number;
   /** Above half the limit, admit at most one new stream per this many ms (0 = no slow start). */
   rampIntervalMs?: number;
-  /** Refuse a new stream when it would take the model worker's required load past this fraction of its time (0 = no forecast). */
+  /** Refuse a new stream when it would take the live streams' required inference time past this fraction of the server's (0 = no forecast). */
   maxLoad?: number;
 }
 
@@ -86,13 +86,28 @@ export const FORECAST_MIN = {
   busyMs: 500,
 } as const;
 
-/** What the model's live streams need of its worker now, and with one stream more (fractions of its time). */
+/** What the server's live streams need of its inference time now, and with one stream more (fractions of it). */
 export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' } | { abstain: false; perStream: number; current: number; predicted: number; streams: number };
 
+/** How one live stream uses the models: the model of its partials, that of its finals (the same unless two-pass), and how long it has run (ms). */
+export interface StreamUse<M> {
+  partial: M;
+  final: M;
+  ageMs: number;
+}
+
+type Role = 'partial' | 'final';
+const ROLES: readonly Role[] = ['partial', 'final'];
+
 /**
- * The required load of a model's live streams and what one more would add, from the worker's
- * recent busy time (`load`) and the ages of the streams attached to it (ms).
+ * The required load of the server's live streams and what one more (`next`) would add, from each model worker's
+ * recent busy time (`loads`) and the streams using each model (`streams`).
  *
+ * - One resource: onnxruntime-node runs every session synchronously on the JavaScript thread, so the models'
+ *   workers take turns and their busy fractions add up. A stream of one model is weighed against the streams of
+ *   all of them; a two-pass stream costs its partials on one model and its finals on the other.
+ * - What one stream costs is measured per model and role: the partial time of model m over the streams whose
+ *   partials m decodes, the final time of m over the streams whose finals it decodes.
  * - Finals are mandatory: all their model time counts.
  * - Partials count at the rate they were served. They are elastic in principle (under load a stream
  *   widens its partial interval before the scheduler drops any), but the loadtest shows that the
@@ -102,28 +117,52 @@ export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' 
  *   next stream's share is taken from.
  * - File chunks are not a stream's: they queue behind finals and wait when live work needs the model.
  * - A stream younger than the window has put only part of its load in it: each stream counts for
- *   min(age, window) / window of a stream ("exposure"), so the cost of one stream is the required
- *   load / exposure, and with one more stream the load is that cost × (n + 1). When every stream is
- *   older than the window this is required load × (n + 1) / n.
+ *   min(age, window) / window of a stream ("exposure"), so the cost of one stream in a role is that role's
+ *   time / exposure, and the prediction is every stream at its full cost plus the next one. With one model and
+ *   every stream older than the window this is required load × (n + 1) / n.
  * - Streams that ended within the window left their load but are not counted: the cost is then
  *   overestimated, which errs on the side of refusing.
+ * - Abstains (the lag rule decides alone) when a role of the next stream has no stream on its model yet, or only
+ *   streams younger than FORECAST_MIN.streamAgeMs, or too little time of it was measured.
  */
-export function forecastLoad(load: SchedulerLoad, streamAgesMs: readonly number[]): LoadForecast {
-  const n = streamAgesMs.length;
-  if (n === 0) return { abstain: true, why: 'no_streams' };
-  if (Math.max(...streamAgesMs) < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
-  const w = load.windowMs;
-  if (w <= 0) return { abstain: true, why: 'little_data' };
-  const exposure = streamAgesMs.reduce((sum, age) => sum + Math.min(Math.max(age, 0), w) / w, 0);
-  const requiredMs = load.busyMs.final + load.busyMs.partial;
-  if (requiredMs < FORECAST_MIN.busyMs) return { abstain: true, why: 'little_data' };
-  const current = requiredMs / w;
-  const perStream = current / exposure;
-  return { abstain: false, perStream, current, predicted: perStream * (n + 1), streams: n };
+export function forecastLoad<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: readonly StreamUse<M>[], next: { partial: M; final: M }): LoadForecast {
+  if (streams.length === 0) return { abstain: true, why: 'no_streams' };
+  const acc = new Map<M, Record<Role, { n: number; exposure: number; maxAgeMs: number }>>();
+  for (const s of streams) {
+    for (const role of ROLES) {
+      const m = s[role];
+      let a = acc.get(m);
+      if (!a) acc.set(m, (a = { partial: { n: 0, exposure: 0, maxAgeMs: 0 }, final: { n: 0, exposure: 0, maxAgeMs: 0 } }));
+      const w = loads.get(m)?.windowMs ?? 0;
+      a[role].n++;
+      a[role].exposure += w > 0 ? Math.min(Math.max(s.ageMs, 0), w) / w : 0;
+      a[role].maxAgeMs = Math.max(a[role].maxAgeMs, s.ageMs);
+    }
+  }
+  const cost = (m: M, role: Role) => {
+    const l = loads.get(m);
+    const e = acc.get(m)?.[role].exposure ?? 0;
+    return l && l.windowMs > 0 && e > 0 ? l.busyMs[role] / l.windowMs / e : 0;
+  };
+  for (const role of ROLES) {
+    const a = acc.get(next[role])?.[role];
+    if (!a || a.n === 0) return { abstain: true, why: 'no_streams' };
+    if (a.maxAgeMs < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
+    if (!((loads.get(next[role])?.windowMs ?? 0) > 0)) return { abstain: true, why: 'little_data' };
+  }
+  // the model time measured for what the next stream will do (the two roles are always distinct)
+  const nextMs = ROLES.reduce((sum, role) => sum + (loads.get(next[role])?.busyMs[role] ?? 0), 0);
+  if (nextMs < FORECAST_MIN.busyMs) return { abstain: true, why: 'little_data' };
+  let predicted = 0;
+  let current = 0;
+  for (const [m, a] of acc) for (const role of ROLES) predicted += cost(m, role) * a[role].n;
+  for (const l of loads.values()) if (l.windowMs > 0) current += (l.busyMs.final + l.busyMs.partial) / l.windowMs;
+  const perStream = cost(next.partial, 'partial') + cost(next.final, 'final');
+  return { abstain: false, perStream, current, predicted: predicted + perStream, streams: streams.length };
 }
 
 /** Pure decision from a forecast: refuse when one more stream would take the load past `maxLoad` (0 = off). */
-export function loadCapacity(modelId: string, forecast: LoadForecast, opts: { maxLoad?: number; retryAfterS?: number }): CapacityVerdict {
+export function loadCapacity(what: string, forecast: LoadForecast, opts: { maxLoad?: number; retryAfterS?: number }): CapacityVerdict {
   const max = opts.maxLoad ?? 0;
   if (max <= 0 || forecast.abstain || forecast.predicted <= max) return { ok: true };
   const retryAfterS = opts.retryAfterS ?? 5;
@@ -132,7 +171,7 @@ export function loadCapacity(modelId: string, forecast: LoadForecast, opts: { ma
     ok: false,
     reason: 'capacity_forecast',
     retryAfterS,
-    message: `Server at capacity: one more stream would take model '${modelId}' to ${pct(forecast.predicted)} of its time (${forecast.streams === 1 ? '1 stream uses' : `${forecast.streams} streams use`} ${pct(forecast.current)}; limit ${pct(max)}). Retry in ${retryAfterS} s or connect to another instance.`,
+    message: `Server at capacity: one more stream of ${what} would take live decoding to ${pct(forecast.predicted)} of the server's inference time (${forecast.streams === 1 ? '1 stream uses' : `${forecast.streams} streams use`} ${pct(forecast.current)}; limit ${pct(max)}). Retry in ${retryAfterS} s or connect to another instance.`,
   };
 }
 
@@ -157,15 +196,18 @@ export class StreamAdmission {
   ) {}
 
   /**
-   * Decides for one new stream of `model`, given the ages (ms) of the live streams already attached
-   * to it: the lag over its limit refuses first, then the forecast, then slow start. An admitted
-   * stream is remembered for slow start, a refusal counted and logged.
+   * Decides for one new stream that decodes its partials on `next.partial` and its finals on `next.final` (the same
+   * model unless two-pass), given the live streams already running on the server: the lag of its finals model over
+   * its limit refuses first, then the forecast over all models, then slow start. An admitted stream is remembered
+   * for slow start, a refusal counted and logged.
    */
-  admit(model: AdmissionModel, transport: 'websocket' | 'webrtc', now = Date.now(), streamAgesMs: readonly number[] = []): CapacityVerdict {
+  admit(next: { partial: AdmissionModel; final: AdmissionModel }, transport: 'websocket' | 'webrtc', now = Date.now(), streams: readonly StreamUse<AdmissionModel>[] = []): CapacityVerdict {
+    const model = next.final;
     const lag = streamCapacity(model.id, liveLagMs(model), this.opts, { lastAdmittedAt: this.lastAdmitted.get(model) ?? null, now });
-    const load = (this.opts.maxLoad ?? 0) > 0 && model.scheduler.load ? forecastLoad(model.scheduler.load(), streamAgesMs) : null;
-    this.observe.logger?.debug({ model: model.id, transport, streams: streamAgesMs.length, forecast: load }, 'stream admission');
-    const forecast = load ? loadCapacity(model.id, load, this.opts) : { ok: true as const };
+    const load = (this.opts.maxLoad ?? 0) > 0 ? this.forecast(next, streams) : null;
+    const what = next.partial === next.final ? `model '${model.id}'` : `models '${next.partial.id}' (partials) and '${model.id}' (finals)`;
+    this.observe.logger?.debug({ model: model.id, partialModel: next.partial.id, transport, streams: streams.length, forecast: load }, 'stream admission');
+    const forecast = load ? loadCapacity(what, load, this.opts) : { ok: true as const };
     const verdict = !lag.ok && lag.reason === 'capacity' ? lag : !forecast.ok ? forecast : lag;
     if (verdict.ok) this.lastAdmitted.set(model, now);
     else {
@@ -173,5 +215,15 @@ export class StreamAdmission {
       this.observe.logger?.warn({ model: model.id, transport }, verdict.message);
     }
     return verdict;
+  }
+
+  /** The load forecast, or null when a model of the next stream does not measure its load. */
+  private forecast(next: { partial: AdmissionModel; final: AdmissionModel }, streams: readonly StreamUse<AdmissionModel>[]): LoadForecast | null {
+    const loads = new Map<AdmissionModel, SchedulerLoad>();
+    for (const m of new Set([next.partial, next.final, ...streams.flatMap((s) => [s.partial, s.final])])) {
+      const l = m.scheduler.load?.();
+      if (l) loads.set(m, l);
+    }
+    return loads.has(next.partial) && loads.has(next.final) ? forecastLoad(loads, streams, next) : null;
   }
 }

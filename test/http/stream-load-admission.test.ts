@@ -16,8 +16,8 @@ const CONFIG = { language: 'en', model: 'whisper-mini-random', max_new_tokens: 8
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stt-load-admission-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function ready(c: StreamClient): Promise<Record<string, unknown>> {
-  c.json(CONFIG);
+async function ready(c: StreamClient, config: Record<string, unknown> = CONFIG): Promise<Record<string, unknown>> {
+  c.json(config);
   return c.next((m) => m.status === 'ready' || 'error' in m);
 }
 
@@ -54,7 +54,7 @@ describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
       const refused = await connect();
       const err = await ready(refused);
       expect(err.error).toBe(
-        "Server at capacity: one more stream would take model 'whisper-mini-random' to 80 % of its time (1 stream uses 40 %; limit 75 %). Retry in 5 s or connect to another instance.",
+        "Server at capacity: one more stream of model 'whisper-mini-random' would take live decoding to 80 % of the server's inference time (1 stream uses 40 %; limit 75 %). Retry in 5 s or connect to another instance.",
       );
       expect((await refused.closed).code).toBe(1013);
       const metrics = await (await fetch(`http://127.0.0.1:${app.port}/metrics`)).text();
@@ -68,6 +68,58 @@ describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
       const next = await connect();
       expect(await ready(next)).toMatchObject({ status: 'ready' });
       next.ws.close();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('weighs a stream of one model against the streams of the others: the models share the inference thread', async () => {
+    // As above, with two models: the clock moves on by BATCH_MS per batch of either scheduler.
+    const BATCH_MS = 6000;
+    const T0 = Date.now();
+    const schedulers: BatchScheduler<unknown, unknown>[] = [];
+    let idleMs = 0;
+    const clock = () => T0 + idleMs + BATCH_MS * schedulers.reduce((n, s) => n + s.stats.batches, 0);
+    const config = loadConfig(liveTestEnv(dir, { STREAM_IDLE_TIMEOUT_S: '600', STREAM_MAX_FINAL_WAIT_MS: '3000', STREAM_MAX_LOAD: '0.75' }));
+    const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
+    try {
+      const u = `ws://127.0.0.1:${app.port}/v1/stream`;
+      const key = await paidKey(app);
+      const connect = () => StreamClient.connect(u, { authorization: `Bearer ${key}` });
+      const MOONSHINE = { language: 'en', model: 'moonshine-mini-random', max_new_tokens: 8 };
+      // One stream on each model (each the first of its model: the forecast abstains).
+      const onWhisper = await connect();
+      expect(await ready(onWhisper)).toMatchObject({ status: 'ready', model: 'whisper-mini-random' });
+      const onMoonshine = await connect();
+      expect(await ready(onMoonshine, MOONSHINE)).toMatchObject({ status: 'ready', model: 'moonshine-mini-random' });
+      const whisper = await app.speechModels.get('whisper-mini-random');
+      const moonshine = await app.speechModels.get('moonshine-mini-random');
+      schedulers.push(whisper.scheduler as BatchScheduler<unknown, unknown>, moonshine.scheduler as BatchScheduler<unknown, unknown>);
+      // Real finals: two on Whisper (12 s), one on Moonshine (6 s), then 12 s idle: 60 % of 30 s.
+      const pcm = await decodeToPcm16k((await makeSpeechWav(TEXTS.hello)).path);
+      const final = (m: typeof whisper, i: number) => m.transcribe({ audio: pcm, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `two-models-${i}` });
+      await final(whisper, 0);
+      await final(whisper, 1);
+      await final(moonshine, 2);
+      idleMs = 30_000 - 3 * BATCH_MS;
+      expect(whisper.scheduler.load().finalBusyFraction).toBeCloseTo(0.4, 12);
+      expect(moonshine.scheduler.load().finalBusyFraction).toBeCloseTo(0.2, 12);
+
+      // Moonshine alone would be at 40 % with one more stream; with Whisper's 40 % beside it, 80 %.
+      const refused = await connect();
+      const err = await ready(refused, MOONSHINE);
+      expect(err.error).toBe(
+        "Server at capacity: one more stream of model 'moonshine-mini-random' would take live decoding to 80 % of the server's inference time (2 streams use 60 %; limit 75 %). Retry in 5 s or connect to another instance.",
+      );
+      expect((await refused.closed).code).toBe(1013);
+
+      // Once the Whisper stream has gone its model time no longer counts: the Moonshine stream is admitted.
+      onWhisper.ws.close();
+      await vi.waitFor(() => expect(app.live.active()).toBe(1), { timeout: 30_000, interval: 50 });
+      const next = await connect();
+      expect(await ready(next, MOONSHINE)).toMatchObject({ status: 'ready' });
+      next.ws.close();
+      onMoonshine.ws.close();
     } finally {
       await app.close();
     }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { SchedulerLoad } from '../../src/pipeline/batch-scheduler.ts';
-import { FORECAST_MIN, StreamAdmission, forecastLoad, loadCapacity } from '../../src/pipeline/stream-admission.ts';
+import { type AdmissionModel, FORECAST_MIN, StreamAdmission, forecastLoad, loadCapacity } from '../../src/pipeline/stream-admission.ts';
 
 /** A measured load over a 30 s window (ms of busy time and requests per priority). */
 function load(busy: Partial<Record<'final' | 'file' | 'partial', number>>, requests: Partial<Record<'final' | 'file' | 'partial', number>> = {}, windowMs = 30_000): SchedulerLoad {
@@ -18,34 +18,46 @@ function load(busy: Partial<Record<'final' | 'file' | 'partial', number>>, reque
 }
 const OLD = 60_000;
 
-describe('forecastLoad', () => {
+/** The forecast of a server with one model: every stream decodes partials and finals on it. */
+function forecastLoadOne(l: SchedulerLoad, agesMs: number[]) {
+  const m = 'm';
+  return forecastLoad(
+    new Map([[m, l]]),
+    agesMs.map((ageMs) => ({ partial: m, final: m, ageMs })),
+    { partial: m, final: m },
+  );
+}
+
+describe('forecastLoad, one model', () => {
   it('abstains with no stream, only young streams, or too little live model time', () => {
-    expect(forecastLoad(load({ final: 20_000 }), [])).toEqual({ abstain: true, why: 'no_streams' });
-    expect(forecastLoad(load({ final: 20_000 }), [FORECAST_MIN.streamAgeMs - 1, 2000])).toEqual({ abstain: true, why: 'young_streams' });
-    expect(forecastLoad(load({ final: FORECAST_MIN.busyMs - 1, file: 29_000 }), [OLD])).toEqual({ abstain: true, why: 'little_data' });
-    expect(forecastLoad(load({}, {}, 0), [OLD])).toEqual({ abstain: true, why: 'little_data' });
-    expect(forecastLoad(load({ final: FORECAST_MIN.busyMs }), [OLD]).abstain).toBe(false);
+    expect(forecastLoadOne(load({ final: 20_000 }), [])).toEqual({ abstain: true, why: 'no_streams' });
+    expect(forecastLoadOne(load({ final: 20_000 }), [FORECAST_MIN.streamAgeMs - 1, 2000])).toEqual({ abstain: true, why: 'young_streams' });
+    expect(forecastLoadOne(load({ final: FORECAST_MIN.busyMs - 1, file: 29_000 }), [OLD])).toEqual({ abstain: true, why: 'little_data' });
+    expect(forecastLoadOne(load({}, {}, 0), [OLD])).toEqual({ abstain: true, why: 'little_data' });
+    expect(forecastLoadOne(load({ final: FORECAST_MIN.busyMs }), [OLD]).abstain).toBe(false);
   });
 
   it('finals count whole: with every stream older than the window, required × (n+1)/n', () => {
     // 4 streams, finals 12 s of 30 s = 0.4 → one stream 0.1 → five 0.5.
-    const f = forecastLoad(load({ final: 12_000 }, { final: 40 }), [OLD, OLD, OLD, OLD]);
+    const f = forecastLoadOne(load({ final: 12_000 }, { final: 40 }), [OLD, OLD, OLD, OLD]);
     expect(f).toEqual({ abstain: false, streams: 4, current: 0.4, perStream: 0.1, predicted: 0.5 });
   });
 
   it('file chunks are not a stream’s load', () => {
-    const f = forecastLoad(load({ final: 12_000, file: 15_000 }, { final: 40, file: 20 }), [OLD, OLD, OLD, OLD]);
+    const f = forecastLoadOne(load({ final: 12_000, file: 15_000 }, { final: 40, file: 20 }), [OLD, OLD, OLD, OLD]);
     expect(f).toMatchObject({ current: 0.4, predicted: 0.5 });
   });
 
   it('partials count at the rate they were served (widening their interval comes too late to make room)', () => {
-    const f = forecastLoad(load({ final: 3000, partial: 6000, file: 9000 }, { final: 10, partial: 60, file: 3 }), [OLD, OLD]);
-    expect(f).toMatchObject({ abstain: false, current: 9000 / 30_000, predicted: (9000 / 30_000) * 1.5 });
+    const f = forecastLoadOne(load({ final: 3000, partial: 6000, file: 9000 }, { final: 10, partial: 60, file: 3 }), [OLD, OLD]);
+    if (f.abstain) throw new Error('abstained');
+    expect(f.current).toBeCloseTo(9000 / 30_000, 12);
+    expect(f.predicted).toBeCloseTo((9000 / 30_000) * 1.5, 12);
   });
 
   it('a stream younger than the window counts for the part it was there', () => {
     // One old stream and one of 15 s: 1.5 streams' worth of load in the window.
-    const f = forecastLoad(load({ final: 9000 }), [OLD, 15_000]);
+    const f = forecastLoadOne(load({ final: 9000 }), [OLD, 15_000]);
     expect(f).toMatchObject({ abstain: false, streams: 2, current: 0.3 });
     if (f.abstain) throw new Error('unreachable');
     expect(f.perStream).toBeCloseTo(0.2, 12);
@@ -53,14 +65,72 @@ describe('forecastLoad', () => {
   });
 });
 
+describe('forecastLoad, several models (one inference thread)', () => {
+  it('weighs a stream of one model against the streams of every model: their workers take turns', () => {
+    // tiny: 4 streams, finals 12 s of 30 (0.1 each); small: 2 streams, finals 9 s of 30 (0.15 each).
+    const loads = new Map([
+      ['tiny', load({ final: 12_000 })],
+      ['small', load({ final: 9000 })],
+    ]);
+    const streams = [...Array.from({ length: 4 }, () => ({ partial: 'tiny', final: 'tiny', ageMs: OLD })), ...Array.from({ length: 2 }, () => ({ partial: 'small', final: 'small', ageMs: OLD }))];
+    const f = forecastLoad(loads, streams, { partial: 'tiny', final: 'tiny' });
+    if (f.abstain) throw new Error('abstained');
+    expect(f.current).toBeCloseTo(0.7, 12); // tiny alone would forecast 0.5
+    expect(f.perStream).toBeCloseTo(0.1, 12);
+    expect(f.predicted).toBeCloseTo(0.8, 12);
+    expect(f.streams).toBe(6);
+    const g = forecastLoad(loads, streams, { partial: 'small', final: 'small' });
+    if (g.abstain) throw new Error('abstained');
+    expect(g.predicted).toBeCloseTo(0.85, 12);
+  });
+
+  it('a two-pass stream costs its partials on one model and its finals on the other', () => {
+    // tiny decodes the partials of all 4 streams (4 s) and the finals of the 2 one-pass streams (3 s);
+    // small decodes the finals of the 2 two-pass streams (12 s).
+    const loads = new Map([
+      ['tiny', load({ partial: 4000, final: 3000 })],
+      ['small', load({ final: 12_000 })],
+    ]);
+    const onePass = { partial: 'tiny', final: 'tiny', ageMs: OLD };
+    const twoPass = { partial: 'tiny', final: 'small', ageMs: OLD };
+    const streams = [onePass, onePass, twoPass, twoPass];
+    const partial = 4000 / 30_000 / 4;
+    const tinyFinal = 3000 / 30_000 / 2;
+    const smallFinal = 12_000 / 30_000 / 2;
+    const current = 7000 / 30_000 + 12_000 / 30_000;
+    const a = forecastLoad(loads, streams, { partial: 'tiny', final: 'small' });
+    if (a.abstain) throw new Error('abstained');
+    expect(a.current).toBeCloseTo(current, 12);
+    expect(a.perStream).toBeCloseTo(partial + smallFinal, 12);
+    expect(a.predicted).toBeCloseTo(current + partial + smallFinal, 12);
+    const b = forecastLoad(loads, streams, { partial: 'tiny', final: 'tiny' });
+    if (b.abstain) throw new Error('abstained');
+    expect(b.predicted).toBeCloseTo(current + partial + tinyFinal, 12);
+  });
+
+  it('abstains when a model of the next stream has no stream in that role yet, or only young ones', () => {
+    const loads = new Map([
+      ['tiny', load({ partial: 4000, final: 9000 })],
+      ['small', load({ final: 9000 })],
+    ]);
+    const tinyOnly = [{ partial: 'tiny', final: 'tiny', ageMs: OLD }];
+    expect(forecastLoad(loads, tinyOnly, { partial: 'tiny', final: 'small' })).toEqual({ abstain: true, why: 'no_streams' });
+    expect(forecastLoad(loads, tinyOnly, { partial: 'small', final: 'small' })).toEqual({ abstain: true, why: 'no_streams' });
+    const youngTwoPass = [...tinyOnly, { partial: 'tiny', final: 'small', ageMs: FORECAST_MIN.streamAgeMs - 1 }];
+    expect(forecastLoad(loads, youngTwoPass, { partial: 'tiny', final: 'small' })).toEqual({ abstain: true, why: 'young_streams' });
+    expect(forecastLoad(loads, youngTwoPass, { partial: 'tiny', final: 'tiny' }).abstain).toBe(false);
+  });
+});
+
 describe('loadCapacity', () => {
-  const over = forecastLoad(load({ final: 12_000 }), [OLD]); // 0.4 now, 0.8 with one more
+  const over = forecastLoadOne(load({ final: 12_000 }), [OLD]); // 0.4 now, 0.8 with one more
   it('refuses the stream that would take the load past the limit, with the model, the load and the limit', () => {
-    expect(loadCapacity('whisper-tiny', over, { maxLoad: 0.75, retryAfterS: 7 })).toEqual({
+    expect(loadCapacity("model 'whisper-tiny'", over, { maxLoad: 0.75, retryAfterS: 7 })).toEqual({
       ok: false,
       reason: 'capacity_forecast',
       retryAfterS: 7,
-      message: "Server at capacity: one more stream would take model 'whisper-tiny' to 80 % of its time (1 stream uses 40 %; limit 75 %). Retry in 7 s or connect to another instance.",
+      message:
+        "Server at capacity: one more stream of model 'whisper-tiny' would take live decoding to 80 % of the server's inference time (1 stream uses 40 %; limit 75 %). Retry in 7 s or connect to another instance.",
     });
   });
   it('admits at the limit, when off, and when the forecast abstains', () => {
@@ -71,17 +141,25 @@ describe('loadCapacity', () => {
 });
 
 describe('StreamAdmission with the forecast', () => {
-  const model = (lagMs: number, l: SchedulerLoad) => ({ id: 'm', scheduler: { finalWaitMs: () => lagMs, load: () => l }, liveLag: { p90Ms: () => 0 } });
+  const model = (lagMs: number, l: SchedulerLoad, id = 'm') => ({ id, scheduler: { finalWaitMs: () => lagMs, load: () => l }, liveLag: { p90Ms: () => 0 } });
+  /** A stream of `m` (partials and finals) on a server whose streams all use `m` and have run `agesMs`. */
+  const admitOne = (adm: StreamAdmission, m: AdmissionModel, agesMs: number[]) =>
+    adm.admit(
+      { partial: m, final: m },
+      'websocket',
+      0,
+      agesMs.map((ageMs) => ({ partial: m, final: m, ageMs })),
+    );
   const opts = { maxFinalWaitMs: 3000, rampIntervalMs: 5000, maxLoad: 0.75 };
 
   it('refuses by forecast while the lag is still under its limit; the lag rule refuses first when over it', async () => {
     const metrics = new Metrics({ processMetrics: false });
     const adm = new StreamAdmission(opts, { metrics });
-    expect(adm.admit(model(0, load({ final: 12_000 })), 'websocket', 0, [OLD])).toMatchObject({ ok: false, reason: 'capacity_forecast' });
-    expect(adm.admit(model(0, load({ final: 6000 })), 'websocket', 0, [OLD])).toEqual({ ok: true });
-    expect(adm.admit(model(4000, load({ final: 12_000 })), 'websocket', 0, [OLD])).toMatchObject({ ok: false, reason: 'capacity' });
+    expect(admitOne(adm, model(0, load({ final: 12_000 })), [OLD])).toMatchObject({ ok: false, reason: 'capacity_forecast' });
+    expect(admitOne(adm, model(0, load({ final: 6000 })), [OLD])).toEqual({ ok: true });
+    expect(admitOne(adm, model(4000, load({ final: 12_000 })), [OLD])).toMatchObject({ ok: false, reason: 'capacity' });
     // Streams too young: the forecast abstains, the lag rule alone decides.
-    expect(adm.admit(model(0, load({ final: 12_000 })), 'websocket', 0, [1000])).toEqual({ ok: true });
+    expect(admitOne(adm, model(0, load({ final: 12_000 })), [1000])).toEqual({ ok: true });
     const text = (await metrics.render()).body;
     expect(text).toContain('stt_streams_refused_total{transport="websocket",reason="capacity_forecast"} 1');
     expect(text).toContain('stt_streams_refused_total{transport="websocket",reason="capacity"} 1');
@@ -89,8 +167,29 @@ describe('StreamAdmission with the forecast', () => {
 
   it('maxLoad 0 (or a model without load()) leaves the lag rule alone', () => {
     const adm = new StreamAdmission({ ...opts, maxLoad: 0 });
-    expect(adm.admit(model(0, load({ final: 29_000 })), 'websocket', 0, [OLD])).toEqual({ ok: true });
+    expect(admitOne(adm, model(0, load({ final: 29_000 })), [OLD])).toEqual({ ok: true });
     const noLoad = { id: 'x', scheduler: { finalWaitMs: () => 0 }, liveLag: { p90Ms: () => 0 } };
-    expect(new StreamAdmission(opts).admit(noLoad, 'websocket', 0, [OLD])).toEqual({ ok: true });
+    expect(admitOne(new StreamAdmission(opts), noLoad, [OLD])).toEqual({ ok: true });
+  });
+
+  it('a two-pass stream is refused when its two models together would pass the limit; the message names both', () => {
+    const tiny = model(0, load({ partial: 4000, final: 3000 }), 'tiny');
+    const small = model(0, load({ final: 12_000 }), 'small');
+    const streams = [
+      { partial: tiny, final: tiny, ageMs: OLD },
+      { partial: tiny, final: tiny, ageMs: OLD },
+      { partial: tiny, final: small, ageMs: OLD },
+      { partial: tiny, final: small, ageMs: OLD },
+    ];
+    const adm = new StreamAdmission({ ...opts, maxLoad: 0.8 });
+    // 0.633 now; +0.233 with a two-pass stream, +0.083 with a one-pass stream of tiny
+    expect(adm.admit({ partial: tiny, final: small }, 'websocket', 0, streams)).toMatchObject({
+      ok: false,
+      reason: 'capacity_forecast',
+      message: expect.stringContaining(
+        "one more stream of models 'tiny' (partials) and 'small' (finals) would take live decoding to 87 % of the server's inference time (4 streams use 63 %; limit 80 %)",
+      ),
+    });
+    expect(adm.admit({ partial: tiny, final: tiny }, 'websocket', 0, streams)).toEqual({ ok: true });
   });
 });

@@ -38,15 +38,16 @@ describe('slow start', () => {
     let lag = 0;
     const a = { id: 'a', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
     const b = { id: 'b', scheduler: { finalWaitMs: () => lag }, liveLag: { p90Ms: () => 0 } };
+    const one = <M>(m: M) => ({ partial: m, final: m });
     const adm = new StreamAdmission(opts);
-    expect(adm.admit(a, 'websocket', 0).ok).toBe(true);
-    expect(adm.admit(a, 'websocket', 100).ok).toBe(true); // no lag: no slow start
+    expect(adm.admit(one(a), 'websocket', 0).ok).toBe(true);
+    expect(adm.admit(one(a), 'websocket', 100).ok).toBe(true); // no lag: no slow start
     lag = 2000;
-    expect(adm.admit(a, 'websocket', 200).ok).toBe(false); // 100 ms after the last admission of a
-    expect(adm.admit(b, 'websocket', 200).ok).toBe(true); // b never admitted one
-    expect(adm.admit(a, 'websocket', 5100).ok).toBe(true);
-    expect(adm.admit(a, 'websocket', 5200).ok).toBe(false);
+    expect(adm.admit(one(a), 'websocket', 200).ok).toBe(false); // 100 ms after the last admission of a
+    expect(adm.admit(one(b), 'websocket', 200).ok).toBe(true); // b never admitted one
+    expect(adm.admit(one(a), 'websocket', 5100).ok).toBe(true);
+    expect(adm.admit(one(a), 'websocket', 5200).ok).toBe(false);
     lag = 3500;
-    expect(adm.admit(a, 'websocket', 20_000)).toMatchObject({ ok: false, reason: 'capacity', message: expect.stringMatching(/^Server at capacity/) });
+    expect(adm.admit(one(a), 'websocket', 20_000)).toMatchObject({ ok: false, reason: 'capacity', message: expect.stringMatching(/^Server at capacity/) });
   });
 });
