@@ -432,6 +432,8 @@ export class LiveSession {
   private end(how: LiveEnd, tell = true): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    // What this stream and the others cost is best known now that it has run: admission keeps it for a burst to come.
+    if (this.attachedTo) this.live.o.admission?.remember(this.live.streamUses((this.live.o.clock ?? Date.now)()));
     this.attachedTo = null;
     if (tell && (how.reason === 'policy' || how.reason === 'error')) this.out.next({ type: 'error', message: how.message });
     if (how.reason === 'policy' || how.reason === 'error') this.log.info({ reason: how.reason, error: how.message }, 'live session ended');

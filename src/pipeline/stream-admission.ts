@@ -86,8 +86,13 @@ export const FORECAST_MIN = {
   busyMs: 500,
 } as const;
 
-/** What the server's live streams need of its inference time now, and with one stream more (fractions of it). */
-export type LoadForecast = { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' } | { abstain: false; perStream: number; current: number; predicted: number; streams: number };
+/**
+ * What the server's live streams need of its inference time now, and with one stream more (fractions of it).
+ * `remembered`: some cost came from an earlier measurement (StreamAdmission's memory), not from this window.
+ */
+export type LoadForecast =
+  | { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' }
+  | { abstain: false; perStream: number; current: number; predicted: number; streams: number; remembered: boolean };
 
 /** How one live stream uses the models: the model of its partials, that of its finals (the same unless two-pass), and how long it has run (ms). */
 export interface StreamUse<M> {
@@ -96,69 +101,114 @@ export interface StreamUse<M> {
   ageMs: number;
 }
 
-type Role = 'partial' | 'final';
-const ROLES: readonly Role[] = ['partial', 'final'];
+export type StreamRole = 'partial' | 'final';
+const ROLES: readonly StreamRole[] = ['partial', 'final'];
+
+/** What one stream costs a model in one role, as measured over the window, and whether there was enough to go by. */
+export interface RoleCost {
+  /** Streams using the model in this role. */
+  n: number;
+  /** Fraction of the inference time one stream takes (role time / window / exposure). */
+  cost: number;
+  /** The oldest of those streams has run FORECAST_MIN.streamAgeMs and the model FORECAST_MIN.busyMs of live time. */
+  trusted: boolean;
+  maxAgeMs: number;
+}
 
 /**
- * The required load of the server's live streams and what one more (`next`) would add, from each model worker's
- * recent busy time (`loads`) and the streams using each model (`streams`).
- *
- * - One resource: onnxruntime-node runs every session synchronously on the JavaScript thread, so the models'
- *   workers take turns and their busy fractions add up. A stream of one model is weighed against the streams of
- *   all of them; a two-pass stream costs its partials on one model and its finals on the other.
- * - What one stream costs is measured per model and role: the partial time of model m over the streams whose
- *   partials m decodes, the final time of m over the streams whose finals it decodes.
- * - Finals are mandatory: all their model time counts.
- * - Partials count at the rate they were served. They are elastic in principle (under load a stream
+ * What one stream costs each model in each role, from the models' busy time over their windows (`loads`) and the
+ * streams using them:
+ * - the partial time of model m over the streams whose partials m decodes, the final time of m over the streams
+ *   whose finals it decodes (one model in both roles, unless two-pass);
+ * - finals are mandatory: all their model time counts;
+ * - partials count at the rate they were served. They are elastic in principle (under load a stream
  *   widens its partial interval before the scheduler drops any), but the loadtest shows that the
  *   widening comes too late to make room for another stream: at 14 tiny streams on a contended
  *   machine, finals plus one partial per stream per 5 s came to 0.42 of the worker's time while it
- *   was busy 0.96 of it and finals were 16–26 s late. What the worker is busy with now is what the
- *   next stream's share is taken from.
- * - File chunks are not a stream's: they queue behind finals and wait when live work needs the model.
- * - A stream younger than the window has put only part of its load in it: each stream counts for
- *   min(age, window) / window of a stream ("exposure"), so the cost of one stream in a role is that role's
- *   time / exposure, and the prediction is every stream at its full cost plus the next one. With one model and
- *   every stream older than the window this is required load × (n + 1) / n.
- * - Streams that ended within the window left their load but are not counted: the cost is then
+ *   was busy 0.96 of it and finals were 16–26 s late;
+ * - file chunks are not a stream's: they queue behind finals and wait when live work needs the model;
+ * - a stream younger than the window has put only part of its load in it: each stream counts for
+ *   min(age, window) / window of a stream ("exposure");
+ * - streams that ended within the window left their load but are not counted: the cost is then
  *   overestimated, which errs on the side of refusing.
- * - Abstains (the lag rule decides alone) when a role of the next stream has no stream on its model yet, or only
- *   streams younger than FORECAST_MIN.streamAgeMs, or too little time of it was measured.
  */
-export function forecastLoad<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: readonly StreamUse<M>[], next: { partial: M; final: M }): LoadForecast {
-  if (streams.length === 0) return { abstain: true, why: 'no_streams' };
-  const acc = new Map<M, Record<Role, { n: number; exposure: number; maxAgeMs: number }>>();
+export function streamCosts<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: readonly StreamUse<M>[]): Map<M, Partial<Record<StreamRole, RoleCost>>> {
+  const acc = new Map<M, Partial<Record<StreamRole, { n: number; exposure: number; maxAgeMs: number }>>>();
   for (const s of streams) {
     for (const role of ROLES) {
       const m = s[role];
-      let a = acc.get(m);
-      if (!a) acc.set(m, (a = { partial: { n: 0, exposure: 0, maxAgeMs: 0 }, final: { n: 0, exposure: 0, maxAgeMs: 0 } }));
       const w = loads.get(m)?.windowMs ?? 0;
-      a[role].n++;
-      a[role].exposure += w > 0 ? Math.min(Math.max(s.ageMs, 0), w) / w : 0;
-      a[role].maxAgeMs = Math.max(a[role].maxAgeMs, s.ageMs);
+      const byRole = acc.get(m) ?? {};
+      const a = (byRole[role] ??= { n: 0, exposure: 0, maxAgeMs: 0 });
+      acc.set(m, byRole);
+      a.n++;
+      a.exposure += w > 0 ? Math.min(Math.max(s.ageMs, 0), w) / w : 0;
+      a.maxAgeMs = Math.max(a.maxAgeMs, s.ageMs);
     }
   }
-  const cost = (m: M, role: Role) => {
+  const out = new Map<M, Partial<Record<StreamRole, RoleCost>>>();
+  for (const [m, byRole] of acc) {
     const l = loads.get(m);
-    const e = acc.get(m)?.[role].exposure ?? 0;
-    return l && l.windowMs > 0 && e > 0 ? l.busyMs[role] / l.windowMs / e : 0;
-  };
-  for (const role of ROLES) {
-    const a = acc.get(next[role])?.[role];
-    if (!a || a.n === 0) return { abstain: true, why: 'no_streams' };
-    if (a.maxAgeMs < FORECAST_MIN.streamAgeMs) return { abstain: true, why: 'young_streams' };
-    if (!((loads.get(next[role])?.windowMs ?? 0) > 0)) return { abstain: true, why: 'little_data' };
+    const w = l?.windowMs ?? 0;
+    const live = l ? l.busyMs.partial + l.busyMs.final : 0;
+    const costs: Partial<Record<StreamRole, RoleCost>> = {};
+    for (const role of ROLES) {
+      const a = byRole[role];
+      if (!a) continue;
+      const cost = l && w > 0 && a.exposure > 0 ? l.busyMs[role] / w / a.exposure : 0;
+      costs[role] = { n: a.n, cost, maxAgeMs: a.maxAgeMs, trusted: w > 0 && a.maxAgeMs >= FORECAST_MIN.streamAgeMs && live >= FORECAST_MIN.busyMs };
+    }
+    out.set(m, costs);
   }
-  // the model time measured for what the next stream will do (the two roles are always distinct)
-  const nextMs = ROLES.reduce((sum, role) => sum + (loads.get(next[role])?.busyMs[role] ?? 0), 0);
-  if (nextMs < FORECAST_MIN.busyMs) return { abstain: true, why: 'little_data' };
-  let predicted = 0;
+  return out;
+}
+
+/**
+ * The required load of the server's live streams and what one more (`next`) would add.
+ *
+ * One resource: onnxruntime-node runs every session synchronously on the JavaScript thread, so the models'
+ * workers take turns and their busy fractions add up. A stream of one model is weighed against the streams of
+ * all of them; a two-pass stream costs its partials on one model and its finals on the other. The prediction is
+ * every stream at its full cost ({@link streamCosts}) plus the next one; with one model and every stream older than
+ * the window this is required load × (n + 1) / n.
+ *
+ * A cost measured on too little (streams younger than FORECAST_MIN.streamAgeMs, under FORECAST_MIN.busyMs of live
+ * model time) is replaced by the cost `remembered` from an earlier window when there is one: a burst of new streams
+ * on a server that has served streams before is weighed at once. Without either, the forecast abstains (the lag rule
+ * decides alone), and it always abstains with no live stream at all: a lone stream is never refused.
+ */
+export function forecastLoad<M>(
+  loads: ReadonlyMap<M, SchedulerLoad>,
+  streams: readonly StreamUse<M>[],
+  next: { partial: M; final: M },
+  remembered: { get(m: M): Partial<Record<StreamRole, number>> | undefined } = new Map(),
+): LoadForecast {
+  if (streams.length === 0) return { abstain: true, why: 'no_streams' };
+  const measured = streamCosts(loads, streams);
+  let usedMemory = false;
+  const costOf = (m: M, role: StreamRole): number | null => {
+    const x = measured.get(m)?.[role];
+    if (x?.trusted) return x.cost;
+    const r = remembered.get(m)?.[role];
+    if (r === undefined) return null;
+    usedMemory = true;
+    return r;
+  };
+  let perStream = 0;
+  for (const role of ROLES) {
+    const c = costOf(next[role], role);
+    if (c !== null) {
+      perStream += c;
+      continue;
+    }
+    const x = measured.get(next[role])?.[role];
+    return { abstain: true, why: !x ? 'no_streams' : x.maxAgeMs < FORECAST_MIN.streamAgeMs ? 'young_streams' : 'little_data' };
+  }
+  let predicted = perStream;
+  for (const [m, byRole] of measured) for (const role of ROLES) if (byRole[role]) predicted += (costOf(m, role) ?? byRole[role].cost) * byRole[role].n;
   let current = 0;
-  for (const [m, a] of acc) for (const role of ROLES) predicted += cost(m, role) * a[role].n;
   for (const l of loads.values()) if (l.windowMs > 0) current += (l.busyMs.final + l.busyMs.partial) / l.windowMs;
-  const perStream = cost(next.partial, 'partial') + cost(next.final, 'final');
-  return { abstain: false, perStream, current, predicted: predicted + perStream, streams: streams.length };
+  return { abstain: false, perStream, current, predicted, streams: streams.length, remembered: usedMemory };
 }
 
 /** Pure decision from a forecast: refuse when one more stream would take the load past `maxLoad` (0 = off). */
@@ -188,6 +238,8 @@ export interface AdmissionModel {
  */
 export class StreamAdmission {
   private readonly lastAdmitted = new WeakMap<object, number>();
+  /** The last trusted cost of one stream per model and role (forecastLoad's memory for young streams). */
+  private readonly costs = new WeakMap<AdmissionModel, Partial<Record<StreamRole, number>>>();
 
   constructor(
     readonly opts: StreamCapacityOptions,
@@ -219,11 +271,36 @@ export class StreamAdmission {
 
   /** The load forecast, or null when a model of the next stream does not measure its load. */
   private forecast(next: { partial: AdmissionModel; final: AdmissionModel }, streams: readonly StreamUse<AdmissionModel>[]): LoadForecast | null {
+    const loads = this.loads(streams, [next.partial, next.final]);
+    if (!loads.has(next.partial) || !loads.has(next.final)) return null;
+    this.learn(loads, streams);
+    return forecastLoad(loads, streams, next, this.costs);
+  }
+
+  /**
+   * Keeps what one stream costs each model now (the trusted costs of streamCosts), for forecasts of streams too
+   * young to be measured: called at every admission and when a stream ends (then it has run long enough to count).
+   */
+  remember(streams: readonly StreamUse<AdmissionModel>[]): void {
+    if ((this.opts.maxLoad ?? 0) <= 0) return;
+    this.learn(this.loads(streams), streams);
+  }
+
+  private loads(streams: readonly StreamUse<AdmissionModel>[], also: readonly AdmissionModel[] = []): Map<AdmissionModel, SchedulerLoad> {
     const loads = new Map<AdmissionModel, SchedulerLoad>();
-    for (const m of new Set([next.partial, next.final, ...streams.flatMap((s) => [s.partial, s.final])])) {
+    for (const m of new Set([...also, ...streams.flatMap((s) => [s.partial, s.final])])) {
       const l = m.scheduler.load?.();
       if (l) loads.set(m, l);
     }
-    return loads.has(next.partial) && loads.has(next.final) ? forecastLoad(loads, streams, next) : null;
+    return loads;
+  }
+
+  private learn(loads: ReadonlyMap<AdmissionModel, SchedulerLoad>, streams: readonly StreamUse<AdmissionModel>[]): void {
+    for (const [m, byRole] of streamCosts(loads, streams)) {
+      for (const role of ROLES) {
+        const c = byRole[role];
+        if (c?.trusted) this.costs.set(m, { ...this.costs.get(m), [role]: c.cost });
+      }
+    }
   }
 }

@@ -40,7 +40,7 @@ describe('forecastLoad, one model', () => {
   it('finals count whole: with every stream older than the window, required × (n+1)/n', () => {
     // 4 streams, finals 12 s of 30 s = 0.4 → one stream 0.1 → five 0.5.
     const f = forecastLoadOne(load({ final: 12_000 }, { final: 40 }), [OLD, OLD, OLD, OLD]);
-    expect(f).toEqual({ abstain: false, streams: 4, current: 0.4, perStream: 0.1, predicted: 0.5 });
+    expect(f).toEqual({ abstain: false, streams: 4, current: 0.4, perStream: 0.1, predicted: 0.5, remembered: false });
   });
 
   it('file chunks are not a stream’s load', () => {
@@ -122,6 +122,28 @@ describe('forecastLoad, several models (one inference thread)', () => {
   });
 });
 
+describe('forecastLoad, remembered costs', () => {
+  it('a cost measured on too little is replaced by the one remembered from an earlier window', () => {
+    const loads = new Map([['tiny', load({ final: 1000 })]]);
+    // A burst: 6 streams of 3 s, 1 s of finals so far. Alone this says nothing (young streams).
+    const burst = Array.from({ length: 6 }, () => ({ partial: 'tiny', final: 'tiny', ageMs: 3000 }));
+    expect(forecastLoad(loads, burst, { partial: 'tiny', final: 'tiny' })).toEqual({ abstain: true, why: 'young_streams' });
+    // Earlier, one stream cost 0.02 of the time in partials and 0.1 in finals: 7 streams → 0.84.
+    const remembered = new Map([['tiny', { partial: 0.02, final: 0.1 }]]);
+    const f = forecastLoad(loads, burst, { partial: 'tiny', final: 'tiny' }, remembered);
+    if (f.abstain) throw new Error('abstained');
+    expect(f).toMatchObject({ streams: 6, remembered: true });
+    expect(f.perStream).toBeCloseTo(0.12, 12);
+    expect(f.predicted).toBeCloseTo(0.84, 12);
+    // A trusted measurement wins over the memory.
+    const old = Array.from({ length: 4 }, () => ({ partial: 'tiny', final: 'tiny', ageMs: OLD }));
+    const g = forecastLoad(new Map([['tiny', load({ final: 12_000 })]]), old, { partial: 'tiny', final: 'tiny' }, remembered);
+    expect(g).toMatchObject({ abstain: false, predicted: 0.5, remembered: false });
+    // Still never with no live stream at all: a lone stream is not refused.
+    expect(forecastLoad(loads, [], { partial: 'tiny', final: 'tiny' }, remembered)).toEqual({ abstain: true, why: 'no_streams' });
+  });
+});
+
 describe('loadCapacity', () => {
   const over = forecastLoadOne(load({ final: 12_000 }), [OLD]); // 0.4 now, 0.8 with one more
   it('refuses the stream that would take the load past the limit, with the model, the load and the limit', () => {
@@ -191,5 +213,33 @@ describe('StreamAdmission with the forecast', () => {
       ),
     });
     expect(adm.admit({ partial: tiny, final: tiny }, 'websocket', 0, streams)).toEqual({ ok: true });
+  });
+
+  it('remembers what a stream cost, so a burst of new streams is weighed before any has run 10 s', () => {
+    let current = load({ final: 12_000 });
+    const tiny = { id: 'tiny', scheduler: { finalWaitMs: () => 0, load: () => current }, liveLag: { p90Ms: () => 0 } };
+    const adm = new StreamAdmission({ ...opts, maxLoad: 0.8 });
+    // 4 streams measured: 0.1 each; a 5th is admitted (0.5) and the cost is remembered.
+    expect(
+      adm.admit(
+        { partial: tiny, final: tiny },
+        'websocket',
+        0,
+        Array.from({ length: 4 }, () => ({ partial: tiny, final: tiny, ageMs: OLD })),
+      ),
+    ).toEqual({ ok: true });
+    // They end; a burst arrives. With 7 streams of 2 s, the 8th would need 0.8 (admitted, at the limit), the 9th 0.9.
+    current = load({ final: 300 });
+    const burst = (n: number) => Array.from({ length: n }, () => ({ partial: tiny, final: tiny, ageMs: 2000 }));
+    expect(adm.admit({ partial: tiny, final: tiny }, 'websocket', 0, burst(7))).toEqual({ ok: true });
+    expect(adm.admit({ partial: tiny, final: tiny }, 'websocket', 0, burst(8))).toMatchObject({ ok: false, reason: 'capacity_forecast', message: expect.stringContaining('90 %') });
+    // A server that never measured a stream of this model abstains on the same burst.
+    const fresh = new StreamAdmission({ ...opts, maxLoad: 0.8 });
+    expect(fresh.admit({ partial: tiny, final: tiny }, 'websocket', 0, burst(8))).toEqual({ ok: true });
+    // What the live sessions tell it when a stream ends (the streams then running, the ending one included) counts too.
+    current = load({ final: 12_000 });
+    fresh.remember(Array.from({ length: 4 }, () => ({ partial: tiny, final: tiny, ageMs: OLD })));
+    current = load({ final: 300 });
+    expect(fresh.admit({ partial: tiny, final: tiny }, 'websocket', 0, burst(8))).toMatchObject({ ok: false, reason: 'capacity_forecast' });
   });
 });
