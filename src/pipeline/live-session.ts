@@ -115,11 +115,16 @@ export interface LiveSlot {
   release(): void;
 }
 
+/** How long an ended stream is kept for admission: longer than the schedulers' 30 s busy windows. */
+const ENDED_KEPT_MS = 60_000;
+
 /** The live sessions of this server: the one limit, admission, shutdown. */
 export class LiveSessions {
   private readonly sessions = new Map<string, LiveSession>();
   private pending = 0;
   private closing = false;
+  /** Streams that ended lately: their load is still in the models' busy windows (admission counts them there). */
+  private recentlyEnded: { partial: LoadedSpeechModel; final: LoadedSpeechModel; since: number; endedAt: number }[] = [];
 
   constructor(readonly o: LiveSessionsOptions) {}
 
@@ -139,14 +144,25 @@ export class LiveSessions {
     return this.closing;
   }
 
-  /** The models each streaming session uses and how long (ms) it has been running: what admission weighs a new one against. */
+  /**
+   * The models each streaming session uses and how long (ms) it has been running, and the streams that ended within
+   * the last minute (longer than the models' 30 s busy windows): what admission weighs a new one against.
+   */
   streamUses(now: number): StreamUse<LoadedSpeechModel>[] {
     const uses: StreamUse<LoadedSpeechModel>[] = [];
     for (const s of this.sessions.values()) {
       const a = s.attached;
       if (a) uses.push({ partial: a.partial, final: a.final, ageMs: now - a.since });
     }
+    this.recentlyEnded = this.recentlyEnded.filter((e) => now - e.endedAt < ENDED_KEPT_MS);
+    for (const e of this.recentlyEnded) uses.push({ partial: e.partial, final: e.final, ageMs: now - e.since, endedMsAgo: Math.max(now - e.endedAt, 1) });
     return uses;
+  }
+
+  /** A stream left its models at `now`: kept for streamUses, and admission learns what the streams cost. */
+  streamEnded(a: { partial: LoadedSpeechModel; final: LoadedSpeechModel; since: number }, now: number): void {
+    this.recentlyEnded.push({ ...a, endedAt: now });
+    this.o.admission?.remember(this.streamUses(now));
   }
 
   get(id: string): LiveSession | undefined {
@@ -433,8 +449,9 @@ export class LiveSession {
     if (this.state === 'closed') return;
     this.state = 'closed';
     // What this stream and the others cost is best known now that it has run: admission keeps it for a burst to come.
-    if (this.attachedTo) this.live.o.admission?.remember(this.live.streamUses((this.live.o.clock ?? Date.now)()));
+    const attached = this.attachedTo;
     this.attachedTo = null;
+    if (attached) this.live.streamEnded(attached, (this.live.o.clock ?? Date.now)());
     if (tell && (how.reason === 'policy' || how.reason === 'error')) this.out.next({ type: 'error', message: how.message });
     if (how.reason === 'policy' || how.reason === 'error') this.log.info({ reason: how.reason, error: how.message }, 'live session ended');
     this.clearIdle();

@@ -94,11 +94,16 @@ export type LoadForecast =
   | { abstain: true; why: 'no_streams' | 'young_streams' | 'little_data' }
   | { abstain: false; perStream: number; current: number; predicted: number; streams: number; remembered: boolean };
 
-/** How one live stream uses the models: the model of its partials, that of its finals (the same unless two-pass), and how long it has run (ms). */
+/**
+ * How one stream uses the models: the model of its partials, that of its finals (the same unless two-pass), how
+ * long ago it started (ms) and, for a stream that has ended, how long ago it ended: its load is still in the
+ * window, so it counts for the part of the window it was there, but not among the streams that go on.
+ */
 export interface StreamUse<M> {
   partial: M;
   final: M;
   ageMs: number;
+  endedMsAgo?: number;
 }
 
 export type StreamRole = 'partial' | 'final';
@@ -106,7 +111,7 @@ const ROLES: readonly StreamRole[] = ['partial', 'final'];
 
 /** What one stream costs a model in one role, as measured over the window, and whether there was enough to go by. */
 export interface RoleCost {
-  /** Streams using the model in this role. */
+  /** Live streams using the model in this role. */
   n: number;
   /** Fraction of the inference time one stream takes (role time / window / exposure). */
   cost: number;
@@ -127,10 +132,8 @@ export interface RoleCost {
  *   machine, finals plus one partial per stream per 5 s came to 0.42 of the worker's time while it
  *   was busy 0.96 of it and finals were 16–26 s late;
  * - file chunks are not a stream's: they queue behind finals and wait when live work needs the model;
- * - a stream younger than the window has put only part of its load in it: each stream counts for
- *   min(age, window) / window of a stream ("exposure");
- * - streams that ended within the window left their load but are not counted: the cost is then
- *   overestimated, which errs on the side of refusing.
+ * - a stream younger than the window has put only part of its load in it, and one that ended within it left part of
+ *   its load there: each stream counts for the part of the window it was there ("exposure").
  */
 export function streamCosts<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: readonly StreamUse<M>[]): Map<M, Partial<Record<StreamRole, RoleCost>>> {
   const acc = new Map<M, Partial<Record<StreamRole, { n: number; exposure: number; maxAgeMs: number }>>>();
@@ -141,9 +144,10 @@ export function streamCosts<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: re
       const byRole = acc.get(m) ?? {};
       const a = (byRole[role] ??= { n: 0, exposure: 0, maxAgeMs: 0 });
       acc.set(m, byRole);
-      a.n++;
-      a.exposure += w > 0 ? Math.min(Math.max(s.ageMs, 0), w) / w : 0;
-      a.maxAgeMs = Math.max(a.maxAgeMs, s.ageMs);
+      const ended = Math.max(s.endedMsAgo ?? 0, 0);
+      if (ended === 0) a.n++;
+      a.exposure += w > 0 ? Math.max(Math.min(Math.max(s.ageMs, 0), w) - Math.min(ended, w), 0) / w : 0;
+      a.maxAgeMs = Math.max(a.maxAgeMs, s.ageMs - ended);
     }
   }
   const out = new Map<M, Partial<Record<StreamRole, RoleCost>>>();
@@ -183,7 +187,8 @@ export function forecastLoad<M>(
   next: { partial: M; final: M },
   remembered: { get(m: M): Partial<Record<StreamRole, number>> | undefined } = new Map(),
 ): LoadForecast {
-  if (streams.length === 0) return { abstain: true, why: 'no_streams' };
+  const live = streams.filter((s) => !s.endedMsAgo).length;
+  if (live === 0) return { abstain: true, why: 'no_streams' };
   const measured = streamCosts(loads, streams);
   let usedMemory = false;
   const costOf = (m: M, role: StreamRole): number | null => {
@@ -202,13 +207,13 @@ export function forecastLoad<M>(
       continue;
     }
     const x = measured.get(next[role])?.[role];
-    return { abstain: true, why: !x ? 'no_streams' : x.maxAgeMs < FORECAST_MIN.streamAgeMs ? 'young_streams' : 'little_data' };
+    return { abstain: true, why: !x?.n ? 'no_streams' : x.maxAgeMs < FORECAST_MIN.streamAgeMs ? 'young_streams' : 'little_data' };
   }
   let predicted = perStream;
   for (const [m, byRole] of measured) for (const role of ROLES) if (byRole[role]) predicted += (costOf(m, role) ?? byRole[role].cost) * byRole[role].n;
   let current = 0;
   for (const l of loads.values()) if (l.windowMs > 0) current += (l.busyMs.final + l.busyMs.partial) / l.windowMs;
-  return { abstain: false, perStream, current, predicted, streams: streams.length, remembered: usedMemory };
+  return { abstain: false, perStream, current, predicted, streams: live, remembered: usedMemory };
 }
 
 /** Pure decision from a forecast: refuse when one more stream would take the load past `maxLoad` (0 = off). */

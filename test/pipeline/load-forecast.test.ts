@@ -65,6 +65,33 @@ describe('forecastLoad, one model', () => {
   });
 });
 
+describe('forecastLoad, streams that ended within the window', () => {
+  it('count for the part of the window they were there, not among the streams that go on', () => {
+    const m = 'm';
+    // 12 s of finals in 30 s by 4 streams, 3 of which just ended: one stream costs 0.1, not 0.4.
+    const streams = [{ partial: m, final: m, ageMs: OLD }, ...Array.from({ length: 3 }, () => ({ partial: m, final: m, ageMs: OLD, endedMsAgo: 1 }))];
+    const f = forecastLoad(new Map([[m, load({ final: 12_000 })]]), streams, { partial: m, final: m });
+    if (f.abstain) throw new Error('abstained');
+    expect(f.streams).toBe(1);
+    expect(f.perStream).toBeCloseTo(12_000 / 30_000 / (1 + 3 * (29_999 / 30_000)), 12);
+    expect(f.predicted).toBeCloseTo(2 * f.perStream, 12);
+    // One that ended 15 s ago after 45 s was there for half of the window.
+    const half = forecastLoad(
+      new Map([[m, load({ final: 9000 })]]),
+      [
+        { partial: m, final: m, ageMs: OLD },
+        { partial: m, final: m, ageMs: 45_000, endedMsAgo: 15_000 },
+      ],
+      { partial: m, final: m },
+    );
+    if (half.abstain) throw new Error('abstained');
+    expect(half.streams).toBe(1);
+    expect(half.predicted).toBeCloseTo(0.4, 12);
+    // With none left running, a new stream is alone: no forecast.
+    expect(forecastLoad(new Map([[m, load({ final: 12_000 })]]), streams.slice(1), { partial: m, final: m })).toEqual({ abstain: true, why: 'no_streams' });
+  });
+});
+
 describe('forecastLoad, several models (one inference thread)', () => {
   it('weighs a stream of one model against the streams of every model: their workers take turns', () => {
     // tiny: 4 streams, finals 12 s of 30 (0.1 each); small: 2 streams, finals 9 s of 30 (0.15 each).
