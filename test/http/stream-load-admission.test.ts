@@ -21,32 +21,44 @@ async function ready(c: StreamClient, config: Record<string, unknown> = CONFIG):
   return c.next((m) => m.status === 'ready' || 'error' in m);
 }
 
+/**
+ * A server whose clock moves on by `batchMs` per batch any of the tracked schedulers has started (a batch reads its
+ * start before it is counted and its end after), plus idle time the test adds: real batches on the real models,
+ * exact busy time.
+ */
+async function serverWithBatchClock(batchMs: number) {
+  const T0 = Date.now();
+  const schedulers: BatchScheduler<unknown, unknown>[] = [];
+  const time = { idleMs: 0 };
+  const clock = () => T0 + time.idleMs + batchMs * schedulers.reduce((n, s) => n + s.stats.batches, 0);
+  const config = loadConfig(liveTestEnv(dir, { STREAM_IDLE_TIMEOUT_S: '600', STREAM_MAX_FINAL_WAIT_MS: '3000', STREAM_MAX_LOAD: '0.75' }));
+  const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
+  try {
+    const key = await paidKey(app);
+    const connect = () => StreamClient.connect(`ws://127.0.0.1:${app.port}/v1/stream`, { authorization: `Bearer ${key}` });
+    return { app, connect, schedulers, time };
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
+}
+
 describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
   it('refuses the stream whose share would take the model past the limit while the lag is still under its own', async () => {
-    // The server's clock: on it every model call of the scheduler takes exactly BATCH_MS (it moves on
-    // by BATCH_MS per batch the scheduler has started; a batch reads its start before it is counted and
-    // its end after), plus idle time the test adds. Real batches on the real model, exact busy time.
     const BATCH_MS = 4000;
-    const T0 = Date.now();
-    let scheduler: BatchScheduler<unknown, unknown> | null = null;
-    let idleMs = 0;
-    const clock = () => T0 + idleMs + BATCH_MS * (scheduler?.stats.batches ?? 0);
-    const config = loadConfig(liveTestEnv(dir, { STREAM_IDLE_TIMEOUT_S: '600', STREAM_MAX_FINAL_WAIT_MS: '3000', STREAM_MAX_LOAD: '0.75' }));
-    const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
+    const { app, connect, schedulers, time } = await serverWithBatchClock(BATCH_MS);
     try {
-      const u = `ws://127.0.0.1:${app.port}/v1/stream`;
-      const key = await paidKey(app);
-      const connect = () => StreamClient.connect(u, { authorization: `Bearer ${key}` });
       // The first stream: no stream on the model yet, the forecast abstains.
       const first = await connect();
       expect(await ready(first)).toMatchObject({ status: 'ready' });
       const model = await app.speechModels.get('whisper-mini-random');
-      scheduler = model.scheduler as BatchScheduler<unknown, unknown>;
+      const scheduler = model.scheduler as BatchScheduler<unknown, unknown>;
+      schedulers.push(scheduler);
       // Three real finals, one after the other (none waits): 3 × 4 s of model time; then 18 s idle.
       const pcm = await decodeToPcm16k((await makeSpeechWav(TEXTS.hello)).path);
       for (let i = 0; i < 3; i++) await model.transcribe({ audio: pcm, options: { language: 'en', maxNewTokens: 8 } }, { priority: 'final', key: `load-${i}` });
       expect(scheduler.stats.batches).toBe(3);
-      idleMs = 30_000 - 3 * BATCH_MS;
+      time.idleMs = 30_000 - 3 * BATCH_MS;
       // 12 s of finals in 30 s with one stream that has been there all along: 40 % now, 80 % with one more.
       expect(model.scheduler.load().finalBusyFraction).toBeCloseTo(0.4, 12);
       expect(model.scheduler.finalWaitMs()).toBe(0);
@@ -76,16 +88,8 @@ describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
   it('weighs a stream of one model against the streams of the others: the models share the inference thread', async () => {
     // As above, with two models: the clock moves on by BATCH_MS per batch of either scheduler.
     const BATCH_MS = 6000;
-    const T0 = Date.now();
-    const schedulers: BatchScheduler<unknown, unknown>[] = [];
-    let idleMs = 0;
-    const clock = () => T0 + idleMs + BATCH_MS * schedulers.reduce((n, s) => n + s.stats.batches, 0);
-    const config = loadConfig(liveTestEnv(dir, { STREAM_IDLE_TIMEOUT_S: '600', STREAM_MAX_FINAL_WAIT_MS: '3000', STREAM_MAX_LOAD: '0.75' }));
-    const app = await new App(config, { logger: pino({ level: 'silent' }), gpu: { available: false, name: null, memoryMb: null, detail: 'test' }, clock }).start();
+    const { app, connect, schedulers, time } = await serverWithBatchClock(BATCH_MS);
     try {
-      const u = `ws://127.0.0.1:${app.port}/v1/stream`;
-      const key = await paidKey(app);
-      const connect = () => StreamClient.connect(u, { authorization: `Bearer ${key}` });
       const MOONSHINE = { language: 'en', model: 'moonshine-mini-random', max_new_tokens: 8 };
       // One stream on each model (each the first of its model: the forecast abstains).
       const onWhisper = await connect();
@@ -101,7 +105,7 @@ describe('WS /v1/stream: predictive admission (STREAM_MAX_LOAD)', () => {
       await final(whisper, 0);
       await final(whisper, 1);
       await final(moonshine, 2);
-      idleMs = 30_000 - 3 * BATCH_MS;
+      time.idleMs = 30_000 - 3 * BATCH_MS;
       expect(whisper.scheduler.load().finalBusyFraction).toBeCloseTo(0.4, 12);
       expect(moonshine.scheduler.load().finalBusyFraction).toBeCloseTo(0.2, 12);
 
