@@ -20,7 +20,8 @@
  * Memory: one engine (one precision/layout) is loaded at a time and closed before the next, every raw session and
  * the transformers.js pipeline are released when their section ends, and the knob variants are only kept loaded
  * side by side (to interleave them) when their weights are small; the transformers.js baseline never holds both
- * sides (they alternate by rounds, one side loaded per round). The peak RSS after each section (getrusage, what
+ * sides (they alternate by rounds, one side loaded per round), and the merged-fetch knob closes the engine before its
+ * raw decoder session loads. The peak RSS after each section (getrusage, what
  * `/usr/bin/time -v` reports) and each section's own peak (sampled) are reported.
  * `--iters N` caps every repeat count at N (batch sizes unchanged, so memory is that of the full run).
  * `--sections 6` (or `1,6b` …) runs only those sections (default: all); the model load and the features they share are
