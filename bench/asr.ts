@@ -3,6 +3,7 @@
  *
  *   npm run bench:asr -- <model-folder> [--quick] [--out docs/benchmarks-asr.json]
  *                        [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long]
+ *                        [--max-kv-mb 1024] [--sections 1,2,3,4,5,6,6b]
  *
  * One run measures, on the model folder given (nothing here depends on a particular model):
  *  1. encoder ms per 30 s window at batch 1/2/4/8, fp32 vs int8;
@@ -19,9 +20,13 @@
  * Memory: one engine (one precision/layout) is loaded at a time and closed before the next, every raw session and
  * the transformers.js pipeline are released when their section ends, and the knob variants are only kept loaded
  * side by side (to interleave them) when their weights are small; the transformers.js baseline never holds both
- * sides (they alternate by rounds, one side loaded per round). The peak RSS after each section (getrusage, what
+ * sides (they alternate by rounds, one side loaded per round), and the merged-fetch knob closes the engine before its
+ * raw decoder session loads. The peak RSS after each section (getrusage, what
  * `/usr/bin/time -v` reports) and each section's own peak (sampled) are reported.
  * `--iters N` caps every repeat count at N (batch sizes unchanged, so memory is that of the full run).
+ * `--sections 6` (or `1,6b` …) runs only those sections (default: all); the model load and the features they share are
+ * set up either way, and section 5's long-file row needs section 3. Section 6 also reports the sampled peak of each of
+ * its parts (level variants, thread variants, spinning, merged fetches).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -34,6 +39,7 @@ import type { EncoderOutput, KVCache } from '../src/engines/seq2seq/kv-decoder.t
 import { selectEncoderRows } from '../src/engines/seq2seq/kv-rows.ts';
 import { WhisperEngine, type TranscribeOptions, type WhisperEngineOptions } from '../src/engines/whisper/index.ts';
 import { loadWav, speechAudio } from './lib/audio.ts';
+import { type AsrSection, PeakMarks, parseSections } from './lib/sections.ts';
 import { fmt, interleave, measure, median, type Round, round3, roundPlan, summarize, table, type Timing } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- arguments
@@ -49,6 +55,8 @@ interface Args {
   baseline: boolean;
   baselineLong: boolean;
   maxKvMb: number;
+  /** null: every section */
+  sections: Set<AsrSection> | null;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -68,6 +76,7 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--minutes') a.minutes = Number(val());
     else if (x === '--iters') a.iters = Number(val());
     else if (x === '--max-kv-mb') a.maxKvMb = Number(val());
+    else if (x === '--sections') a.sections = parseSections(val());
     else if (x === '--no-baseline') a.baseline = false;
     else if (x === '--no-baseline-long') a.baselineLong = false;
     else if (x === '--help' || x === '-h') usage(0);
@@ -87,15 +96,20 @@ function parseArgs(argv: string[]): Args {
     baseline: a.baseline,
     baselineLong: a.baselineLong && !quick,
     maxKvMb: a.maxKvMb ?? 1024,
+    sections: a.sections ?? null,
   };
 }
 
 function usage(code: number): never {
-  console.error('usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long] [--max-kv-mb 1024]');
+  console.error(
+    'usage: tsx bench/asr.ts <model-folder> [--quick] [--out file.json] [--tokens 32] [--threads N] [--minutes 10] [--iters N] [--no-baseline] [--no-baseline-long] [--max-kv-mb 1024] [--sections 1,2,3,4,5,6,6b]',
+  );
   process.exit(code);
 }
 
 const args = parseArgs(process.argv.slice(2));
+/** Whether `--sections` selects section `s` (all are selected by default). */
+const want = (s: AsrSection) => args.sections === null || args.sections.has(s);
 const Q = args.quick;
 /** A repeat count: `full`, or `quick` with --quick; --iters N caps it (N ≥ 1 timed runs). */
 const reps = (full: number, quick: number) => (args.iters ? Math.max(Math.min(args.iters, full), full > 0 ? 1 : 0) : Q ? quick : full);
@@ -170,8 +184,20 @@ const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
  * whole run's true peak is `peakRssMb` (the same number `/usr/bin/time -v` reports).
  */
 let sampledMax = 0;
+/** Sampled peaks of a section's parts (section 6): `part(name)` ends one. */
+const partPeaks = new PeakMarks();
+/** peakRssMb: sampled within the part; peakSoFarMb: getrusage's peak at its end (a rise over the previous part's
+ * means this part set a new peak for the run, even a spike the sampling missed, e.g. while a session loads) */
+const parts: { section: string; part: string; peakRssMb: number; peakSoFarMb: number }[] = [];
 const sampleRss = () => {
-  sampledMax = Math.max(sampledMax, process.memoryUsage.rss());
+  const rss = process.memoryUsage.rss();
+  sampledMax = Math.max(sampledMax, rss);
+  partPeaks.sample(rss);
+};
+const part = (sectionName: string, name: string) => {
+  const m = partPeaks.mark(name, process.memoryUsage.rss());
+  parts.push({ section: sectionName, part: name, peakRssMb: m.peakMb, peakSoFarMb: peakRssMb() });
+  NOTE(`${sectionName} / ${name}: RSS peak ${m.peakMb} MB (sampled), ${peakRssMb()} MB so far`);
 };
 setInterval(sampleRss, 100).unref();
 const memory: { section: string; peakRssMb: number; sectionPeakRssMb: number; rssMb: number }[] = [];
@@ -181,6 +207,7 @@ const section = (name: string) => {
   const m = memory.at(-1)!;
   NOTE(`${name}: RSS peak ${m.sectionPeakRssMb} MB in the section (sampled), ${m.peakRssMb} MB so far`);
   sampledMax = 0;
+  partPeaks.reset();
   // the next section starts from nothing loaded: the peaks of two sections never add up
   return releaseEngines();
 };
@@ -215,6 +242,8 @@ const meta = {
   transformersJs: pkgVersion('@huggingface/transformers'),
   tokenBudget: BUDGET,
   quick: Q,
+  /** the sections run (--sections; all by default) */
+  sections: args.sections ? [...args.sections] : null,
   iterations: IT,
   uptimeStart: uptime(),
   uptimeEnd: '',
@@ -230,6 +259,7 @@ LOG(`- threads: intraOp ${threads}, interOp 1 (os.availableParallelism() = ${os.
 LOG(`- cpu: ${cpu} ×${meta.cpuCount}; node ${meta.node}; onnxruntime-node ${meta.onnxruntimeNode}; @huggingface/transformers ${meta.transformersJs}`);
 LOG(`- token budget: ${BUDGET} new tokens per 30 s window (greedy, temperature 0, no timestamps, no fallback); timing: ${IT.warmup} warm-up + ${IT.iters} timed runs, medians`);
 LOG(`- load at start: ${meta.uptimeStart}`);
+if (args.sections) LOG(`- sections run: ${[...args.sections].join(', ')} (--sections; the other sections' tables are empty)`);
 LOG();
 
 // audio: one long espeak-ng speech file; windows are 30 s slices of it
@@ -239,6 +269,8 @@ const longAudio = speechAudio(Math.max(seconds, 8 * 30), SR, join('.tmp', 'bench
 const fileAudio = longAudio.samples.subarray(0, seconds * SR);
 const windows = Array.from({ length: 8 }, (_, i) => longAudio.samples.slice(i * WINDOW, (i + 1) * WINDOW));
 const features = windows.map((w) => main0.features(w));
+// with --sections, the shared setup's own peak (the model's first load) is reported apart from the sections'
+if (args.sections) await section('0. setup (model load, features)');
 
 const decodeOpts: TranscribeOptions = {
   language: 'en',
@@ -269,17 +301,19 @@ async function encoderMs(e: WhisperEngine, batch: number, it = IT): Promise<Timi
 const precisions: { name: 'fp32' | 'int8'; quantized: boolean }[] = [{ name: 'fp32', quantized: false }];
 if (meta.files.encoderInt8 && (meta.files.splitInt8 || meta.files.mergedInt8)) precisions.push({ name: 'int8', quantized: true });
 
-NOTE('encoder');
 const encRows: EncRow[] = [];
-for (const p of precisions) {
-  const e = await engine({ quantized: p.quantized });
-  for (const b of encBatches) {
-    const t = await encoderMs(e, b);
-    encRows.push({ precision: p.name, batch: b, msPerCall: t, msPerWindow: t.median / b });
+if (want('1')) {
+  NOTE('encoder');
+  for (const p of precisions) {
+    const e = await engine({ quantized: p.quantized });
+    for (const b of encBatches) {
+      const t = await encoderMs(e, b);
+      encRows.push({ precision: p.name, batch: b, msPerCall: t, msPerWindow: t.median / b });
+    }
   }
-}
 
-await section('1. encoder');
+  await section('1. encoder');
+}
 
 // ---------------------------------------------------------------- 2. decoder
 
@@ -350,12 +384,9 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
       toks = pick(o.logits, o.seqLen, o.vocab);
     }
   };
-  for (let r = 0; r < reps + 1; r++) {
-    const warm = r === 0;
-    await rawRun(warm);
-    // the raw run's KV cache lives in ArrayBuffers V8 barely counts: collect it before the next one is allocated
-    collect();
-    // engine: BatchDecoder (what transcribe runs per token)
+  // engine: BatchDecoder (what transcribe runs per token). A function too: its cache must be unreachable when
+  // collected, before the next raw run allocates one.
+  const engineRun = async (warm: boolean) => {
     const task = e.task({ language: 'en', timestamps: false, maxNewTokens: steps + 1 });
     const d = await BatchDecoder.start(
       e.model,
@@ -368,33 +399,51 @@ async function decoderMs(e: WhisperEngine, batch: number, reps = decReps, steps 
       await d.step();
       if (!warm) eng.push(performance.now() - t1);
     }
+  };
+  for (let r = 0; r < reps + 1; r++) {
+    const warm = r === 0;
+    await rawRun(warm);
+    // the raw run's KV cache lives in ArrayBuffers V8 barely counts: collect it before the next one is allocated
+    collect();
+    await engineRun(warm);
     collect();
   }
   return { raw: median(raw), engine: median(eng), prefill: median(pre) };
 }
 
-NOTE('decoder');
 const decRows: DecRow[] = [];
 const layoutsFor = (p: 'fp32' | 'int8') =>
   (['merged', 'split'] as const).map((l) => ({
     layout: l,
     available: p === 'fp32' ? meta.files[l === 'merged' ? 'mergedFp32' : 'splitFp32'] : meta.files[l === 'merged' ? 'mergedInt8' : 'splitInt8'],
   }));
-for (const p of precisions) {
-  for (const { layout, available } of layoutsFor(p.name)) {
-    const e = available ? await engine({ quantized: p.quantized, decoderLayout: layout }) : null;
-    for (const b of decBatches) {
-      if (!e) {
-        decRows.push({ precision: p.name, layout, batch: b, available: false, rawStepMs: null, engineStepMs: null, msPerToken: null, prefillMs: null });
-        continue;
+if (want('2')) {
+  NOTE('decoder');
+  for (const p of precisions) {
+    for (const { layout, available } of layoutsFor(p.name)) {
+      const e = available ? await engine({ quantized: p.quantized, decoderLayout: layout }) : null;
+      for (const b of decBatches) {
+        if (!e) {
+          decRows.push({ precision: p.name, layout, batch: b, available: false, rawStepMs: null, engineStepMs: null, msPerToken: null, prefillMs: null });
+          continue;
+        }
+        const t = await decoderMs(e, b);
+        decRows.push({
+          precision: p.name,
+          layout,
+          batch: b,
+          available: true,
+          rawStepMs: round3(t.raw),
+          engineStepMs: round3(t.engine),
+          msPerToken: round3(t.engine / b),
+          prefillMs: round3(t.prefill),
+        });
       }
-      const t = await decoderMs(e, b);
-      decRows.push({ precision: p.name, layout, batch: b, available: true, rawStepMs: round3(t.raw), engineStepMs: round3(t.engine), msPerToken: round3(t.engine / b), prefillMs: round3(t.prefill) });
     }
   }
-}
 
-await section('2. decoder');
+  await section('2. decoder');
+}
 
 // ---------------------------------------------------------------- 3. real-time factor of a long file
 
@@ -408,31 +457,33 @@ interface RtfRow {
   rtf: number;
   xRealtime: number;
 }
-NOTE(`file RTF (${seconds} s)`);
 const rtfRows: RtfRow[] = [];
-// every available (precision, layout): int8 usually exists only as split, so fp32 split is the fair int8 reference
-for (const { p, layout } of precisions.flatMap((p) =>
-  layoutsFor(p.name)
-    .filter((l) => l.available)
-    .map((l) => ({ p, layout: l.layout })),
-)) {
-  const e = await engine({ quantized: p.quantized, decoderLayout: layout });
-  let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
-  const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: reps(1, 0), iters: reps(3, 1) });
-  const tpw = res[0].tokensPerWindow;
-  rtfRows.push({
-    precision: p.name,
-    layout: e.info.layout,
-    audioSeconds: seconds,
-    windows: tpw.length,
-    tokens: tpw.reduce((a, w) => a + w.length, 0),
-    wall,
-    rtf: wall.median / 1000 / seconds,
-    xRealtime: seconds / (wall.median / 1000),
-  });
-}
+if (want('3')) {
+  NOTE(`file RTF (${seconds} s)`);
+  // every available (precision, layout): int8 usually exists only as split, so fp32 split is the fair int8 reference
+  for (const { p, layout } of precisions.flatMap((p) =>
+    layoutsFor(p.name)
+      .filter((l) => l.available)
+      .map((l) => ({ p, layout: l.layout })),
+  )) {
+    const e = await engine({ quantized: p.quantized, decoderLayout: layout });
+    let res: Awaited<ReturnType<WhisperEngine['transcribe']>> = [];
+    const wall = await measure(async () => (res = await e.transcribe([{ audio: fileAudio, options: decodeOpts }])), { warmup: reps(1, 0), iters: reps(3, 1) });
+    const tpw = res[0].tokensPerWindow;
+    rtfRows.push({
+      precision: p.name,
+      layout: e.info.layout,
+      audioSeconds: seconds,
+      windows: tpw.length,
+      tokens: tpw.reduce((a, w) => a + w.length, 0),
+      wall,
+      rtf: wall.median / 1000 / seconds,
+      xRealtime: seconds / (wall.median / 1000),
+    });
+  }
 
-await section('3. file RTF');
+  await section('3. file RTF');
+}
 
 // ---------------------------------------------------------------- 4. per-request vs batched
 
@@ -464,39 +515,41 @@ interface ThroughputRow {
   /** Fraction of token positions where batched == one-after-another (1 = identical). */
   tokenAgreement: number;
 }
-NOTE('per-request vs batched');
 const tpRows: ThroughputRow[] = [];
 const nWindows = windows.slice(0, N);
-for (const p of precisions) {
-  const e = await engine({ quantized: p.quantized });
-  let seqTok: number[][] = [];
-  let batTok: number[][] = [];
-  const { sequential, batched } = await interleave(
-    {
-      sequential: async () => {
-        seqTok = [];
-        for (const w of nWindows) seqTok.push((await e.transcribe([{ audio: w, options: decodeOpts }]))[0].tokensPerWindow[0]);
+if (want('4')) {
+  NOTE('per-request vs batched');
+  for (const p of precisions) {
+    const e = await engine({ quantized: p.quantized });
+    let seqTok: number[][] = [];
+    let batTok: number[][] = [];
+    const { sequential, batched } = await interleave(
+      {
+        sequential: async () => {
+          seqTok = [];
+          for (const w of nWindows) seqTok.push((await e.transcribe([{ audio: w, options: decodeOpts }]))[0].tokensPerWindow[0]);
+        },
+        batched: async () => {
+          batTok = (await e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts })))).map((r) => r.tokensPerWindow[0]);
+        },
       },
-      batched: async () => {
-        batTok = (await e.transcribe(nWindows.map((w) => ({ audio: w, options: decodeOpts })))).map((r) => r.tokensPerWindow[0]);
-      },
-    },
-    { warmup: 1, iters: reps(5, 1) },
-  );
-  tpRows.push({
-    precision: p.name,
-    n: N,
-    sequential,
-    batched,
-    seqWindowsPerS: N / (sequential.median / 1000),
-    batchWindowsPerS: N / (batched.median / 1000),
-    speedup: sequential.median / batched.median,
-    sameTokens: JSON.stringify(seqTok) === JSON.stringify(batTok),
-    tokenAgreement: agreement(seqTok, batTok),
-  });
-}
+      { warmup: 1, iters: reps(5, 1) },
+    );
+    tpRows.push({
+      precision: p.name,
+      n: N,
+      sequential,
+      batched,
+      seqWindowsPerS: N / (sequential.median / 1000),
+      batchWindowsPerS: N / (batched.median / 1000),
+      speedup: sequential.median / batched.median,
+      sameTokens: JSON.stringify(seqTok) === JSON.stringify(batTok),
+      tokenAgreement: agreement(seqTok, batTok),
+    });
+  }
 
-await section('4. per-request vs batched');
+  await section('4. per-request vs batched');
+}
 
 // ---------------------------------------------------------------- 5. transformers.js baseline
 
@@ -532,7 +585,7 @@ const baseline: Baseline = {
  * in one transcribe call, batched like section 4 (and a one-request-after-another row beside it).
  */
 const BASELINE_ROUNDS = 2;
-if (args.baseline) {
+if (args.baseline && want('5')) {
   NOTE('transformers.js baseline');
   try {
     const tjs = await import('@huggingface/transformers');
@@ -582,6 +635,8 @@ if (args.baseline) {
       await fn();
       if (!warm) into.push(performance.now() - t0);
     };
+    // the long-file row compares with section 3's run of ours (fp32, default layout): only when section 3 ran
+    const fileOurs = rtfRows.find((x) => x.precision === 'fp32' && x.layout === main0.info.layout);
     const plan = roundPlan(['ours', 'theirs'] as const, it.iters, BASELINE_ROUNDS);
     const lastTheirs = plan.findLast((r) => r.side === 'theirs');
     let longTheirs: Timing | null = null;
@@ -623,7 +678,7 @@ if (args.baseline) {
             await timed(s.set.theirs, () => pipe(nWindows, theirOpts), warm);
           }
           // (c) the long file, chunk_length_s 30 (transformers.js default stride chunk/6 → overlapping chunks)
-          if (args.baselineLong && r === lastTheirs) longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: reps(3, 1) });
+          if (args.baselineLong && fileOurs && r === lastTheirs) longTheirs = await measure(() => pipe(fileAudio, { ...theirOpts, chunk_length_s: 30 }), { warmup: 0, iters: reps(3, 1) });
         } finally {
           await pipe.dispose(); // its sessions: as large as ours
           collect();
@@ -647,10 +702,10 @@ if (args.baseline) {
     // (b) the N-window set: ours batched (one transcribe call), theirs as an array (the pipeline loops)
     baseline.rows.push({ case: `${N} windows (ours batched, theirs pipeline(array))`, ours: setOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / setOurs.median });
     baseline.rows.push({ case: `${N} windows (ours one request after another)`, ours: seqOurs, theirs: setTheirs, oursWindows: N, theirsWindows: N, ratio: setTheirs.median / seqOurs.median });
-    if (longTheirs) {
+    if (longTheirs && fileOurs) {
       const stride = 30 / 6;
       const theirsWindows = Math.max(1, Math.ceil((seconds - 30) / (30 - 2 * stride)) + 1);
-      const fr = rtfRows.find((x) => x.precision === 'fp32' && x.layout === main0.info.layout)!;
+      const fr = fileOurs;
       baseline.rows.push({
         case: `${seconds} s file (theirs chunk_length_s 30)`,
         ours: fr.wall,
@@ -668,8 +723,8 @@ if (args.baseline) {
     await releaseEngines();
     collect();
   }
-} else baseline.reason = '--no-baseline';
-await section('5. transformers.js baseline');
+} else baseline.reason = args.baseline ? 'not in --sections' : '--no-baseline';
+if (want('5')) await section('5. transformers.js baseline');
 
 // ---------------------------------------------------------------- 6. knobs
 
@@ -680,7 +735,7 @@ interface KnobRow {
   decoderStepB1: number | null;
   decoderStepB16: number | null;
 }
-NOTE('knobs');
+const K6 = '6. knobs';
 const knobRows: KnobRow[] = [];
 const knobRounds = reps(4, 1);
 const bigB = fitBatch(Q ? 4 : 16);
@@ -728,82 +783,107 @@ async function knobs(variants: { knob: string; value: string; o: WhisperEngineOp
     } finally {
       for (const e of es) await e.close();
     }
+    part(K6, `${variants[0].knob} (variants together)`);
   } else {
     for (let i = 0; i < variants.length; i++) {
       const e = await engine(variants[i].o);
       for (let r = 0; r < knobRounds + warmRounds; r++) await round(e, i, r < warmRounds);
       await releaseEngines();
+      part(K6, `${variants[i].knob} ${variants[i].value}`);
     }
   }
   variants.forEach((v, i) =>
     knobRows.push({ knob: v.knob, value: v.value, encoderB1: round3(median(acc[i].enc)), decoderStepB1: round3(median(acc[i].d1)), decoderStepB16: round3(median(acc[i].dB)) }),
   );
 }
-await knobs((['disabled', 'basic', 'extended', 'all'] as const).map((level) => ({ knob: 'graphOptimizationLevel', value: level, o: { graphOptimizationLevel: level } })));
-await releaseEngines(); // keep memory flat for the rest
-await knobs([...new Set([1, 2, os.availableParallelism()])].map((t) => ({ knob: 'intraOpThreads', value: String(t), o: { intraOpThreads: t } })));
-await releaseEngines();
-
-// intra-op thread spinning: not exposed by WhisperModelOptions, so measured on a raw encoder session
-{
-  const encFile = join(onnxDir, 'encoder_model.onnx');
-  const mk = (spin: boolean) =>
-    ort.InferenceSession.create(encFile, {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-      extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
-    });
-  const sOn = await mk(true);
-  const sOff = await mk(false);
-  const { nMels: nm, nFrames: nf } = main0.config.features;
-  const feed = { input_features: new ort.Tensor('float32', features[0], [1, nm, nf]) };
-  const t = await interleave({ on: () => sOn.run(feed), off: () => sOff.run(feed) }, { warmup: 1, iters: reps(2 * knobRounds, 1) });
-  knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `1 (ORT default), ${threads} threads`, encoderB1: round3(t.on.median), decoderStepB1: null, decoderStepB16: null });
-  knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `0, ${threads} threads`, encoderB1: round3(t.off.median), decoderStepB1: null, decoderStepB16: null });
-  await sOn.release();
-  await sOff.release();
-}
-
-// merged decoder, cached branch: the If passes the whole encoder KV through as present.*.encoder.* outputs on
-// every step. The engine fetches all outputs; measure what restricting the fetches would give (raw session).
-if (meta.files.mergedFp32) {
-  const e = await engine({ decoderLayout: 'merged' });
-  const sess = await ort.InferenceSession.create(join(onnxDir, 'decoder_model_merged.onnx'), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
-  const B = bigB;
-  const enc = await encoderRows(e, B);
-  const prompt = e.buildPrompt({ language: 'en', timestamps: false }).prompt;
-  const pre = await e.model.prefill(
-    enc,
-    Array.from({ length: B }, () => prompt),
-  );
-  const slim = sess.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n));
-  const stepsFrom = async (fetches: string[] | null) => {
-    let dec = pre.cache.decoder;
-    for (let i = 0; i < knobSteps; i++) {
-      const feeds: Record<string, ort.Tensor> = {
-        input_ids: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(e.tokenizer.eot - 1)), [B, 1]),
-        ...dec,
-        ...pre.cache.encoder,
-        encoder_hidden_states: pre.cache.encoderHidden!,
-        use_cache_branch: new ort.Tensor('bool', new Uint8Array([1]), [1]),
-      };
-      const out = fetches ? await sess.run(feeds, fetches) : await sess.run(feeds);
-      dec = Object.fromEntries(
-        Object.entries(out)
-          .filter(([n]) => /^present\.\d+\.decoder\./.test(n))
-          .map(([n, t]) => [n.replace('present', 'past_key_values'), t as ort.Tensor]),
-      );
-    }
-  };
-  const t = await interleave({ all: () => stepsFrom(null), slim: () => stepsFrom(slim) }, { warmup: 1, iters: reps(knobRounds, 1) });
-  knobRows.push({ knob: 'merged decoder fetches (raw session)', value: 'all outputs (what the engine does)', encoderB1: NaN, decoderStepB1: null, decoderStepB16: round3(t.all.median / knobSteps) });
-  knobRows.push({ knob: 'merged decoder fetches (raw session)', value: 'logits + decoder presents only', encoderB1: NaN, decoderStepB1: null, decoderStepB16: round3(t.slim.median / knobSteps) });
-  await sess.release();
+if (want('6')) {
+  NOTE('knobs');
+  partPeaks.reset();
+  await knobs((['disabled', 'basic', 'extended', 'all'] as const).map((level) => ({ knob: 'graphOptimizationLevel', value: level, o: { graphOptimizationLevel: level } })));
+  await releaseEngines(); // keep memory flat for the rest
+  await knobs([...new Set([1, 2, os.availableParallelism()])].map((t) => ({ knob: 'intraOpThreads', value: String(t), o: { intraOpThreads: t } })));
   await releaseEngines();
-}
 
-await section('6. knobs');
+  // intra-op thread spinning: not exposed by WhisperModelOptions, so measured on a raw encoder session
+  {
+    const encFile = join(onnxDir, 'encoder_model.onnx');
+    const mk = (spin: boolean) =>
+      ort.InferenceSession.create(encFile, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
+      });
+    const sOn = await mk(true);
+    const sOff = await mk(false);
+    const { nMels: nm, nFrames: nf } = main0.config.features;
+    const feed = { input_features: new ort.Tensor('float32', features[0], [1, nm, nf]) };
+    const t = await interleave({ on: () => sOn.run(feed), off: () => sOff.run(feed) }, { warmup: 1, iters: reps(2 * knobRounds, 1) });
+    knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `1 (ORT default), ${threads} threads`, encoderB1: round3(t.on.median), decoderStepB1: null, decoderStepB16: null });
+    knobRows.push({ knob: 'allow_spinning (raw encoder session)', value: `0, ${threads} threads`, encoderB1: round3(t.off.median), decoderStepB1: null, decoderStepB16: null });
+    await sOn.release();
+    await sOff.release();
+    part(K6, 'allow_spinning (two raw encoder sessions)');
+  }
+
+  // merged decoder, cached branch: the If passes the whole encoder KV through as present.*.encoder.* outputs on
+  // every step. The engine fetches all outputs; measure what restricting the fetches would give (raw session).
+  // Memory: the engine only computes the prefill (encoder rows, KV caches) and is closed before the raw session
+  // loads, so one copy of the merged decoder is loaded at a time (the two together peaked at 8.2 GB on small); a full
+  // GC before every timed call keeps one side's copied-out encoder KV from being collected in the other's time.
+  if (meta.files.mergedFp32) {
+    const B = bigB;
+    const e = await engine({ decoderLayout: 'merged' });
+    const enc = await encoderRows(e, B);
+    const prompt = e.buildPrompt({ language: 'en', timestamps: false }).prompt;
+    const pre = await e.model.prefill(
+      enc,
+      Array.from({ length: B }, () => prompt),
+    );
+    const token = BigInt(e.tokenizer.eot - 1);
+    await releaseEngines();
+    const sess = await ort.InferenceSession.create(join(onnxDir, 'decoder_model_merged.onnx'), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const slim = sess.outputNames.filter((n) => !/^present\.\d+\.encoder\./.test(n));
+    const stepsFrom = async (fetches: string[] | null) => {
+      let dec = pre.cache.decoder;
+      for (let i = 0; i < knobSteps; i++) {
+        const feeds: Record<string, ort.Tensor> = {
+          input_ids: new ort.Tensor('int64', new BigInt64Array(B).fill(token), [B, 1]),
+          ...dec,
+          ...pre.cache.encoder,
+          encoder_hidden_states: pre.cache.encoderHidden!,
+          use_cache_branch: new ort.Tensor('bool', new Uint8Array([1]), [1]),
+        };
+        const out = fetches ? await sess.run(feeds, fetches) : await sess.run(feeds);
+        dec = Object.fromEntries(
+          Object.entries(out)
+            .filter(([n]) => /^present\.\d+\.decoder\./.test(n))
+            .map(([n, t]) => [n.replace('present', 'past_key_values'), t as ort.Tensor]),
+        );
+      }
+    };
+    const t = await interleave({ all: () => stepsFrom(null), slim: () => stepsFrom(slim) }, { warmup: 1, iters: reps(knobRounds, 1), before: collect });
+    knobRows.push({
+      knob: 'merged decoder fetches (raw session)',
+      value: 'all outputs (the encoder KV pass-through too)',
+      encoderB1: NaN,
+      decoderStepB1: null,
+      decoderStepB16: round3(t.all.median / knobSteps),
+    });
+    knobRows.push({
+      knob: 'merged decoder fetches (raw session)',
+      value: 'logits + decoder presents only (what the engine fetches)',
+      encoderB1: NaN,
+      decoderStepB1: null,
+      decoderStepB16: round3(t.slim.median / knobSteps),
+    });
+    await sess.release();
+    collect();
+    part(K6, 'merged decoder fetches (engine closed after the prefill, then one raw session)');
+  }
+
+  await section(K6);
+}
 
 // ---------------------------------------------------------------- 6b. encoder on shorter audio
 
@@ -814,7 +894,6 @@ interface ShortRow {
   ms?: number;
   error?: string;
 }
-NOTE('encoder on fewer frames');
 const cleanErr = (err: unknown) =>
   String((err as Error).message)
     .replace(/\s+/g, ' ')
@@ -851,14 +930,20 @@ async function shortEncoderRows(e: WhisperEngine, frameList: number[]): Promise<
 }
 // The graph as exported (fixed 3000 frames) and as the engine loads it (encoder-graph.ts: symbolic time axis,
 // position table sliced to the conv output), one engine at a time.
-await releaseEngines();
-const asExported = await WhisperEngine.load(args.model, { intraOpThreads: threads, interOpThreads: 1, trimmableEncoder: false });
-const shortRows = await shortEncoderRows(asExported, [fullFrames, fullFrames / 2]);
-await asExported.close();
-const rewritten = await engine({});
-const patchedRows = await shortEncoderRows(rewritten, [250, 500, 1000, 1500, fullFrames]);
-const patchNote = rewritten.model.trimmable ? 'rewritten at load (encoder-graph.ts)' : 'the graph could not be rewritten';
-await releaseEngines();
+let shortRows: ShortRow[] = [];
+let patchedRows: ShortRow[] = [];
+let patchNote = 'not in --sections';
+if (want('6b')) {
+  NOTE('encoder on fewer frames');
+  await releaseEngines();
+  const asExported = await WhisperEngine.load(args.model, { intraOpThreads: threads, interOpThreads: 1, trimmableEncoder: false });
+  shortRows = await shortEncoderRows(asExported, [fullFrames, fullFrames / 2]);
+  await asExported.close();
+  const rewritten = await engine({});
+  patchedRows = await shortEncoderRows(rewritten, [250, 500, 1000, 1500, fullFrames]);
+  patchNote = rewritten.model.trimmable ? 'rewritten at load (encoder-graph.ts)' : 'the graph could not be rewritten';
+  await releaseEngines();
+}
 const shortAudio = {
   inputShape: [1, nMels, 'encoder_frames'],
   outputShape: [1, 'encoder_frames/2', main0.config.dModel],
@@ -867,7 +952,7 @@ const shortAudio = {
   patched: { note: patchNote, rows: patchedRows },
 };
 
-await section('6b. encoder on shorter audio');
+if (want('6b')) await section('6b. encoder on shorter audio');
 
 // ---------------------------------------------------------------- report
 
@@ -1052,10 +1137,20 @@ LOG(
     memory.map((m) => [m.section, m.peakRssMb, m.sectionPeakRssMb, m.rssMb]),
   ),
 );
+if (parts.length) {
+  LOG();
+  LOG(
+    table(
+      ['section', 'part', 'part peak, sampled every 100 ms (MB)', 'peak RSS so far at its end (MB)'],
+      parts.map((p) => [p.section, p.part, p.peakRssMb, p.peakSoFarMb]),
+    ),
+  );
+}
 
 const json = {
   meta,
   memory,
+  memoryParts: parts,
   encoder: encRows,
   decoder: decRows,
   rtf: rtfRows,

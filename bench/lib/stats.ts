@@ -55,13 +55,15 @@ export function table(head: string[], rows: (string | number)[][]): string {
 
 /**
  * Round-robin timing of several variants: each round runs every variant once, so load changes on a
- * shared machine hit all variants alike. Returns one Timing per key.
+ * shared machine hit all variants alike. Returns one Timing per key. `before` (not timed) runs before every call,
+ * warm-up included: e.g. a full GC, so one variant's garbage is not collected inside another's timing.
  */
-export async function interleave<K extends string>(fns: Record<K, () => Promise<unknown>>, o: { warmup: number; iters: number }): Promise<Record<K, Timing>> {
+export async function interleave<K extends string>(fns: Record<K, () => Promise<unknown>>, o: { warmup: number; iters: number; before?: () => unknown }): Promise<Record<K, Timing>> {
   const keys = Object.keys(fns) as K[];
   const samples = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let r = 0; r < o.warmup + o.iters; r++) {
     for (const k of keys) {
+      await o.before?.();
       const t0 = performance.now();
       await fns[k]();
       if (r >= o.warmup) samples[k].push(performance.now() - t0);

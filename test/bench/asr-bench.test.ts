@@ -53,5 +53,26 @@ describe.skipIf(!existsSync(WHISPER_FIXTURE))('bench:asr --quick', () => {
     const sections = (json.memory as { section: string; peakRssMb: number }[]).map((m) => m.section);
     expect(sections).toEqual(['1. encoder', '2. decoder', '3. file RTF', '4. per-request vs batched', '5. transformers.js baseline', '6. knobs', '6b. encoder on shorter audio']);
     for (const m of json.memory) expect(m.peakRssMb).toBeGreaterThan(0);
+    // section 6 reports each part's peak (one engine or raw session at a time on real sizes)
+    const parts = (json.memoryParts as { section: string; part: string; peakRssMb: number }[]).filter((p) => p.section === '6. knobs');
+    expect(parts.map((p) => p.part)).toContain('allow_spinning (two raw encoder sessions)');
+    expect(parts.some((p) => p.part.startsWith('merged decoder fetches'))).toBe(true);
+    for (const p of parts) expect(p.peakRssMb).toBeGreaterThan(0);
   }, 300_000);
+
+  it('--sections runs only the chosen sections after the shared setup', async () => {
+    const out = path.join(tmp, 'asr-6b.json');
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/asr.ts', WHISPER_FIXTURE, '--quick', '--sections', '6b', '--out', out], {
+      cwd: REPO_ROOT,
+      maxBuffer: 16 * 1024 * 1024,
+      timeout: 120_000,
+    });
+    expect(stdout).toContain('- sections run: 6b');
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.meta.sections).toEqual(['6b']);
+    expect((json.memory as { section: string }[]).map((m) => m.section)).toEqual(['0. setup (model load, features)', '6b. encoder on shorter audio']);
+    expect([json.encoder, json.decoder, json.rtf, json.throughput, json.knobs]).toEqual([[], [], [], [], []]);
+    expect(json.baseline.ran).toBe(false);
+    expect(json.shortAudio.patched.rows.length).toBeGreaterThan(0);
+  }, 150_000);
 });

@@ -1,6 +1,6 @@
-/** bench/lib/stats.ts: the round plan that alternates sides loaded one at a time (bench:asr's transformers.js baseline). */
+/** bench/lib/stats.ts: the round plan that alternates sides loaded one at a time (bench:asr's transformers.js baseline), and round-robin timing. */
 import { describe, expect, it } from 'vitest';
-import { roundPlan } from '../../bench/lib/stats.ts';
+import { interleave, roundPlan } from '../../bench/lib/stats.ts';
 
 describe('roundPlan', () => {
   it('alternates the order of the sides every round and splits the timed calls evenly', () => {
@@ -30,5 +30,20 @@ describe('roundPlan', () => {
 
   it('rejects a plan without timed calls', () => {
     expect(() => roundPlan(['a'], 0, 2)).toThrow(/positive integer/);
+  });
+});
+
+describe('interleave', () => {
+  it('runs the variants round-robin, warm-up rounds untimed, `before` ahead of every call', async () => {
+    const log: string[] = [];
+    const t = await interleave(
+      {
+        a: async () => log.push('a'),
+        b: async () => log.push('b'),
+      },
+      { warmup: 1, iters: 2, before: () => log.push('gc') },
+    );
+    expect(log).toEqual(['gc', 'a', 'gc', 'b', 'gc', 'a', 'gc', 'b', 'gc', 'a', 'gc', 'b']);
+    expect([t.a.samples.length, t.b.samples.length]).toEqual([2, 2]);
   });
 });
