@@ -106,6 +106,9 @@ export interface StreamUse<M> {
   endedMsAgo?: number;
 }
 
+/** How long ago a stream ended (ms); 0 while it runs. */
+const endedMsAgo = (s: StreamUse<unknown>) => Math.max(s.endedMsAgo ?? 0, 0);
+
 export type StreamRole = 'partial' | 'final';
 const ROLES: readonly StreamRole[] = ['partial', 'final'];
 
@@ -144,7 +147,7 @@ export function streamCosts<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: re
       const byRole = acc.get(m) ?? {};
       const a = (byRole[role] ??= { n: 0, exposure: 0, maxAgeMs: 0 });
       acc.set(m, byRole);
-      const ended = Math.max(s.endedMsAgo ?? 0, 0);
+      const ended = endedMsAgo(s);
       if (ended === 0) a.n++;
       a.exposure += w > 0 ? Math.max(Math.min(Math.max(s.ageMs, 0), w) - Math.min(ended, w), 0) / w : 0;
       a.maxAgeMs = Math.max(a.maxAgeMs, s.ageMs - ended);
@@ -187,7 +190,7 @@ export function forecastLoad<M>(
   next: { partial: M; final: M },
   remembered: { get(m: M): Partial<Record<StreamRole, number>> | undefined } = new Map(),
 ): LoadForecast {
-  const live = streams.filter((s) => !s.endedMsAgo).length;
+  const live = streams.filter((s) => endedMsAgo(s) === 0).length;
   if (live === 0) return { abstain: true, why: 'no_streams' };
   const measured = streamCosts(loads, streams);
   let usedMemory = false;
