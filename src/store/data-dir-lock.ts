@@ -207,8 +207,23 @@ function readLine(socket: net.Socket, timeoutMs: number): Promise<string | null>
   });
 }
 
-/** connect() to the path: the socket, or null when nothing listens there (refused, or no file). */
-function connect(address: string): Promise<net.Socket | null> {
+/**
+ * connect() to the path: the socket, or null when nothing listens there (refused, or no file). A process binds the
+ * path a moment before it listens, and a connect() in between is refused as for a dead owner: a refusal is
+ * asked again a few times before it counts (a dead owner's file stays refused).
+ */
+async function connect(address: string): Promise<net.Socket | null> {
+  for (let attempt = 0; ; attempt++) {
+    const socket = await connectOnce(address);
+    if (socket || attempt >= REFUSED_RETRIES) return socket;
+    await sleep(REFUSED_RETRY_MS);
+  }
+}
+
+const REFUSED_RETRIES = 3;
+const REFUSED_RETRY_MS = 50;
+
+function connectOnce(address: string): Promise<net.Socket | null> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(address);
     socket.once('connect', () => {
