@@ -14,11 +14,13 @@
  *   `partialWaitMs()` the same for partials (live streams widen their partial interval from it, so
  *   that under load they ask for fewer partials before any has to be dropped for age).
  * - `load()` says how busy the model worker was over the last `loadWindowMs`, split by priority
- *   (predictive admission of new streams).
+ *   (predictive admission of new streams). Schedulers given one `share` (the speech models' workers, whose
+ *   sessions all run on the JavaScript thread) are charged only their share of the time their batches overlap.
  */
 import { DomainError } from '../errors.ts';
 import { BusyWindow } from './busy-window.ts';
 import { RecentWindow } from './recent-window.ts';
+import { type ShareTicket, ThreadShare } from './thread-share.ts';
 
 export type Priority = 'final' | 'file' | 'partial';
 const PRIORITIES: Priority[] = ['final', 'file', 'partial'];
@@ -61,11 +63,17 @@ export interface BatchSchedulerOptions<Req, Res> {
   loadWindowMs?: number;
   /** Wall clock in ms (default Date.now) of queue waits and busy time; tests inject one to make them exact. */
   clock?: () => number;
+  /**
+   * The thread this worker's model calls share with other schedulers' (default: its own): overlapping batches are
+   * each charged their share of the overlap in `load()`. Schedulers sharing one must share one clock.
+   */
+  share?: ThreadShare;
 }
 
 /**
  * How busy the model worker was over the last `windowMs` (one batch runs at a time, so busy time is
- * model time): fractions of the window (0–1) in all and per priority, and requests served per priority.
+ * model time; a batch that overlapped another scheduler's on a shared thread counts its share of the overlap):
+ * fractions of the window (0–1) in all and per priority, and requests served per priority.
  */
 export interface SchedulerLoad {
   windowMs: number;
@@ -101,7 +109,8 @@ export class BatchScheduler<Req, Res> {
   /** Model time of recent batches per priority (load()). */
   private readonly busy: BusyWindow<Priority>;
   /** The batch running now: when it started and what it holds (load() counts it up to now). */
-  private current: { start: number; counts: Record<Priority, number> } | null = null;
+  private current: { start: number; counts: Record<Priority, number>; ticket: ShareTicket } | null = null;
+  private readonly share: ThreadShare;
   private readonly clock: () => number;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
@@ -121,11 +130,13 @@ export class BatchScheduler<Req, Res> {
     this.partialWaits = new RecentWindow(opts.partialWaitWindowMs ?? 5_000);
     this.clock = opts.clock ?? (() => Date.now()); // read Date.now at each call: tests fake the clock after construction
     this.busy = new BusyWindow(opts.loadWindowMs ?? 30_000, PRIORITIES, this.clock());
+    this.share = opts.share ?? new ThreadShare();
   }
 
   /** How busy the model worker was over the last `loadWindowMs` (the batch running now counts up to `now`). */
   load(now = this.clock()): SchedulerLoad {
-    const { windowMs, busyMs, requests } = this.busy.split(now, this.current ?? undefined);
+    const c = this.current;
+    const { windowMs, busyMs, requests } = this.busy.split(now, c ? { start: c.start, counts: c.counts, busyMs: this.share.charged(c.ticket, now) } : undefined);
     const frac = (ms: number) => (windowMs > 0 ? ms / windowMs : 0);
     return {
       windowMs,
@@ -289,7 +300,8 @@ export class BatchScheduler<Req, Res> {
     const startedAt = this.clock();
     const counts = { final: 0, file: 0, partial: 0 };
     for (const b of batch) counts[b.priority]++;
-    this.current = { start: startedAt, counts };
+    const ticket = this.share.begin(startedAt);
+    this.current = { start: startedAt, counts, ticket };
     for (const b of batch) {
       if (b.priority === 'final') this.finalWaits.add(startedAt - b.enqueuedAt, startedAt);
       else if (b.priority === 'partial') this.partialWaits.add(startedAt - b.enqueuedAt, startedAt);
@@ -300,11 +312,17 @@ export class BatchScheduler<Req, Res> {
     this.stats.maxBatchSize = Math.max(this.stats.maxBatchSize, batch.length);
     this.stats.byGroup[batch[0].group] = (this.stats.byGroup[batch[0].group] ?? 0) + batch.length;
     const t0 = performance.now();
-    this.idle = this.opts
-      .run(batch.map((b) => b.req))
+    let ran: Promise<Res[]>;
+    try {
+      ran = this.opts.run(batch.map((b) => b.req));
+    } catch (e) {
+      ran = Promise.reject(e); // a run that throws before its promise still ends its batch (and its share of the thread)
+    }
+    this.idle = ran
       // The model is free once run settles: busy time ends there, before any caller hears of it.
       .finally(() => {
-        this.busy.add(startedAt, this.clock(), counts);
+        const end = this.clock();
+        this.busy.add(startedAt, end, counts, this.share.end(ticket, end));
         this.current = null;
       })
       .then(

@@ -4,6 +4,9 @@
  * finals), and how many requests of each priority were served. A batch that overlaps the window's
  * start counts only for its part inside it, and so do its requests. This is the measure behind
  * predictive admission (what one more live stream would cost the model).
+ *
+ * A batch's busy time is its wall time unless the caller charges it less: batches of several models that
+ * overlap share one thread (ThreadShare), and each is charged only its share of the overlap.
  */
 
 /** Busy time (ms) and requests served per kind of work, within a window. */
@@ -17,6 +20,8 @@ export interface BusySplit<K extends string> {
 interface Interval<K extends string> {
   start: number;
   end: number;
+  /** Busy time charged to the batch (ms, at most end − start). */
+  busyMs: number;
   counts: Partial<Record<K, number>>;
 }
 
@@ -33,22 +38,26 @@ export class BusyWindow<K extends string> {
     private readonly since: number,
   ) {}
 
-  /** A batch that ran from `start` to `end` (ms, the window's clock) with `counts` requests of each kind. */
-  add(start: number, end: number, counts: Partial<Record<K, number>>): void {
-    this.items.push({ start, end, counts });
+  /**
+   * A batch that ran from `start` to `end` (ms, the window's clock) with `counts` requests of each kind, charged
+   * `busyMs` of busy time (default: all of it).
+   */
+  add(start: number, end: number, counts: Partial<Record<K, number>>, busyMs = end - start): void {
+    this.items.push({ start, end, busyMs, counts });
     this.prune(end);
   }
 
   /**
    * Busy time and requests per kind in (now − windowMs, now]; `running`, a batch started and not yet
-   * finished, counts up to `now`.
+   * finished, counts up to `now` (with `busyMs` charged so far, default all of it). A batch partly inside
+   * the window counts the same part of its charge.
    */
-  split(now: number, running?: { start: number; counts: Partial<Record<K, number>> }): BusySplit<K> {
+  split(now: number, running?: { start: number; counts: Partial<Record<K, number>>; busyMs?: number }): BusySplit<K> {
     this.prune(now);
     const from = Math.max(now - this.windowMs, this.since);
     const busyMs = Object.fromEntries(this.kinds.map((k) => [k, 0])) as Record<K, number>;
     const requests = Object.fromEntries(this.kinds.map((k) => [k, 0])) as Record<K, number>;
-    const all = running ? [...this.items, { ...running, end: now }] : this.items;
+    const all = running ? [...this.items, { ...running, end: now, busyMs: running.busyMs ?? now - running.start }] : this.items;
     for (const b of all) {
       const overlap = Math.min(b.end, now) - Math.max(b.start, from);
       if (overlap <= 0 && !(b.end === b.start && b.start > from)) continue;
@@ -60,7 +69,7 @@ export class BusyWindow<K extends string> {
       if (total === 0) continue;
       for (const k of this.kinds) {
         const n = b.counts[k] ?? 0;
-        busyMs[k] += (Math.max(0, overlap) * n) / total;
+        busyMs[k] += duration > 0 ? (b.busyMs * inside * n) / total : 0;
         requests[k] += n * inside;
       }
     }

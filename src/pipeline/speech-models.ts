@@ -17,6 +17,7 @@ import type { ModelRegistry } from '../models/registry.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { BatchScheduler, type Priority } from './batch-scheduler.ts';
 import { RecentWindow } from './recent-window.ts';
+import { ThreadShare } from './thread-share.ts';
 
 /** How late live finals are, per model: what admission control and `stt_final_lag_seconds` see. */
 export interface LiveLag {
@@ -152,6 +153,8 @@ export class SpeechModels {
   /** Folders whose load has finished (a request joining an unfinished load is told it is loading). */
   private readonly ready = new Set<string>();
   private readonly installer: ModelInstaller;
+  /** The JavaScript thread all their sessions run on: overlapping batches of two models are each charged their share. */
+  private readonly thread = new ThreadShare();
 
   constructor(private readonly opts: SpeechModelsOptions) {
     this.installer = opts.installer ?? new ModelInstaller({ registry: opts.registry, autoPull: false });
@@ -230,6 +233,7 @@ export class SpeechModels {
       maxBatch: this.opts.maxBatch ?? 8,
       windowMs: this.opts.batchWindowMs ?? 10,
       clock: this.opts.clock,
+      share: this.thread,
       onDrop: (reason) => metrics?.droppedPartials.inc({ model: id, reason }),
       onBatch: ({ size, ms }) => {
         metrics?.batchSize.observe({ model: id }, size);

@@ -1,12 +1,13 @@
 import { describe, expect, it, vi } from 'vitest';
 import { BatchScheduler } from '../../src/pipeline/batch-scheduler.ts';
+import { ThreadShare } from '../../src/pipeline/thread-share.ts';
 
 /**
  * A real BatchScheduler on an injected clock whose "model" takes a known time: each batch moves
  * the clock forward by `batchMs` before answering, so busy fractions are exact (no sleeping).
  */
-function clocked(o: { start: number; batchMs: number; loadWindowMs?: number }) {
-  const clock = { t: o.start };
+function clocked(o: { start: number; batchMs: number; loadWindowMs?: number; clock?: { t: number }; share?: ThreadShare }) {
+  const clock = o.clock ?? { t: o.start };
   let gate: Promise<void> | null = null;
   const s = new BatchScheduler<string, string>({
     name: 'test',
@@ -14,6 +15,7 @@ function clocked(o: { start: number; batchMs: number; loadWindowMs?: number }) {
     windowMs: 0,
     loadWindowMs: o.loadWindowMs ?? 10_000,
     clock: () => clock.t,
+    share: o.share,
     run: async (reqs) => {
       if (gate) await gate;
       else clock.t += o.batchMs;
@@ -92,5 +94,38 @@ describe('BatchScheduler.load', () => {
     expect(s.finalWaitMs()).toBe(2500);
     release();
     await Promise.all([first, second]);
+  });
+
+  it('two schedulers on one thread are each charged their share of the time their batches overlap', async () => {
+    // Two models' workers whose sessions run on the one JavaScript thread: batch A 0 → 1000, batch B 500 → 1500.
+    const clock = { t: 0 };
+    const share = new ThreadShare();
+    const a = clocked({ start: 0, batchMs: 0, clock, share });
+    const b = clocked({ start: 0, batchMs: 0, clock, share });
+    const releaseA = a.hold();
+    const doneA = a.s.submit('A', { priority: 'final', key: 'x' });
+    await vi.waitFor(() => expect(a.s.stats.batches).toBe(1), { timeout: 30_000 });
+    clock.t = 500;
+    const releaseB = b.hold();
+    const doneB = b.s.submit('B', { priority: 'partial', key: 'y' });
+    await vi.waitFor(() => expect(b.s.stats.batches).toBe(1), { timeout: 30_000 });
+    // Running, at 800: A alone for 500 ms and half of 300; B half of 300.
+    clock.t = 800;
+    expect(a.s.load().busyMs.final).toBe(650);
+    expect(b.s.load().busyMs.partial).toBe(150);
+    clock.t = 1000;
+    releaseA();
+    await doneA;
+    clock.t = 1500;
+    releaseB();
+    await doneB;
+    // Each 750 ms: together the 1500 ms during which either ran, where wall times would add up to 2000.
+    const la = a.s.load(2000);
+    const lb = b.s.load(2000);
+    expect(la.busyMs.final).toBe(750);
+    expect(lb.busyMs.partial).toBe(750);
+    expect(la.busyFraction + lb.busyFraction).toBeCloseTo(1500 / 2000, 12);
+    // At 10 500 the window starts at 500: half of batch A is inside it and counts half of its charge.
+    expect(a.s.load(10_500).busyMs.final).toBeCloseTo(750 * 0.5, 9);
   });
 });
