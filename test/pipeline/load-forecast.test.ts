@@ -9,7 +9,8 @@ function load(busy: Partial<Record<'final' | 'file' | 'partial', number>>, reque
   return {
     windowMs,
     busyMs,
-    requests: { final: 0, file: 0, partial: 0, ...requests },
+    // a model busy with finals has served some (FORECAST_MIN.finals) unless a test says otherwise
+    requests: { final: busyMs.final > 0 ? FORECAST_MIN.finals : 0, file: 0, partial: 0, ...requests },
     busyFraction: (busyMs.final + busyMs.file + busyMs.partial) / windowMs,
     finalBusyFraction: busyMs.final / windowMs,
     fileBusyFraction: busyMs.file / windowMs,
@@ -35,6 +36,14 @@ describe('forecastLoad, one model', () => {
     expect(forecastLoadOne(load({ final: FORECAST_MIN.busyMs - 1, file: 29_000 }), [OLD])).toEqual({ abstain: true, why: 'little_data' });
     expect(forecastLoadOne(load({}, {}, 0), [OLD])).toEqual({ abstain: true, why: 'little_data' });
     expect(forecastLoadOne(load({ final: FORECAST_MIN.busyMs }), [OLD]).abstain).toBe(false);
+  });
+
+  it('abstains while no final has been served: what finals cost is not known yet', () => {
+    // Long first utterances: 5 s of partials, no final yet. Partials alone would say one stream costs 0.05.
+    expect(forecastLoadOne(load({ partial: 3000 }, { final: 0, partial: 20 }), [5000, 5000])).toEqual({ abstain: true, why: 'little_data' });
+    // One final served: the final cost counts, partials need none (a stream may ask for none).
+    const f = forecastLoadOne(load({ final: 600 }, { final: FORECAST_MIN.finals, partial: 0 }), [5000, 5000]);
+    expect(f.abstain).toBe(false);
   });
 
   it('finals count whole: with every stream older than the window, required × (n+1)/n', () => {
