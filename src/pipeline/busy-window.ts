@@ -69,7 +69,7 @@ export class BusyWindow<K extends string> {
       if (total === 0) continue;
       for (const k of this.kinds) {
         const n = b.counts[k] ?? 0;
-        busyMs[k] += duration > 0 ? (b.busyMs * inside * n) / total : 0;
+        busyMs[k] += (b.busyMs * inside * n) / total; // a batch of no duration was charged nothing
         requests[k] += n * inside;
       }
     }

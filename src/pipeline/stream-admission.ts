@@ -177,12 +177,12 @@ export function streamCosts<M>(loads: ReadonlyMap<M, SchedulerLoad>, streams: re
       const a = byRole[role];
       if (!a) continue;
       const cost = l && w > 0 && a.exposure > 0 ? l.busyMs[role] / w / a.exposure : 0;
-      const served = role === 'final' ? (l?.requests.final ?? 0) : Number.POSITIVE_INFINITY;
+      const finalsServed = role !== 'final' || (l?.requests.final ?? 0) >= FORECAST_MIN.finals;
       costs[role] = {
         n: a.n,
         cost,
         maxAgeMs: a.maxAgeMs,
-        trusted: w > 0 && a.maxAgeMs >= FORECAST_MIN.streamAgeMs && live >= FORECAST_MIN.busyMs && served >= FORECAST_MIN.finals,
+        trusted: w > 0 && a.maxAgeMs >= FORECAST_MIN.streamAgeMs && live >= FORECAST_MIN.busyMs && finalsServed,
       };
     }
     out.set(m, costs);
